@@ -1,0 +1,229 @@
+//! The userphoto command line.
+//!
+//! ```text
+//! userphoto normalize --profile ad-thumbnail|ad-large|graph [--size N] [--max-bytes N]
+//!                     [--threads N] --out DIR FILE...
+//! userphoto demo [--out DIR]
+//! ```
+//!
+//! `normalize` writes `DIR/<file stem>.jpg` for every input and prints one JSON object per
+//! input on stdout: `input`, `output`, `ok`, `bytes`, `width`, `height`, `quality`, and on
+//! failure `error_kind` and `error`. Exit code 0 when all succeeded, 1 when any failed, 2 on
+//! bad usage.
+//!
+//! `demo` generates a few photos of its own (landscape, portrait with EXIF orientation,
+//! transparent PNG, a huge-header bomb and a truncated file) and normalizes them for every
+//! built-in profile, so it runs on a machine with no photos at all.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::json;
+use userphoto::normalize::{testimage, BatchOptions, Input, Normalizer, Profile};
+
+#[derive(Parser)]
+#[command(
+    name = "userphoto",
+    version,
+    about = "One photo per person, written everywhere it is shown"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Copy, Clone, ValueEnum)]
+enum ProfileName {
+    AdThumbnail,
+    AdLarge,
+    Graph,
+}
+
+impl ProfileName {
+    fn profile(self) -> Profile {
+        match self {
+            Self::AdThumbnail => Profile::ad_thumbnail(),
+            Self::AdLarge => Profile::ad_large(),
+            Self::Graph => Profile::graph(),
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Normalize image files into JPEG renditions for one profile.
+    Normalize {
+        /// The target profile.
+        #[arg(long, value_enum)]
+        profile: ProfileName,
+        /// Square output size in pixels, instead of the profile's.
+        #[arg(long)]
+        size: Option<u32>,
+        /// Byte budget, instead of the profile's.
+        #[arg(long)]
+        max_bytes: Option<usize>,
+        /// Worker threads (default: one per core).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// Output folder (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// Input images.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Generate sample photos and normalize them for every built-in profile.
+    Demo {
+        /// Folder for the samples and the renditions.
+        #[arg(long, default_value = "userphoto-demo")]
+        out: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match cli.command {
+        Command::Normalize {
+            profile,
+            size,
+            max_bytes,
+            threads,
+            out,
+            files,
+        } => {
+            let mut p = profile.profile();
+            if let Some(s) = size {
+                p = p.with_size(s, s);
+            }
+            if let Some(b) = max_bytes {
+                p = p.with_max_bytes(b);
+            }
+            if let Err(e) = p.validate() {
+                eprintln!("userphoto: {e}");
+                return ExitCode::from(2);
+            }
+            if let Err(e) = std::fs::create_dir_all(&out) {
+                eprintln!("userphoto: cannot create {}: {e}", out.display());
+                return ExitCode::from(2);
+            }
+            let failed = normalize_files(&files, &[p], threads, &out);
+            if failed > 0 {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Command::Demo { out } => demo(&out),
+    }
+}
+
+/// Normalizes files, writes `<out>/<stem>.jpg` (with `-<profile>` when several profiles),
+/// prints a JSON line per input and profile, and returns how many failed.
+fn normalize_files(files: &[PathBuf], profiles: &[Profile], threads: usize, out: &Path) -> usize {
+    let inputs = files.iter().cloned().map(|f| (f.clone(), Input::Path(f)));
+    let stdout = std::io::stdout();
+    let mut failed = 0;
+    let options = BatchOptions { threads, queue: 0 };
+    Normalizer::new().normalize_batch(inputs, profiles, options, |item, _progress| {
+        let stem = item.key.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "photo".into());
+        let input = item.key.display().to_string();
+        let mut lines = Vec::new();
+        match item.result {
+            Err(e) => {
+                failed += 1;
+                for _ in profiles {
+                    lines.push(json!({"input": input, "output": null, "ok": false, "error_kind": e.kind().as_str(), "error": e.to_string()}));
+                }
+            }
+            Ok(results) => {
+                for (p, r) in profiles.iter().zip(results) {
+                    let name = if profiles.len() > 1 { format!("{stem}-{}.jpg", p.name) } else { format!("{stem}.jpg") };
+                    let path = out.join(name);
+                    match r.map_err(|e| (e.kind().as_str(), e.to_string())).and_then(|r| {
+                        std::fs::write(&path, &r.bytes).map(|_| r).map_err(|e| ("io", format!("cannot write {}: {e}", path.display())))
+                    }) {
+                        Ok(r) => lines.push(json!({
+                            "input": input, "output": path.display().to_string(), "ok": true, "profile": p.name,
+                            "bytes": r.bytes.len(), "width": r.width, "height": r.height, "quality": r.quality,
+                            "sha256": r.sha256_hex(), "ms": item.elapsed.as_secs_f64() * 1000.0,
+                        })),
+                        Err((kind, msg)) => {
+                            failed += 1;
+                            lines.push(json!({"input": input, "output": null, "ok": false, "profile": p.name, "error_kind": kind, "error": msg}));
+                        }
+                    }
+                }
+            }
+        }
+        let mut lock = stdout.lock();
+        for l in lines {
+            let _ = writeln!(lock, "{l}");
+        }
+    });
+    failed
+}
+
+fn demo(out: &Path) -> ExitCode {
+    let samples = out.join("samples");
+    let renditions = out.join("renditions");
+    for d in [&samples, &renditions] {
+        if let Err(e) = std::fs::create_dir_all(d) {
+            eprintln!("userphoto: cannot create {}: {e}", d.display());
+            return ExitCode::from(2);
+        }
+    }
+    let mut bomb = testimage::gradient_jpeg(64, 64);
+    // Patch the frame header to claim 60000x60000: refused from the header, nothing decoded.
+    if let Some(i) = bomb.windows(2).position(|w| w == [0xFF, 0xC0]) {
+        bomb[i + 5..i + 9].copy_from_slice(&[0xEA, 0x60, 0xEA, 0x60]);
+    }
+    let landscape = testimage::gradient_jpeg(3000, 2000);
+    let files: Vec<(&str, Vec<u8>)> = vec![
+        ("alice.jpg", landscape.clone()),
+        (
+            "bob-portrait-exif6.jpg",
+            testimage::with_exif_orientation(&testimage::gradient_jpeg(2400, 1800), 6),
+        ),
+        ("carol-transparent.png", testimage::rgba_png(800, 600)),
+        (
+            "dave-truncated.jpg",
+            landscape[..landscape.len() / 2].to_vec(),
+        ),
+        ("eve-bomb.jpg", bomb),
+    ];
+    let mut paths = Vec::new();
+    for (name, bytes) in files {
+        let p = samples.join(name);
+        if let Err(e) = std::fs::write(&p, bytes) {
+            eprintln!("userphoto: cannot write {}: {e}", p.display());
+            return ExitCode::from(2);
+        }
+        paths.push(p);
+    }
+    eprintln!(
+        "userphoto demo: {} samples in {}, renditions in {}",
+        paths.len(),
+        samples.display(),
+        renditions.display()
+    );
+    let profiles = [
+        Profile::ad_thumbnail(),
+        Profile::ad_large(),
+        Profile::graph(),
+    ];
+    let failed = normalize_files(&paths, &profiles, 0, &renditions);
+    eprintln!("userphoto demo: {failed} of {} inputs refused, as expected for the truncated file and the bomb", paths.len());
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,26 @@
+//! # userphoto
+//!
+//! One photo per person, kept once, written everywhere it is shown.
+//!
+//! This crate turns any common image into deterministic, size-bounded baseline JPEGs for
+//! the places an organisation shows people's photos: on-premises Active Directory's
+//! `thumbnailPhoto` (synced to Microsoft 365 by Entra Connect) and Microsoft 365 through
+//! Microsoft Graph.
+//!
+//! The normalization core is [`normalize`]: see [`normalize::Normalizer`] and the built-in
+//! [`normalize::Profile`]s.
+//!
+//! ## Cargo features
+//!
+//! | feature | default | what it does |
+//! |---|---|---|
+//! | `mozjpeg` | yes | JPEG through libjpeg-turbo's code (vendored by `mozjpeg-sys`): DCT-scaled decoding, the fastest path. Needs a C compiler; uses SIMD when `nasm` is installed at build time. |
+//! | `pure-rust` | no | JPEG through zune-jpeg and jpeg-encoder when `mozjpeg` is off: no C toolchain, slower on large photos. |
+//!
+//! ## Licences of bundled code
+//!
+//! With the default `mozjpeg` feature this software is based in part on the work of the
+//! Independent JPEG Group (libjpeg, via libjpeg-turbo and mozjpeg).
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod normalize;

@@ -1,0 +1,538 @@
+//! The normalization core: any common image in, one deterministic, size-bounded baseline
+//! JPEG out per [`Profile`].
+//!
+//! ```
+//! use userphoto::normalize::{Normalizer, Profile};
+//! # let photo = userphoto::normalize::testimage::gradient_jpeg(1200, 900);
+//! let n = Normalizer::new();
+//! let thumb = n.normalize(&photo, &Profile::ad_thumbnail())?;
+//! assert_eq!((thumb.width, thumb.height), (96, 96));
+//! assert!(thumb.bytes.len() <= 10_000);
+//! # Ok::<(), userphoto::normalize::NormalizeError>(())
+//! ```
+//!
+//! The steps, in order:
+//!
+//! 1. **Guards** ([`Limits`]): input size, then width, height and pixel count read from the
+//!    header, before any pixel buffer exists.
+//! 2. **Format** from the bytes ([`ImageFormat::detect`]): JPEG, PNG, GIF (first frame), BMP,
+//!    TIFF, WebP; HEIC and others give [`NormalizeError::Unsupported`] naming the format.
+//! 3. **Decode**. JPEGs decode at the smallest DCT scale (1/8, 1/4, 1/2) that still leaves the
+//!    resize filter at least 2x to work with, so a 24 MP photo becomes a few hundred pixels
+//!    wide inside the decoder. For a progressive JPEG at 1/8 only its DC scans are decoded.
+//! 4. **Crop** by a [`CropStrategy`] in upright coordinates (EXIF orientation applied, all
+//!    eight values), mapped back onto the stored pixels, then **Lanczos3 resize**.
+//! 5. **Colour** to 8-bit sRGB on the small result: ICC profiles converted, CMYK/YCCK
+//!    converted, alpha composited on the profile's background.
+//! 6. **Orientation** applied to the small result.
+//! 7. **Encode** a baseline JFIF JPEG (4:2:0, optimized Huffman tables, no EXIF, XMP, ICC or
+//!    comments) at the highest quality that fits the budget, stepping down in size if even
+//!    the lowest quality does not fit.
+//!
+//! Everything is deterministic: the same bytes and profile give the same JPEG bytes on
+//! every run, with any number of threads.
+
+mod batch;
+mod codec;
+mod color;
+mod error;
+mod format;
+mod geometry;
+mod profile;
+mod resize;
+mod search;
+#[doc(hidden)]
+pub mod testimage;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+
+pub use batch::{BatchItem, BatchOptions, BatchProgress, Input};
+pub use error::{NormalizeError, NormalizeErrorKind};
+pub use format::ImageFormat;
+pub use geometry::{
+    CenterCrop, CropContext, CropRect, CropStrategy, FocusCrop, Orientation, RegionCrop,
+};
+pub use profile::{Limits, Profile};
+
+use codec::{Layout, Raster};
+use format::JpegCoding;
+use search::Search;
+
+/// One normalized photo for one profile.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Rendition {
+    /// The profile's name.
+    pub profile: String,
+    /// The JPEG file.
+    pub bytes: Bytes,
+    /// SHA-256 of `bytes`.
+    pub sha256: [u8; 32],
+    /// Width in pixels (the profile's, unless the size had to step down).
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// The JPEG quality used.
+    pub quality: u8,
+    /// How many JPEG encodes the byte-budget search took, over all sizes tried.
+    pub encodes: u32,
+}
+
+impl Rendition {
+    /// The SHA-256 as lower-case hex.
+    pub fn sha256_hex(&self) -> String {
+        self.sha256.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl std::fmt::Debug for Rendition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rendition")
+            .field("profile", &self.profile)
+            .field("bytes", &self.bytes.len())
+            .field("sha256", &self.sha256_hex())
+            .field("width", &self.width)
+            .field("height", &self.height)
+            .field("quality", &self.quality)
+            .field("encodes", &self.encodes)
+            .finish()
+    }
+}
+
+/// What [`Normalizer::probe`] reads from a header without decoding.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct ImageInfo {
+    /// The format, from the bytes.
+    pub format: ImageFormat,
+    /// Stored width (before orientation).
+    pub width: u32,
+    /// Stored height.
+    pub height: u32,
+    /// The EXIF orientation (JPEG only; 1 elsewhere until decode).
+    pub orientation: Orientation,
+    /// Whether the JPEG is progressive.
+    pub progressive: bool,
+}
+
+/// Turns images into renditions. Cheap to clone; safe to share between threads.
+#[derive(Debug, Clone)]
+pub struct Normalizer {
+    limits: Limits,
+    crop: Arc<dyn CropStrategy>,
+}
+
+impl Default for Normalizer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A decoded picture, possibly at a reduced DCT scale, with what is needed to finish it.
+struct Decoded {
+    raster: Raster,
+    /// Full stored size (the raster may be smaller).
+    full_width: u32,
+    full_height: u32,
+    orientation: Orientation,
+    icc: Option<Vec<u8>>,
+}
+
+impl Normalizer {
+    /// A normalizer with default [`Limits`] and [`CenterCrop`].
+    pub fn new() -> Self {
+        Self {
+            limits: Limits::default(),
+            crop: Arc::new(CenterCrop),
+        }
+    }
+
+    /// Replaces the input limits.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Replaces the crop strategy.
+    pub fn with_crop_strategy(mut self, crop: impl CropStrategy + 'static) -> Self {
+        self.crop = Arc::new(crop);
+        self
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The name of the JPEG codec compiled in.
+    pub fn codec_name() -> &'static str {
+        codec::CODEC_NAME
+    }
+
+    /// Reads format, size and orientation from the header, applying the limits.
+    pub fn probe(&self, bytes: &[u8]) -> Result<ImageInfo, NormalizeError> {
+        self.limits.check_input_len(bytes.len() as u64)?;
+        let format = detect(bytes)?;
+        if format == ImageFormat::Jpeg {
+            let info = format::walk_jpeg(bytes, false)?;
+            check_jpeg_coding(&info)?;
+            self.limits.check_dimensions(info.width, info.height)?;
+            let orientation =
+                Orientation::from_exif(info.exif.map(format::exif_orientation).unwrap_or(1) as u32);
+            return Ok(ImageInfo {
+                format,
+                width: info.width,
+                height: info.height,
+                orientation,
+                progressive: matches!(
+                    info.coding,
+                    Some(JpegCoding::Progressive | JpegCoding::Arithmetic { progressive: true })
+                ),
+            });
+        }
+        let dec = other_decoder(bytes, format, &self.limits)?;
+        let (w, h) = image::ImageDecoder::dimensions(&dec);
+        Ok(ImageInfo {
+            format,
+            width: w,
+            height: h,
+            orientation: Orientation::NORMAL,
+            progressive: false,
+        })
+    }
+
+    /// Normalizes one image for one profile.
+    pub fn normalize(&self, bytes: &[u8], profile: &Profile) -> Result<Rendition, NormalizeError> {
+        let mut all = self.normalize_many(bytes, std::slice::from_ref(profile))?;
+        all.pop()
+            .unwrap_or_else(|| Err(NormalizeError::Config("no profile".into())))
+    }
+
+    /// Normalizes one image for several profiles from a single decode (a sync writing AD and
+    /// Graph from one photo decodes it once, at the scale the largest profile needs).
+    ///
+    /// The outer error is for the image (unsupported, corrupt, over the limits); the inner
+    /// results are per profile, in the order given (one profile may not fit its budget while
+    /// the others do).
+    pub fn normalize_many(
+        &self,
+        bytes: &[u8],
+        profiles: &[Profile],
+    ) -> Result<Vec<Result<Rendition, NormalizeError>>, NormalizeError> {
+        for p in profiles {
+            p.validate()?;
+        }
+        let decoded = self.decode(bytes, profiles)?;
+        Ok(profiles.iter().map(|p| self.render(&decoded, p)).collect())
+    }
+
+    /// The crop rectangle for a profile, in stored full-size coordinates, and the stored-
+    /// orientation target size.
+    fn plan_crop(
+        &self,
+        full_w: u32,
+        full_h: u32,
+        o: Orientation,
+        tw: u32,
+        th: u32,
+    ) -> (CropRect, u32, u32) {
+        let (dw, dh) = if o.swaps_axes() {
+            (full_h, full_w)
+        } else {
+            (full_w, full_h)
+        };
+        let ctx = CropContext::new(dw, dh, tw, th);
+        let rect = self.crop.crop(&ctx).clamped(dw, dh);
+        let stored = o
+            .rect_to_stored(rect, full_w, full_h)
+            .clamped(full_w, full_h);
+        let (sw, sh) = if o.swaps_axes() { (th, tw) } else { (tw, th) };
+        (stored, sw, sh)
+    }
+
+    fn decode(&self, bytes: &[u8], profiles: &[Profile]) -> Result<Decoded, NormalizeError> {
+        self.limits.check_input_len(bytes.len() as u64)?;
+        let format = detect(bytes)?;
+        if format != ImageFormat::Jpeg {
+            return self.decode_other(bytes, format);
+        }
+        let info = format::walk_jpeg(bytes, false)?;
+        check_jpeg_coding(&info)?;
+        let (w, h) = (info.width, info.height);
+        if w == 0 || h == 0 {
+            return Err(NormalizeError::corrupt(
+                "JPEG",
+                "zero width or height in the frame header",
+            ));
+        }
+        self.limits.check_dimensions(w, h)?;
+        let orientation =
+            Orientation::from_exif(info.exif.map(format::exif_orientation).unwrap_or(1) as u32);
+        // The smallest DCT scale that leaves at least 2x for Lanczos, for every profile.
+        let mut denom = 8u32;
+        for p in profiles {
+            let (rect, sw, sh) = self.plan_crop(w, h, orientation, p.width, p.height);
+            let fits = |d: u32| {
+                rect.width / d as f64 >= 2.0 * sw as f64
+                    && rect.height / d as f64 >= 2.0 * sh as f64
+            };
+            let d = codec::SCALE_DENOMS
+                .into_iter()
+                .find(|&d| fits(d))
+                .unwrap_or(1);
+            denom = denom.min(d);
+        }
+        if !codec::DECODER_SCALES {
+            denom = 1;
+        }
+        let channels = info.components.max(1) as u64;
+        let scaled = (w as u64).div_ceil(denom as u64) * (h as u64).div_ceil(denom as u64);
+        self.limits.check_decoded(scaled * channels)?;
+        let progressive = matches!(info.coding, Some(JpegCoding::Progressive));
+        let raster = if progressive && denom == 8 && codec::DECODER_SCALES {
+            let full = format::walk_jpeg(bytes, true)?;
+            match format::dc_only_stream(bytes, &full) {
+                Some(dc) => codec::decode_jpeg(&dc, &info, denom)?,
+                None => codec::decode_jpeg(bytes, &info, denom)?,
+            }
+        } else {
+            codec::decode_jpeg(bytes, &info, denom)?
+        };
+        Ok(Decoded {
+            raster,
+            full_width: w,
+            full_height: h,
+            orientation,
+            icc: info.icc,
+        })
+    }
+
+    fn decode_other(&self, bytes: &[u8], format: ImageFormat) -> Result<Decoded, NormalizeError> {
+        use image::ImageDecoder;
+        let mut dec = other_decoder(bytes, format, &self.limits)?;
+        let (w, h) = dec.dimensions();
+        if w == 0 || h == 0 {
+            return Err(NormalizeError::corrupt(
+                format.name(),
+                "zero width or height",
+            ));
+        }
+        let orientation = dec
+            .orientation()
+            .ok()
+            .and_then(orientation_from_image)
+            .unwrap_or(Orientation::NORMAL);
+        let icc = dec.icc_profile().ok().flatten();
+        let img = image::DynamicImage::from_decoder(dec).map_err(|e| image_error(format, e))?;
+        use image::ColorType as C;
+        let (layout, data) = match img.color() {
+            C::L8 | C::L16 => (Layout::Gray, img.into_luma8().into_raw()),
+            C::Rgb8 | C::Rgb16 | C::Rgb32F => (Layout::Rgb, img.into_rgb8().into_raw()),
+            _ => (Layout::Rgba, img.into_rgba8().into_raw()),
+        };
+        Ok(Decoded {
+            raster: Raster {
+                width: w,
+                height: h,
+                layout,
+                data,
+            },
+            full_width: w,
+            full_height: h,
+            orientation,
+            icc,
+        })
+    }
+
+    fn render(&self, d: &Decoded, p: &Profile) -> Result<Rendition, NormalizeError> {
+        let (mut tw, mut th) = (p.width, p.height);
+        let mut best: Option<(usize, u8, u32, u32)> = None;
+        let mut total_encodes = 0;
+        loop {
+            let (rect, sw, sh) = self.plan_crop(d.full_width, d.full_height, d.orientation, tw, th);
+            // Map the full-size rectangle onto the (possibly DCT-scaled) raster.
+            let fx = d.raster.width as f64 / d.full_width as f64;
+            let fy = d.raster.height as f64 / d.full_height as f64;
+            let scaled = CropRect {
+                x: rect.x * fx,
+                y: rect.y * fy,
+                width: rect.width * fx,
+                height: rect.height * fy,
+            };
+            let small = resize::crop_resize(&d.raster, scaled, sw, sh)?;
+            let rgb = color::to_srgb(&small, d.icc.as_deref(), p.background);
+            let (rgb, ow, oh) = d.orientation.apply(&rgb, sw as usize, sh as usize, 3);
+            match search::search(
+                &rgb,
+                ow as u32,
+                oh as u32,
+                p.max_bytes,
+                p.min_quality,
+                p.max_quality,
+            )? {
+                Search::Fit {
+                    quality,
+                    jpeg,
+                    encodes,
+                } => {
+                    let sha256: [u8; 32] = Sha256::digest(&jpeg).into();
+                    return Ok(Rendition {
+                        profile: p.name.clone(),
+                        bytes: Bytes::from(jpeg),
+                        sha256,
+                        width: ow as u32,
+                        height: oh as u32,
+                        quality,
+                        encodes: total_encodes + encodes,
+                    });
+                }
+                Search::NoFit {
+                    smallest,
+                    quality,
+                    encodes,
+                } => {
+                    total_encodes += encodes;
+                    if best.is_none_or(|b| smallest < b.0) {
+                        best = Some((smallest, quality, ow as u32, oh as u32));
+                    }
+                    if tw <= p.min_width {
+                        let (best_bytes, best_quality, best_width, best_height) =
+                            best.unwrap_or((smallest, quality, tw, th));
+                        return Err(NormalizeError::CannotFit {
+                            profile: p.name.clone(),
+                            max_bytes: p.max_bytes,
+                            best_bytes,
+                            best_quality,
+                            best_width,
+                            best_height,
+                        });
+                    }
+                    // Step down by about 20% per round, keeping the aspect ratio.
+                    let nw = ((tw as u64 * 4) / 5).max(p.min_width as u64) as u32;
+                    th = ((th as u64 * nw as u64) / tw as u64).max(1) as u32;
+                    tw = nw;
+                }
+            }
+        }
+    }
+}
+
+fn detect(bytes: &[u8]) -> Result<ImageFormat, NormalizeError> {
+    match ImageFormat::detect(bytes) {
+        Some(
+            f @ (ImageFormat::Jpeg
+            | ImageFormat::Png
+            | ImageFormat::Gif
+            | ImageFormat::Bmp
+            | ImageFormat::Tiff
+            | ImageFormat::WebP),
+        ) => Ok(f),
+        Some(f) => Err(NormalizeError::Unsupported {
+            format: f.name().to_owned(),
+        }),
+        None if bytes.is_empty() => Err(NormalizeError::Unsupported {
+            format: "empty input".into(),
+        }),
+        None => Err(NormalizeError::Unsupported {
+            format: "unknown".into(),
+        }),
+    }
+}
+
+fn check_jpeg_coding(info: &format::JpegInfo<'_>) -> Result<(), NormalizeError> {
+    let unsupported = |what: &str| {
+        Err(NormalizeError::Unsupported {
+            format: what.to_owned(),
+        })
+    };
+    match info.coding {
+        Some(JpegCoding::Lossless) => return unsupported("lossless JPEG"),
+        Some(JpegCoding::Hierarchical) => return unsupported("hierarchical JPEG"),
+        Some(JpegCoding::Arithmetic { .. }) if !cfg!(feature = "mozjpeg") => {
+            return unsupported("arithmetic-coded JPEG")
+        }
+        _ => {}
+    }
+    if info.precision != 8 {
+        return unsupported(&format!("{}-bit JPEG", info.precision));
+    }
+    if !matches!(info.components, 1 | 3 | 4) {
+        return unsupported(&format!("JPEG with {} colour components", info.components));
+    }
+    Ok(())
+}
+
+fn other_decoder<'a>(
+    bytes: &'a [u8],
+    format: ImageFormat,
+    limits: &Limits,
+) -> Result<Box<dyn image::ImageDecoder + 'a>, NormalizeError> {
+    use image::ImageDecoder;
+    let fmt = match format {
+        ImageFormat::Png => image::ImageFormat::Png,
+        ImageFormat::Gif => image::ImageFormat::Gif,
+        ImageFormat::Bmp => image::ImageFormat::Bmp,
+        ImageFormat::Tiff => image::ImageFormat::Tiff,
+        ImageFormat::WebP => image::ImageFormat::WebP,
+        other => {
+            return Err(NormalizeError::Unsupported {
+                format: other.name().to_owned(),
+            })
+        }
+    };
+    let mut reader = image::ImageReader::with_format(std::io::Cursor::new(bytes), fmt);
+    let mut l = image::Limits::default();
+    l.max_image_width = Some(limits.max_width);
+    l.max_image_height = Some(limits.max_height);
+    l.max_alloc = Some(limits.max_decoded_bytes);
+    reader.limits(l);
+    let dec = reader.into_decoder().map_err(|e| image_error(format, e))?;
+    let (w, h) = dec.dimensions();
+    limits.check_dimensions(w, h)?;
+    // RGBA8 is what we convert to at most; 16-bit formats are converted from their own buffer.
+    limits.check_decoded(dec.total_bytes())?;
+    Ok(Box::new(dec))
+}
+
+fn image_error(format: ImageFormat, e: image::ImageError) -> NormalizeError {
+    use image::error::{ImageError as E, LimitErrorKind};
+    match e {
+        E::Limits(l) => match l.kind() {
+            LimitErrorKind::DimensionError => NormalizeError::LimitExceeded {
+                what: "dimensions",
+                value: 0,
+                limit: 0,
+            },
+            _ => NormalizeError::LimitExceeded {
+                what: "decoder memory",
+                value: 0,
+                limit: 0,
+            },
+        },
+        E::Unsupported(u) => NormalizeError::Unsupported {
+            format: format!("{} ({u})", format.name()),
+        },
+        E::IoError(io) => NormalizeError::corrupt(
+            format.name(),
+            format!("data ends early or cannot be read: {io}"),
+        ),
+        other => NormalizeError::corrupt(format.name(), other.to_string()),
+    }
+}
+
+fn orientation_from_image(o: image::metadata::Orientation) -> Option<Orientation> {
+    use image::metadata::Orientation as O;
+    let v = match o {
+        O::NoTransforms => 1,
+        O::FlipHorizontal => 2,
+        O::Rotate180 => 3,
+        O::FlipVertical => 4,
+        O::Rotate90FlipH => 5,
+        O::Rotate90 => 6,
+        O::Rotate270FlipH => 7,
+        O::Rotate270 => 8,
+    };
+    Some(Orientation::from_exif(v))
+}

@@ -1,0 +1,208 @@
+//! Target profiles and input limits.
+
+use serde::{Deserialize, Serialize};
+
+use super::error::NormalizeError;
+
+/// What one directory wants: pixel size, byte budget and quality range.
+///
+/// The three built-in profiles follow `reference/domain.md`:
+///
+/// | profile | size | budget | why |
+/// |---|---|---|---|
+/// | [`Profile::ad_thumbnail`] | 96x96 | 10,000 bytes | Exchange/Exchange Online accept at most "10 KB" from AD (KB 3062745); 10,000 is the safe reading |
+/// | [`Profile::ad_large`] | 648x648 | 102,400 bytes | AD's `thumbnailPhoto` `rangeUpper` (MS-ADA3 2.307) |
+/// | [`Profile::graph`] | 648x648 | 500,000 bytes | Graph takes up to 4 MB, Exchange Online's HD photo guidance is 648x648 and 500 KB |
+///
+/// Every rendition is a baseline JPEG of exactly `width` x `height`, at the highest quality
+/// from `min_quality` to `max_quality` whose size is at most `max_bytes`. When even
+/// `min_quality` does not fit, the size steps down (keeping the aspect ratio) towards
+/// `min_width`; below that the result is [`NormalizeError::CannotFit`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Profile {
+    /// A short name, used in reports and errors (`ad-thumbnail`, `graph`, ...).
+    pub name: String,
+    /// Output width in pixels.
+    pub width: u32,
+    /// Output height in pixels.
+    pub height: u32,
+    /// The byte budget: no rendition is ever larger.
+    pub max_bytes: usize,
+    /// The quality ceiling (1..=100). Above about 90 bytes grow fast for little gain.
+    pub max_quality: u8,
+    /// The lowest quality tried before the size steps down.
+    pub min_quality: u8,
+    /// The smallest width the size may step down to (equal to `width`: never step down).
+    pub min_width: u32,
+    /// The colour that transparent pixels are composited on.
+    pub background: [u8; 3],
+}
+
+impl Profile {
+    /// AD `thumbnailPhoto` as Outlook and Exchange expect it: 96x96 in at most 10,000 bytes.
+    pub fn ad_thumbnail() -> Self {
+        Self::custom("ad-thumbnail", 96, 96, 10_000).with_min_width(48)
+    }
+
+    /// AD `thumbnailPhoto` at Microsoft 365's largest served size: 648x648 in at most
+    /// 102,400 bytes, AD's hard limit.
+    pub fn ad_large() -> Self {
+        Self::custom("ad-large", 648, 648, 102_400).with_min_width(96)
+    }
+
+    /// Microsoft Graph's profile photo: 648x648, quality first, at most 500,000 bytes.
+    pub fn graph() -> Self {
+        Self::custom("graph", 648, 648, 500_000).with_min_width(240)
+    }
+
+    /// A profile of your own, with quality 30..=90, no size step-down and a white background.
+    pub fn custom(name: impl Into<String>, width: u32, height: u32, max_bytes: usize) -> Self {
+        Self {
+            name: name.into(),
+            width,
+            height,
+            max_bytes,
+            max_quality: 90,
+            min_quality: 30,
+            min_width: width,
+            background: [255, 255, 255],
+        }
+    }
+
+    /// A built-in profile by its name: `ad-thumbnail`, `ad-large` or `graph` (underscores
+    /// are accepted too).
+    pub fn by_name(name: &str) -> Option<Self> {
+        match name.replace('_', "-").to_ascii_lowercase().as_str() {
+            "ad-thumbnail" => Some(Self::ad_thumbnail()),
+            "ad-large" => Some(Self::ad_large()),
+            "graph" => Some(Self::graph()),
+            _ => None,
+        }
+    }
+
+    /// The same profile at another square size (the step-down floor follows if it was higher).
+    pub fn with_size(mut self, width: u32, height: u32) -> Self {
+        self.width = width;
+        self.height = height;
+        self.min_width = self.min_width.min(width);
+        self
+    }
+
+    /// The same profile with another byte budget.
+    pub fn with_max_bytes(mut self, max_bytes: usize) -> Self {
+        self.max_bytes = max_bytes;
+        self
+    }
+
+    /// The same profile with another quality range.
+    pub fn with_quality_range(mut self, min_quality: u8, max_quality: u8) -> Self {
+        self.min_quality = min_quality;
+        self.max_quality = max_quality;
+        self
+    }
+
+    /// The same profile with another step-down floor.
+    pub fn with_min_width(mut self, min_width: u32) -> Self {
+        self.min_width = min_width;
+        self
+    }
+
+    /// The same profile with another background for transparent pixels.
+    pub fn with_background(mut self, rgb: [u8; 3]) -> Self {
+        self.background = rgb;
+        self
+    }
+
+    /// Checks that the profile can produce anything at all.
+    pub fn validate(&self) -> Result<(), NormalizeError> {
+        let bad = |m: String| {
+            Err(NormalizeError::Config(format!(
+                "profile {}: {m}",
+                self.name
+            )))
+        };
+        if self.width == 0 || self.height == 0 || self.width > 8192 || self.height > 8192 {
+            return bad(format!(
+                "size {}x{} must be 1..=8192 on each side",
+                self.width, self.height
+            ));
+        }
+        if !(1..=100).contains(&self.min_quality) || !(1..=100).contains(&self.max_quality) {
+            return bad("qualities must be 1..=100".into());
+        }
+        if self.min_quality > self.max_quality {
+            return bad(format!(
+                "min_quality {} above max_quality {}",
+                self.min_quality, self.max_quality
+            ));
+        }
+        if self.min_width == 0 || self.min_width > self.width {
+            return bad(format!(
+                "min_width {} must be 1..={}",
+                self.min_width, self.width
+            ));
+        }
+        if self.max_bytes < 200 {
+            return bad(format!(
+                "max_bytes {} is below any JPEG's header size",
+                self.max_bytes
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Guards applied to the input before anything is decoded or allocated.
+///
+/// The defaults take any real photo (phones write up to 200 MP JPEGs) and refuse
+/// decompression bombs: a header claiming 60000x60000 is refused from the header alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Limits {
+    /// Largest input file, in bytes (default 64 MiB).
+    pub max_input_bytes: u64,
+    /// Largest width (default 30,000).
+    pub max_width: u32,
+    /// Largest height (default 30,000).
+    pub max_height: u32,
+    /// Largest pixel count (default 200,000,000).
+    pub max_pixels: u64,
+    /// Largest decoded buffer, in bytes (default 512 MiB). JPEGs are decoded at a reduced
+    /// DCT scale, so this binds only for large PNG, TIFF, WebP, GIF and BMP files.
+    pub max_decoded_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_input_bytes: 64 << 20,
+            max_width: 30_000,
+            max_height: 30_000,
+            max_pixels: 200_000_000,
+            max_decoded_bytes: 512 << 20,
+        }
+    }
+}
+
+impl Limits {
+    pub(crate) fn check_input_len(&self, len: u64) -> Result<(), NormalizeError> {
+        check("input bytes", len, self.max_input_bytes)
+    }
+
+    pub(crate) fn check_dimensions(&self, w: u32, h: u32) -> Result<(), NormalizeError> {
+        check("width", w as u64, self.max_width as u64)?;
+        check("height", h as u64, self.max_height as u64)?;
+        check("pixels", w as u64 * h as u64, self.max_pixels)
+    }
+
+    pub(crate) fn check_decoded(&self, bytes: u64) -> Result<(), NormalizeError> {
+        check("decoded bytes", bytes, self.max_decoded_bytes)
+    }
+}
+
+fn check(what: &'static str, value: u64, limit: u64) -> Result<(), NormalizeError> {
+    if value > limit {
+        Err(NormalizeError::LimitExceeded { what, value, limit })
+    } else {
+        Ok(())
+    }
+}

@@ -1,0 +1,92 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+/// Encodes pixels with the `image` crate (an independent encoder, so inputs are not shaped by
+/// our own codec).
+pub fn encode_with_image(
+    px: &[u8],
+    w: u32,
+    h: u32,
+    color: image::ExtendedColorType,
+    format: image::ImageFormat,
+) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    image::write_buffer_with_format(&mut out, px, w, h, color, format).expect("encode test image");
+    out.into_inner()
+}
+
+/// Marker-level facts about a JPEG, read independently of the crate.
+#[derive(Debug)]
+pub struct JpegFacts {
+    pub baseline: bool,
+    pub only_jfif: bool,
+    pub markers: Vec<u8>,
+}
+
+pub fn jpeg_facts(b: &[u8]) -> JpegFacts {
+    assert_eq!(&b[..2], &[0xFF, 0xD8], "SOI");
+    let mut markers = Vec::new();
+    let mut pos = 2;
+    while pos + 4 <= b.len() {
+        assert_eq!(b[pos], 0xFF, "marker expected at {pos}");
+        let m = b[pos + 1];
+        markers.push(m);
+        if m == 0xDA {
+            break;
+        }
+        let len = u16::from_be_bytes([b[pos + 2], b[pos + 3]]) as usize;
+        pos += 2 + len;
+    }
+    assert_eq!(&b[b.len() - 2..], &[0xFF, 0xD9], "EOI");
+    let baseline = markers.contains(&0xC0)
+        && !markers
+            .iter()
+            .any(|m| matches!(m, 0xC1..=0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF));
+    // Allowed: APP0 (JFIF), DQT, SOF0, DHT, SOS. Anything else (APP1 EXIF/XMP, APP2 ICC,
+    // APP13 IPTC, APP14 Adobe, COM) is metadata that must not leave.
+    let only_jfif = markers
+        .iter()
+        .all(|m| matches!(m, 0xE0 | 0xDB | 0xC0 | 0xC4 | 0xDA | 0xDD));
+    JpegFacts {
+        baseline,
+        only_jfif,
+        markers,
+    }
+}
+
+/// The shared photo corpus, or `None` (with a printed reason) when it is not there.
+pub fn corpus() -> Option<PathBuf> {
+    let dir = std::env::var_os("USERPHOTO_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus"));
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        eprintln!(
+            "SKIPPED: photo corpus not found at {} (set USERPHOTO_CORPUS to run these tests)",
+            dir.display()
+        );
+        None
+    }
+}
+
+/// Decodes a JPEG rendition to RGB8 with the `image` crate.
+pub fn decode_rgb(jpeg: &[u8]) -> image::RgbImage {
+    image::load_from_memory_with_format(jpeg, image::ImageFormat::Jpeg)
+        .expect("decode rendition")
+        .to_rgb8()
+}
+
+/// Mean absolute difference per channel between two same-sized RGB images.
+pub fn mean_abs_diff(a: &image::RgbImage, b: &image::RgbImage) -> f64 {
+    assert_eq!(a.dimensions(), b.dimensions());
+    let sum: u64 = a
+        .as_raw()
+        .iter()
+        .zip(b.as_raw())
+        .map(|(x, y)| x.abs_diff(*y) as u64)
+        .sum();
+    sum as f64 / a.as_raw().len() as f64
+}
