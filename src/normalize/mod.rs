@@ -122,6 +122,16 @@ pub struct ImageInfo {
 pub struct Normalizer {
     limits: Limits,
     crop: Arc<dyn CropStrategy>,
+    shared_decode: bool,
+}
+
+/// A header that passed the guards.
+enum Prepared<'a> {
+    Jpeg {
+        info: format::JpegInfo<'a>,
+        orientation: Orientation,
+    },
+    Other(ImageFormat),
 }
 
 impl Default for Normalizer {
@@ -146,7 +156,17 @@ impl Normalizer {
         Self {
             limits: Limits::default(),
             crop: Arc::new(CenterCrop),
+            shared_decode: false,
         }
+    }
+
+    /// Decode a JPEG once, at the finest scale any requested profile needs, for all profiles
+    /// of a [`normalize_many`](Self::normalize_many) call. Faster when a thumbnail and a large
+    /// rendition are made together from a big baseline JPEG, but the thumbnail's bytes then
+    /// depend on the set of profiles requested (off by default).
+    pub fn with_shared_decode(mut self, shared: bool) -> Self {
+        self.shared_decode = shared;
+        self
     }
 
     /// Replaces the input limits.
@@ -173,16 +193,9 @@ impl Normalizer {
 
     /// Reads format, size and orientation from the header, applying the limits.
     pub fn probe(&self, bytes: &[u8]) -> Result<ImageInfo, NormalizeError> {
-        self.limits.check_input_len(bytes.len() as u64)?;
-        let format = detect(bytes)?;
-        if format == ImageFormat::Jpeg {
-            let info = format::walk_jpeg(bytes, false)?;
-            check_jpeg_coding(&info)?;
-            self.limits.check_dimensions(info.width, info.height)?;
-            let orientation =
-                Orientation::from_exif(info.exif.map(format::exif_orientation).unwrap_or(1) as u32);
-            return Ok(ImageInfo {
-                format,
+        match self.prepare(bytes)? {
+            Prepared::Jpeg { info, orientation } => Ok(ImageInfo {
+                format: ImageFormat::Jpeg,
                 width: info.width,
                 height: info.height,
                 orientation,
@@ -190,17 +203,19 @@ impl Normalizer {
                     info.coding,
                     Some(JpegCoding::Progressive | JpegCoding::Arithmetic { progressive: true })
                 ),
-            });
+            }),
+            Prepared::Other(format) => {
+                let dec = other_decoder(bytes, format, &self.limits)?;
+                let (width, height) = image::ImageDecoder::dimensions(&dec);
+                Ok(ImageInfo {
+                    format,
+                    width,
+                    height,
+                    orientation: Orientation::NORMAL,
+                    progressive: false,
+                })
+            }
         }
-        let dec = other_decoder(bytes, format, &self.limits)?;
-        let (w, h) = image::ImageDecoder::dimensions(&dec);
-        Ok(ImageInfo {
-            format,
-            width: w,
-            height: h,
-            orientation: Orientation::NORMAL,
-            progressive: false,
-        })
     }
 
     /// Normalizes one image for one profile.
@@ -210,8 +225,15 @@ impl Normalizer {
             .unwrap_or_else(|| Err(NormalizeError::Config("no profile".into())))
     }
 
-    /// Normalizes one image for several profiles from a single decode (a sync writing AD and
-    /// Graph from one photo decodes it once, at the scale the largest profile needs).
+    /// Normalizes one image for several profiles, decoding it once per DCT scale needed.
+    ///
+    /// Profiles that want the same JPEG DCT scale share one decode (AD large and Graph at
+    /// 648 px always do); a 96 px thumbnail of a large photo wants a coarser scale than a 648
+    /// px rendition and gets its own decode, because renditions must not depend on which
+    /// other profiles were requested: a sync that adds a Graph sink must not see every AD
+    /// thumbnail change. For a progressive photo that extra decode reads only the DC scans
+    /// (a few percent of the work); for a baseline one it costs about one more entropy decode.
+    /// [`Normalizer::with_shared_decode`] trades that guarantee for one decode in all cases.
     ///
     /// The outer error is for the image (unsupported, corrupt, over the limits); the inner
     /// results are per profile, in the order given (one profile may not fit its budget while
@@ -224,8 +246,38 @@ impl Normalizer {
         for p in profiles {
             p.validate()?;
         }
-        let decoded = self.decode(bytes, profiles)?;
-        Ok(profiles.iter().map(|p| self.render(&decoded, p)).collect())
+        match self.prepare(bytes)? {
+            Prepared::Other(format) => {
+                let decoded = self.decode_other(bytes, format)?;
+                Ok(profiles.iter().map(|p| self.render(&decoded, p)).collect())
+            }
+            Prepared::Jpeg { info, orientation } => {
+                let mut denoms: Vec<u32> = profiles
+                    .iter()
+                    .map(|p| self.jpeg_denom(&info, orientation, p))
+                    .collect();
+                if self.shared_decode {
+                    let finest = denoms.iter().copied().min().unwrap_or(1);
+                    denoms.iter_mut().for_each(|d| *d = finest);
+                }
+                // One decode per distinct scale, so that a profile's rendition never depends
+                // on which other profiles were asked for at the same time.
+                let mut decodes: Vec<(u32, Decoded)> = Vec::new();
+                let mut out = Vec::with_capacity(profiles.len());
+                for (p, d) in profiles.iter().zip(denoms) {
+                    if !decodes.iter().any(|(x, _)| *x == d) {
+                        decodes.push((d, self.decode_jpeg_at(bytes, &info, orientation, d)?));
+                    }
+                    let decoded = &decodes
+                        .iter()
+                        .find(|(x, _)| *x == d)
+                        .expect("decoded above")
+                        .1;
+                    out.push(self.render(decoded, p));
+                }
+                Ok(out)
+            }
+        }
     }
 
     /// The crop rectangle for a profile, in stored full-size coordinates, and the stored-
@@ -252,60 +304,75 @@ impl Normalizer {
         (stored, sw, sh)
     }
 
-    fn decode(&self, bytes: &[u8], profiles: &[Profile]) -> Result<Decoded, NormalizeError> {
+    /// Reads the header and applies the guards; nothing is decoded yet.
+    fn prepare<'a>(&self, bytes: &'a [u8]) -> Result<Prepared<'a>, NormalizeError> {
         self.limits.check_input_len(bytes.len() as u64)?;
         let format = detect(bytes)?;
         if format != ImageFormat::Jpeg {
-            return self.decode_other(bytes, format);
+            return Ok(Prepared::Other(format));
         }
         let info = format::walk_jpeg(bytes, false)?;
         check_jpeg_coding(&info)?;
-        let (w, h) = (info.width, info.height);
-        if w == 0 || h == 0 {
+        if info.width == 0 || info.height == 0 {
             return Err(NormalizeError::corrupt(
                 "JPEG",
                 "zero width or height in the frame header",
             ));
         }
-        self.limits.check_dimensions(w, h)?;
+        self.limits.check_dimensions(info.width, info.height)?;
         let orientation =
             Orientation::from_exif(info.exif.map(format::exif_orientation).unwrap_or(1) as u32);
-        // The smallest DCT scale that leaves at least 2x for Lanczos, for every profile.
-        let mut denom = 8u32;
-        for p in profiles {
-            let (rect, sw, sh) = self.plan_crop(w, h, orientation, p.width, p.height);
-            let fits = |d: u32| {
-                rect.width / d as f64 >= 2.0 * sw as f64
-                    && rect.height / d as f64 >= 2.0 * sh as f64
-            };
-            let d = codec::SCALE_DENOMS
-                .into_iter()
-                .find(|&d| fits(d))
-                .unwrap_or(1);
-            denom = denom.min(d);
-        }
+        Ok(Prepared::Jpeg { info, orientation })
+    }
+
+    /// The coarsest DCT scale (as 1/denom) that leaves Lanczos at least 2x for this profile.
+    fn jpeg_denom(
+        &self,
+        info: &format::JpegInfo<'_>,
+        orientation: Orientation,
+        p: &Profile,
+    ) -> u32 {
         if !codec::DECODER_SCALES {
-            denom = 1;
+            return 1;
         }
+        let (rect, sw, sh) =
+            self.plan_crop(info.width, info.height, orientation, p.width, p.height);
+        let fits = |d: u32| {
+            rect.width / d as f64 >= 2.0 * sw as f64 && rect.height / d as f64 >= 2.0 * sh as f64
+        };
+        codec::SCALE_DENOMS
+            .into_iter()
+            .find(|&d| fits(d))
+            .unwrap_or(1)
+    }
+
+    fn decode_jpeg_at(
+        &self,
+        bytes: &[u8],
+        info: &format::JpegInfo<'_>,
+        orientation: Orientation,
+        denom: u32,
+    ) -> Result<Decoded, NormalizeError> {
+        let (w, h) = (info.width, info.height);
         let channels = info.components.max(1) as u64;
         let scaled = (w as u64).div_ceil(denom as u64) * (h as u64).div_ceil(denom as u64);
         self.limits.check_decoded(scaled * channels)?;
         let progressive = matches!(info.coding, Some(JpegCoding::Progressive));
-        let raster = if progressive && denom == 8 && codec::DECODER_SCALES {
+        let raster = if progressive && denom == 8 {
             let full = format::walk_jpeg(bytes, true)?;
             match format::dc_only_stream(bytes, &full) {
-                Some(dc) => codec::decode_jpeg(&dc, &info, denom)?,
-                None => codec::decode_jpeg(bytes, &info, denom)?,
+                Some(dc) => codec::decode_jpeg(&dc, info, denom)?,
+                None => codec::decode_jpeg(bytes, info, denom)?,
             }
         } else {
-            codec::decode_jpeg(bytes, &info, denom)?
+            codec::decode_jpeg(bytes, info, denom)?
         };
         Ok(Decoded {
             raster,
             full_width: w,
             full_height: h,
             orientation,
-            icc: info.icc,
+            icc: info.icc.clone(),
         })
     }
 
