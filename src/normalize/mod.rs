@@ -603,3 +603,29 @@ fn orientation_from_image(o: image::metadata::Orientation) -> Option<Orientation
     };
     Some(Orientation::from_exif(v))
 }
+
+/// Entry points for benchmarks and the comparison script (not a stable API).
+#[doc(hidden)]
+pub mod bench {
+    use super::{codec, format, NormalizeError};
+
+    /// Decodes a JPEG at 1/8 scale with the compiled-in codec, reading every scan: the
+    /// "decode floor" anchor of `reference/jpeg-speed.md`. Returns the decoded size.
+    pub fn jpeg_decode_floor(bytes: &[u8]) -> Result<(u32, u32), NormalizeError> {
+        let info = format::walk_jpeg(bytes, false)?;
+        let r = codec::decode_jpeg(bytes, &info, 8)?;
+        Ok((r.width, r.height))
+    }
+
+    /// Whether a JPEG is progressive (from its frame header).
+    pub fn jpeg_is_progressive(bytes: &[u8]) -> bool {
+        format::walk_jpeg(bytes, false)
+            .map(|i| matches!(i.coding, Some(format::JpegCoding::Progressive)))
+            .unwrap_or(false)
+    }
+
+    /// Encodes RGB at a fixed quality with the compiled-in encoder.
+    pub fn encode(rgb: &[u8], w: u32, h: u32, q: u8) -> Result<Vec<u8>, NormalizeError> {
+        codec::encode_rgb(rgb, w, h, q)
+    }
+}

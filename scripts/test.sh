@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian/Ubuntu machine with only Rust installed:
+# installs what the tests need (apt), then runs formatting, lints, docs, every test,
+# the examples and a benchmark build. README.md names this script; .ci/run calls it.
+#
+# Environment:
+#   USERPHOTO_CORPUS  folder of real photos (default ../shared/corpus; tests skip without it)
+#   SKIP_APT=1        do not install packages (you installed them yourself)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# --- system packages -------------------------------------------------------------------
+# nasm: libjpeg-turbo's SIMD in the mozjpeg-sys build (without it the build still works,
+# only slower). pkg-config and a C compiler for the vendored C code.
+need=()
+command -v nasm >/dev/null 2>&1 || need+=(nasm)
+command -v cc >/dev/null 2>&1 || need+=(gcc)
+command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+if [ ${#need[@]} -gt 0 ] && [ "${SKIP_APT:-0}" != 1 ]; then
+  step "installing ${need[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# A change to nasm's presence changes the build: make sure mozjpeg-sys sees the new state.
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (all targets, all features, warnings are errors)"
+cargo clippy --all-targets --all-features --release -- -D warnings
+
+step "cargo doc (broken links and missing docs are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features --release
+
+step "cargo test (default features: libjpeg-turbo codec)"
+cargo test --release
+
+step "cargo test (pure-Rust codec, no C JPEG code)"
+cargo test --release --no-default-features --features pure-rust --lib --tests
+
+step "examples run"
+demo_dir=$(mktemp -d)
+cargo run --release --quiet --example userphoto -- demo --out "$demo_dir" >"$demo_dir/demo.jsonl"
+grep -q '"ok":true' "$demo_dir/demo.jsonl"
+rm -rf "$demo_dir"
+
+step "benchmarks build"
+cargo bench --no-run --quiet
+
+step "all tests passed"
