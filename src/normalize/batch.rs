@@ -16,22 +16,13 @@ pub enum Input {
 }
 
 /// How a batch runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct BatchOptions {
     /// Worker threads; 0 means one per available core.
     pub threads: usize,
     /// How many inputs may wait for a worker (the bound on memory held by queued inputs);
     /// 0 means twice the thread count.
     pub queue: usize,
-}
-
-impl Default for BatchOptions {
-    fn default() -> Self {
-        Self {
-            threads: 0,
-            queue: 0,
-        }
-    }
 }
 
 /// Counts reported with every finished item.

@@ -19,6 +19,7 @@ compile_error!(
 
 /// How the bytes of a raster are laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(feature = "mozjpeg"), allow(dead_code))]
 pub(crate) enum Layout {
     Gray,
     Rgb,
@@ -30,6 +31,7 @@ pub(crate) enum Layout {
 }
 
 impl Layout {
+    #[cfg_attr(not(feature = "mozjpeg"), allow(dead_code))]
     pub(crate) fn channels(self) -> usize {
         match self {
             Layout::Gray => 1,
@@ -72,7 +74,7 @@ pub(crate) fn decode_jpeg(
 /// Whether [`decode_jpeg`] honours the scale (so a DC-only stream is worth building).
 pub(crate) const DECODER_SCALES: bool = cfg!(feature = "mozjpeg");
 
-/// Encodes 8-bit RGB as a baseline JPEG (JFIF, 4:2:0, optimized Huffman tables, no other
+/// Encodes 8-bit RGB as a baseline JPEG (JFIF, 4:2:0, optimized Huffman tables with the libjpeg codec, no other
 /// markers) at `quality` 1..=100.
 pub(crate) fn encode_rgb(
     rgb: &[u8],

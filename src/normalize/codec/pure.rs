@@ -44,7 +44,11 @@ pub(super) fn encode(
     let mut out = Vec::with_capacity(width as usize * height as usize / 2);
     let mut enc = jpeg_encoder::Encoder::new(&mut out, quality.clamp(1, 100));
     enc.set_sampling_factor(jpeg_encoder::SamplingFactor::F_2_2);
-    enc.set_optimized_huffman_tables(true);
+    // Standard tables: jpeg-encoder 0.7's optimized tables for nearly flat pictures (an
+    // all-white square) are misread by zune-jpeg, which `image` uses, while libjpeg reads
+    // them. A rendition must decode everywhere, so the pure-Rust path gives up the few
+    // percent that optimized tables save.
+    enc.set_optimized_huffman_tables(false);
     enc.encode(rgb, w, h, jpeg_encoder::ColorType::Rgb)
         .map_err(|e| NormalizeError::corrupt("JPEG", e.to_string()))?;
     Ok(out)
