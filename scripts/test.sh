@@ -18,6 +18,8 @@ need=()
 command -v nasm >/dev/null 2>&1 || need+=(nasm)
 command -v cc >/dev/null 2>&1 || need+=(gcc)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+# libheif-dev: the `heic` feature links the system libheif.
+pkg-config --exists libheif 2>/dev/null || need+=(libheif-dev)
 if [ ${#need[@]} -gt 0 ] && [ "${SKIP_APT:-0}" != 1 ]; then
   step "installing ${need[*]}"
   SUDO=""
@@ -38,8 +40,8 @@ cargo clippy --all-targets --all-features --release -- -D warnings
 step "cargo doc (broken links and missing docs are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features --release
 
-step "cargo test (default features: libjpeg-turbo codec)"
-cargo test --release
+step "cargo test (libjpeg-turbo codec, HEIC through libheif)"
+cargo test --release --features heic
 
 step "cargo test (pure-Rust codec, no C JPEG code)"
 cargo test --release --no-default-features --features pure-rust --lib --tests

@@ -140,14 +140,28 @@ proptest! {
 fn flat_pictures_decode_to_their_colour_everywhere() {
     for colour in [[255u8, 255, 255], [0, 0, 0], [200, 30, 90], [128, 128, 128]] {
         let px: Vec<u8> = (0..300 * 200).flat_map(|_| colour).collect();
-        let png = common::encode_with_image(&px, 300, 200, image::ExtendedColorType::Rgb8, image::ImageFormat::Png);
+        let png = common::encode_with_image(
+            &px,
+            300,
+            200,
+            image::ExtendedColorType::Rgb8,
+            image::ImageFormat::Png,
+        );
         for p in [Profile::ad_thumbnail(), Profile::graph()] {
             let r = Normalizer::new().normalize(&png, &p).unwrap();
             let img = common::decode_rgb(&r.bytes);
-            for (x, y) in [(0, 0), (r.width / 2, r.height / 2), (r.width - 1, r.height - 1)] {
+            for (x, y) in [
+                (0, 0),
+                (r.width / 2, r.height / 2),
+                (r.width - 1, r.height - 1),
+            ] {
                 let got = img.get_pixel(x, y).0;
                 for (g, c) in got.iter().zip(colour) {
-                    assert!(g.abs_diff(c) <= 3, "{colour:?} / {}: pixel ({x},{y}) decoded as {got:?}", p.name);
+                    assert!(
+                        g.abs_diff(c) <= 3,
+                        "{colour:?} / {}: pixel ({x},{y}) decoded as {got:?}",
+                        p.name
+                    );
                 }
             }
         }

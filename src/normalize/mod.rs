@@ -204,6 +204,18 @@ impl Normalizer {
                     Some(JpegCoding::Progressive | JpegCoding::Arithmetic { progressive: true })
                 ),
             }),
+            #[cfg(feature = "heic")]
+            Prepared::Other(ImageFormat::Heic) => {
+                // libheif parses the container only; the pixels are not decoded here.
+                let d = self.decode_other(bytes, ImageFormat::Heic)?;
+                Ok(ImageInfo {
+                    format: ImageFormat::Heic,
+                    width: d.full_width,
+                    height: d.full_height,
+                    orientation: Orientation::NORMAL,
+                    progressive: false,
+                })
+            }
             Prepared::Other(format) => {
                 let dec = other_decoder(bytes, format, &self.limits)?;
                 let (width, height) = image::ImageDecoder::dimensions(&dec);
@@ -378,6 +390,17 @@ impl Normalizer {
 
     fn decode_other(&self, bytes: &[u8], format: ImageFormat) -> Result<Decoded, NormalizeError> {
         use image::ImageDecoder;
+        #[cfg(feature = "heic")]
+        if format == ImageFormat::Heic {
+            let (raster, icc) = codec::heic::decode(bytes, &self.limits)?;
+            return Ok(Decoded {
+                full_width: raster.width,
+                full_height: raster.height,
+                raster,
+                orientation: Orientation::NORMAL,
+                icc,
+            });
+        }
         let mut dec = other_decoder(bytes, format, &self.limits)?;
         let (w, h) = dec.dimensions();
         if w == 0 || h == 0 {
@@ -496,6 +519,8 @@ fn detect(bytes: &[u8]) -> Result<ImageFormat, NormalizeError> {
             | ImageFormat::Tiff
             | ImageFormat::WebP),
         ) => Ok(f),
+        #[cfg(feature = "heic")]
+        Some(ImageFormat::Heic) => Ok(ImageFormat::Heic),
         Some(f) => Err(NormalizeError::Unsupported {
             format: f.name().to_owned(),
         }),

@@ -7,6 +7,8 @@
 use super::error::NormalizeError;
 use super::format::JpegInfo;
 
+#[cfg(feature = "heic")]
+pub(crate) mod heic;
 #[cfg(feature = "mozjpeg")]
 mod mozjpeg;
 #[cfg(all(feature = "pure-rust", not(feature = "mozjpeg")))]

@@ -1,0 +1,178 @@
+//! The example CLI's contract, checked from outside: subcommands, flags, JSON lines and exit
+//! codes of `userphoto normalize`.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use userphoto::normalize::testimage;
+
+/// The example binary that `cargo test` builds next to the test binaries.
+fn cli() -> Command {
+    let mut dir = std::env::current_exe().expect("test binary path");
+    dir.pop();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let exe = dir
+        .join("examples")
+        .join(format!("userphoto{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        exe.exists(),
+        "{} not built (cargo test builds examples)",
+        exe.display()
+    );
+    Command::new(exe)
+}
+
+fn tempdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("userphoto-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn lines(stdout: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect()
+}
+
+#[test]
+fn normalize_writes_files_and_json_lines() {
+    let d = tempdir("ok");
+    let a = d.join("alice.jpg");
+    let b = d.join("bob.png");
+    std::fs::write(&a, testimage::gradient_jpeg(900, 600)).unwrap();
+    std::fs::write(&b, testimage::rgba_png(300, 400)).unwrap();
+    let out = d.join("out");
+    let o = cli()
+        .args([
+            "normalize",
+            "--profile",
+            "ad-thumbnail",
+            "--threads",
+            "2",
+            "--out",
+        ])
+        .arg(&out)
+        .arg(&a)
+        .arg(&b)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let ls = lines(&o.stdout);
+    assert_eq!(ls.len(), 2);
+    for l in &ls {
+        for key in [
+            "input", "output", "ok", "bytes", "width", "height", "quality",
+        ] {
+            assert!(l.get(key).is_some(), "missing {key} in {l}");
+        }
+        assert_eq!(l["ok"], true);
+        assert_eq!(l["width"], 96);
+        assert_eq!(l["height"], 96);
+        assert!(l["bytes"].as_u64().unwrap() <= 10_000);
+        let written = std::fs::read(l["output"].as_str().unwrap()).unwrap();
+        assert_eq!(written.len() as u64, l["bytes"].as_u64().unwrap());
+    }
+    assert!(out.join("alice.jpg").exists() && out.join("bob.jpg").exists());
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
+fn size_and_max_bytes_override_the_profile() {
+    let d = tempdir("size");
+    let a = d.join("carol.jpg");
+    std::fs::write(&a, testimage::gradient_jpeg(1200, 800)).unwrap();
+    let o = cli()
+        .args([
+            "normalize",
+            "--profile",
+            "graph",
+            "--size",
+            "240",
+            "--max-bytes",
+            "9000",
+            "--out",
+        ])
+        .arg(d.join("out"))
+        .arg(&a)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    let l = &lines(&o.stdout)[0];
+    assert_eq!(l["width"], 240);
+    assert!(l["bytes"].as_u64().unwrap() <= 9000);
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
+fn a_failed_input_does_not_stop_the_others_and_exits_1() {
+    let d = tempdir("fail");
+    let good = d.join("good.jpg");
+    let bad = d.join("bad.jpg");
+    std::fs::write(&good, testimage::gradient_jpeg(500, 500)).unwrap();
+    std::fs::write(&bad, b"not an image").unwrap();
+    let missing = d.join("missing.jpg");
+    let o = cli()
+        .args(["normalize", "--profile", "ad-large", "--out"])
+        .arg(d.join("out"))
+        .arg(&bad)
+        .arg(&good)
+        .arg(&missing)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let ls = lines(&o.stdout);
+    assert_eq!(ls.len(), 3);
+    let by_input = |p: &PathBuf| {
+        ls.iter()
+            .find(|l| l["input"] == p.display().to_string())
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(by_input(&good)["ok"], true);
+    let b = by_input(&bad);
+    assert_eq!(b["ok"], false);
+    assert_eq!(b["error_kind"], "unsupported");
+    assert!(b["error"].as_str().unwrap().contains("unsupported"));
+    assert_eq!(by_input(&missing)["error_kind"], "io");
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
+fn bad_usage_exits_2() {
+    let d = tempdir("usage");
+    for args in [
+        vec!["normalize", "--profile", "nope", "--out", "x", "f.jpg"],
+        vec!["normalize", "--profile", "graph", "f.jpg"],
+        vec!["normalize", "--profile", "graph", "--out", "x"],
+        vec![
+            "normalize",
+            "--profile",
+            "graph",
+            "--size",
+            "0",
+            "--out",
+            "x",
+            "f.jpg",
+        ],
+        vec!["frobnicate"],
+    ] {
+        let o = cli().current_dir(&d).args(&args).output().unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(o.stdout.is_empty(), "{args:?} printed to stdout");
+    }
+    std::fs::remove_dir_all(&d).ok();
+}
