@@ -20,6 +20,8 @@ command -v cc >/dev/null 2>&1 || need+=(gcc)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 # libheif-dev: the `heic` feature links the system libheif.
 pkg-config --exists libheif 2>/dev/null || need+=(libheif-dev)
+# cjpeg/jpegtran make the progressive, arithmetic and subsampling variants the tests use.
+command -v jpegtran >/dev/null 2>&1 || need+=(libjpeg-turbo-progs)
 if [ ${#need[@]} -gt 0 ] && [ "${SKIP_APT:-0}" != 1 ]; then
   step "installing ${need[*]}"
   SUDO=""

@@ -25,3 +25,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod normalize;
+
+/// The README's examples, compiled as doc tests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
