@@ -22,6 +22,9 @@ command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 pkg-config --exists libheif 2>/dev/null || need+=(libheif-dev)
 # cjpeg/jpegtran make the progressive, arithmetic and subsampling variants the tests use.
 command -v jpegtran >/dev/null 2>&1 || need+=(libjpeg-turbo-progs)
+# python3 with venv: the breadth test runs Pillow (from PyPI) as the reference decoder.
+command -v python3 >/dev/null 2>&1 || need+=(python3)
+python3 -m venv --help >/dev/null 2>&1 || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ] && [ "${SKIP_APT:-0}" != 1 ]; then
   step "installing ${need[*]}"
   SUDO=""
@@ -53,6 +56,9 @@ demo_dir=$(mktemp -d)
 cargo run --release --quiet --example userphoto -- demo --out "$demo_dir" >"$demo_dir/demo.jsonl"
 grep -q '"ok":true' "$demo_dir/demo.jsonl"
 rm -rf "$demo_dir"
+
+step "breadth: Pillow's test images never crash, hang or blow up; >= 90% of what Pillow opens normalizes"
+bash scripts/breadth.sh
 
 step "benchmarks build"
 cargo bench --no-run --quiet

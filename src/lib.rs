@@ -18,6 +18,12 @@
 //! | `heic` | no | HEIC/HEIF input (iPhone photos) through the system libheif (`apt install libheif-dev`). Without it HEIC is a typed `Unsupported` error naming the format. |
 //! | `pure-rust` | no | JPEG through zune-jpeg and jpeg-encoder when `mozjpeg` is off: no C toolchain, slower on large photos. |
 //!
+//! ## Panics
+//!
+//! No input makes this crate panic. libjpeg reports fatal errors by unwinding, and panics
+//! inside third-party decoders are contained, so both need the default `panic = "unwind"`
+//! strategy: with `panic = "abort"` a corrupt JPEG would abort the process.
+//!
 //! ## Licences of bundled code
 //!
 //! With the default `mozjpeg` feature this software is based in part on the work of the

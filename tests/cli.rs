@@ -176,3 +176,65 @@ fn bad_usage_exits_2() {
     }
     std::fs::remove_dir_all(&d).ok();
 }
+
+/// Renditions are byte-identical whichever SIMD level libjpeg-turbo picks (forced through
+/// its own JSIMD_FORCE* variables), so a hash compare skips unchanged users on any machine.
+#[test]
+fn renditions_do_not_depend_on_the_simd_level() {
+    let d = tempdir("simd");
+    let mut files = Vec::new();
+    for (name, bytes) in [
+        ("a.jpg", testimage::gradient_jpeg(2000, 1500)),
+        (
+            "b.jpg",
+            testimage::with_exif_orientation(&testimage::gradient_jpeg(700, 900), 8),
+        ),
+        ("c.png", testimage::rgba_png(400, 300)),
+    ] {
+        let p = d.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        files.push(p);
+    }
+    let mut runs = Vec::new();
+    for (var, val) in [
+        ("JSIMD_FORCENONE", "1"),
+        ("JSIMD_FORCESSE2", "1"),
+        ("JSIMD_FORCEAVX2", "1"),
+        ("USERPHOTO_UNUSED", ""),
+    ] {
+        for profile in ["ad-thumbnail", "ad-large"] {
+            let o = cli()
+                .env(var, val)
+                .args(["normalize", "--profile", profile, "--threads", "1", "--out"])
+                .arg(d.join("out"))
+                .args(&files)
+                .output()
+                .unwrap();
+            assert_eq!(o.status.code(), Some(0));
+            let mut hashes: Vec<(String, String)> = lines(&o.stdout)
+                .iter()
+                .map(|l| {
+                    (
+                        l["input"].as_str().unwrap().to_owned(),
+                        l["sha256"].as_str().unwrap().to_owned(),
+                    )
+                })
+                .collect();
+            hashes.sort();
+            runs.push((var, profile, hashes));
+        }
+    }
+    for r in &runs[2..] {
+        let base = if r.1 == "ad-thumbnail" {
+            &runs[0]
+        } else {
+            &runs[1]
+        };
+        assert_eq!(
+            r.2, base.2,
+            "{} / {} differs from JSIMD_FORCENONE",
+            r.0, r.1
+        );
+    }
+    std::fs::remove_dir_all(&d).ok();
+}

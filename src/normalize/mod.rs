@@ -217,8 +217,10 @@ impl Normalizer {
                 })
             }
             Prepared::Other(format) => {
-                let dec = other_decoder(bytes, format, &self.limits)?;
-                let (width, height) = image::ImageDecoder::dimensions(&dec);
+                let (width, height) = contain_panics(format, || {
+                    let dec = other_decoder(bytes, format, &self.limits)?;
+                    Ok(image::ImageDecoder::dimensions(&dec))
+                })?;
                 Ok(ImageInfo {
                     format,
                     width,
@@ -389,6 +391,14 @@ impl Normalizer {
     }
 
     fn decode_other(&self, bytes: &[u8], format: ImageFormat) -> Result<Decoded, NormalizeError> {
+        contain_panics(format, || self.decode_other_inner(bytes, format))
+    }
+
+    fn decode_other_inner(
+        &self,
+        bytes: &[u8],
+        format: ImageFormat,
+    ) -> Result<Decoded, NormalizeError> {
         use image::ImageDecoder;
         #[cfg(feature = "heic")]
         if format == ImageFormat::Heic {
@@ -505,6 +515,30 @@ impl Normalizer {
                     tw = nw;
                 }
             }
+        }
+    }
+}
+
+/// Runs a third-party decoder so that a panic inside it (a bug on some odd file: the breadth
+/// test found one in the `tiff` crate's planar tiled path) becomes `Corrupt` instead of
+/// unwinding into the caller. The panic hook still reports it on stderr, which is how such
+/// a bug gets noticed and reported upstream; this crate does not replace the global hook.
+fn contain_panics<T>(
+    format: ImageFormat,
+    f: impl FnOnce() -> Result<T, NormalizeError>,
+) -> Result<T, NormalizeError> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(payload) => {
+            let msg = payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_else(|| "unknown panic".to_owned());
+            Err(NormalizeError::corrupt(
+                format.name(),
+                format!("the {} decoder failed: {msg}", format.name()),
+            ))
         }
     }
 }
