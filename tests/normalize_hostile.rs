@@ -210,50 +210,18 @@ fn input_size_limit_applies_before_anything_else() {
 /// JPEG whose picture is complete, normalized): never a panic.
 #[test]
 fn truncated_files_at_every_length_give_typed_errors() {
-    let inputs = [
+    let mut inputs = vec![
         ("baseline jpeg", testimage::gradient_jpeg(160, 120)),
         ("png", testimage::rgba_png(120, 90)),
-        (
-            "gif",
-            common::encode_with_image(
-                &testimage::photo_rgb(60, 40, 1),
-                60,
-                40,
-                image::ExtendedColorType::Rgb8,
-                image::ImageFormat::Gif,
-            ),
-        ),
-        (
-            "webp",
-            common::encode_with_image(
-                &testimage::photo_rgb(60, 40, 1),
-                60,
-                40,
-                image::ExtendedColorType::Rgb8,
-                image::ImageFormat::WebP,
-            ),
-        ),
-        (
-            "tiff",
-            common::encode_with_image(
-                &testimage::photo_rgb(60, 40, 1),
-                60,
-                40,
-                image::ExtendedColorType::Rgb8,
-                image::ImageFormat::Tiff,
-            ),
-        ),
-        (
-            "bmp",
-            common::encode_with_image(
-                &testimage::photo_rgb(60, 40, 1),
-                60,
-                40,
-                image::ExtendedColorType::Rgb8,
-                image::ImageFormat::Bmp,
-            ),
-        ),
     ];
+    for (name, format) in [
+        ("gif", image::ImageFormat::Gif),
+        ("webp", image::ImageFormat::WebP),
+        ("tiff", image::ImageFormat::Tiff),
+        ("bmp", image::ImageFormat::Bmp),
+    ] {
+        inputs.push((name, common::photo_as(format, 60, 40)));
+    }
     let n = Normalizer::new();
     for (name, full) in inputs {
         assert!(
@@ -348,20 +316,7 @@ fn bad_profiles_are_config_errors() {
 #[test]
 fn impossible_budget_is_cannot_fit_with_the_best_reached() {
     // Noise at 96x96 cannot fit 400 bytes even at quality 30 and 48 px.
-    let mut s = 7u32;
-    let noise: Vec<u8> = (0..96 * 96 * 3)
-        .map(|_| {
-            s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            (s >> 24) as u8
-        })
-        .collect();
-    let png = common::encode_with_image(
-        &noise,
-        96,
-        96,
-        image::ExtendedColorType::Rgb8,
-        image::ImageFormat::Png,
-    );
+    let png = common::noise_png(96, 96, 7);
     let p = Profile::custom("strict", 96, 96, 400).with_min_width(48);
     match Normalizer::new().normalize(&png, &p) {
         Err(NormalizeError::CannotFit {
@@ -388,20 +343,7 @@ fn impossible_budget_is_cannot_fit_with_the_best_reached() {
 
 #[test]
 fn size_steps_down_when_quality_alone_cannot_fit() {
-    let mut s = 3u32;
-    let noise: Vec<u8> = (0..96 * 96 * 3)
-        .map(|_| {
-            s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            (s >> 24) as u8
-        })
-        .collect();
-    let png = common::encode_with_image(
-        &noise,
-        96,
-        96,
-        image::ExtendedColorType::Rgb8,
-        image::ImageFormat::Png,
-    );
+    let png = common::noise_png(96, 96, 3);
     let at_floor_quality = Normalizer::new()
         .normalize(
             &png,

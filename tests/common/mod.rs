@@ -90,3 +90,31 @@ pub fn mean_abs_diff(a: &image::RgbImage, b: &image::RgbImage) -> f64 {
         .sum();
     sum as f64 / a.as_raw().len() as f64
 }
+
+/// A generated photo encoded in `format` by the `image` crate.
+pub fn photo_as(format: image::ImageFormat, w: u32, h: u32) -> Vec<u8> {
+    let rgb = userphoto::normalize::testimage::photo_rgb(w, h, 1);
+    encode_with_image(&rgb, w, h, image::ExtendedColorType::Rgb8, format)
+}
+
+/// `n` bytes of deterministic noise (a linear congruential generator).
+pub fn noise(n: usize, seed: u32) -> Vec<u8> {
+    let mut s = seed;
+    (0..n)
+        .map(|_| {
+            s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (s >> 24) as u8
+        })
+        .collect()
+}
+
+/// An RGB PNG of noise: the worst case for a JPEG byte budget.
+pub fn noise_png(w: u32, h: u32, seed: u32) -> Vec<u8> {
+    encode_with_image(
+        &noise(w as usize * h as usize * 3, seed),
+        w,
+        h,
+        image::ExtendedColorType::Rgb8,
+        image::ImageFormat::Png,
+    )
+}
