@@ -30,7 +30,15 @@
 //! Independent JPEG Group (libjpeg, via libjpeg-turbo and mozjpeg).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+mod error;
+mod key;
 pub mod normalize;
+pub mod source;
+
+pub use error::{Error, ErrorKind, Result};
+pub use key::{MatchAttribute, UserKey};
 
 /// The README's examples, compiled as doc tests.
 #[doc = include_str!("../README.md")]

@@ -10,8 +10,8 @@ use userphoto::normalize::{
 fn mean_rgb(img: &image::RgbImage) -> [f64; 3] {
     let mut s = [0f64; 3];
     for p in img.pixels() {
-        for c in 0..3 {
-            s[c] += p.0[c] as f64;
+        for (acc, v) in s.iter_mut().zip(p.0) {
+            *acc += v as f64;
         }
     }
     let n = (img.width() * img.height()) as f64;

@@ -1,0 +1,254 @@
+//! A folder of photos named by user key.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::{self, BoxStream, StreamExt};
+
+use super::{read_limited, PhotoRef, PhotoSource};
+use crate::normalize::{ImageFormat, Limits};
+use crate::{Error, ErrorKind, Result, UserKey};
+
+/// How a file name becomes a user key.
+#[derive(Debug, Clone)]
+pub enum KeyRule {
+    /// The file name without its extension (`jdoe.jpg` -> `jdoe`). The default.
+    Stem,
+    /// A regular expression matched against the file stem; the key is the capture group
+    /// named `key`, or else group 1, or else the whole match. A stem that does not match
+    /// is reported as an error item.
+    Regex(regex::Regex),
+    /// A template with one `{key}` placeholder matched against the stem, for example
+    /// `photo_{key}` or `{key}-2024`.
+    Template(String),
+}
+
+impl KeyRule {
+    /// A `Regex` rule; a bad pattern is a [`Config`](ErrorKind::Config) error.
+    pub fn regex(pattern: &str) -> Result<Self> {
+        regex::Regex::new(pattern)
+            .map(Self::Regex)
+            .map_err(|e| Error::new(ErrorKind::Config, format!("bad key regex {pattern:?}: {e}")))
+    }
+
+    /// A `Template` rule; it must contain `{key}` exactly once.
+    pub fn template(template: &str) -> Result<Self> {
+        if template.matches("{key}").count() != 1 {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!("key template {template:?} must contain {{key}} once"),
+            ));
+        }
+        Ok(Self::Template(template.to_owned()))
+    }
+
+    fn extract(&self, stem: &str) -> Option<String> {
+        match self {
+            Self::Stem => Some(stem.to_owned()),
+            Self::Regex(re) => {
+                let c = re.captures(stem)?;
+                c.name("key")
+                    .or_else(|| c.get(1))
+                    .or_else(|| c.get(0))
+                    .map(|m| m.as_str().to_owned())
+            }
+            Self::Template(t) => {
+                let (pre, post) = t.split_once("{key}")?;
+                let rest = stem.strip_prefix(pre)?.strip_suffix(post)?;
+                Some(rest.to_owned())
+            }
+        }
+        .filter(|k| !k.trim().is_empty())
+    }
+}
+
+/// Photos in a folder, one file per person, named by key (`jdoe.jpg`, `JDOE.png`...).
+///
+/// * The format is detected from each file's first bytes, never from its extension; a file
+///   that is not an image is reported as an error item (kind
+///   [`InvalidPhoto`](ErrorKind::InvalidPhoto)) and the listing goes on. Hidden files
+///   (starting with `.`) are skipped.
+/// * Two files for one key (`jdoe.jpg` and `JDoe.png`) give one
+///   [`Conflict`](ErrorKind::Conflict) error item naming both, and neither is used.
+/// * The fingerprint is the file size and modification time.
+#[derive(Debug, Clone)]
+pub struct FolderSource {
+    root: PathBuf,
+    recursive: bool,
+    rule: KeyRule,
+    lowercase: bool,
+}
+
+impl FolderSource {
+    /// The photos directly in `root`, keyed by file stem.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self {
+            root: root.into(),
+            recursive: false,
+            rule: KeyRule::Stem,
+            lowercase: false,
+        }
+    }
+
+    /// Also list sub-folders.
+    pub fn recursive(mut self, yes: bool) -> Self {
+        self.recursive = yes;
+        self
+    }
+
+    /// How keys are extracted from file names.
+    pub fn key_rule(mut self, rule: KeyRule) -> Self {
+        self.rule = rule;
+        self
+    }
+
+    /// Report keys in lower case (keys always compare case-insensitively; this only
+    /// changes how they are spelled in plans and reports).
+    pub fn lowercase_keys(mut self, yes: bool) -> Self {
+        self.lowercase = yes;
+        self
+    }
+
+    fn err(kind: ErrorKind, msg: String) -> Error {
+        Error::new(kind, msg)
+            .with_backend("folder")
+            .with_operation("list")
+    }
+
+    /// The blocking walk: every candidate file, grouped by key.
+    fn scan(&self) -> Vec<Result<PhotoRef>> {
+        let mut files = Vec::new();
+        let mut out = Vec::new();
+        if let Err(e) = walk(&self.root, self.recursive, &mut files) {
+            return vec![Err(Self::err(
+                ErrorKind::Io,
+                format!("cannot read {}: {e}", self.root.display()),
+            )
+            .with_source(e))];
+        }
+        files.sort();
+        let mut by_key: BTreeMap<UserKey, Vec<(PathBuf, std::fs::Metadata)>> = BTreeMap::new();
+        for path in files {
+            let stem = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let Some(raw) = self.rule.extract(&stem) else {
+                out.push(Err(Self::err(
+                    ErrorKind::InvalidData,
+                    format!("{}: no key in the file name", path.display()),
+                )));
+                continue;
+            };
+            let key = UserKey::new(if self.lowercase {
+                raw.to_lowercase()
+            } else {
+                raw
+            });
+            let meta = match std::fs::metadata(&path) {
+                Ok(m) => m,
+                Err(e) => {
+                    out.push(Err(Self::err(
+                        ErrorKind::Io,
+                        format!("{}: {e}", path.display()),
+                    )
+                    .with_user(key)));
+                    continue;
+                }
+            };
+            if !is_image(&path) {
+                out.push(Err(Self::err(
+                    ErrorKind::InvalidPhoto,
+                    format!("{} is not an image", path.display()),
+                )
+                .with_user(key)));
+                continue;
+            }
+            by_key.entry(key).or_default().push((path, meta));
+        }
+        for (key, mut found) in by_key {
+            if found.len() > 1 {
+                let names: Vec<String> =
+                    found.iter().map(|(p, _)| p.display().to_string()).collect();
+                out.push(Err(Self::err(
+                    ErrorKind::Conflict,
+                    format!("several photos for one key: {}", names.join(", ")),
+                )
+                .with_user(key)));
+                continue;
+            }
+            let (path, meta) = found.remove(0);
+            let mtime = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_nanos())
+                .unwrap_or(0);
+            out.push(Ok(PhotoRef {
+                key,
+                fingerprint: format!("size:{}:mtime:{mtime}", meta.len()),
+                location: path.display().to_string(),
+                withheld: false,
+            }));
+        }
+        out
+    }
+}
+
+fn walk(dir: &Path, recursive: bool, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let path = entry.path();
+        let ft = std::fs::metadata(&path).map(|m| m.file_type())?;
+        if ft.is_dir() {
+            if recursive {
+                walk(&path, true, out)?;
+            }
+        } else if ft.is_file() {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+fn is_image(path: &Path) -> bool {
+    let mut head = [0u8; 32];
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| f.read(&mut head))
+        .unwrap_or(0);
+    ImageFormat::detect(&head[..n]).is_some()
+}
+
+#[async_trait]
+impl PhotoSource for FolderSource {
+    fn name(&self) -> &str {
+        "folder"
+    }
+
+    fn list(&self) -> BoxStream<'_, Result<PhotoRef>> {
+        let this = self.clone();
+        stream::once(async move {
+            tokio::task::spawn_blocking(move || this.scan())
+                .await
+                .unwrap_or_else(|e| {
+                    vec![Err(Self::err(
+                        ErrorKind::Other,
+                        format!("folder scan failed: {e}"),
+                    ))]
+                })
+        })
+        .flat_map(stream::iter)
+        .boxed()
+    }
+
+    async fn load(&self, photo: &PhotoRef, limits: &Limits) -> Result<Bytes> {
+        read_limited(PathBuf::from(&photo.location), limits, "folder", &photo.key).await
+    }
+}

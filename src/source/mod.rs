@@ -1,0 +1,126 @@
+//! Where photos come from: the [`PhotoSource`] trait and its implementations.
+//!
+//! * [`MemorySource`]: photos held in memory (tests, examples, integrators' adapters).
+//! * [`FolderSource`]: a folder of image files named by user key.
+//! * [`CsvSource`]: a CSV manifest of `key,path[,withheld]` rows.
+//!
+//! Write your own for an HR system, a badge system or another directory: implement
+//! `name`, `list` and `load` (see `examples/custom_source.rs`).
+
+mod csv;
+mod folder;
+mod memory;
+
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+
+pub use self::csv::CsvSource;
+pub use folder::{FolderSource, KeyRule};
+pub use memory::MemorySource;
+
+use crate::normalize::Limits;
+use crate::{Result, UserKey};
+
+/// One person's photo as a source lists it: cheap metadata, no pixels.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PhotoRef {
+    /// Who the photo is of.
+    pub key: UserKey,
+    /// Changes whenever the photo may have changed (size and modification time, a content
+    /// hash, a version number...). Two listings of an unchanged source give the same value.
+    pub fingerprint: String,
+    /// Where it is, for reports (a path, a URL, a row number).
+    pub location: String,
+    /// The person withdrew consent: the photo must not be shown, and is removed from sinks
+    /// when the sync policy says so. [`PhotoSource::load`] is never called for it.
+    pub withheld: bool,
+}
+
+/// A source of people's photos.
+///
+/// # Contract
+///
+/// * [`list`](Self::list) yields one item per person, each a `Result`: a broken row or file
+///   is an `Err` item (with [`Error::with_user`](crate::Error::with_user) when the key is
+///   known) and the stream goes on. Two listings of an unchanged source give the same keys
+///   and fingerprints. An empty source is an empty stream.
+/// * A key appears at most once. When the underlying data has several photos for one key,
+///   the source yields a single `Err` of kind [`Conflict`](crate::ErrorKind::Conflict) for
+///   that key, and no `Ok` item: neither photo is applied.
+/// * [`load`](Self::load) returns the bytes of a listed photo and refuses anything larger
+///   than `limits.max_input_bytes` with [`LimitExceeded`](crate::ErrorKind::LimitExceeded)
+///   without reading it whole.
+/// * Implementations are `Send + Sync` and object-safe: `Arc<dyn PhotoSource>` works.
+#[async_trait]
+pub trait PhotoSource: Send + Sync + Debug {
+    /// A short name for logs and errors (`folder`, `csv`, `hr-export`...).
+    fn name(&self) -> &str;
+
+    /// Lists every person's photo.
+    fn list(&self) -> BoxStream<'_, Result<PhotoRef>>;
+
+    /// Reads one photo.
+    async fn load(&self, photo: &PhotoRef, limits: &Limits) -> Result<Bytes>;
+}
+
+#[async_trait]
+impl<T: PhotoSource + ?Sized> PhotoSource for std::sync::Arc<T> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    fn list(&self) -> BoxStream<'_, Result<PhotoRef>> {
+        (**self).list()
+    }
+    async fn load(&self, photo: &PhotoRef, limits: &Limits) -> Result<Bytes> {
+        (**self).load(photo, limits).await
+    }
+}
+
+#[async_trait]
+impl<T: PhotoSource + ?Sized> PhotoSource for Box<T> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    fn list(&self) -> BoxStream<'_, Result<PhotoRef>> {
+        (**self).list()
+    }
+    async fn load(&self, photo: &PhotoRef, limits: &Limits) -> Result<Bytes> {
+        (**self).load(photo, limits).await
+    }
+}
+
+/// Compile-time proof that the trait is object-safe.
+#[allow(dead_code)]
+fn _object_safe(_: &dyn PhotoSource, _: std::sync::Arc<dyn PhotoSource>) {}
+
+/// Reads a file whose size is checked against the limit first (shared by the file-based
+/// sources). Blocking I/O runs on tokio's blocking pool.
+pub(crate) async fn read_limited(
+    path: std::path::PathBuf,
+    limits: &Limits,
+    backend: &'static str,
+    key: &UserKey,
+) -> Result<Bytes> {
+    let max = limits.max_input_bytes;
+    let k = key.clone();
+    let res = tokio::task::spawn_blocking(move || -> Result<Bytes> {
+        let meta = std::fs::metadata(&path)?;
+        if meta.len() > max {
+            return Err(crate::Error::new(
+                crate::ErrorKind::LimitExceeded,
+                format!(
+                    "{} is {} bytes, above the limit of {max}",
+                    path.display(),
+                    meta.len()
+                ),
+            ));
+        }
+        Ok(Bytes::from(std::fs::read(&path)?))
+    })
+    .await
+    .map_err(|e| crate::Error::new(crate::ErrorKind::Other, format!("reader task failed: {e}")))?;
+    res.map_err(|e| e.with_backend(backend).with_operation("load").with_user(k))
+}
