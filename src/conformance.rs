@@ -1,5 +1,5 @@
-//! The test suite every [`crate::source::PhotoSource`] implementation must pass
-//! (feature `conformance`; not covered by semver).
+//! The test suite every [`crate::source::PhotoSource`] and [`crate::sink::DirectorySink`]
+//! implementation must pass (feature `conformance`; not covered by semver).
 //!
 //! Add `userphoto = { version = "...", features = ["conformance"] }` to your
 //! dev-dependencies and call the checks from an async test with a source prepared as the
@@ -176,5 +176,180 @@ pub async fn source_load_honours_the_size_limit(src: &dyn PhotoSource, fx: &Sour
                 b.len()
             ),
         }
+    }
+}
+
+/// What a sink under test holds: users without photos, and a key it does not know.
+#[derive(Debug, Clone)]
+pub struct SinkFixture {
+    /// At least eight existing users with no photo when the suite starts; the suite leaves
+    /// them without photos again.
+    pub users: Vec<UserKey>,
+    /// A key that matches no user.
+    pub absent: UserKey,
+}
+
+/// A small valid JPEG of about `len` bytes (a real one, for sinks that check content).
+fn jpeg_of(seed: u32) -> bytes::Bytes {
+    bytes::Bytes::from(crate::normalize::testimage::gradient_jpeg(
+        40 + seed % 7,
+        40,
+    ))
+}
+
+/// Runs every sink clause; the users end without photos.
+pub async fn sink_contract(sink: &dyn crate::sink::DirectorySink, fx: &SinkFixture) {
+    assert!(
+        fx.users.len() >= 8,
+        "the sink fixture needs at least eight users"
+    );
+    assert!(!sink.name().is_empty(), "name() must not be empty");
+    sink_no_photo_is_none(sink, fx).await;
+    sink_unknown_user_is_user_not_found(sink, fx).await;
+    sink_put_then_current(sink, fx).await;
+    sink_put_is_idempotent_and_last_wins(sink, fx).await;
+    sink_delete_is_idempotent(sink, fx).await;
+    sink_oversize_put_changes_nothing(sink, fx).await;
+    sink_concurrent_puts_all_land(sink, fx).await;
+}
+
+/// A user without a photo is `Ok(None)`.
+pub async fn sink_no_photo_is_none(sink: &dyn crate::sink::DirectorySink, fx: &SinkFixture) {
+    let c = sink
+        .current(&fx.users[0])
+        .await
+        .unwrap_or_else(|e| panic!("current of an existing user failed: {e}"));
+    assert!(c.is_none(), "a user without a photo must be Ok(None)");
+}
+
+/// An unknown user is `UserNotFound`, not retryable, with the operation, backend and user.
+pub async fn sink_unknown_user_is_user_not_found(
+    sink: &dyn crate::sink::DirectorySink,
+    fx: &SinkFixture,
+) {
+    for (op, r) in [
+        ("current", sink.current(&fx.absent).await.map(|_| ())),
+        ("put", sink.put(&fx.absent, &jpeg_of(1)).await.map(|_| ())),
+        ("delete", sink.delete(&fx.absent).await),
+    ] {
+        let e = r
+            .err()
+            .unwrap_or_else(|| panic!("{op} of an unknown user succeeded"));
+        assert_eq!(
+            e.kind(),
+            ErrorKind::UserNotFound,
+            "{op} of an unknown user: {e}"
+        );
+        assert!(!e.is_retryable(), "UserNotFound must not be retryable");
+        assert_eq!(
+            e.user(),
+            Some(&fx.absent),
+            "{op}: the error must name the user"
+        );
+        assert_eq!(e.operation(), op, "the error must name the operation");
+        assert_eq!(e.backend(), sink.name(), "the error must name the backend");
+    }
+}
+
+/// After a put, `current` shows a photo (the same bytes when the sink returns bytes).
+pub async fn sink_put_then_current(sink: &dyn crate::sink::DirectorySink, fx: &SinkFixture) {
+    let u = &fx.users[1];
+    let photo = jpeg_of(2);
+    sink.put(u, &photo)
+        .await
+        .unwrap_or_else(|e| panic!("put failed: {e}"));
+    let c = sink.current(u).await.unwrap().expect("a photo after put");
+    if sink.capabilities().returns_bytes {
+        assert_eq!(
+            c.bytes.as_ref(),
+            Some(&photo),
+            "current must return the bytes put"
+        );
+    }
+    sink.delete(u).await.unwrap();
+}
+
+/// Putting twice is idempotent; put A then B leaves B.
+pub async fn sink_put_is_idempotent_and_last_wins(
+    sink: &dyn crate::sink::DirectorySink,
+    fx: &SinkFixture,
+) {
+    let u = &fx.users[2];
+    let (a, b) = (jpeg_of(3), jpeg_of(4));
+    sink.put(u, &a).await.unwrap();
+    sink.put(u, &a)
+        .await
+        .unwrap_or_else(|e| panic!("a second identical put failed: {e}"));
+    sink.put(u, &b).await.unwrap();
+    let c = sink.current(u).await.unwrap().expect("a photo");
+    if sink.capabilities().returns_bytes {
+        assert_eq!(c.bytes.as_ref(), Some(&b), "the last put wins");
+    }
+    sink.delete(u).await.unwrap();
+}
+
+/// Delete removes the photo; deleting again is `Ok`.
+pub async fn sink_delete_is_idempotent(sink: &dyn crate::sink::DirectorySink, fx: &SinkFixture) {
+    let u = &fx.users[3];
+    sink.put(u, &jpeg_of(5)).await.unwrap();
+    sink.delete(u).await.unwrap();
+    assert!(
+        sink.current(u).await.unwrap().is_none(),
+        "no photo after delete"
+    );
+    sink.delete(u)
+        .await
+        .unwrap_or_else(|e| panic!("deleting nothing must be Ok: {e}"));
+}
+
+/// A put above `max_bytes` is `PhotoTooLarge` and leaves the old photo.
+pub async fn sink_oversize_put_changes_nothing(
+    sink: &dyn crate::sink::DirectorySink,
+    fx: &SinkFixture,
+) {
+    let u = &fx.users[4];
+    let keep = jpeg_of(6);
+    sink.put(u, &keep).await.unwrap();
+    let max = sink.capabilities().max_bytes;
+    let mut big = keep.to_vec();
+    big.resize(max + 1, 0);
+    let e = sink
+        .put(u, &bytes::Bytes::from(big))
+        .await
+        .expect_err("an oversize put must fail");
+    assert_eq!(e.kind(), ErrorKind::PhotoTooLarge, "{e}");
+    let c = sink.current(u).await.unwrap().expect("the old photo stays");
+    if sink.capabilities().returns_bytes {
+        assert_eq!(
+            c.bytes.as_ref(),
+            Some(&keep),
+            "an oversize put must change nothing"
+        );
+    }
+    sink.delete(u).await.unwrap();
+}
+
+/// Concurrent puts to different users all land.
+pub async fn sink_concurrent_puts_all_land(
+    sink: &dyn crate::sink::DirectorySink,
+    fx: &SinkFixture,
+) {
+    let users = &fx.users[..8];
+    let photos: Vec<bytes::Bytes> = (0..8).map(|i| jpeg_of(10 + i)).collect();
+    let results =
+        futures::future::join_all(users.iter().zip(&photos).map(|(u, p)| sink.put(u, p))).await;
+    for (u, r) in users.iter().zip(results) {
+        r.unwrap_or_else(|e| panic!("concurrent put for {u} failed: {e}"));
+    }
+    for (u, p) in users.iter().zip(&photos) {
+        let c = sink
+            .current(u)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("{u} has no photo after a concurrent put"));
+        if sink.capabilities().returns_bytes {
+            assert_eq!(c.bytes.as_ref(), Some(p), "{u} has another user's photo");
+        }
+        sink.delete(u).await.unwrap();
     }
 }

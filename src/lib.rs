@@ -35,6 +35,7 @@ pub mod conformance;
 mod error;
 mod key;
 pub mod normalize;
+pub mod sink;
 pub mod source;
 
 pub use error::{Error, ErrorKind, Result};

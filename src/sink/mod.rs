@@ -1,0 +1,147 @@
+//! Where photos go: the [`DirectorySink`] trait and its implementations.
+//!
+//! * [`MemorySink`]: a directory in memory (tests, examples, dry runs).
+//!
+//! The LDIF, Active Directory and Microsoft Graph sinks follow (see `DESIGN.md`).
+
+mod memory;
+
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+pub use memory::MemorySink;
+
+use crate::{Result, UserKey};
+
+/// What a sink can do, so the engine can plan for it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct SinkCapabilities {
+    /// The largest photo the directory accepts, in bytes (AD: 102,400; Graph: 4,000,000).
+    pub max_bytes: usize,
+    /// The profile this sink is usually written with (`ad-thumbnail`, `graph`).
+    pub default_profile: String,
+    /// Whether [`DirectorySink::current`] returns the stored bytes (AD does; Graph returns
+    /// only a version tag, because it re-encodes uploads).
+    pub returns_bytes: bool,
+}
+
+impl SinkCapabilities {
+    /// Capabilities with the given byte limit and default profile, returning bytes.
+    pub fn new(max_bytes: usize, default_profile: impl Into<String>) -> Self {
+        Self {
+            max_bytes,
+            default_profile: default_profile.into(),
+            returns_bytes: true,
+        }
+    }
+}
+
+/// The photo a directory holds for a user now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CurrentPhoto {
+    /// The stored bytes, when the sink can read them back (needed for backups).
+    pub bytes: Option<Bytes>,
+    /// A version tag (Graph's `@odata.mediaEtag`), when the sink has one.
+    pub version: Option<String>,
+}
+
+impl CurrentPhoto {
+    /// A photo known by its bytes.
+    pub fn from_bytes(bytes: Bytes) -> Self {
+        Self {
+            bytes: Some(bytes),
+            version: None,
+        }
+    }
+
+    /// A photo known only by a version tag.
+    pub fn from_version(version: impl Into<String>) -> Self {
+        Self {
+            bytes: None,
+            version: Some(version.into()),
+        }
+    }
+}
+
+/// A directory that shows people's photos.
+///
+/// # Contract
+///
+/// * [`current`](Self::current) returns `Ok(None)` for a user who exists without a photo and
+///   an error of kind [`UserNotFound`](crate::ErrorKind::UserNotFound) (not retryable) for a
+///   user the directory does not know: the two are never confused.
+/// * [`put`](Self::put) replaces the user's photo and is idempotent: putting the same bytes
+///   twice leaves the same state; put A then B leaves B. A photo larger than
+///   [`SinkCapabilities::max_bytes`] fails with
+///   [`PhotoTooLarge`](crate::ErrorKind::PhotoTooLarge) *before* anything is sent, and
+///   changes nothing. It returns the directory's new version tag, if it has one.
+/// * [`delete`](Self::delete) removes the photo and is idempotent: deleting when there is no
+///   photo is `Ok`.
+/// * Errors carry the operation, the backend's name and the user
+///   ([`Error::with_operation`](crate::Error::with_operation) and friends), and say whether a
+///   retry may help.
+/// * Calls for different users may run concurrently, and all land.
+/// * Implementations are `Send + Sync` and object-safe: `Arc<dyn DirectorySink>` works.
+#[async_trait]
+pub trait DirectorySink: Send + Sync + Debug {
+    /// A short name for logs, errors, the state store and reports (`ad`, `graph`, `ldif`).
+    fn name(&self) -> &str;
+
+    /// What the sink can do.
+    fn capabilities(&self) -> SinkCapabilities;
+
+    /// The user's photo now: `Ok(None)` when the user has none.
+    async fn current(&self, key: &UserKey) -> Result<Option<CurrentPhoto>>;
+
+    /// Replaces the user's photo with `jpeg`; returns the new version tag, if any.
+    async fn put(&self, key: &UserKey, jpeg: &Bytes) -> Result<Option<String>>;
+
+    /// Removes the user's photo (Ok when there is none).
+    async fn delete(&self, key: &UserKey) -> Result<()>;
+}
+
+#[async_trait]
+impl<T: DirectorySink + ?Sized> DirectorySink for std::sync::Arc<T> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    fn capabilities(&self) -> SinkCapabilities {
+        (**self).capabilities()
+    }
+    async fn current(&self, key: &UserKey) -> Result<Option<CurrentPhoto>> {
+        (**self).current(key).await
+    }
+    async fn put(&self, key: &UserKey, jpeg: &Bytes) -> Result<Option<String>> {
+        (**self).put(key, jpeg).await
+    }
+    async fn delete(&self, key: &UserKey) -> Result<()> {
+        (**self).delete(key).await
+    }
+}
+
+#[async_trait]
+impl<T: DirectorySink + ?Sized> DirectorySink for Box<T> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    fn capabilities(&self) -> SinkCapabilities {
+        (**self).capabilities()
+    }
+    async fn current(&self, key: &UserKey) -> Result<Option<CurrentPhoto>> {
+        (**self).current(key).await
+    }
+    async fn put(&self, key: &UserKey, jpeg: &Bytes) -> Result<Option<String>> {
+        (**self).put(key, jpeg).await
+    }
+    async fn delete(&self, key: &UserKey) -> Result<()> {
+        (**self).delete(key).await
+    }
+}
+
+/// Compile-time proof that the trait is object-safe.
+#[allow(dead_code)]
+fn _object_safe(_: &dyn DirectorySink, _: std::sync::Arc<dyn DirectorySink>) {}
