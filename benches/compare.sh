@@ -112,12 +112,12 @@ print(f'== ad-large budget search: {enc(\"ad-large\"):.2f} encodes per file on a
 LIST=$(cat "$WORK/baseline.list" "$WORK/progressive.list" | tr '\n' ' ')
 # shellcheck disable=SC2086
 hyperfine --style none --runs 3 --warmup 1 --export-json "$WORK/threads.json" \
-  "$CLI normalize --profile ad-thumbnail --threads 1 --out $WORK/t1 $LIST $LIST" \
-  "$CLI normalize --profile ad-thumbnail --threads 2 --out $WORK/t2 $LIST $LIST" >/dev/null
+  "$CLI normalize --profile ad-thumbnail --threads 1 --out $WORK/t1 $LIST $LIST $LIST $LIST" \
+  "$CLI normalize --profile ad-thumbnail --threads 2 --out $WORK/t2 $LIST $LIST $LIST $LIST" >/dev/null
 "$PY" -c "
 import json
 r=json.load(open('$WORK/threads.json'))['results']
-print(f'== threads (ad-thumbnail, all JPEGs twice): 1 thread {r[0][\"median\"]:.3f} s, 2 threads {r[1][\"median\"]:.3f} s, speed-up {r[0][\"median\"]/r[1][\"median\"]:.2f}x on $(nproc) cores')
+print(f'== threads (ad-thumbnail, all JPEGs four times): 1 thread {r[0][\"median\"]:.3f} s, 2 threads {r[1][\"median\"]:.3f} s, speed-up {r[0][\"median\"]/r[1][\"median\"]:.2f}x on $(nproc) cores')
 "
 
 # --- peak memory -----------------------------------------------------------------------
