@@ -22,6 +22,8 @@ command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 pkg-config --exists libheif 2>/dev/null || need+=(libheif-dev)
 # cjpeg/jpegtran make the progressive, arithmetic and subsampling variants the tests use.
 command -v jpegtran >/dev/null 2>&1 || need+=(libjpeg-turbo-progs)
+# ldapmodify -n checks that the LDIF sink's change files parse with OpenLDAP's own parser.
+command -v ldapmodify >/dev/null 2>&1 || need+=(ldap-utils)
 # python3 with venv: the breadth test runs Pillow (from PyPI) as the reference decoder.
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 python3 -m venv --help >/dev/null 2>&1 || need+=(python3-venv)

@@ -34,6 +34,7 @@
 pub mod conformance;
 mod error;
 mod key;
+mod ldif;
 pub mod normalize;
 pub mod sink;
 pub mod source;

@@ -1,9 +1,11 @@
 //! Where photos go: the [`DirectorySink`] trait and its implementations.
 //!
 //! * [`MemorySink`]: a directory in memory (tests, examples, dry runs).
+//! * [`LdifSink`]: an LDIF export in, an LDIF change file out (offline, no credentials).
 //!
-//! The LDIF, Active Directory and Microsoft Graph sinks follow (see `DESIGN.md`).
+//! The Active Directory and Microsoft Graph sinks follow (see `DESIGN.md`).
 
+mod ldif;
 mod memory;
 
 use std::fmt::Debug;
@@ -11,6 +13,7 @@ use std::fmt::Debug;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+pub use ldif::LdifSink;
 pub use memory::MemorySink;
 
 use crate::{Result, UserKey};
