@@ -38,6 +38,7 @@ mod ldif;
 pub mod normalize;
 pub mod sink;
 pub mod source;
+pub mod sync;
 
 pub use error::{Error, ErrorKind, Result};
 pub use key::{MatchAttribute, UserKey};

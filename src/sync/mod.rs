@@ -1,0 +1,12 @@
+//! The sync engine: match users, plan, apply, report.
+//!
+//! This release has the planner: [`plan`] turns what was observed about each user (the
+//! source's photo and its rendition, the sink's current photo, what the state store
+//! recorded) into a deterministic, serializable [`Plan`]. Gathering the observations,
+//! applying plans with retries, the state store, backups and reports follow.
+
+mod plan;
+
+pub use plan::{
+    plan, Action, Observation, Plan, PlanItem, Policy, Reason, Recorded, SinkState, SourceState,
+};

@@ -1,0 +1,571 @@
+//! The planner: pure, deterministic and serializable.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{ErrorKind, UserKey};
+
+/// What the plan does for one user in one sink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Write the rendition.
+    Put,
+    /// Remove the photo.
+    Delete,
+    /// Leave the sink as it is.
+    Skip,
+    /// Nothing can be done for this user; the reason says why.
+    Fail,
+}
+
+/// Why the plan does what it does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Reason {
+    /// The user has no photo in the sink yet.
+    New,
+    /// The sink's photo differs from the rendition.
+    Changed,
+    /// The sink already shows this rendition.
+    Unchanged,
+    /// The person withdrew consent.
+    Withheld,
+    /// The sink has a photo for a user the source no longer lists.
+    Leaver,
+    /// The sink does not know the user.
+    Unmatched,
+    /// The key matches several directory entries.
+    AmbiguousMatch,
+    /// Several source photos claim the user.
+    Conflict,
+    /// The source photo is not a usable image.
+    InvalidImage,
+    /// The photo cannot be made to fit the profile's byte budget.
+    CannotFit,
+    /// The rendition is larger than the sink accepts.
+    TooLarge,
+    /// The source failed for this user.
+    SourceError,
+    /// The sink failed for this user while planning.
+    SinkError,
+}
+
+/// What the source says about a user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum SourceState {
+    /// A photo, normalized for this sink's profile.
+    Photo {
+        /// The source's fingerprint of the photo.
+        fingerprint: String,
+        /// The rendition's SHA-256 (hex) and size, or why there is none.
+        rendition: Result<(String, usize), (ErrorKind, String)>,
+    },
+    /// The person withdrew consent.
+    Withheld,
+    /// The source does not list the user (a leaver, seen in the sink only).
+    Absent,
+    /// Listing or loading failed for this user.
+    Error {
+        /// The error's kind (`Conflict` for two photos for one key).
+        kind: ErrorKind,
+        /// The message.
+        message: String,
+    },
+}
+
+/// What the sink says about a user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum SinkState {
+    /// The user exists without a photo.
+    NoPhoto,
+    /// The user has a photo, known by the SHA-256 (hex) of its bytes and/or a version tag.
+    Photo {
+        /// SHA-256 of the stored bytes, when the sink returns bytes.
+        sha256: Option<String>,
+        /// The sink's version tag, when it has one.
+        version: Option<String>,
+    },
+    /// The sink does not know the user.
+    NotFound,
+    /// The key matches several entries.
+    Ambiguous {
+        /// Which ones.
+        message: String,
+    },
+    /// The sink failed.
+    Error {
+        /// The error's kind.
+        kind: ErrorKind,
+        /// The message.
+        message: String,
+    },
+}
+
+/// What the state store recorded after the last successful write for a user and sink.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recorded {
+    /// The rendition written (hex SHA-256).
+    pub rendition_sha256: String,
+    /// The sink's version tag seen right after that write (Graph re-encodes photos, so its
+    /// etag, not the bytes, says whether the photo is still ours).
+    pub version: Option<String>,
+}
+
+/// Everything known about one user for one sink.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Observation {
+    /// The user.
+    pub key: UserKey,
+    /// The sink's name.
+    pub sink: String,
+    /// The sink's byte limit.
+    pub max_bytes: usize,
+    /// The source side.
+    pub source: SourceState,
+    /// The sink side.
+    pub current: SinkState,
+    /// The state store's record, if any.
+    pub recorded: Option<Recorded>,
+}
+
+/// Rules the planner follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Policy {
+    /// Remove the photos of users the source no longer lists (off by default: leavers are
+    /// kept and listed).
+    pub remove_leavers: bool,
+    /// Remove the photos of people who withdrew consent (on by default).
+    pub remove_withheld: bool,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            remove_leavers: false,
+            remove_withheld: true,
+        }
+    }
+}
+
+/// One decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanItem {
+    /// The user.
+    pub key: UserKey,
+    /// The sink.
+    pub sink: String,
+    /// What to do.
+    pub action: Action,
+    /// Why.
+    pub reason: Reason,
+    /// The rendition to write (hex SHA-256), for puts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rendition_sha256: Option<String>,
+    /// Its size in bytes, for puts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<usize>,
+    /// Details for failures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// The decisions for a run, sorted by user key, then sink.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    /// One item per user and sink.
+    pub items: Vec<PlanItem>,
+}
+
+impl Plan {
+    /// How many items take `action`.
+    pub fn count(&self, action: Action) -> usize {
+        self.items.iter().filter(|i| i.action == action).count()
+    }
+
+    /// The items that change a sink (puts and deletes), which a dry run lists.
+    pub fn changes(&self) -> impl Iterator<Item = &PlanItem> {
+        self.items
+            .iter()
+            .filter(|i| matches!(i.action, Action::Put | Action::Delete))
+    }
+}
+
+/// Decides what to do for every observation. Pure and deterministic: the same observations
+/// in any order give the same plan, sorted by key (case-insensitively) and sink.
+///
+/// ```
+/// use userphoto::sync::{plan, Action, Observation, Policy, Reason, SinkState, SourceState};
+/// use userphoto::UserKey;
+/// let obs = Observation {
+///     key: UserKey::new("alice"),
+///     sink: "ad".into(),
+///     max_bytes: 102_400,
+///     source: SourceState::Photo { fingerprint: "f1".into(), rendition: Ok(("ab12".into(), 3_000)) },
+///     current: SinkState::NoPhoto,
+///     recorded: None,
+/// };
+/// let p = plan(vec![obs], Policy::default());
+/// assert_eq!((p.items[0].action, p.items[0].reason), (Action::Put, Reason::New));
+/// ```
+pub fn plan(observations: impl IntoIterator<Item = Observation>, policy: Policy) -> Plan {
+    let mut items: Vec<PlanItem> = observations
+        .into_iter()
+        .map(|o| decide(o, policy))
+        .collect();
+    items.sort_by(|a, b| {
+        a.key
+            .cmp(&b.key)
+            .then_with(|| a.key.as_str().cmp(b.key.as_str()))
+            .then_with(|| a.sink.cmp(&b.sink))
+    });
+    Plan { items }
+}
+
+fn decide(o: Observation, policy: Policy) -> PlanItem {
+    let item = |action, reason, detail: Option<String>| PlanItem {
+        key: o.key.clone(),
+        sink: o.sink.clone(),
+        action,
+        reason,
+        rendition_sha256: None,
+        bytes: None,
+        detail,
+    };
+    // Source-side failures first: nothing is known about what to write.
+    if let SourceState::Error { kind, message } = &o.source {
+        let reason = if *kind == ErrorKind::Conflict {
+            Reason::Conflict
+        } else {
+            Reason::SourceError
+        };
+        return item(Action::Fail, reason, Some(message.clone()));
+    }
+    let has_photo = match &o.current {
+        SinkState::NotFound => {
+            // A leaver the sink no longer knows has nothing to remove either.
+            let action = if o.source == SourceState::Absent {
+                Action::Skip
+            } else {
+                Action::Fail
+            };
+            return item(action, Reason::Unmatched, None);
+        }
+        SinkState::Ambiguous { message } => {
+            return item(Action::Fail, Reason::AmbiguousMatch, Some(message.clone()))
+        }
+        SinkState::Error { kind, message } => {
+            return item(
+                Action::Fail,
+                Reason::SinkError,
+                Some(format!("{kind}: {message}")),
+            )
+        }
+        SinkState::NoPhoto => false,
+        SinkState::Photo { .. } => true,
+    };
+    match &o.source {
+        SourceState::Withheld => {
+            let action = if has_photo && policy.remove_withheld {
+                Action::Delete
+            } else {
+                Action::Skip
+            };
+            item(action, Reason::Withheld, None)
+        }
+        SourceState::Absent => {
+            let action = if has_photo && policy.remove_leavers {
+                Action::Delete
+            } else {
+                Action::Skip
+            };
+            item(action, Reason::Leaver, None)
+        }
+        SourceState::Photo {
+            rendition: Err((kind, message)),
+            ..
+        } => {
+            let reason = match kind {
+                ErrorKind::PhotoTooLarge => Reason::CannotFit,
+                _ => Reason::InvalidImage,
+            };
+            item(Action::Fail, reason, Some(message.clone()))
+        }
+        SourceState::Photo {
+            rendition: Ok((sha, len)),
+            ..
+        } => {
+            if *len > o.max_bytes {
+                return item(
+                    Action::Fail,
+                    Reason::TooLarge,
+                    Some(format!(
+                        "{len} bytes, the sink takes at most {}",
+                        o.max_bytes
+                    )),
+                );
+            }
+            let unchanged = match &o.current {
+                SinkState::Photo {
+                    sha256: Some(current),
+                    ..
+                } => current.eq_ignore_ascii_case(sha),
+                // A sink that re-encodes (Graph): ours only if the state store saw this very
+                // rendition written and the sink's version has not moved since.
+                SinkState::Photo {
+                    sha256: None,
+                    version,
+                } => {
+                    matches!(&o.recorded, Some(r) if r.rendition_sha256.eq_ignore_ascii_case(sha) && r.version.is_some() && &r.version == version)
+                }
+                _ => false,
+            };
+            let (action, reason) = match (has_photo, unchanged) {
+                (false, _) => (Action::Put, Reason::New),
+                (true, true) => (Action::Skip, Reason::Unchanged),
+                (true, false) => (Action::Put, Reason::Changed),
+            };
+            let mut it = item(action, reason, None);
+            if action == Action::Put {
+                it.rendition_sha256 = Some(sha.clone());
+                it.bytes = Some(*len);
+            }
+            it
+        }
+        SourceState::Error { .. } => unreachable!("handled above"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obs(key: &str, source: SourceState, current: SinkState) -> Observation {
+        Observation {
+            key: UserKey::new(key),
+            sink: "ad".into(),
+            max_bytes: 10_000,
+            source,
+            current,
+            recorded: None,
+        }
+    }
+
+    fn photo(sha: &str, len: usize) -> SourceState {
+        SourceState::Photo {
+            fingerprint: "fp".into(),
+            rendition: Ok((sha.into(), len)),
+        }
+    }
+
+    fn stored(sha: &str) -> SinkState {
+        SinkState::Photo {
+            sha256: Some(sha.into()),
+            version: None,
+        }
+    }
+
+    fn decided(o: Observation, p: Policy) -> (Action, Reason) {
+        let it = decide(o, p);
+        (it.action, it.reason)
+    }
+
+    #[test]
+    fn the_decision_table() {
+        let p = Policy::default();
+        use Action::*;
+        use Reason::*;
+        assert_eq!(
+            decided(obs("a", photo("aa", 10), SinkState::NoPhoto), p),
+            (Put, New)
+        );
+        assert_eq!(
+            decided(obs("a", photo("aa", 10), stored("AA")), p),
+            (Skip, Unchanged)
+        );
+        assert_eq!(
+            decided(obs("a", photo("aa", 10), stored("bb")), p),
+            (Put, Changed)
+        );
+        assert_eq!(
+            decided(obs("a", photo("aa", 20_000), SinkState::NoPhoto), p),
+            (Fail, TooLarge)
+        );
+        assert_eq!(
+            decided(obs("a", photo("aa", 10), SinkState::NotFound), p),
+            (Fail, Unmatched)
+        );
+        assert_eq!(
+            decided(
+                obs(
+                    "a",
+                    photo("aa", 10),
+                    SinkState::Ambiguous {
+                        message: "2".into()
+                    }
+                ),
+                p
+            ),
+            (Fail, AmbiguousMatch)
+        );
+        assert_eq!(
+            decided(
+                obs(
+                    "a",
+                    photo("aa", 10),
+                    SinkState::Error {
+                        kind: ErrorKind::Unavailable,
+                        message: "x".into()
+                    }
+                ),
+                p
+            ),
+            (Fail, SinkError)
+        );
+        let bad = SourceState::Photo {
+            fingerprint: "f".into(),
+            rendition: Err((ErrorKind::InvalidPhoto, "corrupt".into())),
+        };
+        assert_eq!(
+            decided(obs("a", bad, SinkState::NoPhoto), p),
+            (Fail, InvalidImage)
+        );
+        let nofit = SourceState::Photo {
+            fingerprint: "f".into(),
+            rendition: Err((ErrorKind::PhotoTooLarge, "cannot fit".into())),
+        };
+        assert_eq!(
+            decided(obs("a", nofit, SinkState::NoPhoto), p),
+            (Fail, CannotFit)
+        );
+        let conflict = SourceState::Error {
+            kind: ErrorKind::Conflict,
+            message: "a.jpg, A.png".into(),
+        };
+        assert_eq!(
+            decided(obs("a", conflict, stored("x")), p),
+            (Fail, Conflict)
+        );
+        // Withheld: removed by default, kept when the policy says so, nothing to do without a photo.
+        assert_eq!(
+            decided(obs("a", SourceState::Withheld, stored("x")), p),
+            (Delete, Withheld)
+        );
+        assert_eq!(
+            decided(obs("a", SourceState::Withheld, SinkState::NoPhoto), p),
+            (Skip, Withheld)
+        );
+        let keep_withheld = Policy {
+            remove_withheld: false,
+            ..p
+        };
+        assert_eq!(
+            decided(obs("a", SourceState::Withheld, stored("x")), keep_withheld),
+            (Skip, Withheld)
+        );
+        // Leavers: kept unless asked.
+        assert_eq!(
+            decided(obs("a", SourceState::Absent, stored("x")), p),
+            (Skip, Leaver)
+        );
+        let remove = Policy {
+            remove_leavers: true,
+            ..p
+        };
+        assert_eq!(
+            decided(obs("a", SourceState::Absent, stored("x")), remove),
+            (Delete, Leaver)
+        );
+        assert_eq!(
+            decided(obs("a", SourceState::Absent, SinkState::NotFound), remove),
+            (Skip, Unmatched)
+        );
+    }
+
+    #[test]
+    fn version_only_sinks_use_the_state_store() {
+        let p = Policy::default();
+        let graph = |version: &str, recorded: Option<Recorded>| Observation {
+            recorded,
+            ..obs(
+                "a",
+                photo("aa", 10),
+                SinkState::Photo {
+                    sha256: None,
+                    version: Some(version.into()),
+                },
+            )
+        };
+        let rec = |sha: &str, v: &str| {
+            Some(Recorded {
+                rendition_sha256: sha.into(),
+                version: Some(v.into()),
+            })
+        };
+        assert_eq!(
+            decided(graph("e1", rec("aa", "e1")), p),
+            (Action::Skip, Reason::Unchanged)
+        );
+        assert_eq!(
+            decided(graph("e2", rec("aa", "e1")), p),
+            (Action::Put, Reason::Changed),
+            "someone else uploaded since"
+        );
+        assert_eq!(
+            decided(graph("e1", rec("bb", "e1")), p),
+            (Action::Put, Reason::Changed),
+            "the source photo changed"
+        );
+        assert_eq!(
+            decided(graph("e1", None), p),
+            (Action::Put, Reason::Changed),
+            "never written by us"
+        );
+    }
+
+    #[test]
+    fn plans_are_sorted_deterministic_and_serializable() {
+        let a = vec![
+            obs("bob", photo("b", 1), SinkState::NoPhoto),
+            obs("Alice", photo("a", 1), stored("a")),
+            Observation {
+                sink: "graph".into(),
+                ..obs("alice", photo("a", 1), SinkState::NoPhoto)
+            },
+            obs("carol", SourceState::Withheld, stored("c")),
+        ];
+        let mut b = a.clone();
+        b.reverse();
+        let pa = plan(a, Policy::default());
+        let pb = plan(b, Policy::default());
+        assert_eq!(pa, pb);
+        let order: Vec<(String, String)> = pa
+            .items
+            .iter()
+            .map(|i| (i.key.to_string(), i.sink.clone()))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                ("Alice".into(), "ad".into()),
+                ("alice".into(), "graph".into()),
+                ("bob".into(), "ad".into()),
+                ("carol".into(), "ad".into())
+            ]
+        );
+        assert_eq!(
+            (
+                pa.count(Action::Put),
+                pa.count(Action::Skip),
+                pa.count(Action::Delete)
+            ),
+            (2, 1, 1)
+        );
+        let json = serde_json::to_string(&pa).unwrap();
+        assert!(json.contains(r#""action":"put","reason":"new""#), "{json}");
+        let back: Plan = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, pa);
+    }
+}
