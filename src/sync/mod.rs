@@ -2,11 +2,14 @@
 //!
 //! This release has the planner: [`plan`] turns what was observed about each user (the
 //! source's photo and its rendition, the sink's current photo, what the state store
-//! recorded) into a deterministic, serializable [`Plan`]. Gathering the observations,
-//! applying plans with retries, the state store, backups and reports follow.
+//! recorded) into a deterministic, serializable [`Plan`], and the [`BackupStore`] keeps
+//! every photo a sync replaces or deletes and puts them back on request. Gathering the
+//! observations, applying plans with retries, the state store and reports follow.
 
+mod backup;
 mod plan;
 
+pub use backup::{BackupStore, JournalEntry};
 pub use plan::{
     plan, Action, Observation, Plan, PlanItem, Policy, Reason, Recorded, SinkState, SourceState,
 };
