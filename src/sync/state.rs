@@ -1,0 +1,233 @@
+//! The state store: what was written where, so a re-run over unchanged sources decodes
+//! nothing and an interrupted run resumes.
+
+use std::path::Path;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use super::Recorded;
+use crate::{Error, ErrorKind, Result, UserKey};
+
+/// Key: `sink` + NUL + the user's case-folded key. Value: a JSON [`StateRecord`].
+const TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("userphoto-state-v1");
+
+/// What the store keeps per sink and user after a successful write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateRecord {
+    /// The source's fingerprint of the photo that was written (or withheld).
+    pub source_fingerprint: String,
+    /// The rendition written (hex SHA-256); empty after a deletion.
+    pub rendition_sha256: String,
+    /// The rendition's size in bytes.
+    pub bytes: usize,
+    /// The sink's version tag seen after the write, if it has one.
+    pub version: Option<String>,
+    /// Seconds since the Unix epoch.
+    pub time: u64,
+}
+
+impl StateRecord {
+    /// The part of the record the planner compares with.
+    pub fn recorded(&self) -> Recorded {
+        Recorded {
+            rendition_sha256: self.rendition_sha256.clone(),
+            version: self.version.clone(),
+        }
+    }
+}
+
+/// One database file (redb: copy-on-write B-trees with checksummed commits, so a crash or a
+/// killed process leaves the last committed state, never a torn one).
+#[derive(Debug)]
+pub struct StateStore {
+    db: Database,
+}
+
+fn db_err(op: &'static str, e: impl std::fmt::Display) -> Error {
+    Error::new(ErrorKind::Io, format!("state store: {e}"))
+        .with_backend("state")
+        .with_operation(op)
+}
+
+fn key(sink: &str, user: &UserKey) -> String {
+    format!("{sink}\0{}", user.folded())
+}
+
+impl StateStore {
+    /// Opens or creates the store at `path`.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let db = Database::create(path.as_ref()).map_err(|e| db_err("open", e))?;
+        let tx = db.begin_write().map_err(|e| db_err("open", e))?;
+        tx.open_table(TABLE).map_err(|e| db_err("open", e))?;
+        tx.commit().map_err(|e| db_err("open", e))?;
+        Ok(Self { db })
+    }
+
+    /// The record for a user in a sink.
+    pub fn get(&self, sink: &str, user: &UserKey) -> Result<Option<StateRecord>> {
+        let tx = self.db.begin_read().map_err(|e| db_err("get", e))?;
+        let t = tx.open_table(TABLE).map_err(|e| db_err("get", e))?;
+        let k = key(sink, user);
+        let Some(v) = t.get(k.as_str()).map_err(|e| db_err("get", e))? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(v.value()).map(Some).map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidData,
+                format!("state store record for {user} in {sink}: {e}"),
+            )
+            .with_backend("state")
+        })
+    }
+
+    /// Records several writes in one durable transaction (the engine batches them).
+    pub fn put_many<'a>(
+        &self,
+        records: impl IntoIterator<Item = (&'a str, &'a UserKey, &'a StateRecord)>,
+    ) -> Result<()> {
+        let tx = self.db.begin_write().map_err(|e| db_err("put", e))?;
+        {
+            let mut t = tx.open_table(TABLE).map_err(|e| db_err("put", e))?;
+            for (sink, user, rec) in records {
+                let v = serde_json::to_vec(rec).map_err(|e| db_err("put", e))?;
+                t.insert(key(sink, user).as_str(), v.as_slice())
+                    .map_err(|e| db_err("put", e))?;
+            }
+        }
+        tx.commit().map_err(|e| db_err("put", e))
+    }
+
+    /// Records one write.
+    pub fn put(&self, sink: &str, user: &UserKey, record: &StateRecord) -> Result<()> {
+        self.put_many([(sink, user, record)])
+    }
+
+    /// Forgets a user in a sink (after a deletion).
+    pub fn remove(&self, sink: &str, user: &UserKey) -> Result<()> {
+        let tx = self.db.begin_write().map_err(|e| db_err("remove", e))?;
+        {
+            let mut t = tx.open_table(TABLE).map_err(|e| db_err("remove", e))?;
+            t.remove(key(sink, user).as_str())
+                .map_err(|e| db_err("remove", e))?;
+        }
+        tx.commit().map_err(|e| db_err("remove", e))
+    }
+
+    /// How many records the store holds for a sink.
+    pub fn count(&self, sink: &str) -> Result<usize> {
+        let tx = self.db.begin_read().map_err(|e| db_err("count", e))?;
+        let t = tx.open_table(TABLE).map_err(|e| db_err("count", e))?;
+        let prefix = format!("{sink}\0");
+        let mut n = 0;
+        for item in t.range(prefix.as_str()..).map_err(|e| db_err("count", e))? {
+            let (k, _) = item.map_err(|e| db_err("count", e))?;
+            if !k.value().starts_with(&prefix) {
+                break;
+            }
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(n: usize) -> StateRecord {
+        StateRecord {
+            source_fingerprint: format!("fp{n}"),
+            rendition_sha256: format!("{n:064x}"),
+            bytes: n,
+            version: Some(format!("v{n}")),
+            time: 1,
+        }
+    }
+
+    fn path(name: &str) -> std::path::PathBuf {
+        let p = std::env::temp_dir().join(format!(
+            "userphoto-state-{name}-{}.redb",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_file(&p);
+        p
+    }
+
+    #[test]
+    fn records_survive_reopening_and_are_per_sink() {
+        let p = path("reopen");
+        {
+            let s = StateStore::open(&p).unwrap();
+            s.put("ad", &UserKey::new("Alice"), &rec(1)).unwrap();
+            s.put("graph", &UserKey::new("alice"), &rec(2)).unwrap();
+            let batch: Vec<(UserKey, StateRecord)> = (0..100)
+                .map(|i| (UserKey::new(format!("u{i}")), rec(i)))
+                .collect();
+            s.put_many(batch.iter().map(|(k, r)| ("ad", k, r))).unwrap();
+        }
+        let s = StateStore::open(&p).unwrap();
+        assert_eq!(
+            s.get("ad", &UserKey::new("ALICE")).unwrap(),
+            Some(rec(1)),
+            "keys are case-insensitive"
+        );
+        assert_eq!(
+            s.get("graph", &UserKey::new("alice")).unwrap(),
+            Some(rec(2))
+        );
+        assert_eq!(s.get("ldif", &UserKey::new("alice")).unwrap(), None);
+        assert_eq!(s.count("ad").unwrap(), 101);
+        s.remove("ad", &UserKey::new("alice")).unwrap();
+        assert_eq!(s.get("ad", &UserKey::new("alice")).unwrap(), None);
+        assert_eq!(s.count("ad").unwrap(), 100);
+        std::fs::remove_file(&p).ok();
+    }
+
+    /// A process killed (SIGKILL) in the middle of a stream of commits leaves a store that
+    /// opens and holds a prefix of the commits: every record up to some point, none after.
+    #[test]
+    #[cfg(unix)]
+    fn a_killed_writer_leaves_a_consistent_store() {
+        if let Some(p) = std::env::var_os("USERPHOTO_STATE_CHILD") {
+            let s = StateStore::open(p).unwrap();
+            for i in 0.. {
+                s.put("ad", &UserKey::new(format!("u{i:08}")), &rec(i))
+                    .unwrap();
+            }
+            return;
+        }
+        let p = path("killed");
+        let exe = std::env::current_exe().unwrap();
+        let mut child = std::process::Command::new(exe)
+            .args([
+                "--exact",
+                "sync::state::tests::a_killed_writer_leaves_a_consistent_store",
+                "--nocapture",
+            ])
+            .env("USERPHOTO_STATE_CHILD", &p)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Let it commit for a while, then kill it without warning.
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let s = StateStore::open(&p).expect("the store opens after a kill");
+        let n = s.count("ad").unwrap();
+        assert!(n > 5, "commits landed before the kill: {n}");
+        for i in 0..n {
+            assert_eq!(
+                s.get("ad", &UserKey::new(format!("u{i:08}"))).unwrap(),
+                Some(rec(i)),
+                "record {i} of {n}"
+            );
+        }
+        assert_eq!(
+            s.get("ad", &UserKey::new(format!("u{n:08}"))).unwrap(),
+            None
+        );
+        std::fs::remove_file(&p).ok();
+    }
+}
