@@ -58,7 +58,8 @@ demo_dir=$(mktemp -d)
 cargo run --release --quiet --example userphoto -- demo --out "$demo_dir" >"$demo_dir/demo.jsonl"
 grep -q '"ok":true' "$demo_dir/demo.jsonl"
 rm -rf "$demo_dir"
-cargo run --release --quiet --example custom_source | grep -q "E1001: 96x96 JPEG"
+custom=$(cargo run --release --quiet --example custom_source)
+grep -q "E1001: 96x96 JPEG" <<<"$custom"
 
 step "breadth: Pillow's test images never crash, hang or blow up; >= 90% of what Pillow opens normalizes"
 bash scripts/breadth.sh

@@ -27,11 +27,13 @@ pub enum NormalizeError {
         reason: String,
     },
     /// A guard from [`Limits`](super::Limits) refused the input before it was decoded.
-    #[error("{what} is {value}, above the limit of {limit}")]
+    #[error("{}", limit_message(what, *value, *limit))]
     LimitExceeded {
-        /// Which limit: `"input bytes"`, `"width"`, `"height"` or `"pixels"`.
+        /// Which limit: `"input bytes"`, `"width"`, `"height"`, `"pixels"`, `"decoded bytes"`
+        /// or `"width or height"`.
         what: &'static str,
-        /// The value found in the input (or its header).
+        /// The value found in the input (or its header); 0 when the decoder that refused the
+        /// input did not say.
         value: u64,
         /// The configured limit.
         limit: u64,
@@ -61,6 +63,14 @@ pub enum NormalizeError {
     /// Reading the input failed.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+}
+
+fn limit_message(what: &str, value: u64, limit: u64) -> String {
+    if value == 0 {
+        format!("{what} above the limit of {limit}")
+    } else {
+        format!("{what} is {value}, above the limit of {limit}")
+    }
 }
 
 /// The stable short names of [`NormalizeError`] variants.

@@ -425,7 +425,8 @@ impl Normalizer {
             .and_then(orientation_from_image)
             .unwrap_or(Orientation::NORMAL);
         let icc = dec.icc_profile().ok().flatten();
-        let img = image::DynamicImage::from_decoder(dec).map_err(|e| image_error(format, e))?;
+        let img = image::DynamicImage::from_decoder(dec)
+            .map_err(|e| image_error(format, e, &self.limits))?;
         use image::ColorType as C;
         let (layout, data) = match img.color() {
             C::L8 | C::L16 => (Layout::Gray, img.into_luma8().into_raw()),
@@ -614,7 +615,9 @@ fn other_decoder<'a>(
     l.max_image_height = Some(limits.max_height);
     l.max_alloc = Some(limits.max_decoded_bytes);
     reader.limits(l);
-    let dec = reader.into_decoder().map_err(|e| image_error(format, e))?;
+    let dec = reader
+        .into_decoder()
+        .map_err(|e| image_error(format, e, limits))?;
     let (w, h) = dec.dimensions();
     limits.check_dimensions(w, h)?;
     // RGBA8 is what we convert to at most; 16-bit formats are converted from their own buffer.
@@ -622,19 +625,19 @@ fn other_decoder<'a>(
     Ok(Box::new(dec))
 }
 
-fn image_error(format: ImageFormat, e: image::ImageError) -> NormalizeError {
+fn image_error(format: ImageFormat, e: image::ImageError, limits: &Limits) -> NormalizeError {
     use image::error::{ImageError as E, LimitErrorKind};
     match e {
         E::Limits(l) => match l.kind() {
             LimitErrorKind::DimensionError => NormalizeError::LimitExceeded {
-                what: "dimensions",
+                what: "width or height",
                 value: 0,
-                limit: 0,
+                limit: limits.max_width.max(limits.max_height) as u64,
             },
             _ => NormalizeError::LimitExceeded {
-                what: "decoder memory",
+                what: "decoded bytes",
                 value: 0,
-                limit: 0,
+                limit: limits.max_decoded_bytes,
             },
         },
         E::Unsupported(u) => NormalizeError::Unsupported {
