@@ -8,7 +8,10 @@
 //! Microsoft Graph.
 //!
 //! The normalization core is [`normalize`]: see [`normalize::Normalizer`] and the built-in
-//! [`normalize::Profile`]s.
+//! [`normalize::Profile`]s. Photos come from a [`source::PhotoSource`] (folder, CSV manifest,
+//! memory, or your own) and go to a [`sink::DirectorySink`] (offline LDIF, memory; Active
+//! Directory and Microsoft Graph are next); [`sync`] holds the planner, the backup store and the
+//! state store of the sync engine. Every failure is an [`Error`] with an [`ErrorKind`].
 //!
 //! ## Cargo features
 //!
@@ -16,6 +19,7 @@
 //! |---|---|---|
 //! | `mozjpeg` | yes | JPEG through libjpeg-turbo's code (vendored by `mozjpeg-sys`): DCT-scaled decoding, the fastest path. Needs a C compiler; uses SIMD when `nasm` is installed at build time. |
 //! | `heic` | no | HEIC/HEIF input (iPhone photos) through the system libheif (`apt install libheif-dev`). Without it HEIC is a typed `Unsupported` error naming the format. |
+//! | `conformance` | no | `userphoto::conformance`: the contract suites that every source and sink implementation must pass (not covered by semver). |
 //! | `pure-rust` | no | JPEG through zune-jpeg and jpeg-encoder when `mozjpeg` is off: no C toolchain, slower on large photos. |
 //!
 //! ## Panics

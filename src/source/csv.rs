@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::stream::{self, BoxStream, StreamExt};
+use futures::stream::BoxStream;
 
-use super::{read_limited, PhotoRef, PhotoSource};
+use super::{blocking_list, file_fingerprint, read_limited, PhotoRef, PhotoSource};
 use crate::normalize::Limits;
 use crate::{Error, ErrorKind, Result, UserKey};
 
@@ -173,15 +173,9 @@ impl CsvSource {
                         continue;
                     }
                 };
-                let mtime = meta
-                    .modified()
-                    .ok()
-                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                    .map(|d| d.as_nanos())
-                    .unwrap_or(0);
                 PhotoRef {
                     key: key.clone(),
-                    fingerprint: format!("size:{}:mtime:{mtime}", meta.len()),
+                    fingerprint: file_fingerprint(&meta),
                     location: full.display().to_string(),
                     withheld: false,
                 }
@@ -216,18 +210,7 @@ impl PhotoSource for CsvSource {
 
     fn list(&self) -> BoxStream<'_, Result<PhotoRef>> {
         let this = self.clone();
-        stream::once(async move {
-            tokio::task::spawn_blocking(move || this.scan())
-                .await
-                .unwrap_or_else(|e| {
-                    vec![Err(Self::err(
-                        ErrorKind::Other,
-                        format!("manifest scan failed: {e}"),
-                    ))]
-                })
-        })
-        .flat_map(stream::iter)
-        .boxed()
+        blocking_list("csv", move || this.scan())
     }
 
     async fn load(&self, photo: &PhotoRef, limits: &Limits) -> Result<Bytes> {

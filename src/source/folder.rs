@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::stream::{self, BoxStream, StreamExt};
+use futures::stream::BoxStream;
 
-use super::{read_limited, PhotoRef, PhotoSource};
+use super::{blocking_list, file_fingerprint, read_limited, PhotoRef, PhotoSource};
 use crate::normalize::{ImageFormat, Limits};
 use crate::{Error, ErrorKind, Result, UserKey};
 
@@ -181,15 +181,9 @@ impl FolderSource {
                 continue;
             }
             let (path, meta) = found.remove(0);
-            let mtime = meta
-                .modified()
-                .ok()
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map(|d| d.as_nanos())
-                .unwrap_or(0);
             out.push(Ok(PhotoRef {
                 key,
-                fingerprint: format!("size:{}:mtime:{mtime}", meta.len()),
+                fingerprint: file_fingerprint(&meta),
                 location: path.display().to_string(),
                 withheld: false,
             }));
@@ -234,18 +228,7 @@ impl PhotoSource for FolderSource {
 
     fn list(&self) -> BoxStream<'_, Result<PhotoRef>> {
         let this = self.clone();
-        stream::once(async move {
-            tokio::task::spawn_blocking(move || this.scan())
-                .await
-                .unwrap_or_else(|e| {
-                    vec![Err(Self::err(
-                        ErrorKind::Other,
-                        format!("folder scan failed: {e}"),
-                    ))]
-                })
-        })
-        .flat_map(stream::iter)
-        .boxed()
+        blocking_list("folder", move || this.scan())
     }
 
     async fn load(&self, photo: &PhotoRef, limits: &Limits) -> Result<Bytes> {

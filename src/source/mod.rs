@@ -124,3 +124,38 @@ pub(crate) async fn read_limited(
     .map_err(|e| crate::Error::new(crate::ErrorKind::Other, format!("reader task failed: {e}")))?;
     res.map_err(|e| e.with_backend(backend).with_operation("load").with_user(k))
 }
+
+/// Runs a blocking scan on tokio's blocking pool and streams its items (shared by the
+/// file-based sources, whose listing is file-system work).
+pub(crate) fn blocking_list<F>(
+    backend: &'static str,
+    scan: F,
+) -> BoxStream<'static, Result<PhotoRef>>
+where
+    F: FnOnce() -> Vec<Result<PhotoRef>> + Send + 'static,
+{
+    use futures::stream::{self, StreamExt};
+    stream::once(async move {
+        tokio::task::spawn_blocking(scan).await.unwrap_or_else(|e| {
+            vec![Err(crate::Error::new(
+                crate::ErrorKind::Other,
+                format!("scan failed: {e}"),
+            )
+            .with_backend(backend)
+            .with_operation("list"))]
+        })
+    })
+    .flat_map(stream::iter)
+    .boxed()
+}
+
+/// A file's fingerprint: its size and modification time.
+pub(crate) fn file_fingerprint(meta: &std::fs::Metadata) -> String {
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("size:{}:mtime:{mtime}", meta.len())
+}
