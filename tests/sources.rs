@@ -54,6 +54,8 @@ async fn memory_source_conforms() {
     // Through a trait object too.
     let arc: std::sync::Arc<dyn PhotoSource> = std::sync::Arc::new(MemorySource::new());
     source_contract(&arc, &SourceFixture::default()).await;
+    let boxed: Box<dyn PhotoSource> = Box::new(MemorySource::new().with_withheld("erin"));
+    source_contract(&boxed, &SourceFixture::new(Vec::<&str>::new(), ["erin"])).await;
 }
 
 #[tokio::test]

@@ -107,43 +107,33 @@ pub trait DirectorySink: Send + Sync + Debug {
     async fn delete(&self, key: &UserKey) -> Result<()>;
 }
 
-#[async_trait]
-impl<T: DirectorySink + ?Sized> DirectorySink for std::sync::Arc<T> {
-    fn name(&self) -> &str {
-        (**self).name()
-    }
-    fn capabilities(&self) -> SinkCapabilities {
-        (**self).capabilities()
-    }
-    async fn current(&self, key: &UserKey) -> Result<Option<CurrentPhoto>> {
-        (**self).current(key).await
-    }
-    async fn put(&self, key: &UserKey, jpeg: &Bytes) -> Result<Option<String>> {
-        (**self).put(key, jpeg).await
-    }
-    async fn delete(&self, key: &UserKey) -> Result<()> {
-        (**self).delete(key).await
-    }
+/// Forwards the trait through smart pointers, so `Arc<dyn DirectorySink>` and
+/// `Box<dyn DirectorySink>` are sinks too.
+macro_rules! forward_sink {
+    ($($ptr:ident)::+) => {
+        #[async_trait]
+        impl<T: DirectorySink + ?Sized> DirectorySink for $($ptr)::+<T> {
+            fn name(&self) -> &str {
+                (**self).name()
+            }
+            fn capabilities(&self) -> SinkCapabilities {
+                (**self).capabilities()
+            }
+            async fn current(&self, key: &UserKey) -> Result<Option<CurrentPhoto>> {
+                (**self).current(key).await
+            }
+            async fn put(&self, key: &UserKey, jpeg: &Bytes) -> Result<Option<String>> {
+                (**self).put(key, jpeg).await
+            }
+            async fn delete(&self, key: &UserKey) -> Result<()> {
+                (**self).delete(key).await
+            }
+        }
+    };
 }
 
-#[async_trait]
-impl<T: DirectorySink + ?Sized> DirectorySink for Box<T> {
-    fn name(&self) -> &str {
-        (**self).name()
-    }
-    fn capabilities(&self) -> SinkCapabilities {
-        (**self).capabilities()
-    }
-    async fn current(&self, key: &UserKey) -> Result<Option<CurrentPhoto>> {
-        (**self).current(key).await
-    }
-    async fn put(&self, key: &UserKey, jpeg: &Bytes) -> Result<Option<String>> {
-        (**self).put(key, jpeg).await
-    }
-    async fn delete(&self, key: &UserKey) -> Result<()> {
-        (**self).delete(key).await
-    }
-}
+forward_sink!(std::sync::Arc);
+forward_sink!(Box);
 
 /// Compile-time proof that the trait is object-safe.
 #[allow(dead_code)]

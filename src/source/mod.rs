@@ -66,31 +66,27 @@ pub trait PhotoSource: Send + Sync + Debug {
     async fn load(&self, photo: &PhotoRef, limits: &Limits) -> Result<Bytes>;
 }
 
-#[async_trait]
-impl<T: PhotoSource + ?Sized> PhotoSource for std::sync::Arc<T> {
-    fn name(&self) -> &str {
-        (**self).name()
-    }
-    fn list(&self) -> BoxStream<'_, Result<PhotoRef>> {
-        (**self).list()
-    }
-    async fn load(&self, photo: &PhotoRef, limits: &Limits) -> Result<Bytes> {
-        (**self).load(photo, limits).await
-    }
+/// Forwards the trait through smart pointers, so `Arc<dyn PhotoSource>` and
+/// `Box<dyn PhotoSource>` are sources too.
+macro_rules! forward_source {
+    ($($ptr:ident)::+) => {
+        #[async_trait]
+        impl<T: PhotoSource + ?Sized> PhotoSource for $($ptr)::+<T> {
+            fn name(&self) -> &str {
+                (**self).name()
+            }
+            fn list(&self) -> BoxStream<'_, Result<PhotoRef>> {
+                (**self).list()
+            }
+            async fn load(&self, photo: &PhotoRef, limits: &Limits) -> Result<Bytes> {
+                (**self).load(photo, limits).await
+            }
+        }
+    };
 }
 
-#[async_trait]
-impl<T: PhotoSource + ?Sized> PhotoSource for Box<T> {
-    fn name(&self) -> &str {
-        (**self).name()
-    }
-    fn list(&self) -> BoxStream<'_, Result<PhotoRef>> {
-        (**self).list()
-    }
-    async fn load(&self, photo: &PhotoRef, limits: &Limits) -> Result<Bytes> {
-        (**self).load(photo, limits).await
-    }
-}
+forward_source!(std::sync::Arc);
+forward_source!(Box);
 
 /// Compile-time proof that the trait is object-safe.
 #[allow(dead_code)]
