@@ -19,18 +19,10 @@ pub(crate) fn to_srgb(r: &Raster, icc: Option<&[u8]>, background: [u8; 3]) -> Ve
     let n = r.width as usize * r.height as usize;
     let profile = icc.and_then(|b| ColorProfile::new_from_slice(b).ok());
     match r.layout {
-        Layout::Gray => {
-            let mut out = Vec::with_capacity(n * 3);
-            for &g in &r.data[..n] {
-                out.extend_from_slice(&[g, g, g]);
-            }
-            if let Some(p) = profile.filter(|p| p.color_space == DataColorSpace::Gray) {
-                if let Some(conv) = transform(&p, CmsLayout::Gray, &r.data[..n], n) {
-                    return conv;
-                }
-            }
-            out
-        }
+        Layout::Gray => profile
+            .filter(|p| p.color_space == DataColorSpace::Gray)
+            .and_then(|p| transform(&p, CmsLayout::Gray, &r.data[..n], n))
+            .unwrap_or_else(|| r.data[..n].iter().flat_map(|&g| [g, g, g]).collect()),
         Layout::Rgb => {
             let px = &r.data[..n * 3];
             profile

@@ -206,12 +206,14 @@ impl Normalizer {
             }),
             #[cfg(feature = "heic")]
             Prepared::Other(ImageFormat::Heic) => {
-                // libheif parses the container only; the pixels are not decoded here.
-                let d = self.decode_other(bytes, ImageFormat::Heic)?;
+                // libheif parses the container only; no pixel is decoded.
+                let (width, height) = contain_panics(ImageFormat::Heic, || {
+                    codec::heic::dimensions(bytes, &self.limits)
+                })?;
                 Ok(ImageInfo {
                     format: ImageFormat::Heic,
-                    width: d.full_width,
-                    height: d.full_height,
+                    width,
+                    height,
                     orientation: Orientation::NORMAL,
                     progressive: false,
                 })

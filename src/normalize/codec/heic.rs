@@ -14,6 +14,15 @@ fn corrupt(e: impl std::fmt::Display) -> NormalizeError {
     NormalizeError::corrupt("HEIC", e.to_string())
 }
 
+/// The upright size of the primary image, from the container alone (no pixel decoded).
+pub(crate) fn dimensions(bytes: &[u8], limits: &Limits) -> Result<(u32, u32), NormalizeError> {
+    let ctx = HeifContext::read_from_bytes(bytes).map_err(corrupt)?;
+    let handle = ctx.primary_image_handle().map_err(corrupt)?;
+    let (w, h) = (handle.width(), handle.height());
+    limits.check_dimensions(w, h)?;
+    Ok((w, h))
+}
+
 /// Decodes the primary image of a HEIC file to 8-bit RGB(A), plus its ICC profile.
 pub(crate) fn decode(
     bytes: &[u8],
