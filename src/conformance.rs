@@ -211,6 +211,7 @@ pub async fn sink_contract(sink: &dyn crate::sink::DirectorySink, fx: &SinkFixtu
     sink_delete_is_idempotent(sink, fx).await;
     sink_oversize_put_changes_nothing(sink, fx).await;
     sink_concurrent_puts_all_land(sink, fx).await;
+    sink_lists_users_with_photos(sink, fx).await;
 }
 
 /// A user without a photo is `Ok(None)`.
@@ -351,5 +352,45 @@ pub async fn sink_concurrent_puts_all_land(
             assert_eq!(c.bytes.as_ref(), Some(p), "{u} has another user's photo");
         }
         sink.delete(u).await.unwrap();
+    }
+}
+
+/// `prefetch` of known and unknown users is `Ok`; when the sink can list the users who
+/// have a photo, a user appears after a put (under an equal key) and is gone after a delete.
+pub async fn sink_lists_users_with_photos(sink: &dyn crate::sink::DirectorySink, fx: &SinkFixture) {
+    let mut keys = fx.users.clone();
+    keys.push(fx.absent.clone());
+    sink.prefetch(&keys)
+        .await
+        .unwrap_or_else(|e| panic!("prefetch with an unknown user among them failed: {e}"));
+    let u = &fx.users[5];
+    sink.put(u, &jpeg_of(30)).await.unwrap();
+    match sink.users_with_photos().await {
+        Err(e) => {
+            assert_eq!(
+                e.kind(),
+                ErrorKind::Unsupported,
+                "users_with_photos may only fail as Unsupported here: {e}"
+            );
+            sink.delete(u).await.unwrap();
+        }
+        Ok(listed) => {
+            assert!(
+                listed.contains(u),
+                "{u} has a photo but users_with_photos does not list it: {listed:?}"
+            );
+            sink.delete(u).await.unwrap();
+            let listed = sink.users_with_photos().await.unwrap();
+            assert!(
+                !listed.contains(u),
+                "{u} is still listed after its photo was deleted"
+            );
+            for k in &fx.users {
+                assert!(
+                    !listed.contains(k),
+                    "{k} is listed but the suite left it without a photo"
+                );
+            }
+        }
     }
 }

@@ -35,6 +35,12 @@ pub fn gradient_jpeg(w: u32, h: u32) -> Vec<u8> {
     codec::encode_rgb(&photo_rgb(w, h, 1), w, h, 92).unwrap_or_default()
 }
 
+/// [`photo_rgb`] with its `seed`, encoded as a baseline JPEG at quality 92: a different
+/// picture per seed.
+pub fn photo_jpeg(w: u32, h: u32, seed: u32) -> Vec<u8> {
+    codec::encode_rgb(&photo_rgb(w, h, seed), w, h, 92).unwrap_or_default()
+}
+
 /// Inserts an EXIF APP1 segment carrying `orientation` right after the SOI of a JPEG.
 pub fn with_exif_orientation(jpeg: &[u8], orientation: u16) -> Vec<u8> {
     // TIFF header (big-endian), one IFD with one SHORT entry: Orientation (0x0112).

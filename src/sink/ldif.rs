@@ -19,6 +19,8 @@ const AD_MAX_BYTES: usize = 102_400;
 #[derive(Debug)]
 struct Entry {
     dn: String,
+    /// The entry's first match-attribute value, as a key (GUIDs in their text form).
+    key: Option<UserKey>,
     photo: Option<Bytes>,
 }
 
@@ -86,6 +88,7 @@ impl LdifSink {
         let match_name = matcher.ldap_name().to_ascii_lowercase();
         while let Some(rec) = reader.next_record()? {
             let i = entries.len();
+            let mut key = None;
             for v in rec.values(&match_name) {
                 let canon = if matcher == MatchAttribute::ObjectGuid {
                     guid_from_bytes(v).or_else(|| {
@@ -99,6 +102,13 @@ impl LdifSink {
                         .and_then(|s| matcher.canonical(s))
                 };
                 if let Some(c) = canon {
+                    if key.is_none() {
+                        key = Some(if matcher == MatchAttribute::ObjectGuid {
+                            UserKey::new(&c)
+                        } else {
+                            UserKey::new(String::from_utf8_lossy(v))
+                        });
+                    }
                     let slot = index.entry(c).or_default();
                     if !slot.contains(&i) {
                         slot.push(i);
@@ -106,7 +116,11 @@ impl LdifSink {
                 }
             }
             let photo = rec.values(attribute).next().map(Bytes::copy_from_slice);
-            entries.push(Entry { dn: rec.dn, photo });
+            entries.push(Entry {
+                dn: rec.dn,
+                key,
+                photo,
+            });
         }
         Ok(Self {
             name: "ldif".into(),
@@ -262,5 +276,14 @@ impl DirectorySink for LdifSink {
             self.entries.lock().unwrap_or_else(|p| p.into_inner())[i].photo = None;
         }
         Ok(())
+    }
+
+    async fn users_with_photos(&self) -> Result<Vec<UserKey>> {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(entries
+            .iter()
+            .filter(|e| e.photo.is_some())
+            .filter_map(|e| e.key.clone())
+            .collect())
     }
 }

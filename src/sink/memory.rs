@@ -154,4 +154,15 @@ impl DirectorySink for MemorySink {
             }
         }
     }
+
+    async fn users_with_photos(&self) -> Result<Vec<UserKey>> {
+        Ok(self
+            .users
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(_, v)| v.is_some())
+            .map(|(k, _)| k.clone())
+            .collect())
+    }
 }

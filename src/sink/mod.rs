@@ -105,6 +105,37 @@ pub trait DirectorySink: Send + Sync + Debug {
 
     /// Removes the user's photo (Ok when there is none).
     async fn delete(&self, key: &UserKey) -> Result<()>;
+
+    /// The bytes of the user's stored photo, for backups taken before a replace or delete:
+    /// `Ok(None)` when the user has none. The default takes them from
+    /// [`current`](Self::current); a sink whose `current` returns only a version tag (Graph)
+    /// downloads them here.
+    async fn fetch(&self, key: &UserKey) -> Result<Option<Bytes>> {
+        Ok(self.current(key).await?.and_then(|c| c.bytes))
+    }
+
+    /// A hint that the engine is about to ask about these users. A sink that can resolve
+    /// many users in one pass (one paged directory search instead of one search per user)
+    /// does it here; errors are run-level (a user the sink cannot find is not an error
+    /// here but a [`UserNotFound`](crate::ErrorKind::UserNotFound) from
+    /// [`current`](Self::current) later). The default does nothing.
+    async fn prefetch(&self, keys: &[UserKey]) -> Result<()> {
+        let _ = keys;
+        Ok(())
+    }
+
+    /// Every user who has a photo in this sink, as keys in the sink's match attribute, so
+    /// the engine can find leavers (a photo in the directory, nobody in the source). The
+    /// default is [`Unsupported`](crate::ErrorKind::Unsupported): the engine then lists no
+    /// leavers, and refuses a policy that removes them.
+    async fn users_with_photos(&self) -> Result<Vec<UserKey>> {
+        Err(crate::Error::new(
+            crate::ErrorKind::Unsupported,
+            "this sink cannot list the users who have a photo",
+        )
+        .with_backend(self.name().to_owned())
+        .with_operation("users_with_photos"))
+    }
 }
 
 /// Forwards the trait through smart pointers, so `Arc<dyn DirectorySink>` and
@@ -127,6 +158,15 @@ macro_rules! forward_sink {
             }
             async fn delete(&self, key: &UserKey) -> Result<()> {
                 (**self).delete(key).await
+            }
+            async fn fetch(&self, key: &UserKey) -> Result<Option<Bytes>> {
+                (**self).fetch(key).await
+            }
+            async fn prefetch(&self, keys: &[UserKey]) -> Result<()> {
+                (**self).prefetch(keys).await
+            }
+            async fn users_with_photos(&self) -> Result<Vec<UserKey>> {
+                (**self).users_with_photos().await
             }
         }
     };

@@ -1,18 +1,28 @@
 //! The sync engine: match users, plan, apply, report.
 //!
-//! This release has the planner: [`plan`] turns what was observed about each user (the
-//! source's photo and its rendition, the sink's current photo, what the state store
-//! recorded) into a deterministic, serializable [`Plan`], and the [`BackupStore`] keeps
-//! every photo a sync replaces or deletes and puts them back on request, and the
-//! [`StateStore`] records what was written where in one crash-safe file. Gathering the
-//! observations, applying plans with retries, and reports follow.
+//! * [`Engine`] runs a sync: it lists a [`PhotoSource`](crate::source::PhotoSource), reads
+//!   each [`DirectorySink`](crate::sink::DirectorySink), normalizes what may need writing,
+//!   makes a [`Plan`], and applies it with bounded concurrency and retries, reporting
+//!   [`Event`]s on the way and a [`Report`] at the end.
+//! * [`plan`] is the pure planner: observations in, a deterministic, serializable plan out.
+//! * [`StateStore`] records what was written where in one crash-safe file, so a re-run over
+//!   unchanged sources decodes nothing and an interrupted run resumes.
+//! * [`BackupStore`] keeps every photo a sync replaces or removes, and puts them back.
 
 mod backup;
+mod engine;
+mod event;
 mod plan;
+mod report;
+mod retry;
 mod state;
 
 pub use backup::{BackupStore, JournalEntry};
+pub use engine::{Engine, Prepared};
+pub use event::{Event, Stage};
 pub use plan::{
     plan, Action, Observation, Plan, PlanItem, Policy, Reason, Recorded, SinkState, SourceState,
 };
+pub use report::{Counts, Outcome, Report, SourceFailure, Status, Timings};
+pub use retry::RetryPolicy;
 pub use state::{StateRecord, StateStore};

@@ -81,6 +81,51 @@ impl StateStore {
         })
     }
 
+    /// The records for many users of one sink, in the order given, from one read
+    /// transaction.
+    pub fn get_many(&self, sink: &str, users: &[UserKey]) -> Result<Vec<Option<StateRecord>>> {
+        let tx = self.db.begin_read().map_err(|e| db_err("get", e))?;
+        let t = tx.open_table(TABLE).map_err(|e| db_err("get", e))?;
+        users
+            .iter()
+            .map(|user| {
+                let k = key(sink, user);
+                let Some(v) = t.get(k.as_str()).map_err(|e| db_err("get", e))? else {
+                    return Ok(None);
+                };
+                serde_json::from_slice(v.value()).map(Some).map_err(|e| {
+                    Error::new(
+                        ErrorKind::InvalidData,
+                        format!("state store record for {user} in {sink}: {e}"),
+                    )
+                    .with_backend("state")
+                })
+            })
+            .collect()
+    }
+
+    /// Records writes (`Some`) and deletions (`None`) in one durable transaction.
+    pub fn commit(&self, changes: &[(String, UserKey, Option<StateRecord>)]) -> Result<()> {
+        let tx = self.db.begin_write().map_err(|e| db_err("commit", e))?;
+        {
+            let mut t = tx.open_table(TABLE).map_err(|e| db_err("commit", e))?;
+            for (sink, user, rec) in changes {
+                let k = key(sink, user);
+                match rec {
+                    Some(rec) => {
+                        let v = serde_json::to_vec(rec).map_err(|e| db_err("commit", e))?;
+                        t.insert(k.as_str(), v.as_slice())
+                            .map_err(|e| db_err("commit", e))?;
+                    }
+                    None => {
+                        t.remove(k.as_str()).map_err(|e| db_err("commit", e))?;
+                    }
+                }
+            }
+        }
+        tx.commit().map_err(|e| db_err("commit", e))
+    }
+
     /// Records several writes in one durable transaction (the engine batches them).
     pub fn put_many<'a>(
         &self,

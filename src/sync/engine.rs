@@ -1,0 +1,1154 @@
+//! The engine: list the source, read the sinks, normalize what may need writing, plan, apply.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures::stream::{self, StreamExt, TryStreamExt};
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+
+use super::event::{Event, Stage};
+use super::report::{Outcome, Report, SourceFailure, Status, Timings};
+use super::retry::{Retrier, RetryPolicy};
+use super::{
+    plan, Action, BackupStore, Observation, Plan, PlanItem, Policy, Reason, SinkState, SourceState,
+    StateRecord, StateStore,
+};
+use crate::normalize::{Normalizer, Profile};
+use crate::sink::DirectorySink;
+use crate::source::{PhotoRef, PhotoSource};
+use crate::{Error, ErrorKind, Result, UserKey};
+
+type EventFn = Arc<dyn Fn(&Event) + Send + Sync>;
+
+pub(crate) fn sha256_hex(b: &[u8]) -> String {
+    Sha256::digest(b)
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis().try_into().unwrap_or(u64::MAX)
+}
+
+struct Target {
+    sink: Arc<dyn DirectorySink>,
+    profile: Profile,
+    /// Names the profile, the normalizer's settings, the codec and this crate's version:
+    /// a rendition recorded under another id may differ, so it is made again.
+    profile_id: String,
+}
+
+/// Syncs one source into one or more sinks.
+///
+/// ```
+/// use std::sync::Arc;
+/// use userphoto::normalize::{testimage, Profile};
+/// use userphoto::sink::MemorySink;
+/// use userphoto::source::MemorySource;
+/// use userphoto::sync::Engine;
+/// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+/// let source = MemorySource::new().with_photo("alice", testimage::gradient_jpeg(300, 400));
+/// let sink = Arc::new(MemorySink::new(102_400).with_users(["alice", "bob"]));
+/// let engine = Engine::new(source).with_sink(sink.clone(), Profile::ad_thumbnail());
+///
+/// let prepared = engine.prepare().await?;          // list, read, normalize, plan
+/// assert_eq!(prepared.plan().changes().count(), 1); // alice: put (new)
+/// let report = prepared.apply().await;
+/// assert_eq!(report.exit_code(), 0);
+/// assert!(sink.photo(&"alice".into()).is_some());
+///
+/// // A second run finds nothing to do.
+/// let again = engine.prepare().await?;
+/// assert_eq!(again.plan().changes().count(), 0);
+/// # Ok::<(), userphoto::Error>(()) }).unwrap();
+/// ```
+///
+/// What a run does, in order:
+///
+/// 1. **List** the source (cheap: keys and fingerprints). Keyed failures become failed
+///    users; failures without a key are reported, and turn leaver removal off for the run
+///    (a source that could not be read whole must not empty a directory).
+/// 2. **Read** each sink: [`DirectorySink::prefetch`] with every key, the leavers
+///    ([`DirectorySink::users_with_photos`]), then [`DirectorySink::current`] per user,
+///    `concurrency` at a time per sink.
+/// 3. **Normalize** what may need writing, on the blocking thread pool (`threads` at a
+///    time), one decode per photo for all its profiles. With a [`StateStore`], a user whose
+///    source fingerprint and sink photo are what the store recorded is not decoded at all.
+/// 4. **Plan** ([`plan`](super::plan)): pure, sorted, serializable.
+/// 5. **Apply** ([`Prepared::apply`]): at most `concurrency` calls in flight per sink,
+///    retries per the [`RetryPolicy`]; the old photo goes to the [`BackupStore`] before
+///    anything replaces or removes it; the state store records each write. A run-level
+///    failure ([`Error::is_run_level`]) stops the run; other failures are per user.
+pub struct Engine {
+    source: Arc<dyn PhotoSource>,
+    targets: Vec<Target>,
+    normalizer: Normalizer,
+    policy: Policy,
+    state: Option<Arc<StateStore>>,
+    backups: Option<Arc<BackupStore>>,
+    concurrency: usize,
+    threads: usize,
+    retry: RetryPolicy,
+    cache_bytes: usize,
+    events: Option<EventFn>,
+}
+
+impl fmt::Debug for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Engine")
+            .field("source", &self.source.name())
+            .field(
+                "sinks",
+                &self
+                    .targets
+                    .iter()
+                    .map(|t| (t.sink.name(), t.profile.name.as_str()))
+                    .collect::<Vec<_>>(),
+            )
+            .field("policy", &self.policy)
+            .field("state", &self.state.is_some())
+            .field("backups", &self.backups.is_some())
+            .field("concurrency", &self.concurrency)
+            .field("threads", &self.threads)
+            .field("retry", &self.retry)
+            .finish()
+    }
+}
+
+fn profile_id(normalizer: &Normalizer, profile: &Profile) -> String {
+    let text = format!(
+        "{}|{normalizer:?}|{}|{}",
+        serde_json::to_string(profile).unwrap_or_default(),
+        Normalizer::codec_name(),
+        env!("CARGO_PKG_VERSION")
+    );
+    sha256_hex(text.as_bytes())[..16].to_owned()
+}
+
+impl Engine {
+    /// An engine reading from `source`, with no sinks yet, the default [`Policy`],
+    /// [`RetryPolicy`] and [`Normalizer`], 4 calls in flight per sink, one normalizing
+    /// thread per core, no state store and no backups.
+    pub fn new(source: impl PhotoSource + 'static) -> Self {
+        Self {
+            source: Arc::new(source),
+            targets: Vec::new(),
+            normalizer: Normalizer::new(),
+            policy: Policy::default(),
+            state: None,
+            backups: None,
+            concurrency: 4,
+            threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+            retry: RetryPolicy::default(),
+            cache_bytes: 256 << 20,
+            events: None,
+        }
+    }
+
+    /// Adds a sink, written with `profile`. Sink names must differ (the state store and the
+    /// backups are keyed by them).
+    pub fn with_sink(mut self, sink: impl DirectorySink + 'static, profile: Profile) -> Self {
+        let profile_id = profile_id(&self.normalizer, &profile);
+        self.targets.push(Target {
+            sink: Arc::new(sink),
+            profile,
+            profile_id,
+        });
+        self
+    }
+
+    /// The normalizer (limits, crop strategy). Set it before adding sinks or after: the
+    /// profile ids are recomputed.
+    pub fn with_normalizer(mut self, normalizer: Normalizer) -> Self {
+        self.normalizer = normalizer;
+        for t in &mut self.targets {
+            t.profile_id = profile_id(&self.normalizer, &t.profile);
+        }
+        self
+    }
+
+    /// What to do with leavers and withheld photos.
+    pub fn with_policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Records what was written, so unchanged users are not decoded again and an
+    /// interrupted run resumes where it stopped.
+    pub fn with_state(mut self, state: StateStore) -> Self {
+        self.state = Some(Arc::new(state));
+        self
+    }
+
+    /// Keeps every photo the run replaces or removes (when the sink can return it).
+    pub fn with_backups(mut self, backups: BackupStore) -> Self {
+        self.backups = Some(Arc::new(backups));
+        self
+    }
+
+    /// Calls in flight per sink (at least 1).
+    pub fn with_concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n.max(1);
+        self
+    }
+
+    /// Photos normalized at once (at least 1).
+    pub fn with_threads(mut self, n: usize) -> Self {
+        self.threads = n.max(1);
+        self
+    }
+
+    /// How failed calls are retried.
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// How many bytes of renditions the plan keeps in memory for the apply stage (256 MiB by
+    /// default). Renditions beyond it are made again when applied, from the same source
+    /// bytes, and checked against the planned hash.
+    pub fn with_rendition_cache(mut self, bytes: usize) -> Self {
+        self.cache_bytes = bytes;
+        self
+    }
+
+    /// Calls `f` with every [`Event`] (for progress bars and logs).
+    pub fn with_events(mut self, f: impl Fn(&Event) + Send + Sync + 'static) -> Self {
+        self.events = Some(Arc::new(f));
+        self
+    }
+
+    fn emit(&self, e: Event) {
+        if let Some(f) = &self.events {
+            f(&e);
+        }
+    }
+
+    fn config_err(msg: String) -> Error {
+        Error::new(ErrorKind::Config, msg)
+            .with_backend("engine")
+            .with_operation("prepare")
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.targets.is_empty() {
+            return Err(Self::config_err("no sink to write to".into()));
+        }
+        let mut names = BTreeSet::new();
+        for t in &self.targets {
+            if !names.insert(t.sink.name().to_owned()) {
+                return Err(Self::config_err(format!(
+                    "two sinks are named {:?}; names must differ",
+                    t.sink.name()
+                )));
+            }
+            t.profile
+                .validate()
+                .map_err(|e| Self::config_err(e.to_string()))?;
+            let max = t.sink.capabilities().max_bytes;
+            if t.profile.max_bytes > max {
+                return Err(Self::config_err(format!(
+                    "profile {} allows {} bytes but sink {} takes at most {max}",
+                    t.profile.name,
+                    t.profile.max_bytes,
+                    t.sink.name()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Lists, reads, normalizes and plans; changes nothing. The error is for run-level
+    /// failures (bad configuration, refused credentials, an unreadable state store).
+    pub async fn prepare(&self) -> Result<Prepared<'_>> {
+        let started = Instant::now();
+        self.check()?;
+        let mut timings = Timings::default();
+
+        // 1. List.
+        self.emit(Event::Stage {
+            stage: Stage::List,
+            total: 0,
+        });
+        let t = Instant::now();
+        let mut refs: BTreeMap<UserKey, PhotoRef> = BTreeMap::new();
+        let mut source_errors: BTreeMap<UserKey, (ErrorKind, String)> = BTreeMap::new();
+        let mut failures = Vec::new();
+        let mut listing = self.source.list();
+        while let Some(item) = listing.next().await {
+            match item {
+                Ok(r) => {
+                    if refs.contains_key(&r.key) || source_errors.contains_key(&r.key) {
+                        // The source broke its contract; be safe: neither is used.
+                        refs.remove(&r.key);
+                        source_errors.insert(
+                            r.key.clone(),
+                            (ErrorKind::Conflict, format!("{} is listed twice", r.key)),
+                        );
+                    } else {
+                        refs.insert(r.key.clone(), r);
+                    }
+                }
+                Err(e) if e.kind().is_run_level() => return Err(e),
+                Err(e) => match e.user().cloned() {
+                    Some(k) => {
+                        refs.remove(&k);
+                        source_errors.insert(k, (e.kind(), e.to_string()));
+                    }
+                    None => failures.push(SourceFailure {
+                        kind: e.kind(),
+                        message: e.to_string(),
+                    }),
+                },
+            }
+        }
+        drop(listing);
+        self.emit(Event::Listed {
+            photos: refs.len(),
+            failures: failures.len() + source_errors.len(),
+        });
+        let mut policy = self.policy;
+        let mut leaver_note = None;
+        if policy.remove_leavers && !failures.is_empty() {
+            policy.remove_leavers = false;
+            leaver_note = Some(
+                "kept: the source could not be listed whole this run, so leavers are not removed"
+                    .to_owned(),
+            );
+        }
+        if policy.remove_leavers && refs.is_empty() && source_errors.is_empty() {
+            return Err(Self::config_err(
+                "the source lists nobody; refusing to remove every photo as a leaver".into(),
+            ));
+        }
+        timings.list_ms = ms(t.elapsed());
+
+        // 2. Read the sinks.
+        let t = Instant::now();
+        let source_keys: Vec<UserKey> = refs
+            .keys()
+            .chain(source_errors.keys())
+            .cloned()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let mut per_target: Vec<Vec<UserKey>> = Vec::new();
+        for tg in &self.targets {
+            tg.sink.prefetch(&source_keys).await?;
+            let mut keys = source_keys.clone();
+            match tg.sink.users_with_photos().await {
+                Ok(holders) => {
+                    let known: BTreeSet<&UserKey> = source_keys.iter().collect();
+                    let leavers: BTreeSet<UserKey> =
+                        holders.into_iter().filter(|k| !known.contains(k)).collect();
+                    keys.extend(leavers);
+                }
+                Err(e) if e.kind() == ErrorKind::Unsupported => {
+                    if policy.remove_leavers {
+                        return Err(Self::config_err(format!(
+                            "sink {} cannot list its photos, so leavers cannot be removed",
+                            tg.sink.name()
+                        )));
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+            per_target.push(keys);
+        }
+        let total: usize = per_target.iter().map(Vec::len).sum();
+        self.emit(Event::Stage {
+            stage: Stage::Read,
+            total,
+        });
+        let retrier = Arc::new(Retrier::new(self.retry.clone()));
+        let done = AtomicUsize::new(0);
+        let reads = futures::future::try_join_all(self.targets.iter().zip(&per_target).map(
+            |(tg, keys)| {
+                let retrier = &retrier;
+                let done = &done;
+                stream::iter(keys.iter().cloned())
+                    .map(move |key| async move {
+                        let (r, _) = retrier
+                            .run(
+                                || tg.sink.current(&key),
+                                |e, after| self.retrying(&key, tg.sink.name(), e, after),
+                            )
+                            .await;
+                        let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+                        self.emit(Event::Read { done: n });
+                        let state = match r {
+                            Ok(None) => SinkState::NoPhoto,
+                            Ok(Some(c)) => SinkState::Photo {
+                                sha256: c.bytes.as_deref().map(sha256_hex),
+                                version: c.version,
+                            },
+                            Err(e) if e.kind().is_run_level() => return Err(e),
+                            Err(e) => match e.kind() {
+                                ErrorKind::UserNotFound => SinkState::NotFound,
+                                ErrorKind::AmbiguousMatch => SinkState::Ambiguous {
+                                    message: e.message().to_owned(),
+                                },
+                                kind => SinkState::Error {
+                                    kind,
+                                    message: e.to_string(),
+                                },
+                            },
+                        };
+                        Ok((key, state))
+                    })
+                    .buffer_unordered(self.concurrency)
+                    .try_collect::<HashMap<UserKey, SinkState>>()
+            },
+        ))
+        .await?;
+        timings.read_ms = ms(t.elapsed());
+
+        // 3. Normalize what may need writing.
+        let t = Instant::now();
+        let mut records: Vec<HashMap<UserKey, StateRecord>> = Vec::new();
+        for tg in &self.targets {
+            let mut m = HashMap::new();
+            if let Some(state) = &self.state {
+                let keys: Vec<UserKey> = refs.keys().cloned().collect();
+                let (state, sink) = (state.clone(), tg.sink.name().to_owned());
+                let got = tokio::task::spawn_blocking(move || {
+                    state.get_many(&sink, &keys).map(|v| (keys, v))
+                })
+                .await
+                .map_err(|e| Error::new(ErrorKind::Other, format!("state read failed: {e}")))??;
+                for (k, r) in got.0.into_iter().zip(got.1) {
+                    if let Some(r) = r {
+                        m.insert(k, r);
+                    }
+                }
+            }
+            records.push(m);
+        }
+        // Per user: the targets whose rendition must be made; per (user, target): a
+        // rendition known from the state store.
+        let mut need: BTreeMap<UserKey, Vec<usize>> = BTreeMap::new();
+        let mut reused: HashMap<(UserKey, usize), (String, usize)> = HashMap::new();
+        for (ti, tg) in self.targets.iter().enumerate() {
+            for (key, r) in &refs {
+                if r.withheld {
+                    continue;
+                }
+                let current = &reads[ti][key];
+                if !matches!(current, SinkState::NoPhoto | SinkState::Photo { .. }) {
+                    continue;
+                }
+                let fp = format!("{}:{}", tg.profile_id, r.fingerprint);
+                let known = records[ti].get(key).filter(|rec| {
+                    rec.source_fingerprint == fp
+                        && match current {
+                            SinkState::Photo {
+                                sha256: Some(s), ..
+                            } => s.eq_ignore_ascii_case(&rec.rendition_sha256),
+                            SinkState::Photo {
+                                sha256: None,
+                                version,
+                            } => rec.version.is_some() && *version == rec.version,
+                            _ => false,
+                        }
+                });
+                match known {
+                    Some(rec) => {
+                        reused.insert((key.clone(), ti), (rec.rendition_sha256.clone(), rec.bytes));
+                    }
+                    None => need.entry(key.clone()).or_default().push(ti),
+                }
+            }
+        }
+        timings.reused = reused.len();
+        self.emit(Event::Stage {
+            stage: Stage::Normalize,
+            total: need.len(),
+        });
+        let done = AtomicUsize::new(0);
+        let cache_left = AtomicUsize::new(self.cache_bytes);
+        type Rendered = (
+            UserKey,
+            std::result::Result<Vec<(usize, RenditionResult)>, (ErrorKind, String)>,
+        );
+        let rendered: Vec<Rendered> = stream::iter(need.iter())
+            .map(|(key, tis)| {
+                let r = &refs[key];
+                let done = &done;
+                let cache_left = &cache_left;
+                async move {
+                    let res = self.render(r, tis).await;
+                    let ok = matches!(&res, Ok(v) if v.iter().all(|(_, x)| x.is_ok()));
+                    let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+                    self.emit(Event::Normalized {
+                        key: key.clone(),
+                        ok,
+                        done: n,
+                    });
+                    // Keep the bytes while the cache has room; the apply stage makes the
+                    // others again.
+                    let res = res.map(|v| {
+                        v.into_iter()
+                            .map(|(ti, x)| {
+                                let x = x.map(|mut rend| {
+                                    let len = rend.len;
+                                    let kept = cache_left
+                                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| {
+                                            l.checked_sub(len)
+                                        })
+                                        .is_ok();
+                                    if !kept {
+                                        rend.bytes = None;
+                                    }
+                                    rend
+                                });
+                                (ti, x)
+                            })
+                            .collect()
+                    });
+                    (key.clone(), res)
+                }
+            })
+            .buffer_unordered(self.threads)
+            .collect()
+            .await;
+        timings.decoded = rendered.len();
+        timings.normalize_ms = ms(t.elapsed());
+
+        // 4. Plan.
+        let t = Instant::now();
+        let mut made: HashMap<(UserKey, usize), RenditionResult> = HashMap::new();
+        let mut load_errors: HashMap<UserKey, (ErrorKind, String)> = HashMap::new();
+        for (key, res) in rendered {
+            match res {
+                Ok(v) => {
+                    for (ti, x) in v {
+                        made.insert((key.clone(), ti), x);
+                    }
+                }
+                Err(e) => {
+                    load_errors.insert(key, e);
+                }
+            }
+        }
+        let mut observations = Vec::new();
+        for (ti, tg) in self.targets.iter().enumerate() {
+            for key in &per_target[ti] {
+                let source = if let Some((kind, message)) = source_errors.get(key) {
+                    SourceState::Error {
+                        kind: *kind,
+                        message: message.clone(),
+                    }
+                } else if let Some(r) = refs.get(key) {
+                    if r.withheld {
+                        SourceState::Withheld
+                    } else if let Some((kind, message)) = load_errors.get(key) {
+                        SourceState::Error {
+                            kind: *kind,
+                            message: message.clone(),
+                        }
+                    } else {
+                        let rendition = if let Some((sha, len)) = reused.get(&(key.clone(), ti)) {
+                            Ok((sha.clone(), *len))
+                        } else {
+                            match made.get(&(key.clone(), ti)) {
+                                Some(Ok(x)) => Ok((x.sha256.clone(), x.len)),
+                                Some(Err(e)) => Err(e.clone()),
+                                // Not rendered because the sink cannot take it anyway (the
+                                // planner fails the user on the sink side first).
+                                None => Err((ErrorKind::Other, "not rendered".to_owned())),
+                            }
+                        };
+                        SourceState::Photo {
+                            fingerprint: r.fingerprint.clone(),
+                            rendition,
+                        }
+                    }
+                } else {
+                    SourceState::Absent
+                };
+                observations.push(Observation {
+                    key: key.clone(),
+                    sink: tg.sink.name().to_owned(),
+                    max_bytes: tg.sink.capabilities().max_bytes,
+                    source,
+                    current: reads[ti][key].clone(),
+                    recorded: records[ti].get(key).map(StateRecord::recorded),
+                });
+            }
+        }
+        let mut the_plan = plan(observations, policy);
+        if let Some(note) = leaver_note {
+            for it in &mut the_plan.items {
+                if it.reason == Reason::Leaver && it.action == Action::Skip {
+                    it.detail = Some(note.clone());
+                }
+            }
+        }
+        // Keep only the renditions the plan writes; note the records to refresh for users
+        // found unchanged (so the next run does not decode them).
+        let index: HashMap<&str, usize> = self
+            .targets
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.sink.name(), i))
+            .collect();
+        let mut renditions = HashMap::new();
+        let mut refresh = Vec::new();
+        for it in &the_plan.items {
+            let ti = index[it.sink.as_str()];
+            let k = (it.key.clone(), ti);
+            match (it.action, it.reason) {
+                (Action::Put, _) => {
+                    if let Some(Ok(Rend { bytes: Some(b), .. })) = made.remove(&k) {
+                        renditions.insert(k, b);
+                    }
+                }
+                (Action::Skip, Reason::Unchanged) if self.state.is_some() => {
+                    let r = &refs[&it.key];
+                    let fp = format!("{}:{}", self.targets[ti].profile_id, r.fingerprint);
+                    let stale = records[ti]
+                        .get(&it.key)
+                        .is_none_or(|rec| rec.source_fingerprint != fp);
+                    if let (true, Some(Ok(x))) = (stale, made.get(&k)) {
+                        let version = match &reads[ti][&it.key] {
+                            SinkState::Photo { version, .. } => version.clone(),
+                            _ => None,
+                        };
+                        refresh.push((
+                            it.sink.clone(),
+                            it.key.clone(),
+                            Some(StateRecord {
+                                source_fingerprint: fp,
+                                rendition_sha256: x.sha256.clone(),
+                                bytes: x.len,
+                                version,
+                                time: now_secs(),
+                            }),
+                        ));
+                    }
+                }
+                _ => {}
+            }
+        }
+        timings.plan_ms = ms(t.elapsed());
+        self.emit(Event::Planned {
+            changes: the_plan.changes().count(),
+            items: the_plan.items.len(),
+        });
+        Ok(Prepared {
+            engine: self,
+            plan: the_plan,
+            refs,
+            renditions,
+            refresh,
+            failures,
+            timings,
+            retrier,
+            started,
+        })
+    }
+
+    fn retrying(&self, key: &UserKey, sink: &str, e: &Error, after: Duration) {
+        self.emit(Event::Retrying {
+            key: key.clone(),
+            sink: sink.to_owned(),
+            kind: e.kind(),
+            after,
+        });
+    }
+
+    /// Loads `r` and makes its renditions for the targets `tis` (one decode per DCT scale
+    /// for all of them), on the blocking pool. The outer error is the source's.
+    async fn render(
+        &self,
+        r: &PhotoRef,
+        tis: &[usize],
+    ) -> std::result::Result<Vec<(usize, RenditionResult)>, (ErrorKind, String)> {
+        let bytes = match self.source.load(r, self.normalizer.limits()).await {
+            Ok(b) => b,
+            // Too big to read is the photo's problem (an invalid image), not the source's.
+            Err(e) if e.kind() == ErrorKind::LimitExceeded => {
+                let x = Err((e.kind(), e.to_string()));
+                return Ok(tis.iter().map(|&ti| (ti, x.clone())).collect());
+            }
+            Err(e) => return Err((e.kind(), e.to_string())),
+        };
+        let mut profiles: Vec<Profile> = Vec::new();
+        let mut slot = Vec::new();
+        for &ti in tis {
+            let p = &self.targets[ti].profile;
+            let i = match profiles.iter().position(|q| q == p) {
+                Some(i) => i,
+                None => {
+                    profiles.push(p.clone());
+                    profiles.len() - 1
+                }
+            };
+            slot.push((ti, i));
+        }
+        let normalizer = self.normalizer.clone();
+        let res =
+            tokio::task::spawn_blocking(move || normalizer.normalize_many(&bytes, &profiles)).await;
+        let per_profile: Vec<RenditionResult> = match res {
+            Err(e) => {
+                let x = Err((ErrorKind::Other, format!("normalizer task failed: {e}")));
+                return Ok(tis.iter().map(|&ti| (ti, x.clone())).collect());
+            }
+            Ok(Err(e)) => {
+                let e = Error::from(e);
+                let x = Err((e.kind(), e.message().to_owned()));
+                return Ok(tis.iter().map(|&ti| (ti, x.clone())).collect());
+            }
+            Ok(Ok(v)) => v
+                .into_iter()
+                .map(|x| match x {
+                    Ok(rend) => Ok(Rend {
+                        sha256: rend.sha256_hex(),
+                        len: rend.bytes.len(),
+                        bytes: Some(rend.bytes),
+                    }),
+                    Err(e) => {
+                        let e = Error::from(e);
+                        Err((e.kind(), e.message().to_owned()))
+                    }
+                })
+                .collect(),
+        };
+        Ok(slot
+            .into_iter()
+            .map(|(ti, i)| (ti, per_profile[i].clone()))
+            .collect())
+    }
+
+    /// Prepares, then applies (or, for a dry run, only reports the plan).
+    pub async fn run(&self, dry_run: bool) -> Result<Report> {
+        let p = self.prepare().await?;
+        Ok(if dry_run {
+            p.dry_run()
+        } else {
+            p.apply().await
+        })
+    }
+}
+
+#[derive(Clone)]
+struct Rend {
+    sha256: String,
+    len: usize,
+    bytes: Option<Bytes>,
+}
+
+type RenditionResult = std::result::Result<Rend, (ErrorKind, String)>;
+
+/// A run that is planned and not yet applied: look at [`plan`](Self::plan), then
+/// [`apply`](Self::apply) it or turn it into a [`dry_run`](Self::dry_run) report.
+pub struct Prepared<'e> {
+    engine: &'e Engine,
+    plan: Plan,
+    refs: BTreeMap<UserKey, PhotoRef>,
+    renditions: HashMap<(UserKey, usize), Bytes>,
+    refresh: Vec<(String, UserKey, Option<StateRecord>)>,
+    failures: Vec<SourceFailure>,
+    timings: Timings,
+    retrier: Arc<Retrier>,
+    started: Instant,
+}
+
+impl fmt::Debug for Prepared<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Prepared")
+            .field("plan", &self.plan)
+            .field("source_failures", &self.failures)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Shared<'a> {
+    cancel: AtomicBool,
+    abort: Mutex<Option<Error>>,
+    pending: Mutex<Vec<(String, UserKey, Option<StateRecord>)>>,
+    done: AtomicUsize,
+    state_error: Mutex<Option<Error>>,
+    _p: std::marker::PhantomData<&'a ()>,
+}
+
+impl<'e> Prepared<'e> {
+    /// The plan.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// Source items that could not be tied to a user.
+    pub fn source_failures(&self) -> &[SourceFailure] {
+        &self.failures
+    }
+
+    fn outcome(item: &PlanItem, status: Status) -> Outcome {
+        Outcome {
+            key: item.key.clone(),
+            sink: item.sink.clone(),
+            action: item.action,
+            reason: item.reason,
+            status,
+            bytes: item.bytes,
+            attempts: 0,
+            error_kind: None,
+            message: item.detail.clone(),
+        }
+    }
+
+    fn report(&self, outcomes: Vec<Outcome>, dry_run: bool, aborted: Option<Error>) -> Report {
+        let mut r = Report {
+            dry_run,
+            source: self.engine.source.name().to_owned(),
+            sinks: self
+                .engine
+                .targets
+                .iter()
+                .map(|t| (t.sink.name().to_owned(), Default::default()))
+                .collect(),
+            outcomes,
+            source_failures: self.failures.clone(),
+            timings: self.timings.clone(),
+            aborted: aborted.map(|e| SourceFailure {
+                kind: e.kind(),
+                message: e.to_string(),
+            }),
+        };
+        r.timings.retries = self.retrier.used();
+        r.timings.total_ms = ms(self.started.elapsed());
+        r.recount();
+        r
+    }
+
+    /// The report of a dry run: what would be done, nothing applied, nothing recorded.
+    pub fn dry_run(self) -> Report {
+        let outcomes = self
+            .plan
+            .items
+            .iter()
+            .map(|it| {
+                let status = match it.action {
+                    Action::Put | Action::Delete => Status::Planned,
+                    Action::Skip => Status::Skipped,
+                    Action::Fail => Status::Failed,
+                };
+                Self::outcome(it, status)
+            })
+            .collect();
+        self.report(outcomes, true, None)
+    }
+
+    /// Applies the plan and reports. Never fails as a whole: a run-level failure stops the
+    /// run and is in [`Report::aborted`]; the changes not tried are
+    /// [`Status::NotAttempted`].
+    pub async fn apply(self) -> Report {
+        let t = Instant::now();
+        let eng = self.engine;
+        let shared = Shared {
+            cancel: AtomicBool::new(false),
+            abort: Mutex::new(None),
+            pending: Mutex::new(self.refresh.clone()),
+            done: AtomicUsize::new(0),
+            state_error: Mutex::new(None),
+            _p: std::marker::PhantomData,
+        };
+        let changes: Vec<&PlanItem> = self.plan.changes().collect();
+        eng.emit(Event::Stage {
+            stage: Stage::Apply,
+            total: changes.len(),
+        });
+        let index: HashMap<&str, usize> = eng
+            .targets
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.sink.name(), i))
+            .collect();
+        let per_target = eng.targets.iter().enumerate().map(|(ti, _)| {
+            let items: Vec<&PlanItem> = changes
+                .iter()
+                .copied()
+                .filter(|it| index[it.sink.as_str()] == ti)
+                .collect();
+            let sem = Semaphore::new(eng.concurrency);
+            let shared = &shared;
+            let this = &self;
+            async move {
+                let sem = &sem;
+                // More items than permits in progress, so an item waiting out a retry does
+                // not hold a call slot.
+                stream::iter(items)
+                    .map(|it| this.apply_one(it, ti, sem, shared))
+                    .buffer_unordered(eng.concurrency * 4)
+                    .collect::<Vec<(UserKey, String, Outcome)>>()
+                    .await
+            }
+        });
+        let results = futures::future::join_all(per_target).await;
+        self.flush(&shared, true).await;
+        let mut by_item: HashMap<(UserKey, String), Outcome> = results
+            .into_iter()
+            .flatten()
+            .map(|(k, s, o)| ((k, s), o))
+            .collect();
+        let outcomes = self
+            .plan
+            .items
+            .iter()
+            .map(|it| match it.action {
+                Action::Put | Action::Delete => by_item
+                    .remove(&(it.key.clone(), it.sink.clone()))
+                    .unwrap_or_else(|| Self::outcome(it, Status::NotAttempted)),
+                Action::Skip => Self::outcome(it, Status::Skipped),
+                Action::Fail => Self::outcome(it, Status::Failed),
+            })
+            .collect();
+        let mut aborted = shared
+            .abort
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if aborted.is_none() {
+            aborted = shared
+                .state_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+        }
+        let mut report = self.report(outcomes, false, aborted);
+        report.timings.apply_ms = ms(t.elapsed());
+        report
+    }
+
+    /// Writes pending state records (all of them when `all`, else when enough piled up).
+    async fn flush(&self, shared: &Shared<'_>, all: bool) {
+        let Some(state) = &self.engine.state else {
+            return;
+        };
+        let batch = {
+            let mut p = shared.pending.lock().unwrap_or_else(|p| p.into_inner());
+            if p.is_empty() || (!all && p.len() < 64) {
+                return;
+            }
+            std::mem::take(&mut *p)
+        };
+        let state = state.clone();
+        let r = tokio::task::spawn_blocking(move || state.commit(&batch))
+            .await
+            .unwrap_or_else(|e| {
+                Err(Error::new(
+                    ErrorKind::Other,
+                    format!("state writer failed: {e}"),
+                ))
+            });
+        if let Err(e) = r {
+            // Without a state store the run cannot promise a resume: stop.
+            shared.cancel.store(true, Ordering::SeqCst);
+            shared
+                .state_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_or_insert(e);
+        }
+    }
+
+    async fn apply_one(
+        &self,
+        it: &PlanItem,
+        ti: usize,
+        sem: &Semaphore,
+        shared: &Shared<'_>,
+    ) -> (UserKey, String, Outcome) {
+        let eng = self.engine;
+        let tg = &eng.targets[ti];
+        let mut out = Self::outcome(it, Status::Done);
+        let finish = |out: Outcome| (it.key.clone(), it.sink.clone(), out);
+        if shared.cancel.load(Ordering::SeqCst) {
+            out.status = Status::NotAttempted;
+            return finish(out);
+        }
+        let res = self.change(it, ti, sem, &mut out).await;
+        let n = shared.done.fetch_add(1, Ordering::Relaxed) + 1;
+        match res {
+            Ok(record) => {
+                shared
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((it.sink.clone(), it.key.clone(), record));
+                eng.emit(Event::Written {
+                    key: it.key.clone(),
+                    sink: it.sink.clone(),
+                    action: it.action,
+                    done: n,
+                });
+                self.flush(shared, false).await;
+            }
+            Err(e) => {
+                out.status = Status::Failed;
+                out.error_kind = Some(e.kind());
+                out.message = Some(e.to_string());
+                eng.emit(Event::Failed {
+                    key: it.key.clone(),
+                    sink: tg.sink.name().to_owned(),
+                    kind: e.kind(),
+                    message: e.to_string(),
+                    done: n,
+                });
+                if e.kind().is_run_level() {
+                    shared.cancel.store(true, Ordering::SeqCst);
+                    shared
+                        .abort
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get_or_insert(e);
+                }
+            }
+        }
+        finish(out)
+    }
+
+    /// One put or delete: back up what it replaces, write, and return the state record
+    /// (`None` for a deletion).
+    async fn change(
+        &self,
+        it: &PlanItem,
+        ti: usize,
+        sem: &Semaphore,
+        out: &mut Outcome,
+    ) -> Result<Option<StateRecord>> {
+        let eng = self.engine;
+        let tg = &eng.targets[ti];
+        let key = &it.key;
+        let sink = tg.sink.as_ref();
+        let call = || async {
+            sem.acquire()
+                .await
+                .map_err(|_| Error::new(ErrorKind::Other, "engine shut down"))
+        };
+        let jpeg = match it.action {
+            Action::Put => Some(self.rendition(it, ti).await?),
+            _ => None,
+        };
+        // Keep what is about to be replaced or removed. A user who had no photo when the
+        // plan was made (reason `New`) has nothing to keep.
+        if let Some(backups) = &eng.backups {
+            if it.reason != Reason::New {
+                let (old, attempts) = self
+                    .retrier
+                    .run(
+                        || async {
+                            let _permit = call().await?;
+                            sink.fetch(key).await
+                        },
+                        |e, after| eng.retrying(key, sink.name(), e, after),
+                    )
+                    .await;
+                out.attempts += attempts;
+                if let Some(old) = old? {
+                    let (b, name, k, new) = (
+                        backups.clone(),
+                        sink.name().to_owned(),
+                        key.clone(),
+                        it.rendition_sha256.clone(),
+                    );
+                    tokio::task::spawn_blocking(move || {
+                        b.save(&name, &k, &old, new.as_deref()).map(|_| ())
+                    })
+                    .await
+                    .map_err(|e| Error::new(ErrorKind::Other, format!("backup task failed: {e}")))?
+                    .map_err(|e| e.with_user(key.clone()))?;
+                }
+            }
+        }
+        match jpeg {
+            Some(jpeg) => {
+                let (r, attempts) = self
+                    .retrier
+                    .run(
+                        || async {
+                            let _permit = call().await?;
+                            sink.put(key, &jpeg).await
+                        },
+                        |e, after| eng.retrying(key, sink.name(), e, after),
+                    )
+                    .await;
+                out.attempts += attempts;
+                let version = r?;
+                let fingerprint = self
+                    .refs
+                    .get(key)
+                    .map(|r| r.fingerprint.as_str())
+                    .unwrap_or_default();
+                Ok(Some(StateRecord {
+                    source_fingerprint: format!("{}:{fingerprint}", tg.profile_id),
+                    rendition_sha256: sha256_hex(&jpeg),
+                    bytes: jpeg.len(),
+                    version,
+                    time: now_secs(),
+                }))
+            }
+            None => {
+                let (r, attempts) = self
+                    .retrier
+                    .run(
+                        || async {
+                            let _permit = call().await?;
+                            sink.delete(key).await
+                        },
+                        |e, after| eng.retrying(key, sink.name(), e, after),
+                    )
+                    .await;
+                out.attempts += attempts;
+                r.map(|()| None)
+            }
+        }
+    }
+
+    /// The planned rendition: from memory, or made again and checked against the plan.
+    async fn rendition(&self, it: &PlanItem, ti: usize) -> Result<Bytes> {
+        if let Some(b) = self.renditions.get(&(it.key.clone(), ti)) {
+            return Ok(b.clone());
+        }
+        let r = self.refs.get(&it.key).ok_or_else(|| {
+            Error::new(ErrorKind::Other, "no source photo for a planned put")
+                .with_user(it.key.clone())
+        })?;
+        let made = self
+            .engine
+            .render(r, &[ti])
+            .await
+            .map_err(|(k, m)| Error::new(k, m).with_user(it.key.clone()))?;
+        let rend = made
+            .into_iter()
+            .next()
+            .map(|(_, x)| x)
+            .unwrap_or_else(|| Err((ErrorKind::Other, "no rendition".into())))
+            .map_err(|(k, m)| Error::new(k, m).with_user(it.key.clone()))?;
+        if Some(&rend.sha256) != it.rendition_sha256.as_ref() {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                "the source photo changed after the plan was made; run again",
+            )
+            .with_operation("put")
+            .with_user(it.key.clone()));
+        }
+        rend.bytes
+            .ok_or_else(|| Error::new(ErrorKind::Other, "rendition without bytes"))
+    }
+}

@@ -1,0 +1,253 @@
+//! What a run did: counts, per-user outcomes, timings; JSON and a human summary.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Action, Reason};
+use crate::{ErrorKind, UserKey};
+
+/// What became of one plan item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Status {
+    /// The change was applied.
+    Done,
+    /// Nothing needed doing (the plan said skip).
+    Skipped,
+    /// The change is planned but this was a dry run.
+    Planned,
+    /// The user failed: in the plan (unmatched, invalid image, ...) or while applying.
+    Failed,
+    /// The run stopped (a run-level failure) before this change was tried.
+    NotAttempted,
+}
+
+/// One user in one sink.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outcome {
+    /// The user.
+    pub key: UserKey,
+    /// The sink.
+    pub sink: String,
+    /// What the plan said.
+    pub action: Action,
+    /// Why.
+    pub reason: Reason,
+    /// What happened.
+    pub status: Status,
+    /// The rendition's size, for puts.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub bytes: Option<usize>,
+    /// Attempts made (0 when nothing was sent).
+    #[serde(default)]
+    pub attempts: u32,
+    /// The error's kind, for failures.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub error_kind: Option<ErrorKind>,
+    /// The error or the plan's detail.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub message: Option<String>,
+}
+
+/// A source item that could not be tied to a user (a broken manifest row, an unreadable
+/// file whose key is unknown).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceFailure {
+    /// The error's kind.
+    pub kind: ErrorKind,
+    /// The error.
+    pub message: String,
+}
+
+/// Counts for one sink.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Photos written (or, in a dry run, to be written).
+    pub put: usize,
+    /// Photos removed (or to be removed).
+    pub deleted: usize,
+    /// Users left as they were, because nothing changed.
+    pub unchanged: usize,
+    /// Leavers whose photo was kept.
+    pub leavers_kept: usize,
+    /// Withheld users with nothing to remove, or kept by policy.
+    pub withheld_kept: usize,
+    /// Users who failed.
+    pub failed: usize,
+    /// Changes not tried because the run stopped.
+    pub not_attempted: usize,
+}
+
+/// Wall-clock time per stage, in milliseconds, and how much decoding the run needed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timings {
+    /// Listing the source.
+    pub list_ms: u64,
+    /// Reading the sinks' current photos (and leavers).
+    pub read_ms: u64,
+    /// Loading and normalizing photos.
+    pub normalize_ms: u64,
+    /// Planning.
+    pub plan_ms: u64,
+    /// Applying changes.
+    pub apply_ms: u64,
+    /// The whole run.
+    pub total_ms: u64,
+    /// Photos decoded and normalized.
+    pub decoded: usize,
+    /// Renditions taken from the state store instead (the source and the sink unchanged).
+    pub reused: usize,
+    /// Retries made.
+    pub retries: usize,
+}
+
+/// The result of a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    /// Whether nothing was applied.
+    pub dry_run: bool,
+    /// The source's name.
+    pub source: String,
+    /// Counts per sink.
+    pub sinks: BTreeMap<String, Counts>,
+    /// Every plan item and what became of it, in plan order.
+    pub outcomes: Vec<Outcome>,
+    /// Source items without a user.
+    pub source_failures: Vec<SourceFailure>,
+    /// Timings.
+    pub timings: Timings,
+    /// The run-level failure that stopped the run, if any.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub aborted: Option<SourceFailure>,
+}
+
+impl Report {
+    /// Users (per sink) that failed, plus source items without a user.
+    pub fn failed(&self) -> usize {
+        self.outcomes
+            .iter()
+            .filter(|o| o.status == Status::Failed)
+            .count()
+            + self.source_failures.len()
+    }
+
+    /// The example CLI's exit code: 2 when the run stopped on a run-level failure, 1 when
+    /// some users failed, 0 when everything planned was applied.
+    pub fn exit_code(&self) -> i32 {
+        if self.aborted.is_some() {
+            2
+        } else if self.failed() > 0 {
+            1
+        } else {
+            0
+        }
+    }
+
+    pub(crate) fn recount(&mut self) {
+        let mut sinks: BTreeMap<String, Counts> = self
+            .sinks
+            .keys()
+            .map(|k| (k.clone(), Counts::default()))
+            .collect();
+        for o in &self.outcomes {
+            let c = sinks.entry(o.sink.clone()).or_default();
+            match (o.status, o.action, o.reason) {
+                (Status::Failed, _, _) => c.failed += 1,
+                (Status::NotAttempted, _, _) => c.not_attempted += 1,
+                (_, Action::Put, _) => c.put += 1,
+                (_, Action::Delete, _) => c.deleted += 1,
+                (_, _, Reason::Leaver) => c.leavers_kept += 1,
+                (_, _, Reason::Withheld) => c.withheld_kept += 1,
+                _ => c.unchanged += 1,
+            }
+        }
+        self.sinks = sinks;
+    }
+}
+
+impl fmt::Display for Report {
+    /// The human summary: one line per sink, the failures, the timings.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let verb = |done: &str, planned: &str| if self.dry_run { planned } else { done }.to_owned();
+        writeln!(
+            f,
+            "{}{} users from {}",
+            if self.dry_run { "dry run: " } else { "" },
+            {
+                let mut keys: Vec<&UserKey> = self.outcomes.iter().map(|o| &o.key).collect();
+                keys.dedup();
+                keys.len()
+            },
+            self.source
+        )?;
+        for (sink, c) in &self.sinks {
+            write!(
+                f,
+                "  {sink}: {} {}, {} {}, {} unchanged, {} failed",
+                c.put,
+                verb("written", "to write"),
+                c.deleted,
+                verb("removed", "to remove"),
+                c.unchanged,
+                c.failed
+            )?;
+            if c.leavers_kept > 0 {
+                write!(f, ", {} leavers kept", c.leavers_kept)?;
+            }
+            if c.withheld_kept > 0 {
+                write!(f, ", {} withheld with nothing to remove", c.withheld_kept)?;
+            }
+            if c.not_attempted > 0 {
+                write!(f, ", {} not attempted", c.not_attempted)?;
+            }
+            writeln!(f)?;
+        }
+        let failures: Vec<&Outcome> = self
+            .outcomes
+            .iter()
+            .filter(|o| o.status == Status::Failed)
+            .collect();
+        for o in failures.iter().take(20) {
+            writeln!(
+                f,
+                "  failed: {} in {}: {}{}",
+                o.key,
+                o.sink,
+                serde_json::to_value(o.reason)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default()
+                    .replace('_', " "),
+                o.message
+                    .as_deref()
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default()
+            )?;
+        }
+        if failures.len() > 20 {
+            writeln!(f, "  ... and {} more failures", failures.len() - 20)?;
+        }
+        for s in self.source_failures.iter().take(20) {
+            writeln!(f, "  source: {}", s.message)?;
+        }
+        if self.source_failures.len() > 20 {
+            writeln!(
+                f,
+                "  ... and {} more source failures",
+                self.source_failures.len() - 20
+            )?;
+        }
+        if let Some(a) = &self.aborted {
+            writeln!(f, "  STOPPED: {}", a.message)?;
+        }
+        let t = &self.timings;
+        write!(
+            f,
+            "  time: list {} ms, read {} ms, normalize {} ms ({} decoded, {} reused), plan {} ms, apply {} ms ({} retries), total {} ms",
+            t.list_ms, t.read_ms, t.normalize_ms, t.decoded, t.reused, t.plan_ms, t.apply_ms, t.retries, t.total_ms
+        )
+    }
+}
