@@ -4,12 +4,24 @@
 //! userphoto normalize --profile ad-thumbnail|ad-large|graph [--size N] [--max-bytes N]
 //!                     [--threads N] --out DIR FILE...
 //! userphoto demo [--out DIR]
+//! userphoto sync --source folder:DIR|csv:FILE [--match ATTR] --sink ldif:EXPORT.ldif
+//!                --out CHANGES.ldif [--profile ad-thumbnail|ad-large] [--dry-run]
+//!                [--report FILE.json] [--state FILE] [--backup-dir DIR] [--remove-leavers]
+//!                [--concurrency N]
+//! userphoto plan    (the same options; prints the plan, changes nothing)
+//! userphoto restore --sink ldif:EXPORT.ldif --out CHANGES.ldif [--backup-dir DIR] [--user KEY]...
 //! ```
 //!
 //! `normalize` writes `DIR/<file stem>.jpg` for every input and prints one JSON object per
 //! input on stdout: `input`, `output`, `ok`, `bytes`, `width`, `height`, `quality`, and on
 //! failure `error_kind` and `error`. Exit code 0 when all succeeded, 1 when any failed, 2 on
 //! bad usage.
+//!
+//! `sync` lists the source, reads the directory, normalizes what may need writing, prints
+//! the plan, applies it (a progress bar on a terminal, plain lines on stderr otherwise) and
+//! prints a summary; `--report` writes the JSON report. Exit code 0 when everything planned
+//! was applied, 1 when some users failed, 2 on bad usage or a run-level failure (with a
+//! one-line reason on stderr).
 //!
 //! `demo` generates a few photos of its own (landscape, portrait with EXIF orientation,
 //! transparent PNG, a huge-header bomb and a truncated file) and normalizes them for every
@@ -20,6 +32,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+
+#[path = "cli/sync.rs"]
+mod sync;
 use serde_json::json;
 use userphoto::normalize::{testimage, BatchOptions, Input, Normalizer, Profile};
 
@@ -34,7 +49,7 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Copy, Clone, ValueEnum)]
+#[derive(Copy, Clone, Debug, ValueEnum)]
 enum ProfileName {
     AdThumbnail,
     AdLarge,
@@ -73,6 +88,19 @@ enum Command {
         /// Input images.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+    },
+    /// Sync photos from a source into directories: plan, apply, report.
+    Sync(sync::RunArgs),
+    /// Print what `sync` would do; change nothing.
+    Plan(sync::RunArgs),
+    /// Put back the photos a sync replaced or removed.
+    Restore(sync::RestoreArgs),
+    /// Write the demo sync's photos and directory export (examples/demo is made with this).
+    #[command(hide = true)]
+    DemoFixtures {
+        /// Folder to write `photos/` and `directory.ldif` into.
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Generate sample photos and normalize them for every built-in profile.
     Demo {
@@ -125,7 +153,11 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
         }
+        Command::Sync(a) => sync::sync(a),
+        Command::Plan(a) => sync::plan(a),
+        Command::Restore(a) => sync::restore(a),
         Command::Demo { out } => demo(&out),
+        Command::DemoFixtures { out } => demo_fixtures(&out),
     }
 }
 
@@ -225,5 +257,118 @@ fn demo(out: &Path) -> ExitCode {
     ];
     let failed = normalize_files(&paths, &profiles, 0, &renditions);
     eprintln!("userphoto demo: {failed} of {} inputs refused, as expected for the truncated file and the bomb", paths.len());
+    ExitCode::SUCCESS
+}
+
+/// One LDIF line, base64 when RFC 2849 requires it, folded at 76 columns as `ldapsearch`
+/// folds.
+fn ldif_line(out: &mut String, name: &str, value: &[u8]) {
+    use base64::Engine as _;
+    let safe = !value.is_empty()
+        && value.is_ascii()
+        && !value.iter().any(|&b| b == 0 || b == b'\n' || b == b'\r')
+        && !matches!(value[0], b' ' | b':' | b'<');
+    let text = if safe {
+        format!("{name}: {}", String::from_utf8_lossy(value))
+    } else {
+        format!(
+            "{name}:: {}",
+            base64::engine::general_purpose::STANDARD.encode(value)
+        )
+    };
+    let mut rest = text.as_str();
+    let mut first = true;
+    while !rest.is_empty() {
+        let take = if first { 76 } else { 75 }.min(rest.len());
+        out.push_str(if first { "" } else { " " });
+        out.push_str(&rest[..take]);
+        out.push('\n');
+        rest = &rest[take..];
+        first = false;
+    }
+}
+
+fn demo_fixtures(out: &Path) -> ExitCode {
+    let photos = out.join("photos");
+    if let Err(e) = std::fs::create_dir_all(&photos) {
+        return sync::fail_msg(format!("cannot create {}: {e}", photos.display()));
+    }
+    let jpeg = |w, h, seed| testimage::photo_jpeg(w, h, seed);
+    let erin = jpeg(640, 480, 5);
+    let files: Vec<(&str, Vec<u8>)> = vec![
+        ("alice.jpg", jpeg(800, 536, 1)),
+        (
+            "bob.jpg",
+            testimage::with_exif_orientation(&jpeg(800, 600, 2), 6),
+        ),
+        ("carol.png", testimage::rgba_png(256, 256)),
+        ("dave.jpg", jpeg(640, 640, 4)),
+        ("erin.jpg", erin.clone()),
+        ("jmuller.jpg", jpeg(600, 800, 6)),
+    ];
+    for (name, bytes) in &files {
+        if let Err(e) = std::fs::write(photos.join(name), bytes) {
+            return sync::fail_msg(format!("cannot write {name}: {e}"));
+        }
+    }
+    let erin_now = match Normalizer::new().normalize(&erin, &Profile::ad_thumbnail()) {
+        Ok(r) => r.bytes.to_vec(),
+        Err(e) => return sync::fail_msg(e),
+    };
+    let old = |seed| {
+        userphoto::normalize::bench::encode(&testimage::photo_rgb(96, 96, seed), 96, 96, 60)
+            .unwrap_or_default()
+    };
+    let people: Vec<(&str, &str, Option<Vec<u8>>)> = vec![
+        ("CN=Alice Adams,OU=Staff,DC=example,DC=test", "alice", None),
+        ("CN=Bob Brown,OU=Staff,DC=example,DC=test", "bob", None),
+        ("CN=Carol Clark,OU=Staff,DC=example,DC=test", "carol", None),
+        (
+            "CN=Dave Davis,OU=Staff,DC=example,DC=test",
+            "dave",
+            Some(old(40)),
+        ),
+        (
+            "CN=Erin Evans,OU=Staff,DC=example,DC=test",
+            "erin",
+            Some(erin_now),
+        ),
+        (
+            "CN=M\u{fc}ller\\, J\u{fc}rgen,OU=Staff,DC=example,DC=test",
+            "jmuller",
+            None,
+        ),
+        (
+            "CN=Grace Green,OU=Former,DC=example,DC=test",
+            "grace",
+            Some(old(70)),
+        ),
+        ("CN=Henry Hill,OU=Staff,DC=example,DC=test", "henry", None),
+    ];
+    let mut ldif = String::from(
+        "# A directory export as `ldapsearch -LLL -o ldif-wrap=76 ... sAMAccountName\n\
+         # userPrincipalName thumbnailPhoto` writes it, for the demo sync.\n\n",
+    );
+    for (dn, sam, photo) in people {
+        ldif_line(&mut ldif, "dn", dn.as_bytes());
+        ldif_line(&mut ldif, "objectClass", b"user");
+        ldif_line(&mut ldif, "sAMAccountName", sam.as_bytes());
+        ldif_line(
+            &mut ldif,
+            "userPrincipalName",
+            format!("{sam}@example.test").as_bytes(),
+        );
+        if let Some(p) = photo {
+            ldif_line(&mut ldif, "thumbnailPhoto", &p);
+        }
+        ldif.push('\n');
+    }
+    if let Err(e) = std::fs::write(out.join("directory.ldif"), ldif) {
+        return sync::fail_msg(format!("cannot write directory.ldif: {e}"));
+    }
+    eprintln!(
+        "userphoto: demo photos and directory.ldif written to {}",
+        out.display()
+    );
     ExitCode::SUCCESS
 }

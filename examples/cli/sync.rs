@@ -1,0 +1,499 @@
+//! `sync`, `plan` and `restore`: the sync engine from the command line.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use userphoto::normalize::Profile;
+use userphoto::sink::{DirectorySink, LdifSink};
+use userphoto::source::{CsvSource, FolderSource, KeyRule, PhotoSource};
+use userphoto::sync::{
+    Action, BackupStore, Engine, Event, Plan, Policy, Reason, Report, Stage, StateStore,
+};
+use userphoto::{Error, MatchAttribute, UserKey};
+
+use super::ProfileName;
+
+/// Where photos come from and how keys are read.
+#[derive(Args, Debug)]
+pub struct SourceArgs {
+    /// The photos: `folder:DIR` (files named by user key) or `csv:FILE` (a `key,path[,withheld]`
+    /// manifest).
+    #[arg(long)]
+    source: String,
+    /// Folder source: look in subfolders too.
+    #[arg(long)]
+    recursive: bool,
+    /// Folder source: a regex whose first capture group (or `key` group) is the key, matched
+    /// against the file name.
+    #[arg(long)]
+    key_regex: Option<String>,
+}
+
+/// Where photos go.
+#[derive(Args, Debug)]
+pub struct SinkArgs {
+    /// The directory: `ldif:EXPORT.ldif` (an LDIF export of the users, from `ldapsearch` or
+    /// `ldifde`; changes go to `--out`).
+    #[arg(long = "sink", required = true)]
+    sinks: Vec<String>,
+    /// The directory attribute that keys are matched against (sAMAccountName,
+    /// userPrincipalName, mail, employeeID, employeeNumber, objectGUID, or any attribute).
+    #[arg(long = "match", default_value = "sAMAccountName")]
+    match_attr: String,
+    /// The photo attribute.
+    #[arg(long, default_value = "thumbnailPhoto")]
+    attribute: String,
+}
+
+/// `sync` and `plan` options.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    source: SourceArgs,
+    #[command(flatten)]
+    sink: SinkArgs,
+    /// The LDIF change file to write (`ldif:` sinks).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// The rendition profile (default: the sink's, `ad-thumbnail` for AD and LDIF).
+    #[arg(long, value_enum)]
+    profile: Option<ProfileName>,
+    /// Plan and report, change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Write the JSON report here.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// The state store (one file, created if missing): unchanged users are not decoded
+    /// again, and an interrupted run resumes.
+    #[arg(long)]
+    state: Option<PathBuf>,
+    /// Keep every photo that is replaced or removed here (default: `userphoto-backup`).
+    #[arg(long, default_value = "userphoto-backup")]
+    backup_dir: PathBuf,
+    /// Do not keep backups.
+    #[arg(long, conflicts_with = "backup_dir")]
+    no_backup: bool,
+    /// Remove the photos of users the source no longer lists.
+    #[arg(long)]
+    remove_leavers: bool,
+    /// Keep the photos of people who withdrew consent (they are removed by default).
+    #[arg(long)]
+    keep_withheld: bool,
+    /// Calls in flight per sink.
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    /// Photos normalized at once (default: one per core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Print the report as one JSON object on stdout instead of the human summary.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `restore` options.
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    sink: SinkArgs,
+    /// The LDIF change file to write (`ldif:` sinks).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// The backup folder a sync wrote.
+    #[arg(long, default_value = "userphoto-backup")]
+    backup_dir: PathBuf,
+    /// Restore only these users (repeatable; default: everyone in the journal).
+    #[arg(long = "user")]
+    users: Vec<String>,
+}
+
+/// A run-level failure or bad usage: exit code 2 with one line.
+pub fn fail_msg(msg: impl std::fmt::Display) -> ExitCode {
+    fail(msg)
+}
+
+fn fail(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("userphoto: {msg}");
+    ExitCode::from(2)
+}
+
+fn open_source(a: &SourceArgs) -> Result<Box<dyn PhotoSource>, String> {
+    let (kind, arg) = a
+        .source
+        .split_once(':')
+        .ok_or_else(|| format!("--source {:?}: expected folder:DIR or csv:FILE", a.source))?;
+    match kind {
+        "folder" => {
+            let dir = PathBuf::from(arg);
+            if !dir.is_dir() {
+                return Err(format!("--source: {} is not a folder", dir.display()));
+            }
+            let mut s = FolderSource::new(dir).recursive(a.recursive);
+            if let Some(re) = &a.key_regex {
+                s = s.key_rule(KeyRule::regex(re).map_err(|e| e.to_string())?);
+            }
+            Ok(Box::new(s))
+        }
+        "csv" => {
+            let file = PathBuf::from(arg);
+            if !file.is_file() {
+                return Err(format!("--source: {} is not a file", file.display()));
+            }
+            Ok(Box::new(CsvSource::new(file)))
+        }
+        other => Err(format!(
+            "--source: unknown kind {other:?} (expected folder or csv)"
+        )),
+    }
+}
+
+fn open_sinks(
+    a: &SinkArgs,
+    out: Option<&PathBuf>,
+    write: bool,
+) -> Result<Vec<Arc<dyn DirectorySink>>, String> {
+    let matcher: MatchAttribute = a
+        .match_attr
+        .parse()
+        .map_err(|e: Error| format!("--match: {e}"))?;
+    let mut sinks: Vec<Arc<dyn DirectorySink>> = Vec::new();
+    for spec in &a.sinks {
+        let (kind, arg) = spec.split_once(':').unwrap_or((spec.as_str(), ""));
+        match kind {
+            "ldif" => {
+                if arg.is_empty() {
+                    return Err("--sink ldif:EXPORT.ldif needs the export's path".into());
+                }
+                let mut s = LdifSink::open_with_attribute(arg, matcher.clone(), &a.attribute)
+                    .map_err(|e| format!("--sink {spec}: {e}"))?;
+                if write {
+                    let out = out.ok_or("--sink ldif: needs --out CHANGES.ldif")?;
+                    s = s.with_output(out).map_err(|e| format!("--out: {e}"))?;
+                }
+                sinks.push(Arc::new(s));
+            }
+            other => {
+                return Err(format!(
+                    "--sink: unknown kind {other:?} (expected ldif:FILE)"
+                ));
+            }
+        }
+    }
+    Ok(sinks)
+}
+
+fn profile_for(sink: &dyn DirectorySink, chosen: Option<ProfileName>) -> Profile {
+    match chosen {
+        Some(p) => p.profile(),
+        None => Profile::by_name(&sink.capabilities().default_profile)
+            .unwrap_or_else(Profile::ad_thumbnail),
+    }
+}
+
+/// Draws a progress bar on a terminal, plain lines otherwise (stderr either way). Also the
+/// crash-test hook: with `USERPHOTO_TEST_ABORT_AFTER=N` the process aborts right after the
+/// N-th change is written, as a power cut would stop it (used by tests/cli_sync.rs).
+fn progress() -> impl Fn(&Event) + Send + Sync + 'static {
+    let tty = std::io::stderr().is_terminal();
+    let bar: Mutex<Option<ProgressBar>> = Mutex::new(None);
+    let total = AtomicUsize::new(0);
+    let abort_after: Option<usize> = std::env::var("USERPHOTO_TEST_ABORT_AFTER")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    move |e: &Event| {
+        let line = |msg: String| {
+            if !tty {
+                eprintln!("userphoto: {msg}");
+            }
+        };
+        match e {
+            Event::Stage { stage, total: n } => {
+                total.store(*n, Ordering::Relaxed);
+                let what = match stage {
+                    Stage::List => "listing the source".to_owned(),
+                    Stage::Read => format!("reading {n} users from the directory"),
+                    Stage::Normalize => format!("normalizing {n} photos"),
+                    Stage::Apply => format!("applying {n} changes"),
+                    _ => format!("{n} items"),
+                };
+                let mut b = bar.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(old) = b.take() {
+                    old.finish_and_clear();
+                }
+                if tty && *stage != Stage::List {
+                    let pb = ProgressBar::new(*n as u64);
+                    pb.set_style(
+                        ProgressStyle::with_template(
+                            "{msg:34} [{bar:30}] {pos}/{len} {per_sec} eta {eta}",
+                        )
+                        .unwrap_or_else(|_| ProgressStyle::default_bar())
+                        .progress_chars("=> "),
+                    );
+                    pb.set_message(what);
+                    *b = Some(pb);
+                } else {
+                    line(what);
+                }
+            }
+            Event::Listed { photos, failures } => line(format!(
+                "listed {photos} photos, {failures} source failures"
+            )),
+            Event::Read { done } | Event::Normalized { done, .. } => {
+                if let Some(b) = &*bar.lock().unwrap_or_else(|p| p.into_inner()) {
+                    b.set_position(*done as u64);
+                }
+            }
+            Event::Written { done, .. } | Event::Failed { done, .. } => {
+                if let Some(b) = &*bar.lock().unwrap_or_else(|p| p.into_inner()) {
+                    b.set_position(*done as u64);
+                }
+                let n = total.load(Ordering::Relaxed);
+                if !tty && (n <= 20 || done % (n / 10).max(1) == 0 || *done == n) {
+                    line(format!("applied {done}/{n}"));
+                }
+                if let (Event::Written { .. }, Some(limit)) = (e, abort_after) {
+                    if *done >= limit {
+                        std::process::abort();
+                    }
+                }
+            }
+            Event::Retrying {
+                key,
+                sink,
+                kind,
+                after,
+                ..
+            } => {
+                let msg = format!(
+                    "{sink}: {key}: {kind}, retrying in {:.1} s",
+                    after.as_secs_f64()
+                );
+                match &*bar.lock().unwrap_or_else(|p| p.into_inner()) {
+                    Some(b) => b.println(msg),
+                    None => eprintln!("userphoto: {msg}"),
+                }
+            }
+            Event::Planned { .. } => {
+                if let Some(b) = bar.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                    b.finish_and_clear();
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn reason(r: Reason) -> String {
+    serde_json::to_value(r)
+        .ok()
+        .and_then(|v| v.as_str().map(|s| s.replace('_', " ")))
+        .unwrap_or_default()
+}
+
+/// The plan for people: every change and failure, leavers, and a count of the rest.
+fn print_plan(plan: &Plan, dry: bool) {
+    let mut out = std::io::stdout().lock();
+    let unchanged = plan
+        .items
+        .iter()
+        .filter(|i| i.reason == Reason::Unchanged)
+        .count();
+    let _ = writeln!(
+        out,
+        "plan: {} to write, {} to remove, {} unchanged, {} failing{}",
+        plan.count(Action::Put),
+        plan.count(Action::Delete),
+        unchanged,
+        plan.count(Action::Fail),
+        if dry {
+            " (dry run: nothing is changed)"
+        } else {
+            ""
+        }
+    );
+    for it in &plan.items {
+        let (verb, extra) =
+            match (it.action, it.reason) {
+                (Action::Put, _) => ("put", it.bytes.map(|b| format!("{b} bytes"))),
+                (Action::Delete, _) => ("remove", None),
+                (Action::Fail, _) => ("FAIL", it.detail.clone()),
+                (Action::Skip, Reason::Leaver) => (
+                    "keep",
+                    Some(it.detail.clone().unwrap_or_else(|| {
+                        "not in the source (--remove-leavers removes it)".into()
+                    })),
+                ),
+                (Action::Skip, Reason::Withheld) => {
+                    ("keep", Some("withheld, nothing to remove".into()))
+                }
+                _ => continue,
+            };
+        let _ = writeln!(
+            out,
+            "  {verb:6} {:24} {:10} {:14} {}",
+            it.key.to_string(),
+            it.sink,
+            reason(it.reason),
+            extra.unwrap_or_default()
+        );
+    }
+}
+
+fn engine_for(
+    a: &RunArgs,
+    source: Box<dyn PhotoSource>,
+    sinks: Vec<Arc<dyn DirectorySink>>,
+) -> Result<Engine, String> {
+    let mut engine = Engine::new(source)
+        .with_policy(Policy {
+            remove_leavers: a.remove_leavers,
+            remove_withheld: !a.keep_withheld,
+        })
+        .with_concurrency(a.concurrency)
+        .with_events(progress());
+    if a.threads > 0 {
+        engine = engine.with_threads(a.threads);
+    }
+    for s in sinks {
+        let p = profile_for(s.as_ref(), a.profile);
+        engine = engine.with_sink(s, p);
+    }
+    if let Some(state) = &a.state {
+        let st =
+            StateStore::open(state).map_err(|e| format!("--state {}: {e}", state.display()))?;
+        engine = engine.with_state(st);
+    }
+    Ok(engine)
+}
+
+/// `sync`: plan, apply (unless `--dry-run`), report.
+pub fn sync(a: RunArgs) -> ExitCode {
+    run(a, false)
+}
+
+/// `plan`: print what a sync would do and change nothing.
+pub fn plan(mut a: RunArgs) -> ExitCode {
+    a.dry_run = true;
+    run(a, true)
+}
+
+fn run(a: RunArgs, plan_only: bool) -> ExitCode {
+    let source = match open_source(&a.source) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let write = !a.dry_run;
+    let sinks = match open_sinks(&a.sink, a.out.as_ref(), write) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let mut engine = match engine_for(&a, source, sinks) {
+        Ok(e) => e,
+        Err(e) => return fail(e),
+    };
+    if write && !a.no_backup {
+        match BackupStore::open(&a.backup_dir) {
+            Ok(b) => engine = engine.with_backups(b),
+            Err(e) => return fail(format!("--backup-dir {}: {e}", a.backup_dir.display())),
+        }
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(format!("cannot start the runtime: {e}")),
+    };
+    let report: Report = match rt.block_on(async {
+        let prepared = engine.prepare().await?;
+        if !a.json {
+            print_plan(prepared.plan(), a.dry_run);
+        }
+        Ok::<_, Error>(if a.dry_run {
+            prepared.dry_run()
+        } else {
+            prepared.apply().await
+        })
+    }) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    if let Some(path) = &a.report {
+        let json = serde_json::to_vec_pretty(&report).unwrap_or_default();
+        if let Err(e) = std::fs::write(path, json) {
+            return fail(format!("--report {}: {e}", path.display()));
+        }
+    }
+    if a.json {
+        println!("{}", serde_json::to_string(&report).unwrap_or_default());
+    } else if !plan_only {
+        println!("{report}");
+        if write && !a.no_backup {
+            println!("  backups: {}", a.backup_dir.display());
+        }
+        if let (Some(out), false) = (&a.out, a.dry_run) {
+            println!(
+                "  changes: {} (apply with ldapmodify -f or ldifde -i)",
+                out.display()
+            );
+        }
+    }
+    if let Some(ab) = &report.aborted {
+        eprintln!("userphoto: stopped: {}", ab.message);
+    }
+    ExitCode::from(report.exit_code() as u8)
+}
+
+/// `restore`: put back the photos a sync replaced or removed, from the backup folder.
+pub fn restore(a: RestoreArgs) -> ExitCode {
+    if !a.backup_dir.join("journal.jsonl").is_file() {
+        return fail(format!(
+            "--backup-dir {}: no backup journal there",
+            a.backup_dir.display()
+        ));
+    }
+    let backups = match BackupStore::open(&a.backup_dir) {
+        Ok(b) => b,
+        Err(e) => return fail(e),
+    };
+    let sinks = match open_sinks(&a.sink, a.out.as_ref(), true) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let users: Vec<UserKey> = a.users.iter().map(UserKey::new).collect();
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(format!("cannot start the runtime: {e}")),
+    };
+    let mut failed = 0;
+    for sink in &sinks {
+        let only = (!users.is_empty()).then_some(users.as_slice());
+        let done = match rt.block_on(backups.restore(sink.as_ref(), only)) {
+            Ok(d) => d,
+            Err(e) => return fail(e),
+        };
+        for (user, r) in &done {
+            match r {
+                Ok(()) => println!("  restored {user:24} {}", sink.name()),
+                Err(e) => {
+                    failed += 1;
+                    println!("  FAIL     {user:24} {}: {e}", sink.name());
+                }
+            }
+        }
+        println!(
+            "{}: {} restored, {failed} failed",
+            sink.name(),
+            done.len() - failed
+        );
+    }
+    ExitCode::from(u8::from(failed > 0))
+}
