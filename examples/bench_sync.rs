@@ -1,0 +1,114 @@
+//! Measures the sync engine on the LDIF path: a first run over N users, then re-runs with
+//! nothing changed, with and without the state store.
+//!
+//! ```text
+//! cargo run --release --example bench_sync -- [USERS] [WORK_DIR]
+//! ```
+//!
+//! Generates USERS photos (10,000 by default) and a directory export listing them, syncs
+//! (every user new), applies the change file to the export as `ldapmodify` and a fresh
+//! export would, then syncs again twice: with the state store (sources unchanged, nothing is
+//! decoded) and without it (every photo decoded, and compared by bytes). Prints one JSON
+//! line per run (wall time, stage timings, decoded count) and a summary with the ratios.
+
+#[path = "../tests/common/ldif.rs"]
+#[allow(dead_code)]
+mod ldif;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde_json::json;
+use userphoto::normalize::{testimage, Profile};
+use userphoto::sink::LdifSink;
+use userphoto::source::FolderSource;
+use userphoto::sync::{Engine, Report, StateStore};
+use userphoto::MatchAttribute;
+
+fn run(dir: &Path, state: bool) -> (f64, Report) {
+    // Timed from the start: reading the export (with its photos) is part of a run.
+    let t = Instant::now();
+    let sink = LdifSink::open(dir.join("export.ldif"), MatchAttribute::SamAccountName)
+        .and_then(|s| s.with_output(dir.join("changes.ldif")))
+        .expect("open the export");
+    let mut engine =
+        Engine::new(FolderSource::new(dir.join("photos"))).with_sink(sink, Profile::ad_thumbnail());
+    if state {
+        engine = engine.with_state(StateStore::open(dir.join("state.redb")).expect("state"));
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let report = rt.block_on(engine.run(false)).expect("run");
+    (t.elapsed().as_secs_f64(), report)
+}
+
+fn line(name: &str, secs: f64, r: &Report) {
+    let c = &r.sinks["ldif"];
+    println!(
+        "{}",
+        json!({"run": name, "seconds": (secs * 1000.0).round() / 1000.0, "written": c.put,
+               "unchanged": c.unchanged, "failed": c.failed, "timings": r.timings})
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let users: usize = args.first().and_then(|s| s.parse().ok()).unwrap_or(10_000);
+    let dir = args
+        .get(1)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("userphoto-bench-sync"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("photos")).expect("work dir");
+    let t = Instant::now();
+    let mut entries = Vec::with_capacity(users);
+    for i in 0..users {
+        let name = format!("user{i:05}");
+        std::fs::write(
+            dir.join("photos").join(format!("{name}.jpg")),
+            testimage::photo_jpeg(240, 300, i as u32),
+        )
+        .expect("write photo");
+        entries.push(
+            ldif::Entry::new(&format!("CN={name},OU=Staff,DC=example,DC=test"))
+                .with("objectClass", "user")
+                .with("sAMAccountName", name.as_str()),
+        );
+    }
+    std::fs::write(dir.join("export.ldif"), ldif::write_export(&entries)).expect("export");
+    eprintln!(
+        "bench_sync: {users} photos and an export generated in {:.1} s in {}",
+        t.elapsed().as_secs_f64(),
+        dir.display()
+    );
+
+    let (first, r1) = run(&dir, true);
+    line("first", first, &r1);
+    // The admin applies the change file and exports again.
+    let export = std::fs::read_to_string(dir.join("export.ldif")).expect("export");
+    let changes = std::fs::read_to_string(dir.join("changes.ldif")).expect("changes");
+    std::fs::write(dir.join("export.ldif"), ldif::apply(&export, &changes)).expect("apply");
+
+    let (again, r2) = run(&dir, true);
+    line("rerun-with-state", again, &r2);
+    let (bytes, r3) = run(&dir, false);
+    line("rerun-without-state", bytes, &r3);
+    println!(
+        "{}",
+        json!({"summary": {
+            "users": users,
+            "first_s": first, "rerun_with_state_s": again, "rerun_without_state_s": bytes,
+            "rerun_speedup_vs_first": first / again,
+            "state_speedup_vs_bytes_compare": bytes / again,
+            "rerun_decoded": r2.timings.decoded,
+        }})
+    );
+    eprintln!(
+        "bench_sync: {users} users: first run {first:.2} s; re-run with nothing changed {again:.2} s \
+         ({:.1}x faster, {} decoded); without the state store {bytes:.2} s",
+        first / again,
+        r2.timings.decoded
+    );
+}
