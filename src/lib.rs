@@ -10,8 +10,11 @@
 //! The normalization core is [`normalize`]: see [`normalize::Normalizer`] and the built-in
 //! [`normalize::Profile`]s. Photos come from a [`source::PhotoSource`] (folder, CSV manifest,
 //! memory, or your own) and go to a [`sink::DirectorySink`] (offline LDIF, memory; Active
-//! Directory and Microsoft Graph are next); [`sync`] holds the planner, the backup store and the
-//! state store of the sync engine. Every failure is an [`Error`] with an [`ErrorKind`].
+//! Directory and Microsoft Graph are next). [`sync::Engine`] connects them: it plans what
+//! to change ([`sync::plan`]), applies it with bounded concurrency and retries, keeps what
+//! it replaces ([`sync::BackupStore`]), remembers what it wrote ([`sync::StateStore`]) and
+//! reports ([`sync::Report`], [`sync::Event`]). Every failure is an [`Error`] with an
+//! [`ErrorKind`].
 //!
 //! ## Cargo features
 //!
