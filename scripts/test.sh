@@ -60,6 +60,17 @@ grep -q '"ok":true' "$demo_dir/demo.jsonl"
 rm -rf "$demo_dir"
 custom=$(cargo run --release --quiet --example custom_source)
 grep -q "E1001: 96x96 JPEG" <<<"$custom"
+# README's first command, on the shipped demo directory (in a scratch folder).
+repo=$PWD
+sync_dir=$(mktemp -d)
+(cd "$sync_dir" && cargo run --manifest-path "$repo/Cargo.toml" --release --quiet --example userphoto -- \
+  sync --source "folder:$repo/examples/demo/photos" --sink "ldif:$repo/examples/demo/directory.ldif" \
+  --out changes.ldif >summary.txt)
+grep -q "5 written" "$sync_dir/summary.txt"
+ldapmodify -n -f "$sync_dir/changes.ldif" >/dev/null
+rm -rf "$sync_dir"
+# The sync bench, small: a re-run with nothing changed decodes nothing.
+cargo run --release --quiet --example bench_sync -- 300 "$(mktemp -d)/bench" | grep -q '"rerun_decoded":0'
 
 step "breadth: Pillow's test images never crash, hang or blow up; >= 90% of what Pillow opens normalizes"
 bash scripts/breadth.sh
