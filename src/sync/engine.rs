@@ -833,6 +833,14 @@ impl<'e> Prepared<'e> {
         r.timings.retries = self.retrier.used();
         r.timings.total_ms = ms(self.started.elapsed());
         r.recount();
+        self.engine.emit(Event::Finished {
+            applied: r
+                .outcomes
+                .iter()
+                .filter(|o| o.status == Status::Done && o.action != Action::Skip)
+                .count(),
+            failed: r.failed(),
+        });
         r
     }
 

@@ -86,6 +86,13 @@ pub enum Event {
         /// Changes done in this stage.
         done: usize,
     },
+    /// The run is over (applied, or reported as a dry run).
+    Finished {
+        /// Changes applied.
+        applied: usize,
+        /// Users that failed (plan and apply), plus source items without a user.
+        failed: usize,
+    },
     /// An operation failed in a way that may pass, and will be tried again.
     Retrying {
         /// The user.
