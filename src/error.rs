@@ -184,6 +184,12 @@ impl Error {
         self
     }
 
+    /// Whether this failure stops a whole run (refused credentials, missing rights, bad
+    /// configuration), not just one user: [`ErrorKind::is_run_level`].
+    pub fn is_run_level(&self) -> bool {
+        self.kind().is_run_level()
+    }
+
     /// The kind.
     pub fn kind(&self) -> ErrorKind {
         self.inner.kind

@@ -755,6 +755,22 @@ struct Rend {
 
 type RenditionResult = std::result::Result<Rend, (ErrorKind, String)>;
 
+/// A sink call the apply stage makes.
+#[derive(Clone, Copy)]
+enum Op {
+    Fetch,
+    Put,
+    Delete,
+}
+
+/// What one retried sink call returns.
+enum Fetched {
+    /// `fetch`: the stored photo, if any.
+    Old(Option<Bytes>),
+    /// `put`: the new version tag; `delete`: nothing.
+    Version(Option<String>),
+}
+
 /// A run that is planned and not yet applied: look at [`plan`](Self::plan), then
 /// [`apply`](Self::apply) it or turn it into a [`dry_run`](Self::dry_run) report.
 pub struct Prepared<'e> {
@@ -1044,88 +1060,81 @@ impl<'e> Prepared<'e> {
         let tg = &eng.targets[ti];
         let key = &it.key;
         let sink = tg.sink.as_ref();
-        let call = || async {
-            sem.acquire()
-                .await
-                .map_err(|_| Error::new(ErrorKind::Other, "engine shut down"))
+        let jpeg_slot: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
+        // One sink call, retried; each attempt holds a call slot only while it runs.
+        let retried = |op: Op| {
+            let jpeg_for_put = &jpeg_slot;
+            async move {
+                let (r, attempts) =
+                    self.retrier
+                        .run(
+                            || async {
+                                let _permit = sem.acquire().await.map_err(|_| {
+                                    Error::new(ErrorKind::Other, "engine shut down")
+                                })?;
+                                match op {
+                                    Op::Fetch => sink.fetch(key).await.map(Fetched::Old),
+                                    Op::Put => {
+                                        let jpeg = jpeg_for_put.get().cloned().unwrap_or_default();
+                                        sink.put(key, &jpeg).await.map(Fetched::Version)
+                                    }
+                                    Op::Delete => {
+                                        sink.delete(key).await.map(|()| Fetched::Version(None))
+                                    }
+                                }
+                            },
+                            |e, after| eng.retrying(key, sink.name(), e, after),
+                        )
+                        .await;
+                (r, attempts)
+            }
         };
-        let jpeg = match it.action {
-            Action::Put => Some(self.rendition(it, ti).await?),
-            _ => None,
-        };
+        if it.action == Action::Put {
+            let _ = jpeg_slot.set(self.rendition(it, ti).await?);
+        }
         // Keep what is about to be replaced or removed. A user who had no photo when the
         // plan was made (reason `New`) has nothing to keep.
-        if let Some(backups) = &eng.backups {
-            if it.reason != Reason::New {
-                let (old, attempts) = self
-                    .retrier
-                    .run(
-                        || async {
-                            let _permit = call().await?;
-                            sink.fetch(key).await
-                        },
-                        |e, after| eng.retrying(key, sink.name(), e, after),
-                    )
-                    .await;
-                out.attempts += attempts;
-                if let Some(old) = old? {
-                    let (b, name, k, new) = (
-                        backups.clone(),
-                        sink.name().to_owned(),
-                        key.clone(),
-                        it.rendition_sha256.clone(),
-                    );
-                    tokio::task::spawn_blocking(move || {
-                        b.save(&name, &k, &old, new.as_deref()).map(|_| ())
-                    })
-                    .await
-                    .map_err(|e| Error::new(ErrorKind::Other, format!("backup task failed: {e}")))?
-                    .map_err(|e| e.with_user(key.clone()))?;
-                }
+        if let (Some(backups), false) = (&eng.backups, it.reason == Reason::New) {
+            let (old, attempts) = retried(Op::Fetch).await;
+            out.attempts += attempts;
+            if let Fetched::Old(Some(old)) = old? {
+                let (b, name, k, new) = (
+                    backups.clone(),
+                    sink.name().to_owned(),
+                    key.clone(),
+                    it.rendition_sha256.clone(),
+                );
+                tokio::task::spawn_blocking(move || {
+                    b.save(&name, &k, &old, new.as_deref()).map(|_| ())
+                })
+                .await
+                .map_err(|e| Error::new(ErrorKind::Other, format!("backup task failed: {e}")))?
+                .map_err(|e| e.with_user(key.clone()))?;
             }
         }
-        match jpeg {
-            Some(jpeg) => {
-                let (r, attempts) = self
-                    .retrier
-                    .run(
-                        || async {
-                            let _permit = call().await?;
-                            sink.put(key, &jpeg).await
-                        },
-                        |e, after| eng.retrying(key, sink.name(), e, after),
-                    )
-                    .await;
-                out.attempts += attempts;
-                let version = r?;
-                let fingerprint = self
-                    .refs
-                    .get(key)
-                    .map(|r| r.fingerprint.as_str())
-                    .unwrap_or_default();
-                Ok(Some(StateRecord {
-                    source_fingerprint: format!("{}:{fingerprint}", tg.profile_id),
-                    rendition_sha256: sha256_hex(&jpeg),
-                    bytes: jpeg.len(),
-                    version,
-                    time: now_secs(),
-                }))
-            }
-            None => {
-                let (r, attempts) = self
-                    .retrier
-                    .run(
-                        || async {
-                            let _permit = call().await?;
-                            sink.delete(key).await
-                        },
-                        |e, after| eng.retrying(key, sink.name(), e, after),
-                    )
-                    .await;
-                out.attempts += attempts;
-                r.map(|()| None)
-            }
-        }
+        let Some(jpeg) = jpeg_slot.get() else {
+            let (r, attempts) = retried(Op::Delete).await;
+            out.attempts += attempts;
+            return r.map(|_| None);
+        };
+        let (r, attempts) = retried(Op::Put).await;
+        out.attempts += attempts;
+        let version = match r? {
+            Fetched::Version(v) => v,
+            Fetched::Old(_) => None,
+        };
+        let fingerprint = self
+            .refs
+            .get(key)
+            .map(|r| r.fingerprint.as_str())
+            .unwrap_or_default();
+        Ok(Some(StateRecord {
+            source_fingerprint: format!("{}:{fingerprint}", tg.profile_id),
+            rendition_sha256: sha256_hex(jpeg),
+            bytes: jpeg.len(),
+            version,
+            time: now_secs(),
+        }))
     }
 
     /// The planned rendition: from memory, or made again and checked against the plan.

@@ -66,19 +66,10 @@ impl StateStore {
 
     /// The record for a user in a sink.
     pub fn get(&self, sink: &str, user: &UserKey) -> Result<Option<StateRecord>> {
-        let tx = self.db.begin_read().map_err(|e| db_err("get", e))?;
-        let t = tx.open_table(TABLE).map_err(|e| db_err("get", e))?;
-        let k = key(sink, user);
-        let Some(v) = t.get(k.as_str()).map_err(|e| db_err("get", e))? else {
-            return Ok(None);
-        };
-        serde_json::from_slice(v.value()).map(Some).map_err(|e| {
-            Error::new(
-                ErrorKind::InvalidData,
-                format!("state store record for {user} in {sink}: {e}"),
-            )
-            .with_backend("state")
-        })
+        Ok(self
+            .get_many(sink, std::slice::from_ref(user))?
+            .pop()
+            .flatten())
     }
 
     /// The records for many users of one sink, in the order given, from one read
