@@ -24,6 +24,12 @@ pkg-config --exists libheif 2>/dev/null || need+=(libheif-dev)
 command -v jpegtran >/dev/null 2>&1 || need+=(libjpeg-turbo-progs)
 # ldapmodify -n checks that the LDIF sink's change files parse with OpenLDAP's own parser.
 command -v ldapmodify >/dev/null 2>&1 || need+=(ldap-utils)
+# openssl: the Graph test server makes its client certificates with the openssl command.
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# libkrb5-dev and libclang-dev: the `gssapi` feature (checked by clippy --all-features) builds
+# ldap3's Kerberos bindings against the system's MIT Kerberos.
+pkg-config --exists krb5-gssapi 2>/dev/null || need+=(libkrb5-dev)
+compgen -G "/usr/lib/llvm-*/lib/libclang*.so*" >/dev/null || need+=(libclang-dev)
 # python3 with venv: the breadth test runs Pillow (from PyPI) as the reference decoder.
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 python3 -m venv --help >/dev/null 2>&1 || need+=(python3-venv)
@@ -46,6 +52,15 @@ cargo clippy --all-targets --all-features --release -- -D warnings
 
 step "cargo doc (broken links and missing docs are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features --release
+
+# A real Active Directory for the AD sink's tests: Samba's AD DC on loopback (installed,
+# provisioned once into target/samba-dc, started; see scripts/README.md). With
+# USERPHOTO_REQUIRE_AD=1 the AD tests fail instead of skipping when the DC is missing.
+step "Samba AD DC on loopback"
+scripts/samba-dc.sh start
+eval "$(scripts/samba-dc.sh env)"
+export USERPHOTO_REQUIRE_AD=1
+trap 'scripts/samba-dc.sh stop >/dev/null 2>&1 || true' EXIT
 
 step "cargo test (libjpeg-turbo codec, HEIC through libheif)"
 cargo test --release --features heic
