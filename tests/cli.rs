@@ -2,27 +2,12 @@
 //! codes of `userphoto normalize`.
 
 use std::path::PathBuf;
-use std::process::Command;
 
 use userphoto::normalize::testimage;
 
-/// The example binary that `cargo test` builds next to the test binaries.
-fn cli() -> Command {
-    let mut dir = std::env::current_exe().expect("test binary path");
-    dir.pop();
-    if dir.ends_with("deps") {
-        dir.pop();
-    }
-    let exe = dir
-        .join("examples")
-        .join(format!("userphoto{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        exe.exists(),
-        "{} not built (cargo test builds examples)",
-        exe.display()
-    );
-    Command::new(exe)
-}
+#[path = "common/bin.rs"]
+mod bin;
+use bin::cli;
 
 fn tempdir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("userphoto-cli-{name}-{}", std::process::id()));

@@ -2,29 +2,18 @@
 //! generated photo folders, CSV manifests and directory exports; change files applied with
 //! the tests' own LDIF code (as `ldapmodify` would) between runs.
 
+#[path = "common/bin.rs"]
+mod bin;
 #[path = "common/ldif.rs"]
 mod ldif;
 
+use bin::cli;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use ldif::Entry;
 use userphoto::normalize::testimage;
-
-fn cli() -> Command {
-    let mut dir = std::env::current_exe().expect("test binary path");
-    dir.pop();
-    if dir.ends_with("deps") {
-        dir.pop();
-    }
-    let exe = dir
-        .join("examples")
-        .join(format!("userphoto{}", std::env::consts::EXE_SUFFIX));
-    assert!(exe.exists(), "{} not built", exe.display());
-    let mut c = Command::new(exe);
-    c.env_remove("USERPHOTO_TEST_ABORT_AFTER");
-    c
-}
 
 fn tempdir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("userphoto-sync-{name}-{}", std::process::id()));
@@ -424,9 +413,9 @@ fn backup_and_restore_round_trip() {
     assert_eq!(journal.lines().count(), 3);
 
     // Restore one user, then everyone.
-    let o = cli()
-        .current_dir(&w.dir)
-        .args([
+    let restore = |extra: &[&str]| {
+        let mut c = cli();
+        c.current_dir(&w.dir).args([
             "restore",
             "--sink",
             "ldif:export.ldif",
@@ -434,27 +423,13 @@ fn backup_and_restore_round_trip() {
             "changes.ldif",
             "--backup-dir",
             "backups",
-            "--user",
-            "bob",
-        ])
-        .output()
-        .unwrap();
-    let out = ok(&o);
+        ]);
+        c.args(extra).output().unwrap()
+    };
+    let out = ok(&restore(&["--user", "bob"]));
     assert!(out.contains("restored bob"), "{out}");
     assert_eq!(w.changes().len(), 1);
-    let o = cli()
-        .current_dir(&w.dir)
-        .args([
-            "restore",
-            "--sink",
-            "ldif:export.ldif",
-            "--out",
-            "changes.ldif",
-            "--backup-dir",
-            "backups",
-        ])
-        .output()
-        .unwrap();
+    let o = restore(&[]);
     ok(&o);
     w.apply_changes();
     for (u, orig) in ["alice", "bob", "carol"].iter().zip(&originals) {

@@ -1,0 +1,24 @@
+//! The example CLI binary that `cargo test` builds next to the test binaries.
+#![allow(dead_code)]
+
+use std::process::Command;
+
+/// A command for `target/<profile>/examples/userphoto`, with the crash-test hook cleared.
+pub fn cli() -> Command {
+    let mut dir = std::env::current_exe().expect("test binary path");
+    dir.pop();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let exe = dir
+        .join("examples")
+        .join(format!("userphoto{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        exe.exists(),
+        "{} not built (cargo test builds examples)",
+        exe.display()
+    );
+    let mut c = Command::new(exe);
+    c.env_remove("USERPHOTO_TEST_ABORT_AFTER");
+    c
+}
