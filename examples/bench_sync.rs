@@ -12,7 +12,6 @@
 //! line per run (wall time, stage timings, decoded count) and a summary with the ratios.
 
 #[path = "../tests/common/ldif.rs"]
-#[allow(dead_code)]
 mod ldif;
 
 use std::path::{Path, PathBuf};

@@ -437,7 +437,11 @@ async fn a_run_level_failure_stops_the_run() {
         "the run stopped early: {:?}",
         r.sinks["probe"]
     );
-    assert!(probe.puts.load(Ordering::SeqCst) <= 5);
+    assert_eq!(
+        probe.puts.load(Ordering::SeqCst),
+        1,
+        "nothing is sent after the run-level failure, not even by users already waiting"
+    );
     assert!(r.to_string().contains("STOPPED"));
 }
 
@@ -562,6 +566,11 @@ async fn a_version_only_sink_is_skipped_through_the_state_store() {
     };
     let r1 = run().await;
     assert_eq!(r1.sinks["probe"].put, 1);
+    assert_eq!(
+        outcome(&r1, "alice").reason,
+        Reason::NotRecorded,
+        "without a record, a re-encoding sink is written without being read first"
+    );
     let r2 = run().await;
     assert_eq!(r2.sinks["probe"].put, 0, "{r2}");
     assert_eq!(r2.timings.decoded, 0);

@@ -370,56 +370,6 @@ impl Engine {
             }
             per_target.push(keys);
         }
-        let total: usize = per_target.iter().map(Vec::len).sum();
-        self.emit(Event::Stage {
-            stage: Stage::Read,
-            total,
-        });
-        let retrier = Arc::new(Retrier::new(self.retry.clone()));
-        let done = AtomicUsize::new(0);
-        let reads = futures::future::try_join_all(self.targets.iter().zip(&per_target).map(
-            |(tg, keys)| {
-                let retrier = &retrier;
-                let done = &done;
-                stream::iter(keys.iter().cloned())
-                    .map(move |key| async move {
-                        let (r, _) = retrier
-                            .run(
-                                || tg.sink.current(&key),
-                                |e, after| self.retrying(&key, tg.sink.name(), e, after),
-                            )
-                            .await;
-                        let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-                        self.emit(Event::Read { done: n });
-                        let state = match r {
-                            Ok(None) => SinkState::NoPhoto,
-                            Ok(Some(c)) => SinkState::Photo {
-                                sha256: c.bytes.as_deref().map(sha256_hex),
-                                version: c.version,
-                            },
-                            Err(e) if e.kind().is_run_level() => return Err(e),
-                            Err(e) => match e.kind() {
-                                ErrorKind::UserNotFound => SinkState::NotFound,
-                                ErrorKind::AmbiguousMatch => SinkState::Ambiguous {
-                                    message: e.message().to_owned(),
-                                },
-                                kind => SinkState::Error {
-                                    kind,
-                                    message: e.to_string(),
-                                },
-                            },
-                        };
-                        Ok((key, state))
-                    })
-                    .buffer_unordered(self.concurrency)
-                    .try_collect::<HashMap<UserKey, SinkState>>()
-            },
-        ))
-        .await?;
-        timings.read_ms = ms(t.elapsed());
-
-        // 3. Normalize what may need writing.
-        let t = Instant::now();
         let mut records: Vec<HashMap<UserKey, StateRecord>> = Vec::new();
         for tg in &self.targets {
             let mut m = HashMap::new();
@@ -439,6 +389,76 @@ impl Engine {
             }
             records.push(m);
         }
+        let total: usize = per_target.iter().map(Vec::len).sum();
+        self.emit(Event::Stage {
+            stage: Stage::Read,
+            total,
+        });
+        let retrier = Arc::new(Retrier::new(self.retry.clone()));
+        let done = AtomicUsize::new(0);
+        let reads =
+            futures::future::try_join_all(self.targets.iter().enumerate().zip(&per_target).map(
+                |((ti, tg), keys)| {
+                    let retrier = &retrier;
+                    let done = &done;
+                    let records = &records[ti];
+                    let refs = &refs;
+                    let returns_bytes = tg.sink.capabilities().returns_bytes;
+                    stream::iter(keys.iter().cloned())
+                        .map(move |key| async move {
+                            // A sink that re-encodes (Graph) cannot show whether its photo is
+                            // ours; without a record of having written this very photo, the
+                            // user is written whatever `current` says, so it is not read.
+                            if !returns_bytes {
+                                if let Some(r) = refs.get(&key).filter(|r| !r.withheld) {
+                                    let fp = format!("{}:{}", tg.profile_id, r.fingerprint);
+                                    if records
+                                        .get(&key)
+                                        .is_none_or(|rec| rec.source_fingerprint != fp)
+                                    {
+                                        let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+                                        self.emit(Event::Read { done: n });
+                                        return Ok((key, SinkState::Unread));
+                                    }
+                                }
+                            }
+                            let (r, _) = retrier
+                                .run(
+                                    || tg.sink.current(&key),
+                                    |e, after| self.retrying(&key, tg.sink.name(), e, after),
+                                )
+                                .await;
+                            let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+                            self.emit(Event::Read { done: n });
+                            let state = match r {
+                                Ok(None) => SinkState::NoPhoto,
+                                Ok(Some(c)) => SinkState::Photo {
+                                    sha256: c.bytes.as_deref().map(sha256_hex),
+                                    version: c.version,
+                                },
+                                Err(e) if e.kind().is_run_level() => return Err(e),
+                                Err(e) => match e.kind() {
+                                    ErrorKind::UserNotFound => SinkState::NotFound,
+                                    ErrorKind::AmbiguousMatch => SinkState::Ambiguous {
+                                        message: e.message().to_owned(),
+                                    },
+                                    kind => SinkState::Error {
+                                        kind,
+                                        message: e.to_string(),
+                                    },
+                                },
+                            };
+                            Ok((key, state))
+                        })
+                        .buffer_unordered(self.concurrency)
+                        .try_collect::<HashMap<UserKey, SinkState>>()
+                },
+            ))
+            .await?;
+        timings.read_ms = ms(t.elapsed());
+
+        // 3. Normalize what may need writing.
+        let t = Instant::now();
         // Per user: the targets whose rendition must be made; per (user, target): a
         // rendition known from the state store.
         let mut need: BTreeMap<UserKey, Vec<usize>> = BTreeMap::new();
@@ -449,7 +469,10 @@ impl Engine {
                     continue;
                 }
                 let current = &reads[ti][key];
-                if !matches!(current, SinkState::NoPhoto | SinkState::Photo { .. }) {
+                if !matches!(
+                    current,
+                    SinkState::NoPhoto | SinkState::Photo { .. } | SinkState::Unread
+                ) {
                     continue;
                 }
                 let fp = format!("{}:{}", tg.profile_id, r.fingerprint);
@@ -755,6 +778,9 @@ struct Rend {
 
 type RenditionResult = std::result::Result<Rend, (ErrorKind, String)>;
 
+/// The message of the error a call gets when the run stopped before it was sent.
+const STOPPED: &str = "not sent: the run stopped";
+
 /// A sink call the apply stage makes.
 #[derive(Clone, Copy)]
 enum Op {
@@ -1006,7 +1032,7 @@ impl<'e> Prepared<'e> {
             out.status = Status::NotAttempted;
             return finish(out);
         }
-        let res = self.change(it, ti, sem, &mut out).await;
+        let res = self.change(it, ti, sem, &shared.cancel, &mut out).await;
         let n = shared.done.fetch_add(1, Ordering::Relaxed) + 1;
         match res {
             Ok(record) => {
@@ -1022,6 +1048,9 @@ impl<'e> Prepared<'e> {
                     done: n,
                 });
                 self.flush(shared, false).await;
+            }
+            Err(e) if e.message() == STOPPED && shared.cancel.load(Ordering::SeqCst) => {
+                out.status = Status::NotAttempted;
             }
             Err(e) => {
                 out.status = Status::Failed;
@@ -1054,6 +1083,7 @@ impl<'e> Prepared<'e> {
         it: &PlanItem,
         ti: usize,
         sem: &Semaphore,
+        cancel: &AtomicBool,
         out: &mut Outcome,
     ) -> Result<Option<StateRecord>> {
         let eng = self.engine;
@@ -1072,6 +1102,11 @@ impl<'e> Prepared<'e> {
                                 let _permit = sem.acquire().await.map_err(|_| {
                                     Error::new(ErrorKind::Other, "engine shut down")
                                 })?;
+                                // A run-level failure while this call waited for its slot:
+                                // send nothing more.
+                                if cancel.load(Ordering::SeqCst) {
+                                    return Err(Error::new(ErrorKind::Other, STOPPED).permanent());
+                                }
                                 match op {
                                     Op::Fetch => sink.fetch(key).await.map(Fetched::Old),
                                     Op::Put => {

@@ -27,6 +27,9 @@ pub enum Reason {
     New,
     /// The sink's photo differs from the rendition.
     Changed,
+    /// The sink re-encodes photos and the state store has no record of this one being
+    /// written there: it is written (see [`SinkState::Unread`]).
+    NotRecorded,
     /// The sink already shows this rendition.
     Unchanged,
     /// The person withdrew consent.
@@ -95,6 +98,10 @@ pub enum SinkState {
         /// Which ones.
         message: String,
     },
+    /// Not read: the sink re-encodes photos (it returns only a version tag) and the state
+    /// store has no record of this photo being written there, so the user is written
+    /// whatever the sink holds, and reading it first would only cost a request.
+    Unread,
     /// The sink failed.
     Error {
         /// The error's kind.
@@ -265,6 +272,23 @@ fn decide(o: Observation, policy: Policy) -> PlanItem {
         }
         SinkState::NoPhoto => false,
         SinkState::Photo { .. } => true,
+        SinkState::Unread => {
+            if let SourceState::Photo {
+                rendition: Ok((sha, len)),
+                ..
+            } = &o.source
+            {
+                if *len <= o.max_bytes {
+                    let mut it = item(Action::Put, Reason::NotRecorded, None);
+                    it.rendition_sha256 = Some(sha.clone());
+                    it.bytes = Some(*len);
+                    return it;
+                }
+            }
+            // Anything else is decided as if a photo might be there (deletes are
+            // idempotent).
+            true
+        }
     };
     match &o.source {
         SourceState::Withheld => {
