@@ -4,10 +4,15 @@
 //! userphoto normalize --profile ad-thumbnail|ad-large|graph [--size N] [--max-bytes N]
 //!                     [--threads N] --out DIR FILE...
 //! userphoto demo [--out DIR]
-//! userphoto sync --source folder:DIR|csv:FILE [--match ATTR] --sink ldif:EXPORT.ldif
-//!                --out CHANGES.ldif [--profile ad-thumbnail|ad-large] [--dry-run]
-//!                [--report FILE.json] [--state FILE] [--backup-dir DIR] [--remove-leavers]
-//!                [--concurrency N]
+//! userphoto sync --source folder:DIR|csv:FILE|ldap[:ATTR] [--match ATTR]
+//!                --sink ldif:EXPORT.ldif --out CHANGES.ldif | --sink ad | --sink graph ...
+//!                [--profile ad-thumbnail|ad-large|graph] [--dry-run] [--report FILE.json]
+//!                [--state FILE] [--backup-dir DIR] [--remove-leavers] [--concurrency N]
+//!   --sink ad / --source ldap: --ldap-url URL [--ca-cert FILE] [--starttls] --bind-dn DN
+//!                --bind-password-env VAR | --bind-password-file FILE --base-dn DN [--attribute NAME]
+//!   --sink graph: --tenant TENANT --client-id ID (--client-secret-env VAR | --client-cert FILE
+//!                --client-key FILE) [--cloud global|usgov|usgov-dod|china] [--graph-url URL]
+//!                [--login-url URL]
 //! userphoto plan    (the same options; prints the plan, changes nothing)
 //! userphoto restore --sink ldif:EXPORT.ldif --out CHANGES.ldif [--backup-dir DIR] [--user KEY]...
 //! ```
@@ -33,6 +38,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+#[path = "cli/graph.rs"]
+mod graph;
 #[path = "cli/sync.rs"]
 mod sync;
 use serde_json::json;

@@ -9,20 +9,22 @@ use std::sync::{Arc, Mutex};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use userphoto::normalize::Profile;
-use userphoto::sink::{DirectorySink, LdifSink};
-use userphoto::source::{CsvSource, FolderSource, KeyRule, PhotoSource};
+use userphoto::sink::{AdSink, DirectorySink, LdapConfig, LdifSink, Secret};
+use userphoto::source::{CsvSource, FolderSource, KeyRule, LdapSource, PhotoSource};
 use userphoto::sync::{
     Action, BackupStore, Engine, Event, Plan, Policy, Reason, Report, Stage, StateStore,
 };
 use userphoto::{Error, MatchAttribute, UserKey};
 
+use super::graph::{open_graph_sink, GraphArgs};
 use super::ProfileName;
 
 /// Where photos come from and how keys are read.
 #[derive(Args, Debug)]
 pub struct SourceArgs {
-    /// The photos: `folder:DIR` (files named by user key) or `csv:FILE` (a `key,path[,withheld]`
-    /// manifest).
+    /// The photos: `folder:DIR` (files named by user key), `csv:FILE` (a `key,path[,withheld]`
+    /// manifest) or `ldap[:ATTRIBUTE]` (a directory's `thumbnailPhoto` or another attribute,
+    /// through the `--ldap-url` options; keys from `--match`).
     #[arg(long)]
     source: String,
     /// Folder source: look in subfolders too.
@@ -34,20 +36,141 @@ pub struct SourceArgs {
     key_regex: Option<String>,
 }
 
+/// How to reach a directory over LDAP (`--sink ad`, `--source ldap`). The password is read
+/// from an environment variable or a file, never from the command line.
+#[derive(Args, Debug)]
+pub struct LdapArgs {
+    /// The directory: `ldaps://host[:636]`, or `ldap://host[:389]` with `--starttls`.
+    #[arg(long)]
+    ldap_url: Option<String>,
+    /// Upgrade an `ldap://` connection with StartTLS before binding.
+    #[arg(long)]
+    starttls: bool,
+    /// Trust only the CA certificates in this PEM file (default: the system's roots).
+    #[arg(long)]
+    ca_cert: Option<PathBuf>,
+    /// Accept any server certificate. Insecure: anyone on the path can read the password.
+    #[arg(long)]
+    insecure_skip_tls_verify: bool,
+    /// Allow `ldap://` without StartTLS (AD refuses a simple bind over it anyway).
+    #[arg(long)]
+    allow_plain_ldap: bool,
+    /// Bind as this DN, UPN (`svc@example.com`) or down-level name (`EXAMPLE\svc`).
+    #[arg(long)]
+    bind_dn: Option<String>,
+    /// The environment variable that holds the bind password.
+    #[arg(long, conflicts_with = "bind_password_file")]
+    bind_password_env: Option<String>,
+    /// The file that holds the bind password (one trailing line break is ignored).
+    #[arg(long)]
+    bind_password_file: Option<PathBuf>,
+    /// Bind with Kerberos (GSSAPI) from the credentials cache (`kinit`) instead.
+    #[cfg(feature = "gssapi")]
+    #[arg(long, conflicts_with = "bind_dn")]
+    gssapi: bool,
+    /// The host in the Kerberos service principal `ldap/HOST` (default: the URL's host).
+    #[cfg(feature = "gssapi")]
+    #[arg(long)]
+    gssapi_host: Option<String>,
+    /// Where users are searched (subtree).
+    #[arg(long)]
+    base_dn: Option<String>,
+    /// The filter that selects users (default `(objectClass=user)`).
+    #[arg(long)]
+    ldap_filter: Option<String>,
+    /// Seconds each LDAP operation may take.
+    #[arg(long, default_value_t = 30)]
+    ldap_timeout: u64,
+    /// Connections to the directory (each carries many operations at once).
+    #[arg(long, default_value_t = 1)]
+    ldap_connections: usize,
+}
+
+fn ldap_config(l: &LdapArgs, what: &str) -> Result<LdapConfig, String> {
+    let url = l
+        .ldap_url
+        .as_deref()
+        .ok_or_else(|| format!("{what} needs --ldap-url ldaps://HOST or ldap://HOST --starttls"))?;
+    let base = l
+        .base_dn
+        .as_deref()
+        .ok_or_else(|| format!("{what} needs --base-dn"))?;
+    let mut cfg = LdapConfig::new(url, base)
+        .starttls(l.starttls)
+        .allow_plain(l.allow_plain_ldap)
+        .insecure_skip_tls_verify(l.insecure_skip_tls_verify)
+        .operation_timeout(std::time::Duration::from_secs(l.ldap_timeout.max(1)))
+        .connections(l.ldap_connections);
+    if let Some(ca) = &l.ca_cert {
+        cfg = cfg.ca_file(ca);
+    }
+    #[cfg(feature = "gssapi")]
+    if l.gssapi {
+        cfg = match &l.gssapi_host {
+            Some(h) => cfg.gssapi_service_host(h),
+            None => cfg.gssapi_bind(),
+        };
+        return Ok(cfg);
+    }
+    let user = l
+        .bind_dn
+        .as_deref()
+        .ok_or_else(|| format!("{what} needs --bind-dn (a DN, UPN or DOMAIN\\user)"))?;
+    let password = match (&l.bind_password_env, &l.bind_password_file) {
+        (Some(var), _) => Secret::from_env(var).map_err(|e| format!("--bind-password-env: {}", e.message()))?,
+        (None, Some(file)) => {
+            Secret::from_file(file).map_err(|e| format!("--bind-password-file: {}", e.message()))?
+        }
+        (None, None) => {
+            return Err(
+                "--bind-dn needs --bind-password-env VAR or --bind-password-file FILE (never the password itself)"
+                    .into(),
+            )
+        }
+    };
+    Ok(cfg.simple_bind(user, password))
+}
+
 /// Where photos go.
 #[derive(Args, Debug)]
 pub struct SinkArgs {
     /// The directory: `ldif:EXPORT.ldif` (an LDIF export of the users, from `ldapsearch` or
-    /// `ldifde`; changes go to `--out`).
+    /// `ldifde`; changes go to `--out`) or `ad` (Active Directory over LDAP: see
+    /// `--ldap-url`; the default profile is `ad-thumbnail`, `--profile ad-large` writes 648 px)
+    /// or `graph` (Microsoft 365 through Microsoft Graph: see `--tenant`; the default profile
+    /// is `graph`). Repeat it to write several directories from one decode.
     #[arg(long = "sink", required = true)]
     sinks: Vec<String>,
     /// The directory attribute that keys are matched against (sAMAccountName,
-    /// userPrincipalName, mail, employeeID, employeeNumber, objectGUID, or any attribute).
-    #[arg(long = "match", default_value = "sAMAccountName")]
-    match_attr: String,
+    /// userPrincipalName (upn), mail, employeeID, employeeNumber, objectGUID, or any
+    /// attribute; for Graph also `id`). Default: sAMAccountName, or upn when the only sink is
+    /// `graph`.
+    #[arg(long = "match")]
+    match_attr: Option<String>,
     /// The photo attribute.
     #[arg(long, default_value = "thumbnailPhoto")]
     attribute: String,
+    #[command(flatten)]
+    ldap: LdapArgs,
+    #[command(flatten)]
+    graph: GraphArgs,
+}
+
+impl SinkArgs {
+    /// `--match`, or the default for the sinks given.
+    fn match_name(&self) -> &str {
+        match &self.match_attr {
+            Some(m) => m,
+            None if self
+                .sinks
+                .iter()
+                .all(|s| s == "graph" || s.starts_with("graph:")) =>
+            {
+                "upn"
+            }
+            None => "sAMAccountName",
+        }
+    }
 }
 
 /// `sync` and `plan` options.
@@ -122,12 +245,40 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(2)
 }
 
-fn open_source(a: &SourceArgs) -> Result<Box<dyn PhotoSource>, String> {
-    let (kind, arg) = a
-        .source
-        .split_once(':')
-        .ok_or_else(|| format!("--source {:?}: expected folder:DIR or csv:FILE", a.source))?;
+fn open_source(a: &SourceArgs, sink: &SinkArgs) -> Result<Box<dyn PhotoSource>, String> {
+    let (kind, arg) = match a.source.split_once(':') {
+        Some(x) => x,
+        None if a.source == "ldap" => ("ldap", ""),
+        None => {
+            return Err(format!(
+                "--source {:?}: expected folder:DIR, csv:FILE or ldap[:ATTRIBUTE]",
+                a.source
+            ))
+        }
+    };
     match kind {
+        "ldap" => {
+            let matcher: MatchAttribute = sink
+                .match_name()
+                .parse()
+                .map_err(|e: Error| format!("--match: {e}"))?;
+            let cfg = ldap_config(&sink.ldap, "--source ldap")?;
+            let mut b =
+                LdapSource::builder(cfg)
+                    .match_attribute(matcher)
+                    .attribute(if arg.is_empty() {
+                        "thumbnailPhoto"
+                    } else {
+                        arg
+                    });
+            if let Some(f) = &sink.ldap.ldap_filter {
+                b = b.user_filter(f);
+            }
+            Ok(Box::new(
+                b.build()
+                    .map_err(|e| format!("--source {}: {e}", a.source))?,
+            ))
+        }
         "folder" => {
             let dir = PathBuf::from(arg);
             if !dir.is_dir() {
@@ -147,7 +298,7 @@ fn open_source(a: &SourceArgs) -> Result<Box<dyn PhotoSource>, String> {
             Ok(Box::new(CsvSource::new(file)))
         }
         other => Err(format!(
-            "--source: unknown kind {other:?} (expected folder or csv)"
+            "--source: unknown kind {other:?} (expected folder, csv or ldap)"
         )),
     }
 }
@@ -156,9 +307,10 @@ fn open_sinks(
     a: &SinkArgs,
     out: Option<&PathBuf>,
     write: bool,
+    concurrency: usize,
 ) -> Result<Vec<Arc<dyn DirectorySink>>, String> {
     let matcher: MatchAttribute = a
-        .match_attr
+        .match_name()
         .parse()
         .map_err(|e: Error| format!("--match: {e}"))?;
     let mut sinks: Vec<Arc<dyn DirectorySink>> = Vec::new();
@@ -177,9 +329,25 @@ fn open_sinks(
                 }
                 sinks.push(Arc::new(s));
             }
+            "ad" => {
+                let cfg = ldap_config(&a.ldap, "--sink ad")?;
+                let mut b = AdSink::builder(cfg)
+                    .match_attribute(matcher.clone())
+                    .attribute(&a.attribute);
+                if !arg.is_empty() {
+                    b = b.name(arg);
+                }
+                if let Some(f) = &a.ldap.ldap_filter {
+                    b = b.user_filter(f);
+                }
+                sinks.push(Arc::new(
+                    b.build().map_err(|e| format!("--sink {spec}: {e}"))?,
+                ));
+            }
+            "graph" => sinks.push(open_graph_sink(&a.graph, a.match_name(), concurrency)?),
             other => {
                 return Err(format!(
-                    "--sink: unknown kind {other:?} (expected ldif:FILE)"
+                    "--sink: unknown kind {other:?} (expected ldif:FILE, ad or graph)"
                 ));
             }
         }
@@ -278,7 +446,7 @@ fn progress() -> impl Fn(&Event) + Send + Sync + 'static {
                     None => eprintln!("userphoto: {msg}"),
                 }
             }
-            Event::Planned { .. } => {
+            Event::Planned { .. } | Event::Finished { .. } => {
                 if let Some(b) = bar.lock().unwrap_or_else(|p| p.into_inner()).take() {
                     b.finish_and_clear();
                 }
@@ -383,12 +551,12 @@ pub fn plan(mut a: RunArgs) -> ExitCode {
 }
 
 fn run(a: RunArgs, plan_only: bool) -> ExitCode {
-    let source = match open_source(&a.source) {
+    let source = match open_source(&a.source, &a.sink) {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
     let write = !a.dry_run;
-    let sinks = match open_sinks(&a.sink, a.out.as_ref(), write) {
+    let sinks = match open_sinks(&a.sink, a.out.as_ref(), write, a.concurrency) {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
@@ -461,7 +629,7 @@ pub fn restore(a: RestoreArgs) -> ExitCode {
         Ok(b) => b,
         Err(e) => return fail(e),
     };
-    let sinks = match open_sinks(&a.sink, a.out.as_ref(), true) {
+    let sinks = match open_sinks(&a.sink, a.out.as_ref(), true, 4) {
         Ok(s) => s,
         Err(e) => return fail(e),
     };

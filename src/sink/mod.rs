@@ -2,9 +2,14 @@
 //!
 //! * [`MemorySink`]: a directory in memory (tests, examples, dry runs).
 //! * [`LdifSink`]: an LDIF export in, an LDIF change file out (offline, no credentials).
-//!
-//! The Active Directory and Microsoft Graph sinks follow (see `DESIGN.md`).
+//! * [`AdSink`]: Active Directory's `thumbnailPhoto` over LDAP (ldaps://, StartTLS; simple
+//!   or Kerberos bind), configured with an [`LdapConfig`].
+//! * [`GraphSink`]: Microsoft 365 profile photos through Microsoft Graph (client secret or
+//!   certificate, national clouds, `Retry-After`, at most 4 requests in flight); the
+//!   [`graph`] module explains its etag handling, batching and throughput.
 
+pub(crate) mod ad;
+pub mod graph;
 mod ldif;
 mod memory;
 
@@ -13,6 +18,11 @@ use std::fmt::Debug;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+pub use ad::{AdSink, AdSinkBuilder, LdapConfig, Secret, AD_MAX_BYTES, GSSAPI_PLAIN_MAX_BYTES};
+pub use graph::{
+    AssertionAlgorithm, GraphCertificate, GraphCloud, GraphCredential, GraphSink, GraphSinkBuilder,
+    GRAPH_DEFAULT_MAX_IN_FLIGHT, GRAPH_MAX_BYTES,
+};
 pub use ldif::LdifSink;
 pub use memory::MemorySink;
 

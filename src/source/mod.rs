@@ -3,12 +3,14 @@
 //! * [`MemorySource`]: photos held in memory (tests, examples, integrators' adapters).
 //! * [`FolderSource`]: a folder of image files named by user key.
 //! * [`CsvSource`]: a CSV manifest of `key,path[,withheld]` rows.
+//! * [`LdapSource`]: a directory's `thumbnailPhoto` or `jpegPhoto` over LDAP.
 //!
 //! Write your own for an HR system, a badge system or another directory: implement
 //! `name`, `list` and `load` (see `examples/custom_source.rs`).
 
 mod csv;
 mod folder;
+mod ldap;
 mod memory;
 
 use std::fmt::Debug;
@@ -19,6 +21,7 @@ use futures::stream::BoxStream;
 
 pub use self::csv::CsvSource;
 pub use folder::{FolderSource, KeyRule};
+pub use ldap::{LdapSource, LdapSourceBuilder};
 pub use memory::MemorySource;
 
 use crate::normalize::Limits;

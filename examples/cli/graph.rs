@@ -1,0 +1,111 @@
+//! The Microsoft Graph options of the CLI (`--sink graph`) and the sink they open.
+//!
+//! Every flag is optional to clap: they are only needed with `--sink graph`, and
+//! [`open_graph_sink`] checks them then, with messages that name the flag.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Args;
+use userphoto::sink::{DirectorySink, GraphCertificate, GraphCloud, GraphSink, Secret};
+use userphoto::MatchAttribute;
+
+/// How to reach Microsoft Graph (`--sink graph`): the tenant, the app and its credential (a
+/// client secret from an environment variable, or a certificate and its key).
+#[derive(Args, Debug, Clone, Default)]
+pub struct GraphArgs {
+    /// The Entra tenant: its id (GUID) or a domain such as contoso.onmicrosoft.com.
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// The app registration's application (client) id.
+    #[arg(long = "client-id")]
+    pub client_id: Option<String>,
+    /// The environment variable that holds the app's client secret (never the secret itself:
+    /// a command line is visible to every user of the machine).
+    #[arg(long = "client-secret-env", value_name = "VAR", conflicts_with_all = ["client_cert", "client_key"])]
+    pub client_secret_env: Option<String>,
+    /// The app's certificate (PEM), for a signed client assertion; needs --client-key.
+    #[arg(long = "client-cert", value_name = "FILE")]
+    pub client_cert: Option<PathBuf>,
+    /// The certificate's RSA private key (PEM, PKCS#8 or PKCS#1).
+    #[arg(long = "client-key", value_name = "FILE")]
+    pub client_key: Option<PathBuf>,
+    /// The Microsoft cloud: global, usgov (GCC High), usgov-dod (DoD) or china.
+    #[arg(long, value_name = "CLOUD")]
+    pub cloud: Option<String>,
+    /// Graph's service root instead of the cloud's, as in https://graph.microsoft.com (the
+    /// client adds /v1.0/...).
+    #[arg(long = "graph-url", value_name = "URL")]
+    pub graph_url: Option<String>,
+    /// The login authority root instead of the cloud's, as in
+    /// https://login.microsoftonline.com (the client adds /{tenant}/oauth2/v2.0/token).
+    #[arg(long = "login-url", value_name = "URL")]
+    pub login_url: Option<String>,
+}
+
+/// The Graph sink for `--sink graph`: `match_attr` is the `--match` value (`upn`, `id`,
+/// `employeeId`, `mail`, or another Graph user property; `sAMAccountName` is looked up as
+/// `onPremisesSamAccountName`, which only synced users have), `concurrency` the `--concurrency`
+/// value (requests in flight; Graph allows 4 per app for photos, so more only earns 429s).
+pub fn open_graph_sink(
+    args: &GraphArgs,
+    match_attr: &str,
+    concurrency: usize,
+) -> Result<Arc<dyn DirectorySink>, String> {
+    let need = |v: &Option<String>, flag: &str| -> Result<String, String> {
+        match v.as_deref().map(str::trim) {
+            Some(s) if !s.is_empty() => Ok(s.to_owned()),
+            _ => Err(format!("--sink graph needs {flag}")),
+        }
+    };
+    let tenant = need(&args.tenant, "--tenant TENANT (the tenant id or domain)")?;
+    let client_id = need(&args.client_id, "--client-id ID (the app's client id)")?;
+    let builder = match (&args.client_secret_env, &args.client_cert, &args.client_key) {
+        (Some(var), None, None) => {
+            let secret = Secret::from_env(var).map_err(|e| format!("--client-secret-env: {e}"))?;
+            GraphSink::builder(tenant, client_id, secret)
+        }
+        (None, Some(cert), Some(key)) => {
+            let c = GraphCertificate::from_files(cert, key)
+                .map_err(|e| format!("--client-cert/--client-key: {e}"))?;
+            GraphSink::builder(tenant, client_id, c)
+        }
+        (None, Some(_), None) => return Err("--client-cert needs --client-key FILE".into()),
+        (None, None, Some(_)) => return Err("--client-key needs --client-cert FILE".into()),
+        (None, None, None) => {
+            return Err(
+                "--sink graph needs a credential: --client-secret-env VAR, or --client-cert FILE \
+                 with --client-key FILE"
+                    .into(),
+            )
+        }
+        _ => {
+            return Err(
+                "give either --client-secret-env or --client-cert/--client-key, not both".into(),
+            )
+        }
+    };
+    let mut b = builder;
+    if let Some(c) = &args.cloud {
+        let cloud: GraphCloud = c.parse().map_err(|e| format!("--cloud: {e}"))?;
+        b = b.cloud(cloud);
+    }
+    if let Some(u) = &args.graph_url {
+        b = b.graph_url(u);
+    }
+    if let Some(u) = &args.login_url {
+        b = b.login_url(u);
+    }
+    let m: MatchAttribute = match_attr
+        .parse()
+        .map_err(|e: userphoto::Error| format!("--match: {e}"))?;
+    if concurrency == 0 {
+        return Err("--concurrency must be at least 1".into());
+    }
+    let sink = b
+        .match_attribute(m)
+        .max_in_flight(concurrency)
+        .build()
+        .map_err(|e| format!("--sink graph: {e}"))?;
+    Ok(Arc::new(sink))
+}

@@ -1,0 +1,526 @@
+//! OAuth2 client credentials against the Microsoft identity platform: a client secret or a
+//! certificate (a signed JWT client assertion), national clouds, the token cache.
+
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use sha2::{Digest, Sha256};
+
+use super::http::{new_guid, parse_retry_after};
+use crate::sink::Secret;
+use crate::{Error, ErrorKind, Result};
+
+/// `application/x-www-form-urlencoded` values: all but unreserved characters encoded.
+const FORM: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// A Microsoft cloud: where its Graph and its login endpoint live (Graph's "national cloud
+/// deployments"; `reference/graph-contract.md` 4.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum GraphCloud {
+    /// The global service (and Microsoft 365 GCC): `graph.microsoft.com`,
+    /// `login.microsoftonline.com`.
+    #[default]
+    Global,
+    /// US Government L4 (GCC High): `graph.microsoft.us`, `login.microsoftonline.us`.
+    UsGov,
+    /// US Government L5 (DoD): `dod-graph.microsoft.us`, `login.microsoftonline.us`.
+    UsGovDod,
+    /// China, operated by 21Vianet: `microsoftgraph.chinacloudapi.cn`,
+    /// `login.chinacloudapi.cn`.
+    China,
+}
+
+impl GraphCloud {
+    /// Graph's service root (the client adds `/v1.0/…`); also the token's resource.
+    pub fn graph_url(self) -> &'static str {
+        match self {
+            Self::Global => "https://graph.microsoft.com",
+            Self::UsGov => "https://graph.microsoft.us",
+            Self::UsGovDod => "https://dod-graph.microsoft.us",
+            Self::China => "https://microsoftgraph.chinacloudapi.cn",
+        }
+    }
+
+    /// The login authority root (the client adds `/{tenant}/oauth2/v2.0/token`).
+    pub fn login_url(self) -> &'static str {
+        match self {
+            Self::Global => "https://login.microsoftonline.com",
+            Self::UsGov | Self::UsGovDod => "https://login.microsoftonline.us",
+            Self::China => "https://login.chinacloudapi.cn",
+        }
+    }
+
+    /// The command-line name: `global`, `usgov`, `usgov-dod`, `china`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Global => "global",
+            Self::UsGov => "usgov",
+            Self::UsGovDod => "usgov-dod",
+            Self::China => "china",
+        }
+    }
+}
+
+impl FromStr for GraphCloud {
+    type Err = Error;
+
+    /// `global`, `usgov` (or `usgov-l4`, `gcch`), `usgov-dod` (or `usgov-l5`, `dod`),
+    /// `china`; case-insensitive.
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "global" | "public" | "worldwide" => Ok(Self::Global),
+            "usgov" | "usgov-l4" | "gcch" | "gcc-high" => Ok(Self::UsGov),
+            "usgov-dod" | "usgov-l5" | "dod" => Ok(Self::UsGovDod),
+            "china" | "cn" => Ok(Self::China),
+            other => Err(Error::new(
+                ErrorKind::Config,
+                format!("unknown cloud {other:?}: expected global, usgov, usgov-dod or china"),
+            )),
+        }
+    }
+}
+
+impl fmt::Display for GraphCloud {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The signature algorithm of a certificate's client assertion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum AssertionAlgorithm {
+    /// RSASSA-PSS with SHA-256 (what Entra's current documentation shows; the default).
+    #[default]
+    Ps256,
+    /// RSASSA-PKCS1-v1_5 with SHA-256 (the older documentation; accepted too).
+    Rs256,
+}
+
+/// A certificate credential: the X.509 certificate registered on the app, and its RSA
+/// private key, which signs each client assertion. `Debug` shows only the thumbprint.
+#[derive(Clone)]
+pub struct GraphCertificate {
+    key: Arc<ring::rsa::KeyPair>,
+    x5t_s256: String,
+    alg: AssertionAlgorithm,
+}
+
+impl GraphCertificate {
+    /// From PEM text: the certificate (`-----BEGIN CERTIFICATE-----`, the first one is used)
+    /// and its RSA private key (PKCS#8 `BEGIN PRIVATE KEY` or PKCS#1 `BEGIN RSA PRIVATE KEY`).
+    /// [`Config`](ErrorKind::Config) when either does not parse.
+    pub fn from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<Self> {
+        let cfg = |m: String| Error::new(ErrorKind::Config, m);
+        let cert = CertificateDer::from_pem_slice(cert_pem).map_err(|e| {
+            cfg(format!(
+                "the client certificate is not a PEM certificate: {e}"
+            ))
+        })?;
+        let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| {
+            // Never echo key material: the parser's message names the problem only.
+            cfg(format!("the client key is not a PEM private key: {e}"))
+        })?;
+        let pair = match &key {
+            PrivateKeyDer::Pkcs8(k) => ring::rsa::KeyPair::from_pkcs8(k.secret_pkcs8_der()),
+            PrivateKeyDer::Pkcs1(k) => ring::rsa::KeyPair::from_der(k.secret_pkcs1_der()),
+            _ => {
+                return Err(cfg(
+                    "the client key must be an RSA key (PKCS#8 or PKCS#1 PEM)".to_owned(),
+                ))
+            }
+        }
+        .map_err(|e| cfg(format!("the client key is not a usable RSA key: {e}")))?;
+        Ok(Self {
+            key: Arc::new(pair),
+            x5t_s256: URL_SAFE_NO_PAD.encode(Sha256::digest(cert.as_ref())),
+            alg: AssertionAlgorithm::default(),
+        })
+    }
+
+    /// From a certificate file and a key file (PEM).
+    pub fn from_files(cert: impl AsRef<Path>, key: impl AsRef<Path>) -> Result<Self> {
+        let read = |p: &Path, what: &str| {
+            std::fs::read(p).map_err(|e| {
+                Error::new(
+                    ErrorKind::Config,
+                    format!("cannot read the client {what} {}: {e}", p.display()),
+                )
+            })
+        };
+        Self::from_pem(
+            &read(cert.as_ref(), "certificate")?,
+            &read(key.as_ref(), "key")?,
+        )
+    }
+
+    /// Signs assertions with `alg` (PS256 by default).
+    pub fn with_algorithm(mut self, alg: AssertionAlgorithm) -> Self {
+        self.alg = alg;
+        self
+    }
+
+    /// `x5t#S256`: base64url of the SHA-256 of the certificate's DER.
+    pub fn thumbprint_s256(&self) -> &str {
+        &self.x5t_s256
+    }
+
+    /// A signed client assertion for `audience` (the token endpoint URL), valid 10 minutes.
+    pub(crate) fn assertion(&self, client_id: &str, audience: &str) -> Result<String> {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let alg = match self.alg {
+            AssertionAlgorithm::Ps256 => "PS256",
+            AssertionAlgorithm::Rs256 => "RS256",
+        };
+        let header = serde_json::json!({"alg": alg, "typ": "JWT", "x5t#S256": self.x5t_s256});
+        let claims = serde_json::json!({
+            "aud": audience,
+            "iss": client_id,
+            "sub": client_id,
+            "jti": new_guid(),
+            "nbf": now,
+            "iat": now,
+            "exp": now + 600,
+        });
+        let signing_input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let padding: &'static dyn ring::signature::RsaEncoding = match self.alg {
+            AssertionAlgorithm::Ps256 => &ring::signature::RSA_PSS_SHA256,
+            AssertionAlgorithm::Rs256 => &ring::signature::RSA_PKCS1_SHA256,
+        };
+        let mut sig = vec![0u8; self.key.public().modulus_len()];
+        self.key
+            .sign(
+                padding,
+                &ring::rand::SystemRandom::new(),
+                signing_input.as_bytes(),
+                &mut sig,
+            )
+            .map_err(|_| Error::new(ErrorKind::Other, "signing the client assertion failed"))?;
+        Ok(format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig)))
+    }
+}
+
+impl fmt::Debug for GraphCertificate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GraphCertificate")
+            .field("x5t#S256", &self.x5t_s256)
+            .field("alg", &self.alg)
+            .field("key", &"<redacted>")
+            .finish()
+    }
+}
+
+/// How the app proves who it is to the token endpoint. `Debug` never shows the secret or key.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum GraphCredential {
+    /// A client secret (sent as `client_secret`).
+    Secret(Secret),
+    /// A certificate (a signed JWT sent as `client_assertion`).
+    Certificate(GraphCertificate),
+}
+
+impl From<Secret> for GraphCredential {
+    fn from(s: Secret) -> Self {
+        Self::Secret(s)
+    }
+}
+
+impl From<GraphCertificate> for GraphCredential {
+    fn from(c: GraphCertificate) -> Self {
+        Self::Certificate(c)
+    }
+}
+
+struct Cached {
+    token: Arc<str>,
+    refresh_at: Instant,
+}
+
+/// Fetches and caches the app's access token. One token request at a time: concurrent
+/// callers wait on the lock and then find the fresh token.
+pub(crate) struct TokenSource {
+    pub http: super::http::Http,
+    pub token_url: String,
+    pub client_id: String,
+    pub scope: String,
+    pub credential: GraphCredential,
+    pub backend: String,
+    cache: tokio::sync::Mutex<Option<Cached>>,
+}
+
+impl fmt::Debug for TokenSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenSource")
+            .field("token_url", &self.token_url)
+            .field("client_id", &self.client_id)
+            .field("scope", &self.scope)
+            .field("credential", &self.credential)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How long before expiry a token is replaced: 10% of its lifetime, at most 5 minutes.
+fn refresh_margin(lifetime: Duration) -> Duration {
+    (lifetime / 10).min(Duration::from_secs(300))
+}
+
+impl TokenSource {
+    pub fn new(
+        http: super::http::Http,
+        token_url: String,
+        client_id: String,
+        scope: String,
+        credential: GraphCredential,
+        backend: String,
+    ) -> Self {
+        Self {
+            http,
+            token_url,
+            client_id,
+            scope,
+            credential,
+            backend,
+            cache: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// A valid token: the cached one until shortly before it expires, else a new one.
+    pub async fn token(&self) -> Result<Arc<str>> {
+        let mut cache = self.cache.lock().await;
+        if let Some(c) = cache.as_ref() {
+            if Instant::now() < c.refresh_at {
+                return Ok(c.token.clone());
+            }
+        }
+        let (token, lifetime) = self.request().await?;
+        let token: Arc<str> = Arc::from(token);
+        *cache = Some(Cached {
+            token: token.clone(),
+            refresh_at: Instant::now() + lifetime.saturating_sub(refresh_margin(lifetime)),
+        });
+        Ok(token)
+    }
+
+    /// Forgets `used` (Graph refused it); a token fetched meanwhile by another call stays.
+    pub async fn invalidate(&self, used: &str) {
+        let mut cache = self.cache.lock().await;
+        if cache.as_ref().is_some_and(|c| &*c.token == used) {
+            *cache = None;
+        }
+    }
+
+    fn err(&self, kind: ErrorKind, msg: impl Into<String>) -> Error {
+        Error::new(kind, msg)
+            .with_backend(self.backend.clone())
+            .with_operation("token")
+    }
+
+    async fn request(&self) -> Result<(String, Duration)> {
+        let mut form: Vec<(&str, String)> = vec![
+            ("grant_type", "client_credentials".to_owned()),
+            ("client_id", self.client_id.clone()),
+            ("scope", self.scope.clone()),
+        ];
+        match &self.credential {
+            GraphCredential::Secret(s) => form.push(("client_secret", s.expose().to_owned())),
+            GraphCredential::Certificate(c) => {
+                form.push((
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_owned(),
+                ));
+                form.push((
+                    "client_assertion",
+                    c.assertion(&self.client_id, &self.token_url)?,
+                ));
+            }
+        }
+        let crid = new_guid();
+        let body: String = form
+            .iter()
+            .map(|(k, v)| format!("{k}={}", utf8_percent_encode(v, FORM)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let raw = self
+            .http
+            .send(
+                hyper::Method::POST,
+                &self.token_url,
+                &[
+                    ("content-type", "application/x-www-form-urlencoded"),
+                    ("accept", "application/json"),
+                    ("client-request-id", &crid),
+                ],
+                Some(bytes::Bytes::from(body)),
+            )
+            .await
+            .map_err(|e| {
+                self.err(e.kind(), format!("token request: {}", e.message()))
+                    .temporary(None)
+            })?;
+        let status = raw.status;
+        let retry_after = raw
+            .header("retry-after")
+            .and_then(|v| parse_retry_after(&v, SystemTime::now()));
+        let body = raw.body;
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        if (200..300).contains(&status) {
+            let token = v.get("access_token").and_then(|t| t.as_str());
+            let expires = v.get("expires_in").and_then(|x| {
+                x.as_u64()
+                    .or_else(|| x.as_str().and_then(|s| s.trim().parse().ok()))
+            });
+            return match token {
+                Some(t) if !t.is_empty() => {
+                    Ok((t.to_owned(), Duration::from_secs(expires.unwrap_or(3599))))
+                }
+                _ => Err(self.err(
+                    ErrorKind::Unauthenticated,
+                    format!(
+                        "the token endpoint {} answered {status} without an access_token",
+                        self.token_url
+                    ),
+                )),
+            };
+        }
+        Err(self.entra_error(status, &v, retry_after))
+    }
+
+    /// Entra's error JSON (`error`, `error_description`, `error_codes`) as a clear error.
+    fn entra_error(
+        &self,
+        status: u16,
+        v: &serde_json::Value,
+        retry_after: Option<Duration>,
+    ) -> Error {
+        let error = v.get("error").and_then(|x| x.as_str()).unwrap_or("");
+        let description = v
+            .get("error_description")
+            .and_then(|x| x.as_str())
+            .unwrap_or("")
+            .split(['\r', '\n'])
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let codes: Vec<u64> = v
+            .get("error_codes")
+            .and_then(|x| x.as_array())
+            .map(|a| a.iter().filter_map(|c| c.as_u64()).collect())
+            .unwrap_or_default();
+        let has = |c: u64| codes.contains(&c);
+        let kind = match (status, error) {
+            (429, _) => ErrorKind::RateLimited,
+            (500..=599, _) | (_, "temporarily_unavailable") => ErrorKind::Unavailable,
+            (_, "invalid_client" | "invalid_grant") => ErrorKind::Unauthenticated,
+            // Unknown tenant (90002), malformed tenant (900023), app not in the tenant
+            // (700016), bad scope, unsupported grant: the configuration is wrong.
+            (_, "invalid_request" | "unauthorized_client" | "invalid_scope")
+            | (_, "unsupported_grant_type") => ErrorKind::Config,
+            _ if has(90002) || has(900023) => ErrorKind::Config,
+            _ => ErrorKind::Unauthenticated,
+        };
+        let mut msg = format!(
+            "Entra ID refused the token request for app {} ({}): HTTP {status}",
+            self.client_id, self.token_url
+        );
+        if !error.is_empty() {
+            msg.push_str(&format!(" {error}"));
+        }
+        if !description.is_empty() {
+            msg.push_str(&format!(": {description}"));
+        }
+        if !codes.is_empty() {
+            msg.push_str(&format!(" (error_codes {codes:?})"));
+        }
+        let e = self.err(kind, msg);
+        if kind.is_temporary() {
+            e.temporary(retry_after)
+        } else {
+            e.permanent()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clouds() {
+        for (name, cloud, graph, login) in [
+            (
+                "global",
+                GraphCloud::Global,
+                "https://graph.microsoft.com",
+                "https://login.microsoftonline.com",
+            ),
+            (
+                "usgov",
+                GraphCloud::UsGov,
+                "https://graph.microsoft.us",
+                "https://login.microsoftonline.us",
+            ),
+            (
+                "usgov-dod",
+                GraphCloud::UsGovDod,
+                "https://dod-graph.microsoft.us",
+                "https://login.microsoftonline.us",
+            ),
+            (
+                "china",
+                GraphCloud::China,
+                "https://microsoftgraph.chinacloudapi.cn",
+                "https://login.chinacloudapi.cn",
+            ),
+        ] {
+            let c: GraphCloud = name.parse().unwrap();
+            assert_eq!(c, cloud);
+            assert_eq!(c.as_str(), name);
+            assert_eq!(c.graph_url(), graph);
+            assert_eq!(c.login_url(), login);
+        }
+        assert_eq!(
+            "mars".parse::<GraphCloud>().unwrap_err().kind(),
+            ErrorKind::Config
+        );
+    }
+
+    #[test]
+    fn refresh_margins() {
+        assert_eq!(
+            refresh_margin(Duration::from_secs(3599)),
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            refresh_margin(Duration::from_secs(60)),
+            Duration::from_secs(6)
+        );
+    }
+
+    #[test]
+    fn bad_pem_is_config() {
+        let e = GraphCertificate::from_pem(b"nope", b"nope").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+    }
+}

@@ -1,0 +1,278 @@
+//! Photos read from a directory over LDAP (`thumbnailPhoto`, `jpegPhoto`, ...).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::{self, BoxStream, StreamExt};
+use sha2::{Digest, Sha256};
+
+use super::{PhotoRef, PhotoSource};
+use crate::normalize::Limits;
+use crate::sink::ad::conn::{guid_from_bytes, values};
+use crate::sink::ad::Pool;
+use crate::sink::LdapConfig;
+use crate::{Error, ErrorKind, MatchAttribute, Result, UserKey};
+
+/// Reads people's photos from a directory: every entry below the base DN that matches the
+/// user filter and has the photo attribute.
+///
+/// * The key is the entry's match attribute (`sAMAccountName` by default; an `objectGUID`
+///   as its GUID string); entries without one are skipped. Two entries with one key are a
+///   single [`Conflict`](ErrorKind::Conflict) item, and neither photo is used.
+/// * The fingerprint is the SHA-256 of the photo's bytes; the location is the entry's DN.
+/// * Listing reads the photos (a paged search, 1000 entries per page) and keeps them in
+///   memory up to a budget (256 MiB by default), so [`load`](PhotoSource::load) usually
+///   sends nothing; past the budget it reads the entry again. LDAP cannot tell a value's
+///   size without sending it, so `load` checks `max_input_bytes` on the bytes received.
+/// * A multi-valued attribute (`jpegPhoto`) gives its first value.
+///
+/// ```no_run
+/// use userphoto::sink::{LdapConfig, Secret};
+/// use userphoto::source::LdapSource;
+/// # fn f() -> userphoto::Result<()> {
+/// let conn = LdapConfig::new("ldaps://ldap.example.com", "ou=people,dc=example,dc=com")
+///     .simple_bind("cn=reader,dc=example,dc=com", Secret::from_env("LDAP_PASSWORD")?);
+/// let src = LdapSource::builder(conn)
+///     .attribute("jpegPhoto")
+///     .match_attribute("uid".parse()?)
+///     .user_filter("(objectClass=inetOrgPerson)")
+///     .build()?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct LdapSource {
+    pool: Pool,
+    matcher: MatchAttribute,
+    attribute: String,
+    user_filter: String,
+    cache_budget: usize,
+    cache: Mutex<(HashMap<UserKey, Bytes>, usize)>,
+}
+
+/// Settings of an [`LdapSource`]; made by [`LdapSource::builder`].
+#[derive(Debug, Clone)]
+pub struct LdapSourceBuilder {
+    conn: LdapConfig,
+    matcher: MatchAttribute,
+    attribute: String,
+    user_filter: String,
+    cache_budget: usize,
+}
+
+impl LdapSourceBuilder {
+    /// The attribute that gives each entry's key (default `sAMAccountName`).
+    pub fn match_attribute(mut self, m: MatchAttribute) -> Self {
+        self.matcher = m;
+        self
+    }
+
+    /// The photo attribute (default `thumbnailPhoto`).
+    pub fn attribute(mut self, name: impl Into<String>) -> Self {
+        self.attribute = name.into();
+        self
+    }
+
+    /// The filter that selects people (default `(objectClass=user)`, AD's; OpenLDAP:
+    /// `(objectClass=inetOrgPerson)`).
+    pub fn user_filter(mut self, filter: impl Into<String>) -> Self {
+        self.user_filter = filter.into();
+        self
+    }
+
+    /// How many bytes of photos listing keeps for `load` (default 256 MiB).
+    pub fn cache_bytes(mut self, n: usize) -> Self {
+        self.cache_budget = n;
+        self
+    }
+
+    /// Checks the settings and makes the source (nothing is sent yet).
+    pub fn build(self) -> Result<LdapSource> {
+        let ok = |a: &str| {
+            a.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+                && a.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        };
+        let f = self.user_filter.trim().to_owned();
+        let bad = if !ok(&self.attribute) {
+            Some(format!(
+                "{:?} is not an LDAP attribute name",
+                self.attribute
+            ))
+        } else if !(f.starts_with('(') && f.ends_with(')')) {
+            Some(format!("user filter {f:?} must be in parentheses"))
+        } else {
+            None
+        };
+        if let Some(m) = bad {
+            return Err(Error::new(ErrorKind::Config, m)
+                .with_backend("ldap")
+                .with_operation("build"));
+        }
+        Ok(LdapSource {
+            pool: Pool::new(self.conn, "ldap")?,
+            matcher: self.matcher,
+            attribute: self.attribute,
+            user_filter: f,
+            cache_budget: self.cache_budget,
+            cache: Mutex::new((HashMap::new(), 0)),
+        })
+    }
+}
+
+fn hex(d: &[u8]) -> String {
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl LdapSource {
+    /// Settings for a source reading `thumbnailPhoto` through `conn`, keyed by
+    /// `sAMAccountName`.
+    pub fn builder(conn: LdapConfig) -> LdapSourceBuilder {
+        LdapSourceBuilder {
+            conn,
+            matcher: MatchAttribute::default(),
+            attribute: "thumbnailPhoto".into(),
+            user_filter: "(objectClass=user)".into(),
+            cache_budget: 256 << 20,
+        }
+    }
+
+    fn key_of(&self, v: &[u8]) -> Option<UserKey> {
+        if self.matcher == MatchAttribute::ObjectGuid {
+            guid_from_bytes(v).map(UserKey::new)
+        } else {
+            std::str::from_utf8(v)
+                .ok()
+                .filter(|s| !s.trim().is_empty())
+                .map(UserKey::new)
+        }
+    }
+
+    async fn scan(&self) -> Vec<Result<PhotoRef>> {
+        let filter = format!("(&{}({}=*))", self.user_filter, self.attribute);
+        let entries = match self
+            .pool
+            .search(
+                "list",
+                None,
+                &filter,
+                &[self.matcher.ldap_name(), &self.attribute],
+            )
+            .await
+        {
+            Ok(e) => e,
+            Err(e) => return vec![Err(e)],
+        };
+        let mut by_key: BTreeMap<UserKey, Vec<(String, Bytes)>> = BTreeMap::new();
+        for e in entries {
+            let Some(key) = values(&e, self.matcher.ldap_name())
+                .first()
+                .and_then(|v| self.key_of(v))
+            else {
+                continue;
+            };
+            let Some(photo) = values(&e, &self.attribute)
+                .first()
+                .map(|v| Bytes::copy_from_slice(v))
+            else {
+                continue;
+            };
+            by_key.entry(key).or_default().push((e.dn, photo));
+        }
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        *cache = (HashMap::new(), 0);
+        by_key
+            .into_iter()
+            .map(|(key, mut found)| {
+                if found.len() > 1 {
+                    let dns: Vec<String> = found.into_iter().map(|f| f.0).collect();
+                    return Err(Error::new(
+                        ErrorKind::Conflict,
+                        format!(
+                            "{} entries have {}={key}: {}",
+                            dns.len(),
+                            self.matcher,
+                            dns.join(" | ")
+                        ),
+                    )
+                    .with_backend("ldap")
+                    .with_operation("list")
+                    .with_user(key));
+                }
+                let (dn, photo) = found.remove(0);
+                let fingerprint = format!("sha256:{}", hex(&Sha256::digest(&photo)));
+                if cache.1 + photo.len() <= self.cache_budget {
+                    cache.1 += photo.len();
+                    cache.0.insert(key.clone(), photo);
+                }
+                Ok(PhotoRef {
+                    key,
+                    fingerprint,
+                    location: dn,
+                    withheld: false,
+                })
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl PhotoSource for LdapSource {
+    fn name(&self) -> &str {
+        "ldap"
+    }
+
+    fn list(&self) -> BoxStream<'_, Result<PhotoRef>> {
+        stream::once(self.scan()).flat_map(stream::iter).boxed()
+    }
+
+    async fn load(&self, photo: &PhotoRef, limits: &Limits) -> Result<Bytes> {
+        let key = &photo.key;
+        let cached = self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+            .get(key)
+            .cloned();
+        let bytes = match cached {
+            Some(b) => b,
+            None => {
+                let entry = self
+                    .pool
+                    .read_entry("load", Some(key), &photo.location, &[&self.attribute])
+                    .await?;
+                entry
+                    .as_ref()
+                    .and_then(|e| {
+                        values(e, &self.attribute)
+                            .first()
+                            .map(|v| Bytes::copy_from_slice(v))
+                    })
+                    .ok_or_else(|| {
+                        Error::new(
+                            ErrorKind::UserNotFound,
+                            format!("{} has no {} any more", photo.location, self.attribute),
+                        )
+                        .with_backend("ldap")
+                        .with_operation("load")
+                        .with_user(key.clone())
+                    })?
+            }
+        };
+        if bytes.len() as u64 > limits.max_input_bytes {
+            return Err(Error::new(
+                ErrorKind::LimitExceeded,
+                format!(
+                    "{} bytes, above the limit of {}",
+                    bytes.len(),
+                    limits.max_input_bytes
+                ),
+            )
+            .with_backend("ldap")
+            .with_operation("load")
+            .with_user(key.clone()));
+        }
+        Ok(bytes)
+    }
+}

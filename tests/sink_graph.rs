@@ -1,0 +1,734 @@
+//! The Microsoft Graph sink against the Graph fake (`tests/support/graph_server.rs`):
+//! conformance, both token modes, token caching and refresh, throttling through the sync
+//! engine, skip-unchanged through the state store, addressing, lookups, run-level failures.
+
+#[path = "support/graph_server.rs"]
+mod graph_server;
+
+#[path = "../examples/cli/graph.rs"]
+mod graph_cli;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use graph_server::*;
+use userphoto::conformance::{sink_contract, SinkFixture};
+use userphoto::normalize::testimage::photo_jpeg;
+use userphoto::normalize::Profile;
+use userphoto::sink::{
+    AssertionAlgorithm, DirectorySink, GraphCertificate, GraphSink, GraphSinkBuilder, Secret,
+};
+use userphoto::source::MemorySource;
+use userphoto::sync::{Engine, Reason, RetryPolicy, StateStore, Status};
+use userphoto::{ErrorKind, MatchAttribute, UserKey};
+
+const GUEST_ID: &str = "9a8b7c6d-5e4f-4a3b-9c2d-1e0f2a3b4c5d";
+const GUEST_UPN: &str = "carol_fabrikam.com#EXT#@contoso.onmicrosoft.com";
+const DOLLAR_ID: &str = "2d4f6a8c-0e1b-4c3d-a5e7-9f1b3d5e7a9c";
+const DOLLAR_UPN: &str = "$dave@contoso.onmicrosoft.com";
+const CERT_APP: &str = "5c2e8a1b-9d4f-4b6a-8e3c-7f1a2b3c4d5e";
+
+fn id_of(i: usize) -> String {
+    format!("00000000-0000-4000-8000-{i:012}")
+}
+
+fn upn_of(i: usize) -> String {
+    format!("user{i}@contoso.onmicrosoft.com")
+}
+
+/// `n` users `user{i}@contoso…` with employee ids `E{i}`, plus a guest and a `$` UPN.
+fn directory(n: usize) -> Vec<UserSeed> {
+    let mut v: Vec<UserSeed> = (0..n)
+        .map(|i| UserSeed::new(&id_of(i), &upn_of(i)).employee_id(&format!("E{i}")))
+        .collect();
+    v.push(UserSeed::new(GUEST_ID, GUEST_UPN).employee_id("G1"));
+    v.push(UserSeed::new(DOLLAR_ID, DOLLAR_UPN).employee_id("D1"));
+    v
+}
+
+async fn server(n: usize) -> GraphServer {
+    GraphServer::start(GraphServerConfig::default().with_users(directory(n))).await
+}
+
+fn builder(srv: &GraphServer) -> GraphSinkBuilder {
+    GraphSink::builder(
+        srv.tenant_id(),
+        srv.client_id(),
+        Secret::new(srv.client_secret().expect("a secret")),
+    )
+    .graph_url(srv.base_url())
+    .login_url(srv.login_url())
+}
+
+fn sink(srv: &GraphServer) -> GraphSink {
+    builder(srv).build().expect("sink")
+}
+
+fn jpeg(seed: u32) -> Bytes {
+    Bytes::from(photo_jpeg(64, 64, seed))
+}
+
+fn key(s: &str) -> UserKey {
+    UserKey::new(s)
+}
+
+fn puts(srv: &GraphServer) -> usize {
+    srv.operation_records()
+        .iter()
+        .filter(|r| r.method == "PUT" && r.status == 200)
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_by_upn() {
+    let srv = server(10).await;
+    let s = sink(&srv);
+    let fx = SinkFixture {
+        users: (0..10).map(|i| key(&upn_of(i))).collect(),
+        absent: key("nobody@contoso.onmicrosoft.com"),
+    };
+    sink_contract(&s, &fx).await;
+    assert!(srv.max_in_flight() <= 4, "{}", srv.max_in_flight());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_by_employee_id_and_by_object_id() {
+    let srv = server(10).await;
+    let s = builder(&srv)
+        .match_attribute(MatchAttribute::EmployeeId)
+        .build()
+        .unwrap();
+    let fx = SinkFixture {
+        users: (0..10).map(|i| key(&format!("E{i}"))).collect(),
+        absent: key("E-none"),
+    };
+    sink_contract(&s, &fx).await;
+
+    let s = builder(&srv)
+        .match_attribute(MatchAttribute::ObjectGuid)
+        .build()
+        .unwrap();
+    let fx = SinkFixture {
+        users: (0..10).map(|i| key(&id_of(i))).collect(),
+        absent: key("ffffffff-0000-4000-8000-000000000000"),
+    };
+    sink_contract(&s, &fx).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_assertions_ps256_and_rs256() {
+    let cert = TestCertificate::generate("userphoto-test");
+    let srv = GraphServer::start(
+        GraphServerConfig::default()
+            .with_users(directory(2))
+            .with_app(AppRegistration::with_certificate(CERT_APP, &cert)),
+    )
+    .await;
+    for (alg, n) in [
+        (AssertionAlgorithm::Ps256, 1),
+        (AssertionAlgorithm::Rs256, 2),
+    ] {
+        let c =
+            GraphCertificate::from_pem(cert.cert_pem.as_bytes(), cert.private_key_pem.as_bytes())
+                .unwrap()
+                .with_algorithm(alg);
+        assert_eq!(c.thumbprint_s256(), cert.x5t_s256);
+        assert!(!format!("{c:?}").contains("PRIVATE"));
+        let s = GraphSink::builder(srv.tenant_id(), CERT_APP, c)
+            .graph_url(srv.base_url())
+            .login_url(srv.login_url())
+            .build()
+            .unwrap();
+        s.put(&key(&upn_of(0)), &jpeg(n))
+            .await
+            .unwrap_or_else(|e| panic!("{alg:?}: {e}"));
+        assert!(s.current(&key(&upn_of(0))).await.unwrap().is_some());
+        assert_eq!(
+            srv.assertion_jtis().len(),
+            n as usize,
+            "one assertion per token"
+        );
+    }
+    let jtis = srv.assertion_jtis();
+    assert_ne!(jtis[0], jtis[1], "a fresh jti per assertion");
+
+    // A certificate the app does not know: Unauthenticated, with Entra's words.
+    let other = TestCertificate::generate("unknown");
+    let c = GraphCertificate::from_pem(other.cert_pem.as_bytes(), other.private_key_pem.as_bytes())
+        .unwrap();
+    let s = GraphSink::builder(srv.tenant_id(), CERT_APP, c)
+        .graph_url(srv.base_url())
+        .login_url(srv.login_url())
+        .build()
+        .unwrap();
+    let e = s.current(&key(&upn_of(0))).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unauthenticated, "{e}");
+    assert!(e.message().contains("700027"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_secret_and_unknown_tenant() {
+    let srv = server(1).await;
+    let s = GraphSink::builder(
+        srv.tenant_id(),
+        srv.client_id(),
+        Secret::new("wrong-secret"),
+    )
+    .graph_url(srv.base_url())
+    .login_url(srv.login_url())
+    .build()
+    .unwrap();
+    let e = s.current(&key(&upn_of(0))).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unauthenticated, "{e}");
+    assert!(e.is_run_level() && !e.is_retryable());
+    assert!(e.message().contains("invalid_client"), "{e}");
+    assert!(
+        e.message().contains("AADSTS7000215"),
+        "Entra's description: {e}"
+    );
+    assert!(!e.to_string().contains("wrong-secret"), "{e}");
+    assert!(!format!("{s:?}").contains("wrong-secret"));
+
+    let s = GraphSink::builder(
+        "no-such-tenant.example",
+        srv.client_id(),
+        Secret::new(srv.client_secret().unwrap()),
+    )
+    .graph_url(srv.base_url())
+    .login_url(srv.login_url())
+    .build()
+    .unwrap();
+    let e = s.current(&key(&upn_of(0))).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+    assert!(e.message().contains("90002"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_cached_and_refreshed_once_after_401() {
+    let srv = server(8).await;
+    let s = sink(&srv);
+    let calls = (0..40).map(|i| {
+        let s = s.clone();
+        async move { s.current(&key(&upn_of(i % 8))).await }
+    });
+    for r in futures::future::join_all(calls).await {
+        r.unwrap();
+    }
+    assert_eq!(
+        srv.token_request_count(),
+        1,
+        "one token for 40 concurrent calls"
+    );
+
+    srv.expire_all_tokens();
+    srv.clear_records();
+    s.put(&key(&upn_of(1)), &jpeg(1)).await.unwrap();
+    assert_eq!(srv.token_request_count(), 1, "one refresh");
+    let ops = srv.operation_records();
+    assert_eq!(ops[0].status, 401, "{:?}", ops[0]);
+    assert_eq!((ops[1].method.as_str(), ops[1].status), ("PUT", 200));
+    assert_ne!(ops[0].client_request_id, ops[1].client_request_id);
+
+    // Tokens that keep failing: one refresh, then Unauthenticated.
+    srv.clear_records();
+    srv.configure(|c| c.token_lifetime = Duration::ZERO);
+    srv.expire_all_tokens();
+    let e = s.current(&key(&upn_of(1))).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unauthenticated, "{e}");
+    assert_eq!(srv.token_request_count(), 1);
+    assert_eq!(srv.operation_records().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_seconds_and_http_date() {
+    let srv = server(2).await;
+    let s = sink(&srv);
+    let u = key(&upn_of(0));
+    srv.inject_failures([Failure::TooManyRequests(RetryAfter::Seconds(7))]);
+    let e = s.current(&u).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::RateLimited, "{e}");
+    assert!(e.is_retryable());
+    assert_eq!(e.retry_after(), Some(Duration::from_secs(7)));
+    assert!(e.message().contains("request-id "), "{e}");
+
+    srv.inject_failures([Failure::TooManyRequests(RetryAfter::HttpDate(5))]);
+    let e = s.put(&u, &jpeg(1)).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::RateLimited, "{e}");
+    let ra = e.retry_after().expect("a Retry-After");
+    assert!(
+        ra >= Duration::from_secs(4) && ra <= Duration::from_secs(7),
+        "{ra:?}"
+    );
+
+    srv.inject_failures([Failure::ServiceUnavailable(RetryAfter::Absent)]);
+    let e = s.delete(&u).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+    assert!(e.is_retryable() && e.retry_after().is_none());
+
+    srv.inject_failures([Failure::GatewayTimeout]);
+    let e = s.current(&u).await.unwrap_err();
+    assert!(e.is_retryable(), "{e}");
+    srv.inject_failures([Failure::InternalServerError]);
+    let e = s.current(&u).await.unwrap_err();
+    assert!(e.is_retryable(), "{e}");
+}
+
+fn source_for(users: &[String], seed: u32) -> MemorySource {
+    users
+        .iter()
+        .enumerate()
+        .fold(MemorySource::new(), |s, (i, u)| {
+            s.with_photo(u.as_str(), photo_jpeg(120, 160, seed + i as u32))
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_under_throttling_waits_and_bounds_flight() {
+    let srv = server(30).await;
+    srv.set_latency(Duration::from_millis(20));
+    srv.set_throttle(Some(Throttle::every(
+        7,
+        Failure::TooManyRequests(RetryAfter::Seconds(1)),
+    )));
+    let users: Vec<String> = (0..30).map(upn_of).collect();
+    let engine = Engine::new(source_for(&users, 0))
+        .with_sink(sink(&srv), Profile::graph())
+        // More users in flight than the sink allows: the sink's own limit must hold.
+        .with_concurrency(12)
+        .with_retry(RetryPolicy::default().with_budget(1000));
+    let report = engine.run(false).await.unwrap();
+    assert!(report.aborted.is_none(), "{:?}", report.aborted);
+    assert_eq!(report.sinks["graph"].put, 30, "{:?}", report.sinks);
+    assert_eq!(report.failed(), 0);
+    assert!(report.timings.retries > 0, "the throttle was hit");
+    let v = srv.retry_after_violations();
+    assert!(v.is_empty(), "retried before Retry-After: {:?}", v.first());
+    assert!(srv.max_in_flight() <= 4, "{}", srv.max_in_flight());
+    let records = srv.records();
+    assert!(max_overlap(&srv.operation_records()) <= 4);
+    let mut ids = HashSet::new();
+    for r in &records {
+        let id = r
+            .client_request_id
+            .as_deref()
+            .unwrap_or_else(|| panic!("no client-request-id: {r:?}"));
+        assert!(
+            id.len() == 36 && id.chars().filter(|c| *c == '-').count() == 4,
+            "not a GUID: {id}"
+        );
+        assert!(ids.insert(id.to_owned()), "client-request-id reused: {id}");
+    }
+    for u in &users {
+        assert!(srv.user(u).unwrap().photo.is_some(), "{u}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skip_unchanged_through_the_state_store() {
+    let srv = server(6).await;
+    let dir = std::env::temp_dir().join(format!("userphoto-graph-state-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let users: Vec<String> = (0..6).map(upn_of).collect();
+    let engine = Engine::new(source_for(&users, 100))
+        .with_sink(sink(&srv), Profile::graph())
+        .with_state(StateStore::open(dir.join("state.redb")).unwrap());
+    let first = engine.run(false).await.unwrap();
+    assert_eq!(first.sinks["graph"].put, 6);
+    assert_eq!(puts(&srv), 6);
+
+    srv.clear_records();
+    let second = engine.run(false).await.unwrap();
+    assert_eq!(second.sinks["graph"].put, 0, "{:?}", second.sinks);
+    assert_eq!(second.sinks["graph"].unchanged, 6);
+    assert_eq!(puts(&srv), 0, "a second run PUTs nothing");
+
+    // Someone else changes one photo (the etag moves): the next run writes it back.
+    let before = srv.user(&users[2]).unwrap().photo_etag;
+    sink(&srv).put(&key(&users[2]), &jpeg(999)).await.unwrap();
+    assert_ne!(srv.user(&users[2]).unwrap().photo_etag, before);
+    srv.clear_records();
+    let third = engine.run(false).await.unwrap();
+    assert_eq!(third.sinks["graph"].put, 1, "{:?}", third.outcomes);
+    assert_eq!(puts(&srv), 1);
+    let put = srv
+        .operation_records()
+        .into_iter()
+        .find(|r| r.method == "PUT")
+        .unwrap();
+    assert_eq!(put.user_id.as_deref(), Some(id_of(2).as_str()));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversize_refused_without_a_request() {
+    let srv = server(1).await;
+    let s = sink(&srv);
+    let big = Bytes::from(vec![0xFFu8; 4_000_001]);
+    let e = s.put(&key(&upn_of(0)), &big).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::PhotoTooLarge, "{e}");
+    assert!(
+        srv.records().is_empty(),
+        "no request at all, not even a token"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guest_and_dollar_upns_are_addressed() {
+    let srv = server(1).await;
+    let s = sink(&srv);
+    for (upn, id) in [(GUEST_UPN, GUEST_ID), (DOLLAR_UPN, DOLLAR_ID)] {
+        let k = key(upn);
+        assert!(s.current(&k).await.unwrap().is_none(), "{upn}");
+        let etag = s.put(&k, &jpeg(5)).await.unwrap().expect("an etag");
+        let snap = srv.user(id).unwrap();
+        assert!(snap.photo.is_some(), "{upn}");
+        assert_eq!(snap.photo_etag.as_deref(), Some(etag.as_str()));
+        assert_eq!(
+            s.current(&k).await.unwrap().unwrap().version.as_deref(),
+            Some(etag.as_str())
+        );
+        s.delete(&k).await.unwrap();
+        assert!(srv.user(id).unwrap().photo.is_none());
+    }
+    let paths: Vec<String> = srv
+        .operation_records()
+        .iter()
+        .map(|r| r.path.clone())
+        .collect();
+    assert!(
+        paths
+            .iter()
+            .any(|p| p.contains("carol_fabrikam.com%23EXT%23@")),
+        "{paths:?}"
+    );
+    assert!(
+        paths.iter().any(|p| p.contains("/users('$dave@")),
+        "{paths:?}"
+    );
+    assert!(srv.operation_records().iter().all(|r| r.status != 400));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn employee_id_lookups_batch_cache_and_escape() {
+    let srv = GraphServer::start(
+        GraphServerConfig::default()
+            .with_users(directory(20))
+            .with_user(
+                UserSeed::new(
+                    "11111111-0000-4000-8000-000000000001",
+                    "x1@contoso.onmicrosoft.com",
+                )
+                .employee_id("DUP"),
+            )
+            .with_user(
+                UserSeed::new(
+                    "11111111-0000-4000-8000-000000000002",
+                    "x2@contoso.onmicrosoft.com",
+                )
+                .employee_id("DUP"),
+            )
+            .with_user(
+                UserSeed::new(
+                    "11111111-0000-4000-8000-000000000003",
+                    "x3@contoso.onmicrosoft.com",
+                )
+                .employee_id("O'Neil"),
+            ),
+    )
+    .await;
+    let s = builder(&srv)
+        .match_attribute(MatchAttribute::EmployeeId)
+        .build()
+        .unwrap();
+    let mut keys: Vec<UserKey> = (0..20).map(|i| key(&format!("E{i}"))).collect();
+    keys.push(key("DUP"));
+    keys.push(key("missing"));
+    keys.push(key("O'Neil"));
+    s.prefetch(&keys).await.unwrap();
+    let lookups = srv
+        .operation_records()
+        .iter()
+        .filter(|r| r.path == "/v1.0/users")
+        .count();
+    assert_eq!(lookups, 2, "23 keys in 2 lookups of at most 15");
+    srv.clear_records();
+
+    s.put(&key("e7"), &jpeg(7)).await.unwrap();
+    assert!(srv.user(&id_of(7)).unwrap().photo.is_some());
+    let e = s.current(&key("DUP")).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AmbiguousMatch, "{e}");
+    let e = s.put(&key("missing"), &jpeg(1)).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::UserNotFound, "{e}");
+    s.put(&key("O'Neil"), &jpeg(8)).await.unwrap();
+    assert!(srv
+        .user("x3@contoso.onmicrosoft.com")
+        .unwrap()
+        .photo
+        .is_some());
+    assert!(
+        srv.operation_records()
+            .iter()
+            .all(|r| r.path != "/v1.0/users"),
+        "the prefetch answered every later lookup"
+    );
+
+    // Without a prefetch, a key is looked up on first use, with its quote doubled.
+    let s2 = builder(&srv)
+        .match_attribute(MatchAttribute::EmployeeId)
+        .build()
+        .unwrap();
+    srv.clear_records();
+    assert!(s2.current(&key("O'Neil")).await.unwrap().is_some());
+    let q = srv.operation_records()[0].query.clone().unwrap_or_default();
+    assert!(q.contains("%27O%27%27Neil%27"), "{q}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forbidden_stops_the_run() {
+    let srv = server(40).await;
+    srv.configure(|c| c.cloud_updates_disabled = true);
+    let users: Vec<String> = (0..40).map(upn_of).collect();
+    let engine = Engine::new(source_for(&users, 0)).with_sink(sink(&srv), Profile::graph());
+    let report = engine.run(false).await.unwrap();
+    let aborted = report.aborted.as_ref().expect("the run stops");
+    assert_eq!(aborted.kind, ErrorKind::PermissionDenied, "{aborted:?}");
+    assert!(puts(&srv) == 0);
+    let attempted = srv
+        .operation_records()
+        .iter()
+        .filter(|r| r.method == "PUT")
+        .count();
+    assert!(
+        attempted < 40,
+        "the run stopped before trying everyone: {attempted} of 40 PUTs tried"
+    );
+
+    // Without the photo roles the reads are refused too.
+    let srv = GraphServer::start(
+        GraphServerConfig {
+            apps: vec![
+                AppRegistration::with_secret(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET).roles(&[]),
+            ],
+            ..GraphServerConfig::default()
+        }
+        .with_users(directory(2)),
+    )
+    .await;
+    let e = sink(&srv).current(&key(&upn_of(0))).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{e}");
+    assert!(e.is_run_level());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_not_in_the_directory_fails_alone() {
+    let srv = server(3).await;
+    let mut users: Vec<String> = (0..3).map(upn_of).collect();
+    users.push("gone@contoso.onmicrosoft.com".into());
+    let s = sink(&srv);
+    let e = s
+        .put(&key("gone@contoso.onmicrosoft.com"), &jpeg(1))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::UserNotFound, "{e}");
+    let e = s
+        .delete(&key("gone@contoso.onmicrosoft.com"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::UserNotFound, "{e}");
+    let report = Engine::new(source_for(&users, 0))
+        .with_sink(s, Profile::graph())
+        .run(false)
+        .await
+        .unwrap();
+    assert!(report.aborted.is_none());
+    assert_eq!(report.sinks["graph"].put, 3);
+    let gone = report
+        .outcomes
+        .iter()
+        .find(|o| o.key == key("gone@contoso.onmicrosoft.com"))
+        .unwrap();
+    assert_eq!(gone.status, Status::Failed);
+    assert_eq!(gone.reason, Reason::Unmatched);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_etag_after_upload_is_not_recorded() {
+    let srv = server(2).await;
+    let s = sink(&srv);
+    let u = key(&upn_of(0));
+    s.put(&u, &jpeg(1)).await.unwrap();
+    assert!(s.current(&u).await.unwrap().is_some());
+    // The next metadata reads after an upload still show the old photo.
+    srv.configure(|c| c.stale_metadata_reads = 1);
+    let etag = s.put(&u, &jpeg(2)).await.unwrap();
+    assert_eq!(
+        etag,
+        srv.user(&upn_of(0)).unwrap().photo_etag,
+        "waited out one stale read"
+    );
+    srv.configure(|c| c.stale_metadata_reads = 50);
+    let etag = s.put(&u, &jpeg(3)).await.unwrap();
+    assert_eq!(
+        etag, None,
+        "an etag that may be the old one is not returned"
+    );
+}
+
+#[test]
+fn cli_options_open_a_sink() {
+    use graph_cli::{open_graph_sink, GraphArgs};
+    let base = GraphArgs {
+        tenant: Some("contoso.onmicrosoft.com".into()),
+        client_id: Some(DEFAULT_CLIENT_ID.into()),
+        ..GraphArgs::default()
+    };
+    let err = |a: &GraphArgs, m: &str| open_graph_sink(a, m, 4).unwrap_err();
+    assert!(err(&base, "upn").contains("credential"));
+    assert!(err(
+        &GraphArgs {
+            tenant: None,
+            ..base.clone()
+        },
+        "upn"
+    )
+    .contains("--tenant"));
+    std::env::set_var("USERPHOTO_TEST_GRAPH_SECRET", "s3cret-value");
+    let with_secret = GraphArgs {
+        client_secret_env: Some("USERPHOTO_TEST_GRAPH_SECRET".into()),
+        ..base.clone()
+    };
+    let s = open_graph_sink(&with_secret, "employeeId", 4).unwrap();
+    assert_eq!(s.name(), "graph");
+    assert!(!format!("{s:?}").contains("s3cret"));
+    assert!(err(
+        &GraphArgs {
+            cloud: Some("mars".into()),
+            ..with_secret.clone()
+        },
+        "upn"
+    )
+    .contains("--cloud"));
+    assert!(err(&with_secret, "employeeNumber").contains("employeeNumber"));
+    assert!(open_graph_sink(
+        &GraphArgs {
+            cloud: Some("usgov-dod".into()),
+            ..with_secret.clone()
+        },
+        "id",
+        2
+    )
+    .is_ok());
+    assert!(err(
+        &GraphArgs {
+            client_cert: Some("c.pem".into()),
+            ..base.clone()
+        },
+        "upn"
+    )
+    .contains("--client-key"));
+    let missing = GraphArgs {
+        client_cert: Some("/nonexistent/c.pem".into()),
+        client_key: Some("/nonexistent/k.pem".into()),
+        ..base.clone()
+    };
+    assert!(err(&missing, "upn").contains("cannot read"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_sink_talks_to_the_server() {
+    let srv = server(2).await;
+    std::env::set_var("USERPHOTO_TEST_GRAPH_SECRET2", srv.client_secret().unwrap());
+    let args = graph_cli::GraphArgs {
+        tenant: Some(DEFAULT_TENANT_DOMAIN.into()),
+        client_id: Some(srv.client_id()),
+        client_secret_env: Some("USERPHOTO_TEST_GRAPH_SECRET2".into()),
+        graph_url: Some(srv.base_url()),
+        login_url: Some(srv.login_url()),
+        ..Default::default()
+    };
+    let s: Arc<dyn DirectorySink> = graph_cli::open_graph_sink(&args, "upn", 4).unwrap();
+    s.put(&key(&upn_of(1)), &jpeg(3)).await.unwrap();
+    assert!(srv.user(&upn_of(1)).unwrap().photo.is_some());
+}
+
+#[path = "common/bin.rs"]
+mod bin;
+
+/// The example CLI end to end: `sync --sink graph` with a secret from the environment, a
+/// folder of photos named by UPN, the `graph` profile by default; a re-run with the state
+/// file writes nothing; a wrong secret exits 2 with one line that does not show it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_syncs_a_folder_into_graph() {
+    let srv = server(3).await;
+    let dir = std::env::temp_dir().join(format!("userphoto-graph-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("photos")).unwrap();
+    for i in 0..3 {
+        std::fs::write(
+            dir.join("photos").join(format!("{}.jpg", upn_of(i))),
+            photo_jpeg(700, 800, i as u32),
+        )
+        .unwrap();
+    }
+    let run = |secret: String| {
+        let mut c = bin::cli();
+        c.current_dir(&dir)
+            .env("GRAPH_TEST_SECRET", secret)
+            .args(["sync", "--source", "folder:photos", "--sink", "graph"])
+            .args(["--tenant", &srv.tenant_id(), "--client-id", &srv.client_id()])
+            .args(["--client-secret-env", "GRAPH_TEST_SECRET"])
+            .args(["--graph-url", &srv.base_url(), "--login-url", &srv.login_url()])
+            .args(["--state", "state.redb", "--report", "report.json"]);
+        c
+    };
+    let secret = srv.client_secret().unwrap();
+    let o = tokio::task::spawn_blocking({
+        let mut c = run(secret.clone());
+        move || c.output().unwrap()
+    })
+    .await
+    .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(out.contains("graph: 3 written"), "{out}");
+    for i in 0..3 {
+        let u = srv.user(&upn_of(i)).expect("user");
+        let photo = u.photo.expect("a photo landed");
+        assert!(photo.len() <= 500_000 && photo.starts_with(b"\xFF\xD8"));
+        let (w, h) = image::load_from_memory(&photo).unwrap().to_rgb8().dimensions();
+        assert_eq!((w, h), (648, 648), "the graph profile by default");
+    }
+    let before = puts(&srv);
+    let o = tokio::task::spawn_blocking({
+        let mut c = run(secret.clone());
+        move || c.output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(puts(&srv), before, "a re-run with the state file writes nothing");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["sinks"]["graph"]["unchanged"], 3);
+    assert_eq!(report["timings"]["decoded"], 0);
+
+    let wrong = "not-the-secret-1234".to_owned();
+    let o = tokio::task::spawn_blocking({
+        let mut c = run(wrong.clone());
+        move || c.output().unwrap()
+    })
+    .await
+    .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(!err.contains(&wrong), "the secret must not be shown: {err}");
+    assert!(err.contains("7000215") || err.contains("invalid_client"), "{err}");
+}
