@@ -678,9 +678,19 @@ async fn cli_syncs_a_folder_into_graph() {
         c.current_dir(&dir)
             .env("GRAPH_TEST_SECRET", secret)
             .args(["sync", "--source", "folder:photos", "--sink", "graph"])
-            .args(["--tenant", &srv.tenant_id(), "--client-id", &srv.client_id()])
+            .args([
+                "--tenant",
+                &srv.tenant_id(),
+                "--client-id",
+                &srv.client_id(),
+            ])
             .args(["--client-secret-env", "GRAPH_TEST_SECRET"])
-            .args(["--graph-url", &srv.base_url(), "--login-url", &srv.login_url()])
+            .args([
+                "--graph-url",
+                &srv.base_url(),
+                "--login-url",
+                &srv.login_url(),
+            ])
             .args(["--state", "state.redb", "--report", "report.json"]);
         c
     };
@@ -703,7 +713,10 @@ async fn cli_syncs_a_folder_into_graph() {
         let u = srv.user(&upn_of(i)).expect("user");
         let photo = u.photo.expect("a photo landed");
         assert!(photo.len() <= 500_000 && photo.starts_with(b"\xFF\xD8"));
-        let (w, h) = image::load_from_memory(&photo).unwrap().to_rgb8().dimensions();
+        let (w, h) = image::load_from_memory(&photo)
+            .unwrap()
+            .to_rgb8()
+            .dimensions();
         assert_eq!((w, h), (648, 648), "the graph profile by default");
     }
     let before = puts(&srv);
@@ -714,7 +727,11 @@ async fn cli_syncs_a_folder_into_graph() {
     .await
     .unwrap();
     assert_eq!(o.status.code(), Some(0));
-    assert_eq!(puts(&srv), before, "a re-run with the state file writes nothing");
+    assert_eq!(
+        puts(&srv),
+        before,
+        "a re-run with the state file writes nothing"
+    );
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["sinks"]["graph"]["unchanged"], 3);
@@ -730,5 +747,8 @@ async fn cli_syncs_a_folder_into_graph() {
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(!err.contains(&wrong), "the secret must not be shown: {err}");
-    assert!(err.contains("7000215") || err.contains("invalid_client"), "{err}");
+    assert!(
+        err.contains("7000215") || err.contains("invalid_client"),
+        "{err}"
+    );
 }
