@@ -1054,6 +1054,11 @@ impl<'e> Prepared<'e> {
             }
             Err(e) => {
                 out.status = Status::Failed;
+                if e.kind() == ErrorKind::UserNotFound {
+                    // Learnt only now (a sink that was not read first): say it as the plan
+                    // would have.
+                    out.reason = Reason::Unmatched;
+                }
                 out.error_kind = Some(e.kind());
                 out.message = Some(e.to_string());
                 eng.emit(Event::Failed {

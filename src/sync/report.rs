@@ -34,7 +34,8 @@ pub struct Outcome {
     pub sink: String,
     /// What the plan said.
     pub action: Action,
-    /// Why.
+    /// Why: the plan's reason, except that a user the sink turned out not to know when
+    /// written (a sink that is not read first) is [`Reason::Unmatched`].
     pub reason: Reason,
     /// What happened.
     pub status: Status,
