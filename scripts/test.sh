@@ -66,7 +66,12 @@ step "cargo test (libjpeg-turbo codec, HEIC through libheif)"
 cargo test --release --features heic
 
 step "cargo test (pure-Rust codec, no C JPEG code)"
-cargo test --release --no-default-features --features pure-rust --lib --tests
+# (the normalization, the engine and the offline path; the AD and Graph sinks do not touch
+# the JPEG codec, and their tests ran above)
+cargo test --release --no-default-features --features pure-rust --lib \
+  --test normalize_api --test normalize_corpus --test normalize_hostile \
+  --test normalize_jpeg_variants --test normalize_props --test cli --test cli_sync \
+  --test sources --test sinks --test sink_ldif --test sync_engine
 
 step "examples run"
 demo_dir=$(mktemp -d)
