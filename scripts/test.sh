@@ -65,6 +65,9 @@ trap 'scripts/samba-dc.sh stop >/dev/null 2>&1 || true' EXIT
 step "cargo test (libjpeg-turbo codec, HEIC through libheif)"
 cargo test --release --features heic
 
+step "cargo test (Kerberos: GSSAPI binds to the Samba DC with its keytab)"
+cargo test --release --features gssapi --test sink_ad gssapi
+
 step "cargo test (pure-Rust codec, no C JPEG code)"
 # (the normalization, the engine and the offline path; the AD and Graph sinks do not touch
 # the JPEG codec, and their tests ran above)

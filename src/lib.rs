@@ -9,8 +9,9 @@
 //!
 //! The normalization core is [`normalize`]: see [`normalize::Normalizer`] and the built-in
 //! [`normalize::Profile`]s. Photos come from a [`source::PhotoSource`] (folder, CSV manifest,
-//! memory, or your own) and go to a [`sink::DirectorySink`] (offline LDIF, memory; Active
-//! Directory and Microsoft Graph are next). [`sync::Engine`] connects them: it plans what
+//! memory, another LDAP directory, or your own) and go to a [`sink::DirectorySink`]: Active
+//! Directory over LDAP ([`sink::AdSink`]), Microsoft 365 through Microsoft Graph
+//! ([`sink::GraphSink`]), an offline LDIF change file ([`sink::LdifSink`]) or memory. [`sync::Engine`] connects them: it plans what
 //! to change ([`sync::plan`]), applies it with bounded concurrency and retries, keeps what
 //! it replaces ([`sync::BackupStore`]), remembers what it wrote ([`sync::StateStore`]) and
 //! reports ([`sync::Report`], [`sync::Event`]). Every failure is an [`Error`] with an
@@ -23,6 +24,7 @@
 //! | `mozjpeg` | yes | JPEG through libjpeg-turbo's code (vendored by `mozjpeg-sys`): DCT-scaled decoding, the fastest path. Needs a C compiler; uses SIMD when `nasm` is installed at build time. |
 //! | `heic` | no | HEIC/HEIF input (iPhone photos) through the system libheif (`apt install libheif-dev`). Without it HEIC is a typed `Unsupported` error naming the format. |
 //! | `conformance` | no | `userphoto::conformance`: the contract suites that every source and sink implementation must pass (not covered by semver). |
+//! | `gssapi` | no | Kerberos (GSSAPI) binds for the AD sink and the LDAP source, through the system's MIT Kerberos (`apt install libkrb5-dev libclang-dev`). |
 //! | `pure-rust` | no | JPEG through zune-jpeg and jpeg-encoder when `mozjpeg` is off: no C toolchain, slower on large photos. |
 //!
 //! ## Panics

@@ -49,10 +49,12 @@
 //!
 //! # Throughput
 //!
-//! Same bench, 1,000 users: a first run makes 3 requests per user (the engine's read, the
-//! PUT, the etag read) and took 79.3 s, 1.06x its floor of 3,000 × 0.1 s / 4 = 75 s; an
-//! unchanged second run makes 1 request per user and took 25.5 s (1.02x of 25 s). With 5%
-//! of requests throttled for 1 s: 80.9 s (1.02x of its 78.9 s floor) and 26.4 s (1.06x).
+//! Same bench, 1,000 users: a first run makes 2 requests per user (the PUT and the etag
+//! read; the engine does not read a re-encoding sink before a write the state store cannot
+//! vouch for) and took 54.7 s, 1.09x its floor of 2,000 × 0.1 s / 4 = 50 s (normalizing
+//! runs before the writes); an unchanged second run makes 1 request per user and took
+//! 25.6 s (1.02x of 25 s). With 5% of requests throttled for 1 s: 55.5 s (1.06x of its
+//! 2,105-request floor).
 //! Give the engine more users in flight than the sink has requests (e.g. 16 for 4) so a user
 //! waiting out a `Retry-After` does not idle a request slot.
 
