@@ -820,13 +820,12 @@ impl fmt::Debug for Prepared<'_> {
     }
 }
 
-struct Shared<'a> {
+struct Shared {
     cancel: AtomicBool,
     abort: Mutex<Option<Error>>,
     pending: Mutex<Vec<(String, UserKey, Option<StateRecord>)>>,
     done: AtomicUsize,
     state_error: Mutex<Option<Error>>,
-    _p: std::marker::PhantomData<&'a ()>,
 }
 
 impl<'e> Prepared<'e> {
@@ -907,16 +906,15 @@ impl<'e> Prepared<'e> {
     /// Applies the plan and reports. Never fails as a whole: a run-level failure stops the
     /// run and is in [`Report::aborted`]; the changes not tried are
     /// [`Status::NotAttempted`].
-    pub async fn apply(self) -> Report {
+    pub async fn apply(mut self) -> Report {
         let t = Instant::now();
         let eng = self.engine;
         let shared = Shared {
             cancel: AtomicBool::new(false),
             abort: Mutex::new(None),
-            pending: Mutex::new(self.refresh.clone()),
+            pending: Mutex::new(std::mem::take(&mut self.refresh)),
             done: AtomicUsize::new(0),
             state_error: Mutex::new(None),
-            _p: std::marker::PhantomData,
         };
         let changes: Vec<&PlanItem> = self.plan.changes().collect();
         eng.emit(Event::Stage {
@@ -986,7 +984,7 @@ impl<'e> Prepared<'e> {
     }
 
     /// Writes pending state records (all of them when `all`, else when enough piled up).
-    async fn flush(&self, shared: &Shared<'_>, all: bool) {
+    async fn flush(&self, shared: &Shared, all: bool) {
         let Some(state) = &self.engine.state else {
             return;
         };
@@ -1022,7 +1020,7 @@ impl<'e> Prepared<'e> {
         it: &PlanItem,
         ti: usize,
         sem: &Semaphore,
-        shared: &Shared<'_>,
+        shared: &Shared,
     ) -> (UserKey, String, Outcome) {
         let eng = self.engine;
         let tg = &eng.targets[ti];
