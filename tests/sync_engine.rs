@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use userphoto::normalize::Limits;
 use userphoto::normalize::{testimage, Profile};
 use userphoto::sink::{CurrentPhoto, DirectorySink, MemorySink, SinkCapabilities};
-use userphoto::source::MemorySource;
+use userphoto::source::{MemorySource, PhotoRef, PhotoSource};
 use userphoto::sync::{
     Action, BackupStore, Engine, Event, Policy, Reason, RetryPolicy, Stage, StateStore, Status,
 };
@@ -44,6 +45,8 @@ struct Probe {
     put_errors: Mutex<VecDeque<Error>>,
     latency: Duration,
     version_only: bool,
+    /// `put` returns no version tag (like the Graph sink, which does not read it back).
+    no_tag_on_put: bool,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
     puts: AtomicUsize,
@@ -57,6 +60,7 @@ impl Probe {
             put_errors: Mutex::new(VecDeque::new()),
             latency: Duration::ZERO,
             version_only: false,
+            no_tag_on_put: false,
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
             puts: AtomicUsize::new(0),
@@ -115,7 +119,8 @@ impl DirectorySink for Probe {
         if let Some(e) = self.put_errors.lock().unwrap().pop_front() {
             return Err(e.with_user(key.clone()));
         }
-        self.inner.put(key, jpeg).await
+        let tag = self.inner.put(key, jpeg).await?;
+        Ok(if self.no_tag_on_put { None } else { tag })
     }
     async fn delete(&self, key: &UserKey) -> Result<()> {
         let _g = self.enter().await;
@@ -715,4 +720,161 @@ async fn one_decode_serves_two_sinks() {
     );
     assert!(ad.photo(&k("a")).unwrap().len() <= 10_000);
     assert!(big.0.photo(&k("a")).unwrap().len() > ad.photo(&k("a")).unwrap().len());
+}
+
+/// A source that takes a while to load each photo and notes when each load ended.
+#[derive(Debug)]
+struct SlowSource {
+    inner: MemorySource,
+    delay: Duration,
+    loaded: Mutex<Vec<Instant>>,
+}
+
+#[async_trait]
+impl PhotoSource for SlowSource {
+    fn name(&self) -> &str {
+        "slow"
+    }
+    fn list(&self) -> futures::stream::BoxStream<'_, Result<PhotoRef>> {
+        self.inner.list()
+    }
+    async fn load(&self, photo: &PhotoRef, limits: &Limits) -> Result<Bytes> {
+        tokio::time::sleep(self.delay).await;
+        let b = self.inner.load(photo, limits).await;
+        self.loaded.lock().unwrap().push(Instant::now());
+        b
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_writes_while_it_normalizes_and_a_prepared_plan_is_complete() {
+    let users: Vec<String> = (0..24).map(|i| format!("u{i:02}")).collect();
+    let mut src = MemorySource::new().with_photo("zz-bad", b"not an image".to_vec());
+    for (i, u) in users.iter().enumerate() {
+        src = src.with_photo(u.as_str(), photo(i as u32));
+    }
+    let all: Vec<&str> = users.iter().map(String::as_str).chain(["zz-bad"]).collect();
+    let source = Arc::new(SlowSource {
+        inner: src,
+        delay: Duration::from_millis(20),
+        loaded: Mutex::new(Vec::new()),
+    });
+    let probe = Arc::new(Probe::new(
+        MemorySink::new(102_400).with_users(all.iter().copied()),
+    ));
+    let engine = Engine::new(source.clone())
+        .with_sink(probe.clone(), Profile::ad_thumbnail())
+        .with_threads(1);
+
+    // `prepare` normalizes everything first: its plan names every rendition and fails the
+    // invalid photo.
+    let prepared = engine.prepare().await.unwrap();
+    let puts: Vec<_> = prepared
+        .plan()
+        .items
+        .iter()
+        .filter(|i| i.action == Action::Put)
+        .collect();
+    assert_eq!(puts.len(), 24);
+    assert!(puts.iter().all(|i| i.rendition_sha256.is_some()));
+    let bad = prepared
+        .plan()
+        .items
+        .iter()
+        .find(|i| i.key == k("zz-bad"))
+        .unwrap();
+    assert_eq!(
+        (bad.action, bad.reason),
+        (Action::Fail, Reason::InvalidImage)
+    );
+    drop(prepared);
+    assert_eq!(probe.puts.load(Ordering::SeqCst), 0);
+    source.loaded.lock().unwrap().clear();
+
+    // `run` starts writing before the last photo is loaded, and reports the same outcomes.
+    let r = engine.run(false).await.unwrap();
+    let first_put = *probe.put_times.lock().unwrap().iter().min().unwrap();
+    let last_load = *source.loaded.lock().unwrap().iter().max().unwrap();
+    assert!(
+        first_put < last_load,
+        "the first write waited for every photo to be normalized"
+    );
+    assert_eq!(r.sinks["probe"].put, 24, "{r}");
+    assert_eq!(
+        r.timings.decoded, 25,
+        "each photo decoded once: {:?}",
+        r.timings
+    );
+    let bad = outcome(&r, "zz-bad");
+    assert_eq!(
+        (bad.status, bad.reason),
+        (Status::Failed, Reason::InvalidImage)
+    );
+    for u in &users {
+        let o = outcome(&r, u);
+        assert_eq!((o.status, o.reason), (Status::Done, Reason::New), "{u}");
+        let stored = probe.inner.photo(&k(u)).unwrap();
+        assert_eq!(o.bytes, Some(stored.len()), "{u}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_recorded_without_a_tag_adopts_the_tag_seen_next() {
+    let dir = tmp("adopt");
+    let state = dir.join("s.redb");
+    let mut probe = Probe::new(MemorySink::new(4_000_000).with_users(["alice", "bob"]));
+    probe.version_only = true;
+    probe.no_tag_on_put = true;
+    let probe = Arc::new(probe);
+    let run = || async {
+        Engine::new(
+            MemorySource::new()
+                .with_photo("alice", photo(1))
+                .with_photo("bob", photo(2)),
+        )
+        .with_sink(probe.clone(), Profile::graph())
+        .with_state(StateStore::open(&state).unwrap())
+        .run(false)
+        .await
+        .unwrap()
+    };
+    let r1 = run().await;
+    assert_eq!(r1.sinks["probe"].put, 2);
+    let rec = |u: &str| {
+        StateStore::open(&state)
+            .unwrap()
+            .get("probe", &k(u))
+            .unwrap()
+            .unwrap()
+    };
+    assert_eq!(rec("alice").version, None, "no tag was read after the put");
+
+    // The documented trade-off: a change made by someone else before the next run is
+    // adopted with the tag (bob), like our own upload (alice).
+    probe
+        .inner
+        .put(&k("bob"), &Bytes::from(photo(9)))
+        .await
+        .unwrap();
+    let r2 = run().await;
+    assert_eq!(r2.sinks["probe"].put, 0, "{r2}");
+    assert_eq!(outcome(&r2, "alice").reason, Reason::Unchanged);
+    assert_eq!(r2.timings.decoded, 0);
+    let seen = probe.inner.current(&k("alice")).await.unwrap().unwrap();
+    assert_eq!(
+        rec("alice").version,
+        seen.version,
+        "the tag seen is recorded"
+    );
+
+    // From then on the tag is compared: a later change is found and written again.
+    probe
+        .inner
+        .put(&k("alice"), &Bytes::from(photo(7)))
+        .await
+        .unwrap();
+    let r3 = run().await;
+    assert_eq!(outcome(&r3, "alice").reason, Reason::Changed);
+    assert_eq!(outcome(&r3, "bob").reason, Reason::Unchanged);
+    assert_eq!(r3.sinks["probe"].put, 1);
 }

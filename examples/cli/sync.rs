@@ -578,7 +578,13 @@ fn run(a: RunArgs, plan_only: bool) -> ExitCode {
         Err(e) => return fail(format!("cannot start the runtime: {e}")),
     };
     let report: Report = match rt.block_on(async {
-        let prepared = engine.prepare().await?;
+        // A run that writes normalizes new users' photos while it writes; a dry run shows
+        // the whole plan.
+        let prepared = if a.dry_run {
+            engine.prepare().await?
+        } else {
+            engine.prepare_to_apply().await?
+        };
         if !a.json {
             print_plan(prepared.plan(), a.dry_run);
         }

@@ -110,6 +110,7 @@ impl DirectorySink for MemorySink {
             Some(None) => Ok(None),
             Some(Some((b, v))) => Ok(Some(CurrentPhoto {
                 bytes: Some(b.clone()),
+                sha256: None,
                 version: Some(v.to_string()),
             })),
         }

@@ -36,8 +36,9 @@ pub struct SinkCapabilities {
     pub max_bytes: usize,
     /// The profile this sink is usually written with (`ad-thumbnail`, `graph`).
     pub default_profile: String,
-    /// Whether [`DirectorySink::current`] returns the stored bytes (AD does; Graph returns
-    /// only a version tag, because it re-encodes uploads).
+    /// Whether [`DirectorySink::current`] shows the stored bytes, as their value or their
+    /// SHA-256 (AD does: it keeps the bytes it is given; Graph returns only a version tag,
+    /// because it re-encodes uploads).
     pub returns_bytes: bool,
 }
 
@@ -56,8 +57,12 @@ impl SinkCapabilities {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct CurrentPhoto {
-    /// The stored bytes, when the sink can read them back (needed for backups).
+    /// The stored bytes, when the sink has them at hand.
     pub bytes: Option<Bytes>,
+    /// The SHA-256 (hex) of the stored bytes, when the sink knows it without the bytes (a
+    /// sink answering from a snapshot of an earlier run). The engine uses it, or else the
+    /// hash of [`bytes`](Self::bytes), to tell whether the photo is the one it would write.
+    pub sha256: Option<String>,
     /// A version tag (Graph's `@odata.mediaEtag`), when the sink has one.
     pub version: Option<String>,
 }
@@ -67,7 +72,27 @@ impl CurrentPhoto {
     pub fn from_bytes(bytes: Bytes) -> Self {
         Self {
             bytes: Some(bytes),
+            sha256: None,
             version: None,
+        }
+    }
+
+    /// A photo known by the SHA-256 (hex) of its bytes.
+    pub fn from_sha256(sha256: impl Into<String>) -> Self {
+        Self {
+            bytes: None,
+            sha256: Some(sha256.into()),
+            version: None,
+        }
+    }
+
+    /// The SHA-256 (hex, lower case) of the photo: [`sha256`](Self::sha256), or the hash of
+    /// [`bytes`](Self::bytes).
+    pub fn content_sha256(&self) -> Option<String> {
+        match (&self.sha256, &self.bytes) {
+            (Some(s), _) => Some(s.to_ascii_lowercase()),
+            (None, Some(b)) => Some(crate::sync::engine::sha256_hex(b)),
+            (None, None) => None,
         }
     }
 
@@ -75,6 +100,7 @@ impl CurrentPhoto {
     pub fn from_version(version: impl Into<String>) -> Self {
         Self {
             bytes: None,
+            sha256: None,
             version: Some(version.into()),
         }
     }
@@ -146,6 +172,29 @@ pub trait DirectorySink: Send + Sync + Debug {
         .with_backend(self.name().to_owned())
         .with_operation("users_with_photos"))
     }
+
+    /// What the sink learnt about the directory this run, for the next run to start from:
+    /// a connector space. (The AD sink keeps every user's DN and photo hash with the
+    /// server's update sequence number, so the next run reads only the entries changed
+    /// since.) The engine stores it in the state store after the apply stage and gives it
+    /// back through [`resume`](Self::resume) before the next run's
+    /// [`prefetch`](Self::prefetch). Return only what is certain: a write whose outcome is
+    /// unknown is not a write done. An error or `None` leaves the stored snapshot as it
+    /// was, so a snapshot must stay usable when a later run could not replace it. The
+    /// default keeps nothing.
+    async fn snapshot(&self) -> Result<Option<Vec<u8>>> {
+        Ok(None)
+    }
+
+    /// Gives back what [`snapshot`](Self::snapshot) returned on an earlier run, before
+    /// [`prefetch`](Self::prefetch). The sink checks that it still applies (the same server,
+    /// scope and settings) and ignores it otherwise; a snapshot it cannot read is ignored as
+    /// well. Only a run-level error (the directory cannot be reached) stops the run. The
+    /// default ignores it.
+    async fn resume(&self, saved: Vec<u8>) -> Result<()> {
+        let _ = saved;
+        Ok(())
+    }
 }
 
 /// Forwards the trait through smart pointers, so `Arc<dyn DirectorySink>` and
@@ -177,6 +226,12 @@ macro_rules! forward_sink {
             }
             async fn users_with_photos(&self) -> Result<Vec<UserKey>> {
                 (**self).users_with_photos().await
+            }
+            async fn snapshot(&self) -> Result<Option<Vec<u8>>> {
+                (**self).snapshot().await
+            }
+            async fn resume(&self, saved: Vec<u8>) -> Result<()> {
+                (**self).resume(saved).await
             }
         }
     };

@@ -275,7 +275,30 @@ impl Engine {
 
     /// Lists, reads, normalizes and plans; changes nothing. The error is for run-level
     /// failures (bad configuration, refused credentials, an unreadable state store).
+    ///
+    /// Every photo that may be written is normalized here, so the plan is complete: it
+    /// names each rendition and fails invalid photos. [`run`](Self::run) instead leaves the
+    /// photos of users a sink holds no photo for to the apply stage, which then writes
+    /// while it normalizes.
     pub async fn prepare(&self) -> Result<Prepared<'_>> {
+        self.prepare_with(false).await
+    }
+
+    /// Prepares a run that is going to be applied: like [`prepare`](Self::prepare), but the
+    /// photos of users whose every sink that needs them holds no photo (or was not read) are
+    /// not normalized yet. Their plan items are puts of a [`SourceState::Deferred`] photo
+    /// (no rendition hash or size), made by [`Prepared::apply`] while it writes the others,
+    /// so a first sync starts writing at once; a photo that turns out invalid fails then,
+    /// with the reason the plan would have given. Use [`prepare`](Self::prepare) for a plan
+    /// to show or a dry run.
+    pub async fn prepare_to_apply(&self) -> Result<Prepared<'_>> {
+        self.prepare_with(true).await
+    }
+
+    /// [`prepare`](Self::prepare); with `defer`, users whose decision does not depend on
+    /// their rendition (every sink that needs it holds no photo, or was not read) are
+    /// planned as [`SourceState::Deferred`] and normalized during the apply stage.
+    async fn prepare_with(&self, defer: bool) -> Result<Prepared<'_>> {
         let started = Instant::now();
         self.check()?;
         let mut timings = Timings::default();
@@ -349,6 +372,22 @@ impl Engine {
             .collect();
         let mut per_target: Vec<Vec<UserKey>> = Vec::new();
         for tg in &self.targets {
+            // The sink's view from the last run, so it can read only what changed since.
+            if let Some(state) = &self.state {
+                let (state, name) = (state.clone(), tg.sink.name().to_owned());
+                let saved = tokio::task::spawn_blocking(move || state.snapshot(&name))
+                    .await
+                    .map_err(|e| {
+                        Error::new(ErrorKind::Other, format!("state read failed: {e}"))
+                    })??;
+                if let Some(saved) = saved {
+                    match tg.sink.resume(saved).await {
+                        Err(e) if e.kind().is_run_level() => return Err(e),
+                        // Anything else: the sink reads everything, as without a snapshot.
+                        _ => {}
+                    }
+                }
+            }
             tg.sink.prefetch(&source_keys).await?;
             let mut keys = source_keys.clone();
             match tg.sink.users_with_photos().await {
@@ -433,7 +472,7 @@ impl Engine {
                             let state = match r {
                                 Ok(None) => SinkState::NoPhoto,
                                 Ok(Some(c)) => SinkState::Photo {
-                                    sha256: c.bytes.as_deref().map(sha256_hex),
+                                    sha256: c.content_sha256(),
                                     version: c.version,
                                 },
                                 Err(e) if e.kind().is_run_level() => return Err(e),
@@ -484,8 +523,8 @@ impl Engine {
                             } => s.eq_ignore_ascii_case(&rec.rendition_sha256),
                             SinkState::Photo {
                                 sha256: None,
-                                version,
-                            } => rec.version.is_some() && *version == rec.version,
+                                version: Some(v),
+                            } => rec.version.as_ref().is_none_or(|r| r == v),
                             _ => false,
                         }
                 });
@@ -498,6 +537,26 @@ impl Engine {
             }
         }
         timings.reused = reused.len();
+        // Users whose every needed sink holds no photo (or was not read) get a put whatever
+        // the rendition is: normalize them while applying, so the first writes start now.
+        let mut deferred: HashMap<UserKey, Arc<Deferred>> = HashMap::new();
+        if defer {
+            need.retain(|key, tis| {
+                let free = tis
+                    .iter()
+                    .all(|&ti| matches!(reads[ti][key], SinkState::NoPhoto | SinkState::Unread));
+                if free {
+                    deferred.insert(
+                        key.clone(),
+                        Arc::new(Deferred {
+                            tis: tis.clone(),
+                            made: tokio::sync::OnceCell::new(),
+                        }),
+                    );
+                }
+                !free
+            });
+        }
         self.emit(Event::Stage {
             stage: Stage::Normalize,
             total: need.len(),
@@ -579,6 +638,10 @@ impl Engine {
                 } else if let Some(r) = refs.get(key) {
                     if r.withheld {
                         SourceState::Withheld
+                    } else if deferred.get(key).is_some_and(|d| d.tis.contains(&ti)) {
+                        SourceState::Deferred {
+                            fingerprint: r.fingerprint.clone(),
+                        }
                     } else if let Some((kind, message)) = load_errors.get(key) {
                         SourceState::Error {
                             kind: *kind,
@@ -644,14 +707,28 @@ impl Engine {
                 (Action::Skip, Reason::Unchanged) if self.state.is_some() => {
                     let r = &refs[&it.key];
                     let fp = format!("{}:{}", self.targets[ti].profile_id, r.fingerprint);
-                    let stale = records[ti]
-                        .get(&it.key)
-                        .is_none_or(|rec| rec.source_fingerprint != fp);
+                    let rec = records[ti].get(&it.key);
+                    let stale = rec.is_none_or(|rec| rec.source_fingerprint != fp);
+                    let version = match &reads[ti][&it.key] {
+                        SinkState::Photo { version, .. } => version.clone(),
+                        _ => None,
+                    };
+                    // A write recorded without a version tag (the sink did not read one back
+                    // after the upload): the tag seen now becomes the record's.
+                    if let (false, Some(rec), Some(_)) = (stale, rec, &version) {
+                        if rec.version.is_none() {
+                            refresh.push((
+                                it.sink.clone(),
+                                it.key.clone(),
+                                Some(StateRecord {
+                                    version: version.clone(),
+                                    time: now_secs(),
+                                    ..rec.clone()
+                                }),
+                            ));
+                        }
+                    }
                     if let (true, Some(Ok(x))) = (stale, made.get(&k)) {
-                        let version = match &reads[ti][&it.key] {
-                            SinkState::Photo { version, .. } => version.clone(),
-                            _ => None,
-                        };
                         refresh.push((
                             it.sink.clone(),
                             it.key.clone(),
@@ -678,6 +755,9 @@ impl Engine {
             plan: the_plan,
             refs,
             renditions,
+            deferred,
+            render_slots: Semaphore::new(self.threads),
+            deferred_decoded: AtomicUsize::new(0),
             refresh,
             failures,
             timings,
@@ -759,8 +839,12 @@ impl Engine {
     }
 
     /// Prepares, then applies (or, for a dry run, only reports the plan).
+    ///
+    /// A run that applies is [`prepare_to_apply`](Self::prepare_to_apply) then
+    /// [`Prepared::apply`]: it normalizes the photos of users the sinks hold no photo for
+    /// while it writes, so a first sync starts writing at once.
     pub async fn run(&self, dry_run: bool) -> Result<Report> {
-        let p = self.prepare().await?;
+        let p = self.prepare_with(!dry_run).await?;
         Ok(if dry_run {
             p.dry_run()
         } else {
@@ -777,6 +861,16 @@ struct Rend {
 }
 
 type RenditionResult = std::result::Result<Rend, (ErrorKind, String)>;
+
+/// A user normalized at apply time: one decode for all the sinks that write them, made by
+/// whichever of their items gets there first; each item takes its own rendition out.
+struct Deferred {
+    tis: Vec<usize>,
+    #[allow(clippy::type_complexity)]
+    made: tokio::sync::OnceCell<
+        std::result::Result<Vec<(usize, Mutex<Option<RenditionResult>>)>, (ErrorKind, String)>,
+    >,
+}
 
 /// The message of the error a call gets when the run stopped before it was sent.
 const STOPPED: &str = "not sent: the run stopped";
@@ -804,6 +898,10 @@ pub struct Prepared<'e> {
     plan: Plan,
     refs: BTreeMap<UserKey, PhotoRef>,
     renditions: HashMap<(UserKey, usize), Bytes>,
+    deferred: HashMap<UserKey, Arc<Deferred>>,
+    /// Bounds the normalizing done at apply time to the engine's threads.
+    render_slots: Semaphore,
+    deferred_decoded: AtomicUsize,
     refresh: Vec<(String, UserKey, Option<StateRecord>)>,
     failures: Vec<SourceFailure>,
     timings: Timings,
@@ -872,6 +970,7 @@ impl<'e> Prepared<'e> {
             }),
         };
         r.timings.retries = self.retrier.used();
+        r.timings.decoded += self.deferred_decoded.load(Ordering::Relaxed);
         r.timings.total_ms = ms(self.started.elapsed());
         r.recount();
         self.engine.emit(Event::Finished {
@@ -949,6 +1048,7 @@ impl<'e> Prepared<'e> {
         });
         let results = futures::future::join_all(per_target).await;
         self.flush(&shared, true).await;
+        self.save_snapshots().await;
         let mut by_item: HashMap<(UserKey, String), Outcome> = results
             .into_iter()
             .flatten()
@@ -981,6 +1081,24 @@ impl<'e> Prepared<'e> {
         let mut report = self.report(outcomes, false, aborted);
         report.timings.apply_ms = ms(t.elapsed());
         report
+    }
+
+    /// Keeps each sink's snapshot for the next run. A sink that has none, or fails to make
+    /// one, leaves the stored one as it was (which the sink must still be able to use: its
+    /// changes since are read again).
+    async fn save_snapshots(&self) {
+        let Some(state) = &self.engine.state else {
+            return;
+        };
+        for tg in &self.engine.targets {
+            let Ok(Some(snap)) = tg.sink.snapshot().await else {
+                continue;
+            };
+            let (state, name) = (state.clone(), tg.sink.name().to_owned());
+            // Best effort: without it the next run reads the whole directory again.
+            let _ =
+                tokio::task::spawn_blocking(move || state.put_snapshot(&name, Some(&snap))).await;
+        }
     }
 
     /// Writes pending state records (all of them when `all`, else when enough piled up).
@@ -1030,7 +1148,22 @@ impl<'e> Prepared<'e> {
             out.status = Status::NotAttempted;
             return finish(out);
         }
-        let res = self.change(it, ti, sem, &shared.cancel, &mut out).await;
+        // A deferred photo is normalized now; a failure is the photo's, as the plan would
+        // have said.
+        let mut render_failure = None;
+        let res = match self.deferred_rendition(it, ti).await {
+            Ok(pre) => {
+                if let Some(b) = &pre {
+                    out.bytes = Some(b.len());
+                }
+                self.change(it, ti, sem, &shared.cancel, &mut out, pre)
+                    .await
+            }
+            Err((reason, e)) => {
+                render_failure = Some(reason);
+                Err(e)
+            }
+        };
         let n = shared.done.fetch_add(1, Ordering::Relaxed) + 1;
         match res {
             Ok(record) => {
@@ -1052,7 +1185,9 @@ impl<'e> Prepared<'e> {
             }
             Err(e) => {
                 out.status = Status::Failed;
-                if e.kind() == ErrorKind::UserNotFound {
+                if let Some(reason) = render_failure {
+                    out.reason = reason;
+                } else if e.kind() == ErrorKind::UserNotFound {
                     // Learnt only now (a sink that was not read first): say it as the plan
                     // would have.
                     out.reason = Reason::Unmatched;
@@ -1088,6 +1223,7 @@ impl<'e> Prepared<'e> {
         sem: &Semaphore,
         cancel: &AtomicBool,
         out: &mut Outcome,
+        pre: Option<Bytes>,
     ) -> Result<Option<StateRecord>> {
         let eng = self.engine;
         let tg = &eng.targets[ti];
@@ -1128,7 +1264,11 @@ impl<'e> Prepared<'e> {
             }
         };
         if it.action == Action::Put {
-            let _ = jpeg_slot.set(self.rendition(it, ti).await?);
+            let jpeg = match pre {
+                Some(b) => b,
+                None => self.rendition(it, ti).await?,
+            };
+            let _ = jpeg_slot.set(jpeg);
         }
         // Keep what is about to be replaced or removed. A user who had no photo when the
         // plan was made (reason `New`) has nothing to keep.
@@ -1140,7 +1280,9 @@ impl<'e> Prepared<'e> {
                     backups.clone(),
                     sink.name().to_owned(),
                     key.clone(),
-                    it.rendition_sha256.clone(),
+                    it.rendition_sha256
+                        .clone()
+                        .or_else(|| jpeg_slot.get().map(|b| sha256_hex(b))),
                 );
                 tokio::task::spawn_blocking(move || {
                     b.save(&name, &k, &old, new.as_deref()).map(|_| ())
@@ -1173,6 +1315,70 @@ impl<'e> Prepared<'e> {
             version,
             time: now_secs(),
         }))
+    }
+
+    /// The rendition of a deferred put (`Ok(None)` for any other item), made on the
+    /// blocking pool within the engine's thread count. The error carries the reason the
+    /// outcome reports.
+    async fn deferred_rendition(
+        &self,
+        it: &PlanItem,
+        ti: usize,
+    ) -> std::result::Result<Option<Bytes>, (Reason, Error)> {
+        if it.action != Action::Put || it.rendition_sha256.is_some() {
+            return Ok(None);
+        }
+        let fail = |reason, kind, msg: String| {
+            Err((
+                reason,
+                Error::new(kind, msg)
+                    .with_operation("normalize")
+                    .with_user(it.key.clone()),
+            ))
+        };
+        let (Some(d), Some(r)) = (self.deferred.get(&it.key), self.refs.get(&it.key)) else {
+            return fail(
+                Reason::SourceError,
+                ErrorKind::Other,
+                "no source photo for a planned put".into(),
+            );
+        };
+        let made = d
+            .made
+            .get_or_init(|| async {
+                let _slot = self.render_slots.acquire().await;
+                self.deferred_decoded.fetch_add(1, Ordering::Relaxed);
+                self.engine.render(r, &d.tis).await.map(|v| {
+                    v.into_iter()
+                        .map(|(ti, x)| (ti, Mutex::new(Some(x))))
+                        .collect()
+                })
+            })
+            .await;
+        let per_target = match made {
+            Ok(v) => v,
+            Err((kind, msg)) => return fail(Reason::SourceError, *kind, msg.clone()),
+        };
+        let taken = per_target
+            .iter()
+            .find(|(t, _)| *t == ti)
+            .and_then(|(_, slot)| slot.lock().unwrap_or_else(|p| p.into_inner()).take());
+        match taken {
+            Some(Ok(Rend { bytes: Some(b), .. })) => Ok(Some(b)),
+            Some(Err((kind, msg))) => {
+                let reason = if kind == ErrorKind::PhotoTooLarge {
+                    Reason::CannotFit
+                } else {
+                    Reason::InvalidImage
+                };
+                fail(reason, kind, msg)
+            }
+            _ => fail(
+                Reason::SourceError,
+                ErrorKind::Other,
+                "no rendition for a planned put".into(),
+            ),
+        }
     }
 
     /// The planned rendition: from memory, or made again and checked against the plan.

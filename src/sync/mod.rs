@@ -10,7 +10,7 @@
 //! * [`BackupStore`] keeps every photo a sync replaces or removes, and puts them back.
 
 mod backup;
-mod engine;
+pub(crate) mod engine;
 mod event;
 mod plan;
 mod report;

@@ -65,6 +65,14 @@ pub enum SourceState {
         /// The rendition's SHA-256 (hex) and size, or why there is none.
         rendition: Result<(String, usize), (ErrorKind, String)>,
     },
+    /// A photo whose rendition is made only when it is written, because the decision does
+    /// not depend on it: the sink holds no photo for the user, or was not read (the engine
+    /// does this in [`Engine::run`](crate::sync::Engine::run), so writing starts before
+    /// every photo is normalized; a photo that turns out invalid then fails at apply time).
+    Deferred {
+        /// The source's fingerprint of the photo.
+        fingerprint: String,
+    },
     /// The person withdrew consent.
     Withheld,
     /// The source does not list the user (a leaver, seen in the sink only).
@@ -116,8 +124,9 @@ pub enum SinkState {
 pub struct Recorded {
     /// The rendition written (hex SHA-256).
     pub rendition_sha256: String,
-    /// The sink's version tag seen right after that write (Graph re-encodes photos, so its
-    /// etag, not the bytes, says whether the photo is still ours).
+    /// The sink's version tag seen after that write (Graph re-encodes photos, so its etag,
+    /// not the bytes, says whether the photo is still ours). `None` when the sink did not
+    /// read it back: the next run adopts the tag it sees, if the rendition still matches.
     pub version: Option<String>,
 }
 
@@ -273,6 +282,9 @@ fn decide(o: Observation, policy: Policy) -> PlanItem {
         SinkState::NoPhoto => false,
         SinkState::Photo { .. } => true,
         SinkState::Unread => {
+            if let SourceState::Deferred { .. } = &o.source {
+                return item(Action::Put, Reason::NotRecorded, None);
+            }
             if let SourceState::Photo {
                 rendition: Ok((sha, len)),
                 ..
@@ -307,6 +319,14 @@ fn decide(o: Observation, policy: Policy) -> PlanItem {
             };
             item(action, Reason::Leaver, None)
         }
+        SourceState::Deferred { .. } => {
+            let reason = if has_photo {
+                Reason::Changed
+            } else {
+                Reason::New
+            };
+            item(Action::Put, reason, None)
+        }
         SourceState::Photo {
             rendition: Err((kind, message)),
             ..
@@ -338,11 +358,13 @@ fn decide(o: Observation, policy: Policy) -> PlanItem {
                 } => current.eq_ignore_ascii_case(sha),
                 // A sink that re-encodes (Graph): ours only if the state store saw this very
                 // rendition written and the sink's version has not moved since.
+                // A record without a version (the sink did not read its tag back after the
+                // upload) adopts the tag seen now: the photo counts as ours.
                 SinkState::Photo {
                     sha256: None,
-                    version,
+                    version: Some(v),
                 } => {
-                    matches!(&o.recorded, Some(r) if r.rendition_sha256.eq_ignore_ascii_case(sha) && r.version.is_some() && &r.version == version)
+                    matches!(&o.recorded, Some(r) if r.rendition_sha256.eq_ignore_ascii_case(sha) && r.version.as_ref().is_none_or(|r| r == v))
                 }
                 _ => false,
             };
@@ -509,6 +531,27 @@ mod tests {
     }
 
     #[test]
+    fn deferred_renditions_are_written_without_a_hash() {
+        let p = Policy::default();
+        let deferred = SourceState::Deferred {
+            fingerprint: "fp".into(),
+        };
+        for (current, reason) in [
+            (SinkState::NoPhoto, Reason::New),
+            (SinkState::Unread, Reason::NotRecorded),
+            (stored("aa"), Reason::Changed),
+        ] {
+            let it = decide(obs("a", deferred.clone(), current), p);
+            assert_eq!((it.action, it.reason), (Action::Put, reason));
+            assert_eq!((it.rendition_sha256, it.bytes), (None, None));
+        }
+        assert_eq!(
+            decided(obs("a", deferred, SinkState::NotFound), p),
+            (Action::Fail, Reason::Unmatched)
+        );
+    }
+
+    #[test]
     fn version_only_sinks_use_the_state_store() {
         let p = Policy::default();
         let graph = |version: &str, recorded: Option<Recorded>| Observation {
@@ -546,6 +589,38 @@ mod tests {
             decided(graph("e1", None), p),
             (Action::Put, Reason::Changed),
             "never written by us"
+        );
+        let pending = |sha: &str| {
+            Some(Recorded {
+                rendition_sha256: sha.into(),
+                version: None,
+            })
+        };
+        assert_eq!(
+            decided(graph("e9", pending("aa")), p),
+            (Action::Skip, Reason::Unchanged),
+            "a write recorded without its tag adopts the tag seen now"
+        );
+        assert_eq!(
+            decided(graph("e9", pending("bb")), p),
+            (Action::Put, Reason::Changed),
+            "but not for another rendition"
+        );
+        let no_tag = Observation {
+            recorded: pending("aa"),
+            ..obs(
+                "a",
+                photo("aa", 10),
+                SinkState::Photo {
+                    sha256: None,
+                    version: None,
+                },
+            )
+        };
+        assert_eq!(
+            decided(no_tag, p),
+            (Action::Put, Reason::Changed),
+            "a sink showing neither bytes nor a tag never counts as unchanged"
         );
     }
 

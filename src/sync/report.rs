@@ -89,15 +89,18 @@ pub struct Timings {
     pub list_ms: u64,
     /// Reading the sinks' current photos (and leavers).
     pub read_ms: u64,
-    /// Loading and normalizing photos.
+    /// Loading and normalizing photos before planning. (The photos of users the sinks hold
+    /// no photo for are normalized during the apply stage instead, when the run was made
+    /// with [`Engine::run`](crate::sync::Engine::run) or
+    /// [`prepare_to_apply`](crate::sync::Engine::prepare_to_apply).)
     pub normalize_ms: u64,
     /// Planning.
     pub plan_ms: u64,
-    /// Applying changes.
+    /// Applying changes (with the normalizing left to it).
     pub apply_ms: u64,
     /// The whole run.
     pub total_ms: u64,
-    /// Photos decoded and normalized.
+    /// Photos decoded and normalized, in either stage.
     pub decoded: usize,
     /// Renditions taken from the state store instead (the source and the sink unchanged).
     pub reused: usize,

@@ -11,6 +11,9 @@ use crate::{Error, ErrorKind, Result, UserKey};
 
 /// Key: `sink` + NUL + the user's case-folded key. Value: a JSON [`StateRecord`].
 const TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("userphoto-state-v1");
+/// Sinks' snapshots ([`DirectorySink::snapshot`](crate::sink::DirectorySink::snapshot)), by
+/// sink name.
+const SNAPSHOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("userphoto-snapshots-v1");
 
 /// What the store keeps per sink and user after a successful write.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,6 +63,7 @@ impl StateStore {
         let db = Database::create(path.as_ref()).map_err(|e| db_err("open", e))?;
         let tx = db.begin_write().map_err(|e| db_err("open", e))?;
         tx.open_table(TABLE).map_err(|e| db_err("open", e))?;
+        tx.open_table(SNAPSHOTS).map_err(|e| db_err("open", e))?;
         tx.commit().map_err(|e| db_err("open", e))?;
         Ok(Self { db })
     }
@@ -134,6 +138,33 @@ impl StateStore {
         tx.commit().map_err(|e| db_err("put", e))
     }
 
+    /// The snapshot a sink left at the end of its last run, if any.
+    pub fn snapshot(&self, sink: &str) -> Result<Option<Vec<u8>>> {
+        let tx = self.db.begin_read().map_err(|e| db_err("snapshot", e))?;
+        let t = tx
+            .open_table(SNAPSHOTS)
+            .map_err(|e| db_err("snapshot", e))?;
+        Ok(t.get(sink)
+            .map_err(|e| db_err("snapshot", e))?
+            .map(|v| v.value().to_vec()))
+    }
+
+    /// Keeps a sink's snapshot (replacing the one before), or forgets it (`None`).
+    pub fn put_snapshot(&self, sink: &str, snapshot: Option<&[u8]>) -> Result<()> {
+        let tx = self.db.begin_write().map_err(|e| db_err("snapshot", e))?;
+        {
+            let mut t = tx
+                .open_table(SNAPSHOTS)
+                .map_err(|e| db_err("snapshot", e))?;
+            match snapshot {
+                Some(v) => t.insert(sink, v).map(|_| ()),
+                None => t.remove(sink).map(|_| ()),
+            }
+            .map_err(|e| db_err("snapshot", e))?;
+        }
+        tx.commit().map_err(|e| db_err("snapshot", e))
+    }
+
     /// Records one write.
     pub fn put(&self, sink: &str, user: &UserKey, record: &StateRecord) -> Result<()> {
         self.put_many([(sink, user, record)])
@@ -188,6 +219,25 @@ mod tests {
         ));
         let _ = std::fs::remove_file(&p);
         p
+    }
+
+    #[test]
+    fn snapshots_are_per_sink_replaced_and_forgotten() {
+        let p = path("snapshots");
+        {
+            let s = StateStore::open(&p).unwrap();
+            assert_eq!(s.snapshot("ad").unwrap(), None);
+            s.put_snapshot("ad", Some(b"one")).unwrap();
+            s.put_snapshot("graph", Some(b"g")).unwrap();
+            s.put_snapshot("ad", Some(b"two")).unwrap();
+        }
+        let s = StateStore::open(&p).unwrap();
+        assert_eq!(s.snapshot("ad").unwrap().as_deref(), Some(&b"two"[..]));
+        assert_eq!(s.snapshot("graph").unwrap().as_deref(), Some(&b"g"[..]));
+        s.put_snapshot("ad", None).unwrap();
+        assert_eq!(s.snapshot("ad").unwrap(), None);
+        assert_eq!(s.count("ad").unwrap(), 0, "snapshots are not user records");
+        let _ = std::fs::remove_file(&p);
     }
 
     #[test]
