@@ -397,11 +397,12 @@ fn backup_and_restore_round_trip() {
     let originals: Vec<Vec<u8>> = (0..3).map(|i| old_photo(20 + i)).collect();
     let w = World::new(
         "restore",
-        &["alice", "bob", "carol"],
+        &["alice", "bob", "carol", "dave"],
         &[
             ("alice", Some(originals[0].clone())),
             ("bob", Some(originals[1].clone())),
             ("carol", Some(originals[2].clone())),
+            ("dave", None),
         ],
     );
     ok(&w.sync(&["--backup-dir", "backups"]));
@@ -409,8 +410,12 @@ fn backup_and_restore_round_trip() {
     for (u, orig) in ["alice", "bob", "carol"].iter().zip(&originals) {
         assert_ne!(w.photo_in_export(u).as_ref(), Some(orig), "{u} replaced");
     }
+    assert!(
+        w.photo_in_export("dave").is_some(),
+        "dave got a first photo"
+    );
     let journal = std::fs::read_to_string(w.path("backups/journal.jsonl")).unwrap();
-    assert_eq!(journal.lines().count(), 3);
+    assert_eq!(journal.lines().count(), 4, "{journal}");
 
     // Restore one user, then everyone.
     let restore = |extra: &[&str]| {
@@ -430,11 +435,17 @@ fn backup_and_restore_round_trip() {
     assert!(out.contains("restored bob"), "{out}");
     assert_eq!(w.changes().len(), 1);
     let o = restore(&[]);
-    ok(&o);
+    let out = ok(&o);
+    assert!(out.contains("removed  dave"), "{out}");
     w.apply_changes();
     for (u, orig) in ["alice", "bob", "carol"].iter().zip(&originals) {
         assert_eq!(w.photo_in_export(u).as_ref(), Some(orig), "{u} restored");
     }
+    assert_eq!(
+        w.photo_in_export("dave"),
+        None,
+        "the photo the sync added is removed"
+    );
     let o = cli()
         .current_dir(&w.dir)
         .args([

@@ -505,9 +505,12 @@ async fn replaced_and_removed_photos_are_backed_up_and_restored() {
     let journal = backups.journal().unwrap();
     assert_eq!(
         journal.len(),
-        2,
-        "alice replaced, wanda removed: {journal:#?}"
+        3,
+        "alice replaced, wanda removed, newbie added: {journal:#?}"
     );
+    let n = journal.iter().find(|e| e.user == k("newbie")).unwrap();
+    assert_eq!(n.old_sha256, None);
+    assert!(sink.photo(&k("newbie")).is_some());
     let a = journal.iter().find(|e| e.user == k("alice")).unwrap();
     let now = sink.photo(&k("alice")).unwrap();
     let hex: String = <sha2::Sha256 as sha2::Digest>::digest(&now)
@@ -515,13 +518,21 @@ async fn replaced_and_removed_photos_are_backed_up_and_restored() {
         .map(|b| format!("{b:02x}"))
         .collect();
     assert_eq!(a.new_sha256.as_deref(), Some(hex.as_str()));
-    assert_eq!(backups.load(&a.old_sha256).unwrap(), old_a);
+    assert_eq!(
+        backups.load(a.old_sha256.as_deref().unwrap()).unwrap(),
+        old_a
+    );
 
     let restored = backups.restore(sink.as_ref(), None).await.unwrap();
-    assert_eq!(restored.len(), 2);
+    assert_eq!(restored.len(), 3);
     assert!(restored.iter().all(|(_, r)| r.is_ok()));
     assert_eq!(sink.photo(&k("alice")), Some(old_a));
     assert_eq!(sink.photo(&k("wanda")), Some(old_w));
+    assert_eq!(
+        sink.photo(&k("newbie")),
+        None,
+        "the sync's first photo is undone"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

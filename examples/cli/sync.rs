@@ -12,7 +12,7 @@ use userphoto::normalize::Profile;
 use userphoto::sink::{AdSink, DirectorySink, LdapConfig, LdifSink, Secret};
 use userphoto::source::{CsvSource, FolderSource, KeyRule, LdapSource, PhotoSource};
 use userphoto::sync::{
-    Action, BackupStore, Engine, Event, Plan, Policy, Reason, Report, Stage, StateStore,
+    Action, BackupStore, Engine, Event, Plan, Policy, Reason, Report, Restored, Stage, StateStore,
 };
 use userphoto::{Error, MatchAttribute, UserKey};
 
@@ -656,7 +656,10 @@ pub fn restore(a: RestoreArgs) -> ExitCode {
         };
         for (user, r) in &done {
             match r {
-                Ok(()) => println!("  restored {user:24} {}", sink.name()),
+                Ok(Restored::Photo) => println!("  restored {user:24} {}", sink.name()),
+                Ok(Restored::Removed) => {
+                    println!("  removed  {user:24} {} (had no photo before)", sink.name())
+                }
                 Err(e) => {
                     failed += 1;
                     println!("  FAIL     {user:24} {}: {e}", sink.name());

@@ -1,4 +1,5 @@
-//! Backups: every photo a sync replaces or deletes is kept first, so a run can be undone.
+//! Backups: every photo a sync replaces or deletes is kept first, and every photo it adds to
+//! a user who had none is noted, so a run can be undone.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -13,7 +14,8 @@ use sha2::{Digest, Sha256};
 use crate::sink::DirectorySink;
 use crate::{Error, ErrorKind, Result, UserKey};
 
-/// One line of the backup journal: a photo that was about to be replaced or deleted.
+/// One line of the backup journal: a photo that was about to be replaced or deleted, or a
+/// photo given to a user who had none.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JournalEntry {
     /// Seconds since the Unix epoch.
@@ -22,8 +24,9 @@ pub struct JournalEntry {
     pub sink: String,
     /// The user.
     pub user: UserKey,
-    /// SHA-256 (hex) of the photo kept, the name of its file in `objects/`.
-    pub old_sha256: String,
+    /// SHA-256 (hex) of the photo kept, the name of its file in `objects/`; `None` when the
+    /// user had no photo (restoring removes the one the sync added).
+    pub old_sha256: Option<String>,
     /// SHA-256 of what replaced it; `None` for a deletion.
     pub new_sha256: Option<String>,
 }
@@ -93,6 +96,27 @@ impl BackupStore {
                 .map_err(|e| io("save", e))?;
             std::fs::rename(&tmp, &path).map_err(|e| io("save", e))?;
         }
+        self.append(sink, user, Some(sha.clone()), new_sha256, true)?;
+        Ok(sha)
+    }
+
+    /// Notes that a sync gave `user` a photo (`new_sha256`) where there was none, so that
+    /// [`restore`](Self::restore) removes it. Called after the write. The line is not
+    /// flushed to disk on its own (one flush per new user would slow a first sync down):
+    /// the next [`save`](Self::save) flushes it, and a crash can lose only such notes, never
+    /// a kept photo.
+    pub fn note_added(&self, sink: &str, user: &UserKey, new_sha256: &str) -> Result<()> {
+        self.append(sink, user, None, Some(new_sha256), false)
+    }
+
+    fn append(
+        &self,
+        sink: &str,
+        user: &UserKey,
+        old_sha256: Option<String>,
+        new_sha256: Option<&str>,
+        durable: bool,
+    ) -> Result<()> {
         let entry = JournalEntry {
             time: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -100,7 +124,7 @@ impl BackupStore {
                 .unwrap_or(0),
             sink: sink.to_owned(),
             user: user.clone(),
-            old_sha256: sha.clone(),
+            old_sha256,
             new_sha256: new_sha256.map(str::to_owned),
         };
         let mut line =
@@ -108,9 +132,8 @@ impl BackupStore {
         line.push(b'\n');
         let mut j = self.journal.lock().unwrap_or_else(|p| p.into_inner());
         j.write_all(&line)
-            .and_then(|_| j.sync_data())
-            .map_err(|e| io("save", e))?;
-        Ok(sha)
+            .and_then(|_| if durable { j.sync_data() } else { Ok(()) })
+            .map_err(|e| io("save", e))
     }
 
     /// Every journal entry, oldest first. A torn last line (a crash mid-write) is ignored.
@@ -159,15 +182,15 @@ impl BackupStore {
         Ok(Bytes::from(b))
     }
 
-    /// Puts back, for every user of `sink` (or only `users`), the photo that their most
-    /// recent journalled change replaced or deleted. One user's failure does not stop the
-    /// others: the result is per user, in key order. The outer error is for an unreadable
-    /// journal.
+    /// Undoes, for every user of `sink` (or only `users`), their most recent journalled
+    /// change: puts back the photo it replaced or deleted, or removes the photo it added to
+    /// a user who had none. One user's failure does not stop the others: the result is per
+    /// user, in key order. The outer error is for an unreadable journal.
     pub async fn restore(
         &self,
         sink: &dyn DirectorySink,
         users: Option<&[UserKey]>,
-    ) -> Result<Vec<(UserKey, Result<()>)>> {
+    ) -> Result<Vec<(UserKey, Result<Restored>)>> {
         let mut latest: BTreeMap<UserKey, JournalEntry> = BTreeMap::new();
         for e in self.journal()? {
             if e.sink == sink.name() && users.is_none_or(|u| u.contains(&e.user)) {
@@ -176,14 +199,26 @@ impl BackupStore {
         }
         let mut done = Vec::new();
         for (user, e) in latest {
-            let r = match self.load(&e.old_sha256) {
-                Ok(photo) => sink.put(&user, &photo).await.map(|_| ()),
-                Err(err) => Err(err.with_user(user.clone())),
+            let r = match &e.old_sha256 {
+                None => sink.delete(&user).await.map(|()| Restored::Removed),
+                Some(old) => match self.load(old) {
+                    Ok(photo) => sink.put(&user, &photo).await.map(|_| Restored::Photo),
+                    Err(err) => Err(err.with_user(user.clone())),
+                },
             };
             done.push((user, r));
         }
         Ok(done)
     }
+}
+
+/// What [`BackupStore::restore`] did for a user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restored {
+    /// The old photo is back.
+    Photo,
+    /// The user had no photo before; the one the sync added is removed.
+    Removed,
 }
 
 #[cfg(test)]
@@ -210,15 +245,21 @@ mod tests {
         );
         let sink = MemorySink::new(1000)
             .with_photo("alice", a1.clone())
-            .with_photo("bob", b1.clone());
+            .with_photo("bob", b1.clone())
+            .with_users(["carol"]);
         // A sync replaces Alice's photo and deletes Bob's, keeping both first.
         store.save("memory", &alice, &a1, Some("new")).unwrap();
         sink.put(&alice, &a2).await.unwrap();
         store.save("memory", &bob, &b1, None).unwrap();
         sink.delete(&bob).await.unwrap();
+        // And gives Carol, who had none, her first photo.
+        let carol = UserKey::new("carol");
+        sink.put(&carol, &a2).await.unwrap();
+        store.note_added("memory", &carol, "c0ffee").unwrap();
         let j = store.journal().unwrap();
-        assert_eq!(j.len(), 2);
+        assert_eq!(j.len(), 3);
         assert_eq!(j[1].new_sha256, None);
+        assert_eq!(j[2].old_sha256, None);
         // The same photo twice is stored once.
         store.save("memory", &alice, &a1, Some("new")).unwrap();
         let objects = std::fs::read_dir(d.join("objects")).unwrap().count();
@@ -227,12 +268,17 @@ mod tests {
         assert_eq!(
             restored
                 .iter()
-                .map(|r| (r.0.clone(), r.1.is_ok()))
+                .map(|r| (r.0.clone(), r.1.as_ref().ok().copied()))
                 .collect::<Vec<_>>(),
-            vec![(alice.clone(), true), (bob.clone(), true)]
+            vec![
+                (alice.clone(), Some(Restored::Photo)),
+                (bob.clone(), Some(Restored::Photo)),
+                (carol.clone(), Some(Restored::Removed)),
+            ]
         );
         assert_eq!(sink.photo(&alice), Some(a1));
         assert_eq!(sink.photo(&bob), Some(b1));
+        assert_eq!(sink.photo(&carol), None, "the added photo is removed");
         // Only the named users; a user the sink no longer has fails alone.
         let other = MemorySink::new(1000).with_users(["alice"]);
         let r = store
@@ -242,7 +288,7 @@ mod tests {
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].1.as_ref().unwrap_err().kind(), ErrorKind::UserNotFound);
         let r = store.restore(&other, None).await.unwrap();
-        assert!(r[0].1.is_ok() && r[1].1.is_err());
+        assert!(r[0].1.is_ok() && r[1].1.is_err() && r[2].1.is_err());
         assert_eq!(
             other.photo(&alice),
             Some(Bytes::from_static(b"\xFF\xD8alice-1"))

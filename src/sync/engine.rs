@@ -1272,10 +1272,13 @@ impl<'e> Prepared<'e> {
         }
         // Keep what is about to be replaced or removed. A user who had no photo when the
         // plan was made (reason `New`) has nothing to keep.
-        if let (Some(backups), false) = (&eng.backups, it.reason == Reason::New) {
+        let mut had_none = it.reason == Reason::New;
+        if let (Some(backups), false) = (&eng.backups, had_none) {
             let (old, attempts) = retried(Op::Fetch).await;
             out.attempts += attempts;
-            if let Fetched::Old(Some(old)) = old? {
+            let old = old?;
+            had_none = matches!(old, Fetched::Old(None));
+            if let Fetched::Old(Some(old)) = old {
                 let (b, name, k, new) = (
                     backups.clone(),
                     sink.name().to_owned(),
@@ -1303,6 +1306,13 @@ impl<'e> Prepared<'e> {
             Fetched::Version(v) => v,
             Fetched::Old(_) => None,
         };
+        let sha = sha256_hex(jpeg);
+        // A first photo: note it, so that a restore removes it.
+        if let (Some(backups), true) = (&eng.backups, had_none) {
+            backups
+                .note_added(sink.name(), key, &sha)
+                .map_err(|e| e.with_user(key.clone()))?;
+        }
         let fingerprint = self
             .refs
             .get(key)
@@ -1310,7 +1320,7 @@ impl<'e> Prepared<'e> {
             .unwrap_or_default();
         Ok(Some(StateRecord {
             source_fingerprint: format!("{}:{fingerprint}", tg.profile_id),
-            rendition_sha256: sha256_hex(jpeg),
+            rendition_sha256: sha,
             bytes: jpeg.len(),
             version,
             time: now_secs(),

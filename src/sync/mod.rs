@@ -17,7 +17,7 @@ mod report;
 mod retry;
 mod state;
 
-pub use backup::{BackupStore, JournalEntry};
+pub use backup::{BackupStore, JournalEntry, Restored};
 pub use engine::{Engine, Prepared};
 pub use event::{Event, Stage};
 pub use plan::{
