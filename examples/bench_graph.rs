@@ -1,15 +1,19 @@
 //! How close a sync through the Graph sink gets to the per-app limit: 1,000 users against
-//! the Graph fake with 100 ms per request and 4 requests in flight, then again with 5% of
-//! requests throttled (`429`, `Retry-After: 1`), and JSON batching against single requests.
+//! the Graph fake with 100 ms per request and 4 requests in flight (a first run, then two
+//! unchanged ones), a first run with `confirm_uploads(true)`, the default runs again with 5%
+//! of requests throttled (`429`, `Retry-After: 1`), and JSON batching against single
+//! requests.
 //!
 //! ```text
 //! CARGO_TARGET_DIR=/work/target-graph-sink cargo run --release --example bench_graph [USERS]
 //! ```
 //!
-//! "Ideal" is the issue's yardstick, one request per user: `users × 0.1 s / 4`. A first run
-//! needs two requests per user (the PUT, then a read of the new etag: Graph's PUT answers no
-//! etag; the engine does not read a re-encoding sink before a write it cannot skip), so the
-//! bench also prints its own floor, `requests × 0.1 s / 4`.
+//! "Ideal" is the issue's yardstick, one request per user: `users × 0.1 s / 4`. By default
+//! a first run makes one request per user, the PUT (the engine does not read a re-encoding
+//! sink before a write it cannot skip, and the sink does not read the new etag back), and
+//! the second run one, the metadata read that adopts that etag. With `confirm_uploads(true)`
+//! a first run makes two requests per user (the PUT, then a read of the new etag: Graph's PUT
+//! answers no etag). The bench also prints each run's own floor, `requests × 0.1 s / 4`.
 
 #[path = "../tests/support/graph_server.rs"]
 mod graph_server;
@@ -39,7 +43,7 @@ async fn start(users: usize) -> GraphServer {
     srv
 }
 
-fn sink(srv: &GraphServer) -> GraphSink {
+fn sink(srv: &GraphServer, confirm_uploads: bool) -> GraphSink {
     GraphSink::builder(
         srv.tenant_id(),
         srv.client_id(),
@@ -48,6 +52,7 @@ fn sink(srv: &GraphServer) -> GraphSink {
     .graph_url(srv.base_url())
     .login_url(srv.login_url())
     .max_in_flight(IN_FLIGHT)
+    .confirm_uploads(confirm_uploads)
     .build()
     .expect("sink")
 }
@@ -65,14 +70,14 @@ fn line(
     let floor = ops as f64 * LATENCY.as_secs_f64() / IN_FLIGHT as f64;
     let w = wall.as_secs_f64();
     println!(
-        "{label:<34} {w:7.2} s  ratio to ideal ({ideal:.0} s) {:5.2}x  requests {ops:5} ({:.2}/user)  ratio to {floor:.1} s for those requests {:5.2}x  max in flight {}",
+        "{label:<48} {w:7.2} s  ratio to ideal ({ideal:.0} s) {:5.2}x  requests {ops:5} ({:.2}/user)  ratio to {floor:.1} s for those requests {:5.2}x  max in flight {}",
         w / ideal,
         ops as f64 / users as f64,
         w / floor,
         srv.max_in_flight(),
     );
     println!(
-        "{:<34} stages: read {:.2} s, normalize {:.2} s, apply {:.2} s; retries {}",
+        "{:<48} stages: read {:.2} s, normalize {:.2} s, apply {:.2} s; retries {}",
         "",
         t.read_ms as f64 / 1e3,
         t.normalize_ms as f64 / 1e3,
@@ -81,7 +86,10 @@ fn line(
     );
 }
 
-async fn sync_runs(users: usize, throttled: bool) {
+/// A first run of `users` new users and, unless `confirm_uploads` (whose later runs are
+/// the same as the default's), two more over the same, unchanged photos: the second adopts
+/// the etags of the first's uploads, the third compares them.
+async fn sync_runs(users: usize, throttled: bool, confirm_uploads: bool) {
     let srv = start(users).await;
     if throttled {
         // 5% of requests: every 20th answers 429 with Retry-After: 1.
@@ -94,19 +102,24 @@ async fn sync_runs(users: usize, throttled: bool) {
         s.with_photo(upn(i), photo_jpeg(96, 128, i as u32))
     });
     let dir = std::env::temp_dir().join(format!(
-        "userphoto-bench-graph-{}-{throttled}",
+        "userphoto-bench-graph-{}-{throttled}-{confirm_uploads}",
         std::process::id()
     ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
     let engine = Engine::new(source)
-        .with_sink(sink(&srv), Profile::graph())
+        .with_sink(sink(&srv, confirm_uploads), Profile::graph())
         .with_state(StateStore::open(dir.join("state.redb")).expect("state"))
         // Users in progress; the sink keeps requests at 4. More users than requests lets a
         // user that waits out a Retry-After leave its request slot to others.
         .with_concurrency(4 * IN_FLIGHT)
         .with_retry(RetryPolicy::default().with_budget(users));
-    let tag = if throttled { ", 5% throttled 1 s" } else { "" };
+    let tag = match (throttled, confirm_uploads) {
+        (false, false) => "",
+        (true, false) => ", 5% throttled 1 s",
+        (false, true) => ", confirm_uploads(true)",
+        (true, true) => ", confirm_uploads(true), 5% throttled 1 s",
+    };
 
     let ops = srv.operation_count();
     let t = Instant::now();
@@ -122,19 +135,26 @@ async fn sync_runs(users: usize, throttled: bool) {
         &r.timings,
     );
 
-    let ops = srv.operation_count();
-    let t = Instant::now();
-    let r = engine.run(false).await.expect("second run");
-    assert!(r.aborted.is_none() && r.failed() == 0, "{:?}", r.aborted);
-    assert_eq!(r.sinks["graph"].unchanged, users);
-    line(
-        &format!("second run (unchanged){tag}"),
-        users,
-        t.elapsed(),
-        &srv,
-        ops,
-        &r.timings,
-    );
+    let later: &[&str] = if confirm_uploads {
+        &[]
+    } else {
+        &["second run (adopts the etags)", "third run (unchanged)"]
+    };
+    for label in later {
+        let ops = srv.operation_count();
+        let t = Instant::now();
+        let r = engine.run(false).await.expect("later run");
+        assert!(r.aborted.is_none() && r.failed() == 0, "{:?}", r.aborted);
+        assert_eq!(r.sinks["graph"].unchanged, users);
+        line(
+            &format!("{label}{tag}"),
+            users,
+            t.elapsed(),
+            &srv,
+            ops,
+            &r.timings,
+        );
+    }
     let v = srv.retry_after_violations();
     assert!(v.is_empty(), "retried before Retry-After: {}", v.len());
     let _ = std::fs::remove_dir_all(&dir);
@@ -226,8 +246,9 @@ fn main() {
             "Graph sink bench: {users} users, {} ms per request, {IN_FLIGHT} in flight",
             LATENCY.as_millis()
         );
-        sync_runs(users, false).await;
-        sync_runs(users, true).await;
+        sync_runs(users, false, false).await;
+        sync_runs(users, false, true).await;
+        sync_runs(users, true, false).await;
         batching().await;
     });
 }

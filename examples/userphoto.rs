@@ -12,7 +12,7 @@
 //!                --bind-password-env VAR | --bind-password-file FILE --base-dn DN [--attribute NAME]
 //!   --sink graph: --tenant TENANT --client-id ID (--client-secret-env VAR | --client-cert FILE
 //!                --client-key FILE) [--cloud global|usgov|usgov-dod|china] [--graph-url URL]
-//!                [--login-url URL]
+//!                [--login-url URL] [--graph-confirm-uploads]
 //! userphoto plan    (the same options; prints the plan, changes nothing)
 //! userphoto restore --sink ldif:EXPORT.ldif --out CHANGES.ldif [--backup-dir DIR] [--user KEY]...
 //! ```
@@ -22,8 +22,8 @@
 //! failure `error_kind` and `error`. Exit code 0 when all succeeded, 1 when any failed, 2 on
 //! bad usage.
 //!
-//! `sync` lists the source, reads the directory, normalizes what may need writing, prints
-//! the plan, applies it (a progress bar on a terminal, plain lines on stderr otherwise) and
+//! `sync` lists the source, reads the directory, normalizes what may need writing (the
+//! photos of users who have none yet while it writes), prints the plan, applies it (a progress bar on a terminal, plain lines on stderr otherwise) and
 //! prints a summary; `--report` writes the JSON report. Exit code 0 when everything planned
 //! was applied, 1 when some users failed, 2 on bad usage or a run-level failure (with a
 //! one-line reason on stderr).

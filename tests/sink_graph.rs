@@ -1,6 +1,7 @@
 //! The Microsoft Graph sink against the Graph fake (`tests/support/graph_server.rs`):
 //! conformance, both token modes, token caching and refresh, throttling through the sync
-//! engine, skip-unchanged through the state store, addressing, lookups, run-level failures.
+//! engine, skip-unchanged through the state store (uploads confirmed by an etag read, or not
+//! and the etag adopted on the next run), addressing, lookups, run-level failures.
 
 #[path = "support/graph_server.rs"]
 mod graph_server;
@@ -21,7 +22,9 @@ use userphoto::sink::{
     AssertionAlgorithm, DirectorySink, GraphCertificate, GraphSink, GraphSinkBuilder, Secret,
 };
 use userphoto::source::MemorySource;
-use userphoto::sync::{Engine, Reason, RetryPolicy, StateStore, Status};
+use userphoto::sync::{
+    Action, Engine, Reason, Report, RetryPolicy, StateRecord, StateStore, Status,
+};
 use userphoto::{ErrorKind, MatchAttribute, UserKey};
 
 const GUEST_ID: &str = "9a8b7c6d-5e4f-4a3b-9c2d-1e0f2a3b4c5d";
@@ -106,8 +109,10 @@ async fn conformance_by_employee_id_and_by_object_id() {
     };
     sink_contract(&s, &fx).await;
 
+    // And with the etag read after each upload.
     let s = builder(&srv)
         .match_attribute(MatchAttribute::ObjectGuid)
+        .confirm_uploads(true)
         .build()
         .unwrap();
     let fx = SinkFixture {
@@ -326,14 +331,17 @@ async fn engine_under_throttling_waits_and_bounds_flight() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn skip_unchanged_through_the_state_store() {
+async fn skip_unchanged_through_the_state_store_with_confirmed_uploads() {
     let srv = server(6).await;
     let dir = std::env::temp_dir().join(format!("userphoto-graph-state-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let users: Vec<String> = (0..6).map(upn_of).collect();
     let engine = Engine::new(source_for(&users, 100))
-        .with_sink(sink(&srv), Profile::graph())
+        .with_sink(
+            builder(&srv).confirm_uploads(true).build().unwrap(),
+            Profile::graph(),
+        )
         .with_state(StateStore::open(dir.join("state.redb")).unwrap());
     let first = engine.run(false).await.unwrap();
     assert_eq!(first.sinks["graph"].put, 6);
@@ -362,6 +370,297 @@ async fn skip_unchanged_through_the_state_store() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A state store in a fresh directory, removed when dropped.
+struct StateDir(std::path::PathBuf);
+
+impl StateDir {
+    fn new(tag: &str) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("userphoto-graph-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    fn path(&self) -> std::path::PathBuf {
+        self.0.join("state.redb")
+    }
+
+    /// The records of `users` for the `graph` sink (the store is opened and closed again).
+    fn records(&self, users: &[String]) -> Vec<StateRecord> {
+        let store = StateStore::open(self.path()).unwrap();
+        users
+            .iter()
+            .map(|u| {
+                store
+                    .get("graph", &key(u))
+                    .unwrap()
+                    .unwrap_or_else(|| panic!("no state record for {u}"))
+            })
+            .collect()
+    }
+}
+
+impl Drop for StateDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// One engine run of `users` (photos from seed 200) into `s` with the store in `dir`; the
+/// engine, and with it the store, is closed before it returns.
+async fn sync(s: &GraphSink, users: &[String], dir: &StateDir) -> Report {
+    let engine = Engine::new(source_for(users, 200))
+        .with_sink(s.clone(), Profile::graph())
+        .with_state(StateStore::open(dir.path()).unwrap());
+    let report = engine.run(false).await.unwrap();
+    assert!(report.aborted.is_none(), "{:?}", report.aborted);
+    assert_eq!(report.failed(), 0, "{:?}", report.outcomes);
+    report
+}
+
+/// The photo requests (`…/photo` and `…/photo/$value`) since the records were cleared, as
+/// (method, user id, path), after checking that every other request was for a token.
+fn photo_requests(srv: &GraphServer) -> Vec<(String, String, String)> {
+    let mut v = Vec::new();
+    for r in srv.records() {
+        if r.kind == RequestKind::Token {
+            continue;
+        }
+        assert!(
+            r.path.ends_with("/photo") || r.path.ends_with("/photo/$value"),
+            "not a photo request: {} {}",
+            r.method,
+            r.path
+        );
+        assert_eq!(r.status, 200, "{} {}: {}", r.method, r.path, r.status);
+        v.push((
+            r.method.clone(),
+            r.user_id.clone().expect("a user"),
+            r.path.clone(),
+        ));
+    }
+    v
+}
+
+/// Every user of `users` appears once in `requests`, with `method` on a path ending in
+/// `suffix`, and nothing else is there.
+fn one_each(
+    srv: &GraphServer,
+    requests: &[(String, String, String)],
+    users: &[String],
+    method: &str,
+    suffix: &str,
+) {
+    let mut ids: Vec<String> = requests
+        .iter()
+        .filter(|(m, _, p)| m == method && p.ends_with(suffix))
+        .map(|(_, id, _)| id.clone())
+        .collect();
+    ids.sort();
+    let mut want: Vec<String> = users.iter().map(|u| srv.user(u).unwrap().id).collect();
+    want.sort();
+    assert_eq!(ids, want, "one {method} …{suffix} per user: {requests:?}");
+}
+
+fn etags(srv: &GraphServer, users: &[String]) -> Vec<Option<String>> {
+    users
+        .iter()
+        .map(|u| srv.user(u).unwrap().photo_etag)
+        .collect()
+}
+
+fn versions(records: &[StateRecord]) -> Vec<Option<String>> {
+    records.iter().map(|r| r.version.clone()).collect()
+}
+
+/// Default mode, first run: one request per user, the PUT (and one token request); the
+/// state store records the uploads without an etag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_first_run_sends_one_put_per_user() {
+    let srv = server(5).await;
+    let users: Vec<String> = (0..5).map(upn_of).collect();
+    let dir = StateDir::new("one-put");
+    let s = sink(&srv);
+    let first = sync(&s, &users, &dir).await;
+    assert_eq!(first.sinks["graph"].put, 5, "{:?}", first.sinks);
+    let requests = photo_requests(&srv);
+    assert_eq!(
+        requests.len(),
+        5,
+        "one photo request per user: {requests:?}"
+    );
+    one_each(&srv, &requests, &users, "PUT", "/photo/$value");
+    assert_eq!(srv.token_request_count(), 1);
+    assert_eq!(versions(&dir.records(&users)), vec![None; 5]);
+    for u in &users {
+        assert_eq!(srv.user(u).unwrap().uploads, 1, "{u}");
+    }
+
+    // The sink alone: a PUT and nothing else, no etag, even when reads would be stale.
+    srv.configure(|c| c.stale_metadata_reads = 5);
+    srv.clear_records();
+    assert_eq!(s.put(&key(&users[0]), &jpeg(77)).await.unwrap(), None);
+    let requests = photo_requests(&srv);
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert_eq!(requests[0].0, "PUT");
+}
+
+/// Default mode, second run: one metadata read per user, everyone unchanged, and the etags
+/// read are stored in the state records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_second_run_reads_once_per_user_and_adopts_the_etags() {
+    let srv = server(5).await;
+    let users: Vec<String> = (0..5).map(upn_of).collect();
+    let dir = StateDir::new("adopt");
+    let s = sink(&srv);
+    sync(&s, &users, &dir).await;
+
+    srv.clear_records();
+    let second = sync(&s, &users, &dir).await;
+    assert_eq!(second.sinks["graph"].put, 0, "{:?}", second.outcomes);
+    assert_eq!(second.sinks["graph"].unchanged, 5, "{:?}", second.outcomes);
+    let requests = photo_requests(&srv);
+    assert_eq!(requests.len(), 5, "one read per user: {requests:?}");
+    one_each(&srv, &requests, &users, "GET", "/photo");
+    let records = dir.records(&users);
+    assert!(records.iter().all(|r| r.version.is_some()), "{records:?}");
+    assert_eq!(versions(&records), etags(&srv, &users), "the etags seen");
+}
+
+/// Default mode, after the etags are adopted: a third run skips everyone again, and a photo
+/// someone else changes after that is detected and written again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_after_adoption_a_third_party_change_is_written_again() {
+    let srv = server(5).await;
+    let users: Vec<String> = (0..5).map(upn_of).collect();
+    let dir = StateDir::new("detect");
+    let s = sink(&srv);
+    sync(&s, &users, &dir).await;
+    sync(&s, &users, &dir).await;
+
+    srv.clear_records();
+    let third = sync(&s, &users, &dir).await;
+    assert_eq!(third.sinks["graph"].put, 0, "{:?}", third.outcomes);
+    assert_eq!(third.sinks["graph"].unchanged, 5);
+    let requests = photo_requests(&srv);
+    assert_eq!(requests.len(), 5, "{requests:?}");
+    one_each(&srv, &requests, &users, "GET", "/photo");
+
+    // Someone else changes user 2's photo: the next run writes ours back, to that user only.
+    let theirs = photo_jpeg(64, 64, 4242);
+    srv.set_photo(&users[2], theirs.clone()).unwrap();
+    srv.clear_records();
+    let fourth = sync(&s, &users, &dir).await;
+    assert_eq!(fourth.sinks["graph"].put, 1, "{:?}", fourth.outcomes);
+    assert_eq!(fourth.sinks["graph"].unchanged, 4);
+    let o = fourth
+        .outcomes
+        .iter()
+        .find(|o| o.key == key(&users[2]))
+        .unwrap();
+    assert_eq!(
+        (o.action, o.reason),
+        (Action::Put, Reason::Changed),
+        "{o:?}"
+    );
+    let requests = photo_requests(&srv);
+    assert_eq!(requests.len(), 6, "5 reads and 1 PUT: {requests:?}");
+    one_each(&srv, &requests, &users[2..3], "PUT", "/photo/$value");
+    let now = srv.user(&users[2]).unwrap();
+    assert_ne!(now.photo.as_deref(), Some(theirs.as_slice()));
+    assert_eq!(now.uploads, 2);
+
+    // The rewrite's etag is adopted in turn.
+    let fifth = sync(&s, &users, &dir).await;
+    assert_eq!(fifth.sinks["graph"].unchanged, 5, "{:?}", fifth.outcomes);
+    assert_eq!(versions(&dir.records(&users)), etags(&srv, &users));
+}
+
+/// The documented trade-off of the default mode: a change someone else makes between our
+/// upload and the next run is adopted as ours, not written over (`confirm_uploads(true)`
+/// detects it: see the next test).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_adopts_a_change_made_between_the_upload_and_the_next_run() {
+    let srv = server(4).await;
+    let users: Vec<String> = (0..4).map(upn_of).collect();
+    let dir = StateDir::new("tradeoff");
+    let s = sink(&srv);
+    sync(&s, &users, &dir).await;
+
+    let theirs = photo_jpeg(64, 64, 4343);
+    let their_etag = srv.set_photo(&users[1], theirs.clone()).unwrap();
+    srv.clear_records();
+    let second = sync(&s, &users, &dir).await;
+    assert_eq!(second.sinks["graph"].put, 0, "{:?}", second.outcomes);
+    assert_eq!(second.sinks["graph"].unchanged, 4);
+    assert!(photo_requests(&srv).iter().all(|(m, _, _)| m == "GET"));
+    let u = srv.user(&users[1]).unwrap();
+    assert_eq!(u.photo.as_deref(), Some(theirs.as_slice()), "theirs stays");
+    assert_eq!(
+        dir.records(&users)[1].version.as_deref(),
+        Some(their_etag.as_str()),
+        "their etag is recorded as our upload's"
+    );
+
+    // And it stays: later runs take it for ours.
+    let third = sync(&s, &users, &dir).await;
+    assert_eq!(third.sinks["graph"].put, 0, "{:?}", third.outcomes);
+    assert_eq!(
+        srv.user(&users[1]).unwrap().photo.as_deref(),
+        Some(theirs.as_slice())
+    );
+}
+
+/// `confirm_uploads(true)`: a PUT and a metadata read per user on the first run, the etags
+/// stored at once, and a change someone else makes before the next run is detected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confirm_uploads_reads_each_etag_and_detects_a_change_before_the_next_run() {
+    let srv = server(4).await;
+    let users: Vec<String> = (0..4).map(upn_of).collect();
+    let dir = StateDir::new("confirm");
+    let s = builder(&srv).confirm_uploads(true).build().unwrap();
+    let first = sync(&s, &users, &dir).await;
+    assert_eq!(first.sinks["graph"].put, 4, "{:?}", first.sinks);
+    let requests = photo_requests(&srv);
+    assert_eq!(requests.len(), 8, "a PUT and a GET per user: {requests:?}");
+    one_each(&srv, &requests, &users, "PUT", "/photo/$value");
+    one_each(&srv, &requests, &users, "GET", "/photo");
+    for u in &users {
+        let id = srv.user(u).unwrap().id;
+        let mine: Vec<&str> = requests
+            .iter()
+            .filter(|(_, i, _)| *i == id)
+            .map(|(m, _, _)| m.as_str())
+            .collect();
+        assert_eq!(mine, ["PUT", "GET"], "the read follows the upload");
+    }
+    assert_eq!(versions(&dir.records(&users)), etags(&srv, &users));
+
+    let theirs = photo_jpeg(64, 64, 4444);
+    srv.set_photo(&users[1], theirs.clone()).unwrap();
+    srv.clear_records();
+    let second = sync(&s, &users, &dir).await;
+    assert_eq!(second.sinks["graph"].put, 1, "{:?}", second.outcomes);
+    assert_eq!(second.sinks["graph"].unchanged, 3);
+    let o = second
+        .outcomes
+        .iter()
+        .find(|o| o.key == key(&users[1]))
+        .unwrap();
+    assert_eq!(
+        (o.action, o.reason),
+        (Action::Put, Reason::Changed),
+        "{o:?}"
+    );
+    assert_ne!(
+        srv.user(&users[1]).unwrap().photo.as_deref(),
+        Some(theirs.as_slice()),
+        "ours is written back"
+    );
+    assert_eq!(versions(&dir.records(&users)), etags(&srv, &users));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversize_refused_without_a_request() {
     let srv = server(1).await;
@@ -378,7 +677,7 @@ async fn oversize_refused_without_a_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn guest_and_dollar_upns_are_addressed() {
     let srv = server(1).await;
-    let s = sink(&srv);
+    let s = builder(&srv).confirm_uploads(true).build().unwrap();
     for (upn, id) in [(GUEST_UPN, GUEST_ID), (DOLLAR_UPN, DOLLAR_ID)] {
         let k = key(upn);
         assert!(s.current(&k).await.unwrap().is_none(), "{upn}");
@@ -557,7 +856,7 @@ async fn a_user_not_in_the_directory_fails_alone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_etag_after_upload_is_not_recorded() {
     let srv = server(2).await;
-    let s = sink(&srv);
+    let s = builder(&srv).confirm_uploads(true).build().unwrap();
     let u = key(&upn_of(0));
     s.put(&u, &jpeg(1)).await.unwrap();
     assert!(s.current(&u).await.unwrap().is_some());
@@ -603,6 +902,33 @@ fn cli_options_open_a_sink() {
     let s = open_graph_sink(&with_secret, "employeeId", 4).unwrap();
     assert_eq!(s.name(), "graph");
     assert!(!format!("{s:?}").contains("s3cret"));
+    assert!(format!("{s:?}").contains("confirm_uploads: false"), "{s:?}");
+    let confirmed = open_graph_sink(
+        &GraphArgs {
+            confirm_uploads: true,
+            ..with_secret.clone()
+        },
+        "upn",
+        4,
+    )
+    .unwrap();
+    assert!(
+        format!("{confirmed:?}").contains("confirm_uploads: true"),
+        "{confirmed:?}"
+    );
+    #[derive(clap::Parser)]
+    struct Flags {
+        #[command(flatten)]
+        graph: GraphArgs,
+    }
+    use clap::Parser as _;
+    assert!(!Flags::try_parse_from(["x"]).unwrap().graph.confirm_uploads);
+    assert!(
+        Flags::try_parse_from(["x", "--graph-confirm-uploads"])
+            .unwrap()
+            .graph
+            .confirm_uploads
+    );
     assert!(err(
         &GraphArgs {
             cloud: Some("mars".into()),

@@ -41,6 +41,11 @@ pub struct GraphArgs {
     /// https://login.microsoftonline.com (the client adds /{tenant}/oauth2/v2.0/token).
     #[arg(long = "login-url", value_name = "URL")]
     pub login_url: Option<String>,
+    /// Read each photo's new etag right after uploading it (one more request per upload), so
+    /// that a change someone else makes before the next run is detected. Without it the
+    /// next run takes the etag it finds as that of our upload.
+    #[arg(long = "graph-confirm-uploads")]
+    pub confirm_uploads: bool,
 }
 
 /// The Graph sink for `--sink graph`: `match_attr` is the `--match` value (`upn`, `id`,
@@ -105,6 +110,7 @@ pub fn open_graph_sink(
     let sink = b
         .match_attribute(m)
         .max_in_flight(concurrency)
+        .confirm_uploads(args.confirm_uploads)
         .build()
         .map_err(|e| format!("--sink graph: {e}"))?;
     Ok(Arc::new(sink))

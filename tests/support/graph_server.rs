@@ -1011,6 +1011,28 @@ impl GraphServer {
         add_user(&mut self.inner.lock(), user);
     }
 
+    /// Replaces a user's photo (id or UPN, case-insensitive) the way another client would (the
+    /// user in Outlook or Teams, an admin), without a request: a new `@odata.mediaEtag`, no
+    /// read-your-write delay, not counted in [`UserSnapshot::uploads`]. Returns the new etag,
+    /// or `None` for an unknown user.
+    pub fn set_photo(&self, key: &str, bytes: Vec<u8>) -> Option<String> {
+        let mut st = self.inner.lock();
+        let idx = st.find_user(key)?;
+        let previous = st.users[idx].photo.as_ref().map(|p| p.etag.clone());
+        let etag = st.new_etag(&bytes, previous.as_deref());
+        let content_type = detect_image(&bytes).unwrap_or("application/octet-stream");
+        let size = image_size(&bytes);
+        let user = &mut st.users[idx];
+        user.photo = Some(Photo {
+            bytes: Arc::new(bytes),
+            etag: etag.clone(),
+            content_type,
+            size,
+        });
+        user.stale = None;
+        Some(etag)
+    }
+
     /// A user by id or UPN (case-insensitive).
     pub fn user(&self, key: &str) -> Option<UserSnapshot> {
         let st = self.inner.lock();

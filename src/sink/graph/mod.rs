@@ -19,22 +19,36 @@
 //! * **Throttling** (2): 429/503/504 become retryable errors carrying `Retry-After`
 //!   (seconds or HTTP date); the sync engine waits and retries, never earlier than asked.
 //!   The sink itself never loops on them, with one exception: reading the new etag right
-//!   after a successful upload (below). At most 4 requests are in flight per sink by
-//!   default (the documented per-app limit for photos), whoever calls it.
+//!   after a successful upload when it is asked to (below). At most 4 requests are in
+//!   flight per sink by default (the documented per-app limit for photos), whoever calls it.
 //! * **Correlation** (5): a fresh GUID `client-request-id` on every request; the answer's
 //!   `request-id` is kept in every error message.
 //!
 //! # The etag after an upload
 //!
 //! Graph re-encodes uploads and gives every upload a new `@odata.mediaEtag`, and the state
-//! store skips a user only when both the rendition hash and the etag seen after our upload
-//! still match. The PUT answers `200` with no body (1.2), so [`GraphSink::put`] reads the
-//! metadata once more and returns its etag (it would use an `ETag` header or a
-//! `@odata.mediaEtag` in the PUT's answer if Graph ever sent one). If that read is throttled
-//! the upload has already landed, so the sink waits out `Retry-After` itself (at most
-//! 3 reads) rather than fail and make the engine upload again; if it still cannot tell, or
-//! the metadata still shows the etag from before the upload (read-your-write delay, 1.9),
-//! `put` returns no etag and the next run writes that user again.
+//! store skips a user only when both the rendition hash and the etag recorded for our upload
+//! still match. The PUT answers `200` with no body (1.2), so the etag is learnt by reading
+//! the metadata (`put` would use an `ETag` header or a `@odata.mediaEtag` in the PUT's
+//! answer if Graph ever sent one). When it is read depends on
+//! [`confirm_uploads`](GraphSinkBuilder::confirm_uploads):
+//!
+//! * **Off (the default): on the next run.** [`GraphSink::put`] sends the `PUT` only and
+//!   returns no etag. The engine records the upload without a version, reads `current` for
+//!   that user on the next run like for any user it has a record of, and when the source
+//!   photo and the rendition still match the record, counts the user as unchanged and
+//!   stores the etag it saw. One request per upload, and no read right after a write (which
+//!   contract 1.9 does not promise to be consistent). A change someone else makes between
+//!   our upload and that next run is taken for ours; a change made later is detected. (Were
+//!   that next read still to show the photo from before our upload, its etag would be
+//!   adopted and the run after would write the user once more: one extra upload, no harm.)
+//! * **On: right after the upload.** `put` reads `GET …/photo` once more and returns its
+//!   etag. If that read is throttled the upload has already landed, so the sink waits out
+//!   `Retry-After` itself (at most 3 reads) rather than fail and make the engine upload
+//!   again; if it still cannot tell, or the metadata still shows the etag from before the
+//!   upload (read-your-write delay, 1.9, waited out for up to ~3.5 s), `put` returns no etag
+//!   and the next run adopts the etag as above. Two requests per upload; any later change by
+//!   someone else is detected.
 //!
 //! # JSON batching
 //!
@@ -49,12 +63,14 @@
 //!
 //! # Throughput
 //!
-//! Same bench, 1,000 users: a first run makes 2 requests per user (the PUT and the etag
-//! read; the engine does not read a re-encoding sink before a write the state store cannot
-//! vouch for) and took 54.7 s, 1.09x its floor of 2,000 × 0.1 s / 4 = 50 s (normalizing
-//! runs before the writes); an unchanged second run makes 1 request per user and took
-//! 25.6 s (1.02x of 25 s). With 5% of requests throttled for 1 s: 55.5 s (1.06x of its
-//! 2,105-request floor).
+//! Same bench, 1,000 users, default settings: a first run makes 1 request per user (the PUT;
+//! the engine does not read a re-encoding sink before a write the state store cannot vouch
+//! for) and took 25.5 s, 1.02x the 1,000 × 0.1 s / 4 = 25 s; the second run (1 read
+//! per user, adopting the etags) and the third (1 read per user, comparing them) took 25.5 s
+//! and 25.6 s. With [`confirm_uploads(true)`](GraphSinkBuilder::confirm_uploads) a first
+//! run makes 2 requests per user and took 51.1 s (1.02x its floor of 50 s). With 5% of
+//! requests throttled for 1 s: 26.4 s, 26.5 s and 26.2 s (1.06x of 25 s; 1.01x of the
+//! ~1,052-request floor).
 //! Give the engine more users in flight than the sink has requests (e.g. 16 for 4) so a user
 //! waiting out a `Retry-After` does not idle a request slot.
 
@@ -163,6 +179,7 @@ pub struct GraphSinkBuilder {
     max_bytes: usize,
     name: String,
     default_profile: String,
+    confirm_uploads: bool,
 }
 
 impl GraphSinkBuilder {
@@ -237,6 +254,29 @@ impl GraphSinkBuilder {
     /// The profile this sink is written with by default (`graph`).
     pub fn default_profile(mut self, profile: impl Into<String>) -> Self {
         self.default_profile = profile.into();
+        self
+    }
+
+    /// Whether [`put`](DirectorySink::put) reads the new `@odata.mediaEtag` back after each
+    /// upload (default `false`).
+    ///
+    /// * `false` (the default): one request per upload, the `PUT`. `put` returns no etag
+    ///   (unless Graph's answer to the `PUT` carries one), so the state store records the
+    ///   upload without a version; the next run reads the photo's metadata as it does for
+    ///   every user it has a record of, and when the source photo and the rendition still
+    ///   match the record it counts the user as unchanged and adopts the etag it sees. Later
+    ///   runs compare etags as usual. This halves the requests of a bulk upload (Graph
+    ///   allows 4 photo requests in flight per app, so requests are what a run takes time
+    ///   for) and never reads a photo right after writing it, which Graph does not promise
+    ///   to show at once (contract 1.9).
+    ///   The trade-off: a change someone else makes (in Outlook, Teams, the admin center)
+    ///   between our upload and the next run is adopted as ours and not written over; a
+    ///   change made after that next run is detected.
+    /// * `true`: `put` reads `GET …/photo` after a successful `PUT` and returns its etag
+    ///   (see [the module docs](self#the-etag-after-an-upload)), so any later change by
+    ///   someone else is detected, at the cost of one more request per upload.
+    pub fn confirm_uploads(mut self, yes: bool) -> Self {
+        self.confirm_uploads = yes;
         self
     }
 
@@ -321,6 +361,7 @@ impl GraphSinkBuilder {
                 max_bytes: self.max_bytes,
                 name: self.name,
                 default_profile: self.default_profile,
+                confirm_uploads: self.confirm_uploads,
             }),
         })
     }
@@ -349,6 +390,8 @@ struct Inner {
     max_bytes: usize,
     name: String,
     default_profile: String,
+    /// Read the etag back after an upload ([`GraphSinkBuilder::confirm_uploads`]).
+    confirm_uploads: bool,
 }
 
 impl fmt::Debug for GraphSink {
@@ -359,6 +402,7 @@ impl fmt::Debug for GraphSink {
             .field("token", &self.inner.token)
             .field("addressing", &self.inner.addressing)
             .field("max_in_flight", &self.inner.max_in_flight)
+            .field("confirm_uploads", &self.inner.confirm_uploads)
             .finish_non_exhaustive()
     }
 }
@@ -386,6 +430,7 @@ impl GraphSink {
             max_bytes: GRAPH_MAX_BYTES,
             name: "graph".into(),
             default_profile: "graph".into(),
+            confirm_uploads: false,
         }
     }
 
@@ -657,7 +702,7 @@ impl GraphSink {
     }
 
     /// The etag after our upload: one read, waiting out `Retry-After` (at most 3 reads)
-    /// and a read-your-write delay (the etag from before the upload) for up to ~2 s.
+    /// and a read-your-write delay (the etag from before the upload) for up to ~3.5 s.
     async fn etag_after_put(&self, key: &UserKey, before: Option<String>) -> Option<String> {
         let mut throttled = 0;
         let mut stale = 0;
@@ -723,7 +768,8 @@ impl DirectorySink for GraphSink {
         Ok(etag.map(CurrentPhoto::from_version))
     }
 
-    /// `PUT …/photo/$value`, then the new etag (see the module docs).
+    /// `PUT …/photo/$value`; with [`confirm_uploads`](GraphSinkBuilder::confirm_uploads), then
+    /// the new etag (see the module docs).
     async fn put(&self, key: &UserKey, jpeg: &Bytes) -> Result<Option<String>> {
         if jpeg.len() > self.inner.max_bytes {
             return Err(self
@@ -771,6 +817,11 @@ impl DirectorySink for GraphSink {
         if let Some(e) = from_body.or(a.etag.clone()) {
             lock(&self.inner.seen_etag).insert(key.folded().to_owned(), e.clone());
             return Ok(Some(e));
+        }
+        if !self.inner.confirm_uploads {
+            // The etag `current` saw is no longer the photo's; the next run learns the new one.
+            lock(&self.inner.seen_etag).remove(key.folded());
+            return Ok(None);
         }
         let before = lock(&self.inner.seen_etag).get(key.folded()).cloned();
         let etag = self.etag_after_put(key, before).await;
