@@ -23,6 +23,10 @@
 //!   flight per sink by default (the documented per-app limit for photos), whoever calls it.
 //! * **Correlation** (5): a fresh GUID `client-request-id` on every request; the answer's
 //!   `request-id` is kept in every error message.
+//! * **HTTP**: hyper with rustls (ring provider, system roots; TLS always verified), on
+//!   tokio. Not reqwest: its rustls build either brings aws-lc or asks for a process-wide
+//!   crypto provider, which a library must not install behind its user's back; the sink
+//!   needs only HTTP/1.1 requests with bodies it already holds.
 //!
 //! # The etag after an upload
 //!
