@@ -24,9 +24,10 @@
 //! * **Correlation** (5): a fresh GUID `client-request-id` on every request; the answer's
 //!   `request-id` is kept in every error message.
 //! * **HTTP**: hyper with rustls (ring provider, system roots; TLS always verified), on
-//!   tokio. Not reqwest: its rustls build either brings aws-lc or asks for a process-wide
-//!   crypto provider, which a library must not install behind its user's back; the sink
-//!   needs only HTTP/1.1 requests with bodies it already holds.
+//!   tokio. Not reqwest: its rustls build brings aws-lc, and its provider-less build, once
+//!   Cargo unifies the feature into an application's own reqwest, leaves that application's
+//!   clients without a crypto provider (this crate's own tests hit it). The sink needs only
+//!   HTTP/1.1 requests with bodies it already holds.
 //!
 //! # The etag after an upload
 //!
