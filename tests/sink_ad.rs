@@ -5,14 +5,16 @@
 //! unless `USERPHOTO_REQUIRE_AD=1` (CI), which turns the skip into a failure. The tests
 //! share one DC and run in parallel: each makes its own OU below `USERPHOTO_AD_TEST_OU`
 //! with uniquely named users (through `ldap3` directly, not through the code under test)
-//! and deletes it at the end.
+//! and deletes it at the end. The tests of incremental runs count the DC's update sequence
+//! numbers, so they need it to themselves: they hold [`DC`] for writing, every other test
+//! holds it for reading (through its [`Ou`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -21,11 +23,13 @@ use ldap3::controls::RawControl;
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Mod, Scope, SearchEntry};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
+use sha2::{Digest, Sha256};
+use tokio::sync::{OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock};
 use userphoto::conformance::{sink_contract, source_contract, SinkFixture, SourceFixture};
 use userphoto::normalize::{testimage, Profile};
-use userphoto::sink::{AdSink, DirectorySink, LdapConfig, Secret};
+use userphoto::sink::{AdSink, CurrentPhoto, DirectorySink, LdapConfig, Secret};
 use userphoto::source::{LdapSource, MemorySource, PhotoSource};
-use userphoto::sync::{Engine, Event, RetryPolicy, Status};
+use userphoto::sync::{Action, Engine, Event, Reason, Report, RetryPolicy, StateStore, Status};
 use userphoto::{ErrorKind, MatchAttribute, UserKey};
 
 // ---------------------------------------------------------------------------------------
@@ -165,11 +169,23 @@ impl NewUser {
     }
 }
 
+/// The DC, shared by the tests of this process: read-locked by every test, write-locked by
+/// those that need nobody else to change anything while they run.
+static DC: LazyLock<Arc<RwLock<()>>> = LazyLock::new(|| Arc::new(RwLock::new(())));
+
+#[allow(dead_code)]
+enum DcGuard {
+    Shared(OwnedRwLockReadGuard<()>),
+    Exclusive(OwnedRwLockWriteGuard<()>),
+}
+
 /// An OU of one test, below the tests' OU; deleted (with everything in it) on `cleanup`.
 struct Ou {
     dn: String,
     conns: Vec<Ldap>,
     env: Env,
+    // Dropped last: the OU is gone before another test may have the DC to itself.
+    _dc: DcGuard,
 }
 
 impl Ou {
@@ -178,6 +194,17 @@ impl Ou {
     }
 
     async fn with_connections(env: &Env, name: &str, n: usize) -> Self {
+        let guard = DcGuard::Shared(DC.clone().read_owned().await);
+        Self::make(env, name, n, guard).await
+    }
+
+    /// An OU of a test that has the DC to itself (no other test of this process runs).
+    async fn exclusive(env: &Env, name: &str) -> Self {
+        let guard = DcGuard::Exclusive(DC.clone().write_owned().await);
+        Self::make(env, name, 1, guard).await
+    }
+
+    async fn make(env: &Env, name: &str, n: usize, guard: DcGuard) -> Self {
         let dn = format!("OU={name}-{},{}", run_id(), env.test_ou);
         let mut conns = Vec::new();
         for _ in 0..n {
@@ -198,7 +225,76 @@ impl Ou {
             dn,
             conns,
             env: env.clone(),
+            _dc: guard,
         }
+    }
+
+    /// Makes an OU below this one; its DN.
+    async fn sub_ou(&self, name: &str) -> String {
+        let dn = format!("OU={name},{}", self.dn);
+        let attrs: Vec<(Vec<u8>, HashSet<Vec<u8>>)> = vec![(
+            b"objectClass".to_vec(),
+            HashSet::from([b"top".to_vec(), b"organizationalUnit".to_vec()]),
+        )];
+        self.conns[0]
+            .clone()
+            .add(&dn, attrs)
+            .await
+            .unwrap()
+            .success()
+            .unwrap_or_else(|e| panic!("create {dn}: {e}"));
+        dn
+    }
+
+    /// Creates a user below `parent` (this OU or one below it); its DN.
+    async fn add_user_in(&self, parent: &str, u: NewUser) -> String {
+        let dn = format!("CN={},{parent}", ldap3::dn_escape(&u.cn));
+        let mut attrs: Vec<(Vec<u8>, HashSet<Vec<u8>>)> = vec![
+            (
+                b"objectClass".to_vec(),
+                ["top", "person", "organizationalPerson", "user"]
+                    .iter()
+                    .map(|s| s.as_bytes().to_vec())
+                    .collect(),
+            ),
+            (
+                b"sAMAccountName".to_vec(),
+                HashSet::from([u.sam.into_bytes()]),
+            ),
+        ];
+        for (a, v) in u.extra {
+            attrs.push((a.as_bytes().to_vec(), HashSet::from([v])));
+        }
+        self.conns[0]
+            .clone()
+            .add(&dn, attrs)
+            .await
+            .unwrap()
+            .success()
+            .unwrap_or_else(|e| panic!("create {dn}: {e}"));
+        dn
+    }
+
+    async fn delete_entry(&self, dn: &str) {
+        self.conns[0]
+            .clone()
+            .delete(dn)
+            .await
+            .unwrap()
+            .success()
+            .unwrap_or_else(|e| panic!("delete {dn}: {e}"));
+    }
+
+    /// Renames and/or moves an entry (`new_rdn` like `CN=x`); its new DN.
+    async fn move_entry(&self, dn: &str, new_rdn: &str, new_parent: &str) -> String {
+        self.conns[0]
+            .clone()
+            .modifydn(dn, new_rdn, true, Some(new_parent))
+            .await
+            .unwrap()
+            .success()
+            .unwrap_or_else(|e| panic!("move {dn}: {e}"));
+        format!("{new_rdn},{new_parent}")
     }
 
     fn user_dn(&self, cn: &str) -> String {
@@ -339,6 +435,18 @@ impl Ou {
 
 fn jpeg(seed: u32) -> Bytes {
     Bytes::from(testimage::photo_jpeg(64, 80, seed))
+}
+
+fn sha_hex(b: &[u8]) -> String {
+    Sha256::digest(b)
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
+}
+
+/// Whether `current` shows exactly `photo` (by its bytes or by their hash).
+fn shows(c: &Option<CurrentPhoto>, photo: &[u8]) -> bool {
+    c.as_ref().and_then(CurrentPhoto::content_sha256) == Some(sha_hex(photo))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -561,7 +669,7 @@ async fn users_whose_names_need_escaping_are_written_to_themselves() {
                 "{n} (prefetch {prefetch}) has another photo"
             );
             let cur = sink.current(&UserKey::new(n.to_uppercase())).await.unwrap();
-            assert_eq!(cur.and_then(|c| c.bytes), Some(photo), "{n}");
+            assert!(shows(&cur, &photo), "{n}: {cur:?}");
         }
         for decoy in &names[6..] {
             assert_eq!(ou.photo(by_name[decoy]).await, None, "{decoy} was written");
@@ -638,7 +746,32 @@ async fn prefetch_resolves_1200_users_through_paging() {
         "1200 users: created in {setup:.1?} (16 adds in flight over 4 connections), prefetched in {prefetch:.1?} over {} connection(s), 1200 current() from memory in {reads:.1?}",
         proxy.accepted.load(Ordering::SeqCst)
     );
+    assert!(sink.last_read().unwrap().full);
+    // The snapshot of that pass lets the next run read only the changes: here one photo
+    // set by someone else (other tests may change the DC meanwhile, so no exact count).
+    proxy.restore();
+    let saved = sink.snapshot().await.unwrap().expect("a snapshot");
     drop(proxy);
+    ou.set_photo(&dns[7], &jpeg(7)).await;
+    let next = AdSink::builder(sink_config(&env, &ou.dn)).build().unwrap();
+    next.resume(saved).await.unwrap();
+    let t = Instant::now();
+    next.prefetch(&keys).await.unwrap();
+    let incremental = t.elapsed();
+    let read = next.last_read().unwrap();
+    assert!(!read.full, "{read:?}");
+    assert!(read.entries >= 1 && read.entries < n, "{read:?}");
+    assert!(shows(&next.current(&keys[7]).await.unwrap(), &jpeg(7)));
+    assert!(next.current(&keys[8]).await.unwrap().is_none());
+    let mut with = next.users_with_photos().await.unwrap();
+    with.sort();
+    let mut want = want;
+    want.insert(1, keys[7].clone());
+    assert_eq!(with, want);
+    eprintln!(
+        "then an incremental prefetch in {incremental:.1?}: {} entries read",
+        read.entries
+    );
     ou.cleanup().await;
 }
 
@@ -660,10 +793,7 @@ async fn stores_102400_bytes_and_refuses_102401_before_sending() {
     let max = Bytes::from(max);
     sink.put(&key, &max).await.unwrap();
     assert_eq!(ou.photo(&dns[0]).await.as_deref(), Some(&max[..]));
-    assert_eq!(
-        sink.current(&key).await.unwrap().unwrap().bytes.as_ref(),
-        Some(&max)
-    );
+    assert!(shows(&sink.current(&key).await.unwrap(), &max));
 
     let mut over = max.to_vec();
     over.push(0x5b);
@@ -847,6 +977,12 @@ async fn a_user_without_write_access_is_permission_denied() {
         );
     }
     assert_eq!(ou.photo(&dns[0]).await.as_deref(), Some(&jpeg(4)[..]));
+    // The reader cannot see deleted objects, so a snapshot would miss deletions: none.
+    sink.prefetch(std::slice::from_ref(&key)).await.unwrap();
+    let read = sink.last_read().unwrap();
+    assert!(read.full, "{read:?}");
+    assert!(read.reason.contains("deleted objects"), "{read:?}");
+    assert!(sink.snapshot().await.unwrap().is_none());
     ou.cleanup().await;
 }
 
@@ -1012,6 +1148,396 @@ async fn the_server_lost_mid_run_leaves_nothing_half_written_and_a_rerun_complet
         done.len(),
         failed.len()
     );
+    ou.cleanup().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Incremental runs: the snapshot (connector space) and the DC's update sequence numbers.
+
+/// One run of the engine with a state store, through a new sink (as a new process would).
+async fn sync_once(
+    env: &Env,
+    base: &str,
+    source: &MemorySource,
+    state: &std::path::Path,
+) -> (Report, Arc<AdSink>) {
+    let sink = Arc::new(AdSink::builder(sink_config(env, base)).build().unwrap());
+    let engine = Engine::new(source.clone())
+        .with_sink(sink.clone(), Profile::ad_thumbnail())
+        .with_state(StateStore::open(state).unwrap())
+        .with_concurrency(4);
+    let report = engine.run(false).await.unwrap();
+    (report, sink)
+}
+
+fn outcome<'r>(r: &'r Report, key: &str) -> &'r userphoto::sync::Outcome {
+    r.outcomes
+        .iter()
+        .find(|o| o.key == UserKey::new(key))
+        .unwrap_or_else(|| panic!("no outcome for {key}: {r}"))
+}
+
+fn state_path(name: &str) -> PathBuf {
+    let p = std::env::temp_dir().join(format!("userphoto-ad-{name}-{}.redb", run_id()));
+    let _ = std::fs::remove_file(&p);
+    p
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rerun_reads_only_what_changed_since_the_last_run() {
+    let env = need_env!();
+    let ou = Ou::exclusive(&env, "incr").await;
+    let id = run_id();
+    let base = ou.sub_ou("in").await;
+    let outside = ou.sub_ou("out").await;
+    let sams: Vec<String> = (0..7).map(|i| format!("in{id}{i}")).collect();
+    let mut dns = Vec::new();
+    for s in &sams[..6] {
+        dns.push(
+            ou.add_user_in(&base, NewUser::new(s.clone(), s.clone()))
+                .await,
+        );
+    }
+    let mut source = MemorySource::new();
+    for (i, s) in sams[..6].iter().enumerate() {
+        source.insert(s.as_str(), testimage::photo_jpeg(120, 150, i as u32 + 1));
+    }
+    let state = state_path("incr");
+
+    // Run 1: no snapshot, the sink reads the run's keys; everyone is written.
+    let (r1, sink) = sync_once(&env, &base, &source, &state).await;
+    assert_eq!(r1.exit_code(), 0, "{r1}");
+    assert!(
+        r1.outcomes
+            .iter()
+            .all(|o| o.action == Action::Put && o.status == Status::Done),
+        "{r1}"
+    );
+    let read = sink.last_read().unwrap();
+    assert!(read.full, "{read:?}");
+    assert_eq!(read.entries, 6, "{read:?}");
+    let written: Vec<Vec<u8>> = {
+        let mut v = Vec::new();
+        for dn in &dns {
+            v.push(ou.photo(dn).await.expect("a photo after run 1"));
+        }
+        v
+    };
+
+    // Run 2: nothing changed; only our own writes happened since run 1 read, so the
+    // snapshot's watermark is the end of run 1: nothing to read, everyone skipped.
+    let (r2, sink) = sync_once(&env, &base, &source, &state).await;
+    let read = sink.last_read().unwrap();
+    assert!(!read.full, "{read:?}");
+    assert_eq!(read.entries, 0, "{read:?}");
+    assert!(read.since_usn.is_some(), "{read:?}");
+    assert!(
+        r2.outcomes
+            .iter()
+            .all(|o| o.status == Status::Skipped && o.reason == Reason::Unchanged),
+        "{r2}"
+    );
+
+    // Between the runs, others change the directory:
+    // u0's photo is replaced by someone else;
+    ou.set_photo(&dns[0], &jpeg(4242)).await;
+    // u1 is deleted; u2 moves out of the base DN;
+    ou.delete_entry(&dns[1]).await;
+    let moved_out = ou
+        .move_entry(&dns[2], &format!("CN={}", sams[2]), &outside)
+        .await;
+    // u3 is renamed inside the base DN, and gets a new photo in the source;
+    let renamed = ou
+        .move_entry(&dns[3], &format!("CN=renamed {id}"), &base)
+        .await;
+    source.insert(sams[3].as_str(), testimage::photo_jpeg(120, 150, 333));
+    // u6 is a new user, with a photo in the source.
+    let new_dn = ou
+        .add_user_in(&base, NewUser::new(sams[6].clone(), sams[6].clone()))
+        .await;
+    source.insert(sams[6].as_str(), testimage::photo_jpeg(120, 150, 7));
+
+    // Run 3 reads only the changes, and acts on each.
+    let (r3, sink) = sync_once(&env, &base, &source, &state).await;
+    let read = sink.last_read().unwrap();
+    assert!(!read.full, "{read:?}");
+    assert!(read.entries > 0 && read.entries < 20, "{read:?}");
+    let o = outcome(&r3, &sams[0]);
+    assert_eq!(
+        (o.action, o.reason, o.status),
+        (Action::Put, Reason::Changed, Status::Done),
+        "{o:?}"
+    );
+    assert_eq!(
+        ou.photo(&dns[0]).await.as_deref(),
+        Some(&written[0][..]),
+        "u0 has our photo again"
+    );
+    for k in [&sams[1], &sams[2]] {
+        let o = outcome(&r3, k);
+        assert_eq!(o.reason, Reason::Unmatched, "{o:?}");
+        assert_ne!(o.status, Status::Skipped, "{o:?}");
+    }
+    assert_eq!(
+        ou.photo(&moved_out).await.as_deref(),
+        Some(&written[2][..]),
+        "the moved user is left alone"
+    );
+    let o = outcome(&r3, &sams[3]);
+    assert_eq!((o.action, o.status), (Action::Put, Status::Done), "{o:?}");
+    let at_new_dn = ou.photo(&renamed).await.expect("a photo at the new DN");
+    assert_ne!(at_new_dn, written[3], "the renamed user got the new photo");
+    let o = outcome(&r3, &sams[6]);
+    assert_eq!(
+        (o.action, o.reason, o.status),
+        (Action::Put, Reason::New, Status::Done),
+        "{o:?}"
+    );
+    assert!(ou.photo(&new_dn).await.is_some());
+    for k in [&sams[4], &sams[5]] {
+        assert_eq!(outcome(&r3, k).status, Status::Skipped, "{r3}");
+    }
+
+    // Run 4: nothing changed again: nothing read; the deleted and moved users are still
+    // unmatched (not skipped from a stale snapshot).
+    let (r4, sink) = sync_once(&env, &base, &source, &state).await;
+    let read = sink.last_read().unwrap();
+    assert!(!read.full, "{read:?}");
+    assert_eq!(read.entries, 0, "{read:?}");
+    for o in &r4.outcomes {
+        if o.key == UserKey::new(&sams[1]) || o.key == UserKey::new(&sams[2]) {
+            assert_eq!(o.reason, Reason::Unmatched, "{o:?}");
+        } else {
+            assert_eq!(o.status, Status::Skipped, "{o:?}");
+        }
+    }
+    let _ = std::fs::remove_file(&state);
+    ou.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_for_another_scope_or_unreadable_is_ignored() {
+    let env = need_env!();
+    let ou = Ou::exclusive(&env, "scope").await;
+    let id = run_id();
+    let inner = ou.sub_ou("inner").await;
+    let sams: Vec<String> = (0..3).map(|i| format!("sc{id}{i}")).collect();
+    for s in &sams {
+        ou.add_user_in(
+            &inner,
+            NewUser::new(s.clone(), s.clone()).with("employeeID", format!("E{s}").as_str()),
+        )
+        .await;
+    }
+    let keys: Vec<UserKey> = sams.iter().map(UserKey::new).collect();
+    let sink = AdSink::builder(sink_config(&env, &ou.dn)).build().unwrap();
+    assert!(
+        sink.snapshot().await.unwrap().is_none(),
+        "no snapshot before a prefetch"
+    );
+    sink.prefetch(&keys).await.unwrap();
+    sink.put(&keys[0], &jpeg(1)).await.unwrap();
+    let saved = sink.snapshot().await.unwrap().expect("a snapshot");
+    let text = String::from_utf8(saved.clone()).unwrap();
+    assert!(
+        text.contains("\"format\":1") && text.contains(&sha_hex(&jpeg(1))),
+        "{text}"
+    );
+    assert!(
+        text.len() < 4000,
+        "no photo bytes in the snapshot: {} bytes",
+        text.len()
+    );
+
+    // The same settings: used.
+    let same = AdSink::builder(sink_config(&env, &ou.dn)).build().unwrap();
+    same.resume(saved.clone()).await.unwrap();
+    same.prefetch(&keys).await.unwrap();
+    let read = same.last_read().unwrap();
+    assert!(!read.full && read.entries == 0, "{read:?}");
+    assert!(shows(&same.current(&keys[0]).await.unwrap(), &jpeg(1)));
+
+    // Another base DN, photo attribute or match attribute; bytes that are no snapshot; one
+    // from another DC (or a restored database), one too old to trust for deletions.
+    let edited = |f: &dyn Fn(&mut serde_json::Value)| {
+        let mut v: serde_json::Value = serde_json::from_slice(&saved).unwrap();
+        f(&mut v);
+        serde_json::to_vec(&v).unwrap()
+    };
+    let other_dc =
+        edited(&|v| v["server"]["invocation_id"] = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0".into());
+    let old = edited(&|v| v["made"] = 1_000_000_000u64.into());
+    let plain = || AdSink::builder(sink_config(&env, &ou.dn)).build().unwrap();
+    let cases: Vec<(AdSink, Vec<u8>, &str)> = vec![
+        (plain(), other_dc, "another domain controller"),
+        (plain(), old, "days old"),
+        (
+            AdSink::builder(sink_config(&env, &inner)).build().unwrap(),
+            saved.clone(),
+            "base DN",
+        ),
+        (
+            AdSink::builder(sink_config(&env, &ou.dn))
+                .attribute("jpegPhoto")
+                .build()
+                .unwrap(),
+            saved.clone(),
+            "photo attribute",
+        ),
+        (
+            AdSink::builder(sink_config(&env, &ou.dn))
+                .match_attribute(MatchAttribute::EmployeeId)
+                .build()
+                .unwrap(),
+            saved.clone(),
+            "match attribute",
+        ),
+        (
+            AdSink::builder(sink_config(&env, &ou.dn))
+                .user_filter("(objectCategory=person)")
+                .build()
+                .unwrap(),
+            saved.clone(),
+            "user filter",
+        ),
+        (
+            AdSink::builder(sink_config(&env, &ou.dn)).build().unwrap(),
+            b"\xffnot json".to_vec(),
+            "unreadable",
+        ),
+        (
+            AdSink::builder(sink_config(&env, &ou.dn)).build().unwrap(),
+            saved[..saved.len() / 2].to_vec(),
+            "unreadable",
+        ),
+    ];
+    for (sink, bytes, why) in cases {
+        sink.resume(bytes).await.unwrap();
+        let k = if why == "match attribute" {
+            vec![UserKey::new(format!("E{}", sams[0]))]
+        } else {
+            keys.clone()
+        };
+        sink.prefetch(&k).await.unwrap();
+        let read = sink.last_read().unwrap();
+        assert!(read.full, "{why}: {read:?}");
+        assert!(read.reason.contains(why), "{why}: {read:?}");
+        assert!(read.entries > 0, "{why}: {read:?}");
+        // And it answers from what it read.
+        if why != "photo attribute" {
+            assert!(
+                shows(&sink.current(&k[0]).await.unwrap(), &jpeg(1)),
+                "{why}"
+            );
+        }
+    }
+
+    // Through the engine: a corrupt snapshot in the state store is read past.
+    let state = state_path("scope");
+    StateStore::open(&state)
+        .unwrap()
+        .put_snapshot("ad", Some(b"{\"format\":1,"))
+        .unwrap();
+    let mut source = MemorySource::new();
+    for (i, s) in sams.iter().enumerate() {
+        source.insert(s.as_str(), testimage::photo_jpeg(120, 150, i as u32 + 50));
+    }
+    let (r, sink) = sync_once(&env, &ou.dn, &source, &state).await;
+    assert_eq!(r.exit_code(), 0, "{r}");
+    assert!(sink.last_read().unwrap().full);
+    let (_, sink) = sync_once(&env, &ou.dn, &source, &state).await;
+    let read = sink.last_read().unwrap();
+    assert!(
+        !read.full && read.entries == 0,
+        "the run stored a good one: {read:?}"
+    );
+    let _ = std::fs::remove_file(&state);
+    ou.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_by_someone_else_during_a_run_is_read_by_the_next() {
+    let env = need_env!();
+    let ou = Ou::exclusive(&env, "race").await;
+    let id = run_id();
+    let sams: Vec<String> = (0..3).map(|i| format!("rc{id}{i}")).collect();
+    let dns = ou
+        .add_users(
+            sams.iter()
+                .map(|s| NewUser::new(s.clone(), s.clone()))
+                .collect(),
+            3,
+        )
+        .await;
+    let keys: Vec<UserKey> = sams.iter().map(UserKey::new).collect();
+    let snapshot_after = |saved: Vec<u8>| {
+        let env = env.clone();
+        let base = ou.dn.clone();
+        let keys = keys.clone();
+        async move {
+            let s = AdSink::builder(sink_config(&env, &base)).build().unwrap();
+            s.resume(saved).await.unwrap();
+            s.prefetch(&keys).await.unwrap();
+            s
+        }
+    };
+
+    // Ours, then someone else's, between the prefetch and the snapshot.
+    let sink = AdSink::builder(sink_config(&env, &ou.dn)).build().unwrap();
+    sink.prefetch(&keys).await.unwrap();
+    sink.put(&keys[0], &jpeg(1)).await.unwrap();
+    ou.set_photo(&dns[1], &jpeg(2)).await;
+    let saved = sink.snapshot().await.unwrap().unwrap();
+    let next = snapshot_after(saved).await;
+    let read = next.last_read().unwrap();
+    assert!(!read.full, "{read:?}");
+    assert!(
+        read.entries >= 2,
+        "it reads both changes since the run started: {read:?}"
+    );
+    assert!(shows(&next.current(&keys[0]).await.unwrap(), &jpeg(1)));
+    assert!(
+        shows(&next.current(&keys[1]).await.unwrap(), &jpeg(2)),
+        "the other change is seen"
+    );
+    assert_eq!(next.current(&keys[2]).await.unwrap(), None);
+
+    // Only ours: the next run reads nothing.
+    next.put(&keys[2], &jpeg(3)).await.unwrap();
+    next.delete(&keys[0]).await.unwrap();
+    let saved = next.snapshot().await.unwrap().unwrap();
+    let after = snapshot_after(saved).await;
+    let read = after.last_read().unwrap();
+    assert_eq!((read.full, read.entries), (false, 0), "{read:?}");
+    assert!(shows(&after.current(&keys[2]).await.unwrap(), &jpeg(3)));
+    assert_eq!(after.current(&keys[0]).await.unwrap(), None);
+
+    // A write of the photo the sink already knows may change nothing on the DC (no USN):
+    // it cannot vouch for the interval, so the next run reads it again.
+    after.put(&keys[2], &jpeg(3)).await.unwrap();
+    let saved = after.snapshot().await.unwrap().unwrap();
+    let again = snapshot_after(saved).await;
+    let read = again.last_read().unwrap();
+    assert!(!read.full, "{read:?}");
+    assert!(shows(&again.current(&keys[2]).await.unwrap(), &jpeg(3)));
+
+    // A write the DC refuses changes nothing in the snapshot.
+    let saved = again.snapshot().await.unwrap().unwrap();
+    let lax = AdSink::builder(sink_config(&env, &ou.dn))
+        .max_bytes(200_000)
+        .build()
+        .unwrap();
+    lax.resume(saved).await.unwrap();
+    lax.prefetch(&keys).await.unwrap();
+    let e = lax
+        .put(&keys[1], &Bytes::from(vec![0xFFu8; 102_401]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidPhoto, "{e}");
+    assert!(shows(&lax.current(&keys[1]).await.unwrap(), &jpeg(2)));
+    let next = snapshot_after(lax.snapshot().await.unwrap().unwrap()).await;
+    assert!(!next.last_read().unwrap().full);
+    assert!(shows(&next.current(&keys[1]).await.unwrap(), &jpeg(2)));
     ou.cleanup().await;
 }
 

@@ -18,7 +18,9 @@ use std::fmt::Debug;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-pub use ad::{AdSink, AdSinkBuilder, LdapConfig, Secret, AD_MAX_BYTES, GSSAPI_PLAIN_MAX_BYTES};
+pub use ad::{
+    AdSink, AdSinkBuilder, LdapConfig, ReadStats, Secret, AD_MAX_BYTES, GSSAPI_PLAIN_MAX_BYTES,
+};
 pub use graph::{
     AssertionAlgorithm, GraphCertificate, GraphCloud, GraphCredential, GraphSink, GraphSinkBuilder,
     GRAPH_DEFAULT_MAX_IN_FLIGHT, GRAPH_MAX_BYTES,

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ldap3::adapters::{Adapter, EntriesOnly, PagedResults};
+use ldap3::controls::RawControl;
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, Scope, SearchEntry, StdStream};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
@@ -851,6 +852,11 @@ impl Pool {
         self.cfg.operation_timeout
     }
 
+    /// Entries per page of a paged search.
+    pub(crate) fn page_size(&self) -> i32 {
+        self.cfg.page_size
+    }
+
     /// A paged subtree search below the base DN; search references are ignored.
     pub(crate) async fn search(
         &self,
@@ -865,7 +871,19 @@ impl Pool {
         let attrs: Vec<String> = attrs.iter().map(|s| (*s).to_owned()).collect();
         self.run(OpClass::Search, op, user, |mut ldap| {
             let (base, attrs) = (base.clone(), attrs.clone());
-            async move { paged_search(&mut ldap, &base, Scope::Subtree, filter, attrs, page, t).await }
+            async move {
+                paged_search(
+                    &mut ldap,
+                    &base,
+                    Scope::Subtree,
+                    filter,
+                    attrs,
+                    page,
+                    t,
+                    Vec::new(),
+                )
+                .await
+            }
         })
         .await
     }
@@ -903,7 +921,10 @@ impl Pool {
     }
 }
 
-async fn paged_search(
+/// A paged search on `ldap` with these extra controls (the paging control is added);
+/// search references and intermediate messages are dropped.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn paged_search(
     ldap: &mut Ldap,
     base: &str,
     scope: Scope,
@@ -911,13 +932,17 @@ async fn paged_search(
     attrs: Vec<String>,
     page: i32,
     timeout: Duration,
+    controls: Vec<RawControl>,
 ) -> std::result::Result<Vec<SearchEntry>, LdapError> {
     let adapters: Vec<Box<dyn Adapter<'_, String, Vec<String>>>> = vec![
         Box::new(EntriesOnly::new()),
         Box::new(PagedResults::new(page)),
     ];
-    let mut stream = ldap
-        .with_timeout(timeout)
+    let l = ldap.with_timeout(timeout);
+    if !controls.is_empty() {
+        l.with_controls(controls);
+    }
+    let mut stream = l
         .streaming_search_with(adapters, base, scope, filter, attrs)
         .await?;
     let mut out = Vec::new();

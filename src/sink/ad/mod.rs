@@ -2,6 +2,7 @@
 
 mod codes;
 pub(crate) mod conn;
+mod space;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -9,15 +10,18 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::{self, StreamExt, TryStreamExt};
-use ldap3::{Mod, SearchEntry};
+use ldap3::controls::RawControl;
+use ldap3::{Ldap, LdapError, Mod, Scope, SearchEntry};
 
 use self::codes::OpClass;
 pub(crate) use self::conn::Pool;
 use self::conn::{
-    escape_filter_bytes, escape_filter_value, guid_from_bytes, guid_to_bytes, values,
+    escape_filter_bytes, escape_filter_value, guid_from_bytes, guid_to_bytes, paged_search, values,
 };
 pub use self::conn::{LdapConfig, Secret};
+use self::space::{dn_within, Entry, ScopeId, ServerId, Snap, Space};
 use super::{CurrentPhoto, DirectorySink, SinkCapabilities};
+use crate::sync::engine::sha256_hex;
 use crate::{Error, ErrorKind, MatchAttribute, Result, UserKey};
 
 /// AD's `thumbnailPhoto` limit (`rangeUpper` 102,400 bytes, MS-ADA3 2.307).
@@ -34,6 +38,12 @@ const CHUNK: usize = 200;
 /// From this many keys on, `prefetch` reads every user below the base DN in one paged
 /// search instead of searching for the keys 200 at a time.
 const SCAN_FROM: usize = 1000;
+
+/// The Show Deleted control (MS-ADTS 3.1.1.3.4.1.14): searches also return tombstones.
+const SHOW_DELETED: &str = "1.2.840.113556.1.4.417";
+
+/// The well-known GUID of a naming context's Deleted Objects container.
+const DELETED_OBJECTS_WKGUID: &str = "18e2ea80684f11d2b9aa00c04f79f805";
 
 /// Writes photos to Active Directory (or any LDAP directory) over LDAP.
 ///
@@ -52,12 +62,31 @@ const SCAN_FROM: usize = 1000;
 ///   (`sAMAccountName` by default), every value escaped per RFC 4515; an `objectGUID` key
 ///   is searched by its 16 bytes. [`prefetch`](DirectorySink::prefetch) resolves a whole
 ///   run's keys in one pass: searches of 200 keys each, or from 1000 keys on one paged
-///   search of every user below the base DN (1000 entries per page, AD's page limit); it
-///   reads their photos in the same pass, so [`current`](DirectorySink::current) (and,
-///   after a pass over everyone, [`users_with_photos`](DirectorySink::users_with_photos))
-///   answers from memory; a put or delete updates that memory. Search references are ignored. A
-///   key that matches two entries is [`AmbiguousMatch`](ErrorKind::AmbiguousMatch) and
-///   nothing is written.
+///   search of every user below the base DN (1000 entries per page, AD's page limit). It
+///   keeps each user's DN, match values and the SHA-256 of the photo (not the photo), so
+///   [`current`](DirectorySink::current) answers from memory (with
+///   [`CurrentPhoto::sha256`]; a user searched one by one comes with the bytes too), and,
+///   after a pass over everyone, so does
+///   [`users_with_photos`](DirectorySink::users_with_photos); a put or delete updates that
+///   memory. [`fetch`](DirectorySink::fetch) reads the stored bytes from the directory
+///   (for backups). Search references are ignored. A key that matches two entries is
+///   [`AmbiguousMatch`](ErrorKind::AmbiguousMatch) and nothing is written.
+/// * **Incremental runs.** [`snapshot`](DirectorySink::snapshot) returns what the sink
+///   knows (a connector space: per `objectGUID` the DN, the match values and the photo's
+///   hash, with the domain controller's update sequence number (USN) from which it is
+///   certain), and [`resume`](DirectorySink::resume) takes it back on the next run (the
+///   sync engine does both through its [`StateStore`](crate::sync::StateStore)). The next
+///   `prefetch` then reads only what changed since: nothing when the DC's
+///   `highestCommittedUSN` has not moved; else one search of the naming context for the
+///   objects changed since (`uSNChanged`, with the Show Deleted control, so deletions and
+///   moves out of the base DN show), and, when some of them are below the base DN, one
+///   search of the changed users there. A snapshot from another DC or database instance
+///   (`dsServiceName`, `invocationId`), for another base DN, user filter, match or photo
+///   attribute, or that cannot be read, is ignored: the sink reads everyone, as without
+///   one. So is one an account cannot use because it cannot see deleted objects (reading
+///   the Deleted Objects container needs administrator rights, or `LIST_CONTENTS` and
+///   `READ_PROPERTY` delegated on it): it would miss deletions. A directory without
+///   USNs (not AD) gets no snapshot. [`AdSink::last_read`] says how the last `prefetch` read.
 /// * **Writes**: [`put`](DirectorySink::put) replaces the photo attribute (default
 ///   `thumbnailPhoto`); [`delete`](DirectorySink::delete) replaces it with no value (so an
 ///   absent photo is no error). A photo above `max_bytes` (102,400 by default) is
@@ -70,7 +99,10 @@ const SCAN_FROM: usize = 1000;
 ///   TLS for a simple bind. A dropped connection is re-made and the operation (every one
 ///   here is idempotent) tried once more; then it is `Unavailable`.
 /// * **Connections**: [`LdapConfig::connections`] connections (one by default), each with
-///   any number of operations in flight; the engine's concurrency bounds them.
+///   any number of operations in flight; the engine's concurrency bounds them. A prefetch
+///   reads over one of them, so from one DC; with several connections to a name that
+///   several DCs answer, the writes may land on others, and the next run then reads again
+///   what changed since this one started (see [`snapshot`](DirectorySink::snapshot)).
 #[derive(Debug)]
 pub struct AdSink {
     name: String,
@@ -80,18 +112,125 @@ pub struct AdSink {
     max_bytes: usize,
     user_filter: String,
     profile: String,
-    cache: Mutex<Cache>,
+    state: Mutex<State>,
 }
 
+/// How the last [`prefetch`](DirectorySink::prefetch) of an [`AdSink`] read the directory
+/// ([`AdSink::last_read`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReadStats {
+    /// Whether it read without a snapshot (a paged search of every user below the base DN,
+    /// or searches for the run's keys); `false` when it read only what changed since the
+    /// snapshot given to [`resume`](DirectorySink::resume).
+    pub full: bool,
+    /// How many entries the directory returned.
+    pub entries: usize,
+    /// For an incremental read: the snapshot's watermark, the update sequence number after
+    /// which it read the changes.
+    pub since_usn: Option<u64>,
+    /// Why it read that way, in words (`no snapshot`, `the saved snapshot was made for
+    /// another base DN`, `changes since USN 4711`, ...).
+    pub reason: String,
+}
+
+/// What the sink knows, and the bookkeeping of the current run.
 #[derive(Debug, Default)]
-struct Cache {
-    /// Canonical key -> the DNs that matched it.
-    dns: HashMap<String, Vec<String>>,
-    /// DN -> its photo as last read or written.
-    photos: HashMap<String, Option<Bytes>>,
-    /// After a prefetch that read every user below the base DN: DN -> key of each of them,
-    /// so `users_with_photos` answers without another search.
-    everyone: Option<Vec<(String, UserKey)>>,
+struct State {
+    /// From `resume`: the snapshot for the next prefetch, or why it is not used.
+    resumed: Option<std::result::Result<Snap, String>>,
+    /// The users the sink knows (the connector space).
+    space: Space,
+    /// Canonical key -> ids of its entries in `space`, this run. Keys searched one by one
+    /// are here too (an empty list: searched, nobody).
+    resolved: HashMap<String, Vec<String>>,
+    /// Entries a failed write may have changed: `current` reads them again.
+    unsure: HashSet<String>,
+    /// Whether the space came from a snapshot (so it may hold an entry gone since that
+    /// this account could not see go).
+    from_snapshot: bool,
+    /// Keys searched one by one this run.
+    checked: HashSet<String>,
+    /// The watermark bookkeeping, after a prefetch that can make a snapshot.
+    run: Option<Run>,
+    last_read: Option<ReadStats>,
+}
+
+/// What `snapshot` needs to set the watermark (see `space::next_watermark`).
+#[derive(Debug)]
+struct Run {
+    server: ServerId,
+    /// `highestCommittedUSN`, read before the prefetch's first search.
+    h0: u64,
+    /// When the prefetch started (Unix seconds): the snapshot's age counts from here.
+    t0: u64,
+    /// Successful modifies of ours that had to raise the USN by one each.
+    mods: u64,
+    /// False once a successful modify may have raised it by nothing.
+    exact: bool,
+}
+
+/// What the rootDSE and friends say about the DC, for an AD.
+#[derive(Debug)]
+struct Root {
+    /// `highestCommittedUSN`.
+    usn: u64,
+    /// The DC and its database instance, when its `invocationId` is readable.
+    server: Option<ServerId>,
+    /// `defaultNamingContext`.
+    nc: Option<String>,
+    /// The base DN as the server writes it (`None`: no such entry).
+    base: Option<String>,
+    /// Whether this account sees deleted objects.
+    tombstones: bool,
+    /// How old a snapshot may be (seconds), given how long the DC keeps tombstones.
+    max_age: u64,
+}
+
+impl Root {
+    /// The DC's identity when the sink can read it incrementally, else why not.
+    fn incremental(&self) -> std::result::Result<&ServerId, String> {
+        let server = self
+            .server
+            .as_ref()
+            .ok_or("the DC's invocationId cannot be read")?;
+        let (Some(nc), Some(base)) = (&self.nc, &self.base) else {
+            return Err("the base DN or the default naming context cannot be read".into());
+        };
+        if !dn_within(base, nc) {
+            return Err(format!("the base DN is not in the naming context {nc}"));
+        }
+        if !self.tombstones {
+            return Err("this account cannot see deleted objects (CN=Deleted Objects)".into());
+        }
+        Ok(server)
+    }
+}
+
+/// How a prefetch reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum How {
+    /// Every user below the base DN.
+    Everyone,
+    /// The run's keys.
+    Keys,
+    /// The changes since the snapshot's watermark.
+    Changes(u64),
+}
+
+/// What one pass over the directory returned.
+struct Pass {
+    root: Option<Root>,
+    how: How,
+    reason: String,
+    /// Everyone (`How::Everyone`), or the users changed below the base DN.
+    users: Vec<SearchEntry>,
+    /// The GUIDs of the objects of the naming context changed since the watermark.
+    changed: Vec<String>,
+    /// What the searches for keys found.
+    keyed: Vec<SearchEntry>,
+    /// The keys searched.
+    searched: Vec<String>,
 }
 
 /// Settings of an [`AdSink`]; made by [`AdSink::builder`].
@@ -186,7 +325,7 @@ impl AdSinkBuilder {
             max_bytes,
             user_filter: f.to_owned(),
             profile: self.profile,
-            cache: Mutex::new(Cache::default()),
+            state: Mutex::new(State::default()),
         })
     }
 }
@@ -202,6 +341,63 @@ fn photo_of(e: &SearchEntry, attr: &str) -> Option<Bytes> {
         .into_iter()
         .next()
         .map(Bytes::copy_from_slice)
+}
+
+/// The first value of `attr` as text.
+fn text_of(e: &SearchEntry, attr: &str) -> Option<String> {
+    values(e, attr)
+        .first()
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .map(str::to_owned)
+}
+
+/// A photo known by its bytes and their hash.
+fn photo_with_hash(b: Bytes) -> CurrentPhoto {
+    let mut c = CurrentPhoto::from_bytes(b);
+    c.sha256 = c.content_sha256();
+    c
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn show_deleted() -> RawControl {
+    RawControl {
+        ctype: SHOW_DELETED.into(),
+        crit: true,
+        val: None,
+    }
+}
+
+/// A base-scope read on `ldap`: `None` when the server answers anything but success (32
+/// for a DN that does not exist, or no entry for one the account may not see).
+async fn read_base(
+    ldap: &Ldap,
+    dn: &str,
+    attrs: &[&str],
+    timeout: std::time::Duration,
+    controls: Vec<RawControl>,
+) -> std::result::Result<Option<SearchEntry>, LdapError> {
+    let mut l = ldap.clone();
+    l.with_timeout(timeout);
+    if !controls.is_empty() {
+        l.with_controls(controls);
+    }
+    let res = l
+        .search(dn, Scope::Base, "(objectClass=*)", attrs.to_vec())
+        .await?;
+    if res.1.rc != 0 {
+        return Ok(None);
+    }
+    Ok(res
+        .0
+        .into_iter()
+        .find(|e| !e.is_ref() && !e.is_intermediate())
+        .map(SearchEntry::construct))
 }
 
 impl AdSink {
@@ -223,6 +419,32 @@ impl AdSink {
     /// TLS and credentials before a run.
     pub async fn check(&self) -> Result<()> {
         self.pool.handle("bind", None).await.map(|_| ())
+    }
+
+    /// How the last [`prefetch`](DirectorySink::prefetch) read the directory: everyone, the
+    /// run's keys, or only what changed since a [`resume`](DirectorySink::resume)d
+    /// snapshot, how many entries came back, and why. `None` before the first prefetch.
+    ///
+    /// ```no_run
+    /// # use userphoto::sink::{AdSink, DirectorySink, LdapConfig, Secret};
+    /// # async fn f(sink: AdSink, saved: Vec<u8>) -> userphoto::Result<()> {
+    /// sink.resume(saved).await?;
+    /// sink.prefetch(&["ann".into(), "bob".into()]).await?;
+    /// let read = sink.last_read().unwrap();
+    /// println!("{} entries read ({})", read.entries, read.reason);
+    /// # Ok(()) }
+    /// ```
+    pub fn last_read(&self) -> Option<ReadStats> {
+        self.lock().last_read.clone()
+    }
+
+    fn scope_id(&self) -> ScopeId {
+        ScopeId {
+            base_dn: self.pool.config().base_dn().trim().to_lowercase(),
+            user_filter: self.user_filter.clone(),
+            match_attribute: self.matcher.ldap_name().to_ascii_lowercase(),
+            photo_attribute: self.attribute.to_ascii_lowercase(),
+        }
     }
 
     fn fail(&self, kind: ErrorKind, op: &'static str, key: &UserKey, msg: String) -> Error {
@@ -268,63 +490,356 @@ impl AdSink {
             .collect()
     }
 
-    /// The key of an entry for `users_with_photos` (GUIDs as strings).
-    fn key_of(&self, e: &SearchEntry) -> Option<UserKey> {
+    /// The first match value of an entry as the directory holds it (GUIDs as strings).
+    fn raw_key(&self, e: &SearchEntry) -> Option<String> {
         let v = *values(e, self.matcher.ldap_name()).first()?;
         if self.matcher == MatchAttribute::ObjectGuid {
-            guid_from_bytes(v).map(UserKey::new)
+            guid_from_bytes(v)
         } else {
-            std::str::from_utf8(v).ok().map(UserKey::new)
+            std::str::from_utf8(v).ok().map(str::to_owned)
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Cache> {
-        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The one DN of `key`: from the cache, else from a search (cached for the run).
-    async fn resolve(&self, op: &'static str, key: &UserKey) -> Result<String> {
-        let canon = self.matcher.canonical(key.as_str()).ok_or_else(|| {
+    /// The attributes read for each user.
+    fn user_attrs(&self) -> Vec<String> {
+        let mut a = vec!["objectGUID".to_owned()];
+        for x in [self.matcher.ldap_name(), self.attribute.as_str()] {
+            if !a.iter().any(|y| y.eq_ignore_ascii_case(x)) {
+                a.push(x.to_owned());
+            }
+        }
+        a
+    }
+
+    /// A search result as an entry of the space (its id, the entry, the photo's bytes).
+    fn entry_of(&self, e: &SearchEntry) -> (String, Entry, Option<Bytes>) {
+        let id = values(e, "objectGUID")
+            .first()
+            .and_then(|g| guid_from_bytes(g))
+            .unwrap_or_else(|| format!("dn:{}", e.dn.to_lowercase()));
+        let photo = photo_of(e, &self.attribute);
+        let entry = Entry {
+            dn: e.dn.clone(),
+            key: self.raw_key(e).unwrap_or_default(),
+            values: self.canonical_values(e),
+            sha256: photo.as_deref().map(sha256_hex),
+        };
+        (id, entry, photo)
+    }
+
+    /// A paged subtree search on `ldap`.
+    async fn search_on(
+        &self,
+        ldap: &Ldap,
+        base: &str,
+        filter: &str,
+        attrs: Vec<String>,
+        controls: Vec<RawControl>,
+    ) -> std::result::Result<Vec<SearchEntry>, LdapError> {
+        let mut l = ldap.clone();
+        paged_search(
+            &mut l,
+            base,
+            Scope::Subtree,
+            filter,
+            attrs,
+            self.pool.page_size(),
+            self.pool.timeout(),
+            controls,
+        )
+        .await
+    }
+
+    /// The DC's rootDSE facts, its identity, the server's form of the base DN, and
+    /// whether this account sees deleted objects; `None` for a directory without USNs.
+    async fn read_root(&self, ldap: &Ldap) -> std::result::Result<Option<Root>, LdapError> {
+        let t = self.pool.timeout();
+        let attrs = [
+            "highestCommittedUSN",
+            "dsServiceName",
+            "defaultNamingContext",
+            "configurationNamingContext",
+        ];
+        let Some(dse) = read_base(ldap, "", &attrs, t, Vec::new()).await? else {
+            return Ok(None);
+        };
+        let Some(usn) = text_of(&dse, "highestCommittedUSN").and_then(|u| u.trim().parse().ok())
+        else {
+            return Ok(None);
+        };
+        let service = text_of(&dse, "dsServiceName");
+        let nc = text_of(&dse, "defaultNamingContext");
+        let config = text_of(&dse, "configurationNamingContext");
+        let lifetimes = async {
+            match &config {
+                Some(c) => {
+                    let dn = format!("CN=Directory Service,CN=Windows NT,CN=Services,{c}");
+                    let attrs = ["tombstoneLifetime", "msDS-deletedObjectLifetime"];
+                    read_base(ldap, &dn, &attrs, t, Vec::new()).await
+                }
+                None => Ok(None),
+            }
+        };
+        let ntds = async {
+            match &service {
+                Some(s) => read_base(ldap, s, &["invocationId"], t, Vec::new()).await,
+                None => Ok(None),
+            }
+        };
+        let base = read_base(ldap, self.pool.config().base_dn(), &["1.1"], t, Vec::new());
+        // Reading the container's own attributes needs the rights that listing its
+        // tombstones needs (by default both are granted to administrators only).
+        let deleted = async {
+            match &nc {
+                Some(nc) => {
+                    let dn = format!("<WKGUID={DELETED_OBJECTS_WKGUID},{nc}>");
+                    read_base(ldap, &dn, &["objectGUID"], t, vec![show_deleted()]).await
+                }
+                None => Ok(None),
+            }
+        };
+        let (ntds, base, deleted, lifetimes) = futures::try_join!(ntds, base, deleted, lifetimes)?;
+        let days = |a: &str| {
+            lifetimes
+                .as_ref()
+                .and_then(|e| text_of(e, a))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        let max_age = space::max_age_secs(
+            lifetimes.is_some(),
+            days("tombstoneLifetime"),
+            days("msDS-deletedObjectLifetime"),
+        );
+        let invocation = ntds.and_then(|e| {
+            values(&e, "invocationId")
+                .first()
+                .and_then(|v| guid_from_bytes(v))
+        });
+        let server = match (service, invocation) {
+            (Some(service), Some(invocation_id)) => Some(ServerId {
+                service,
+                invocation_id,
+            }),
+            _ => None,
+        };
+        Ok(Some(Root {
+            usn,
+            server,
+            nc,
+            base: base.map(|e| e.dn),
+            tombstones: deleted.is_some_and(|e| !values(&e, "objectGUID").is_empty()),
+            max_age,
+        }))
+    }
+
+    /// Searches for keys, 200 a search, 4 searches at a time.
+    async fn search_keys(
+        &self,
+        ldap: &Ldap,
+        keys: &[String],
+    ) -> std::result::Result<Vec<SearchEntry>, LdapError> {
+        let attrs = self.user_attrs();
+        let base = self.pool.config().base_dn();
+        let chunks: Vec<Vec<String>> = keys.chunks(CHUNK).map(<[String]>::to_vec).collect();
+        let found: Vec<Vec<SearchEntry>> = stream::iter(chunks)
+            .map(|chunk: Vec<String>| {
+                let attrs = attrs.clone();
+                async move {
+                    let clauses: String = chunk.iter().filter_map(|c| self.clause(c)).collect();
+                    let filter = format!("(&{}(|{clauses}))", self.user_filter);
+                    self.search_on(ldap, base, &filter, attrs, Vec::new()).await
+                }
+            })
+            .buffer_unordered(4)
+            .try_collect()
+            .await?;
+        Ok(found.into_iter().flatten().collect())
+    }
+
+    /// One pass over the directory on one connection (so from one DC): the rootDSE, then
+    /// everyone, the keys, or what changed since the snapshot `resumed`.
+    async fn read_pass(
+        &self,
+        ldap: Ldap,
+        canon: &[String],
+        resumed: Option<&Snap>,
+    ) -> std::result::Result<Pass, LdapError> {
+        let root = self.read_root(&ldap).await?;
+        let mut reason = String::new();
+        let mut from: Option<(&Snap, &Root)> = None;
+        if let Some(s) = resumed {
+            match &root {
+                None => {
+                    reason =
+                        "the directory has no update sequence numbers (not Active Directory)".into()
+                }
+                Some(r) => match r.incremental() {
+                    Err(why) => reason = why,
+                    Ok(server) if *server != s.server => {
+                        reason = "the saved snapshot is from another domain controller or database instance".into()
+                    }
+                    Ok(_) if now_secs().saturating_sub(s.made) > r.max_age => {
+                        reason = format!(
+                            "the saved snapshot is over {} days old: deletions since may be forgotten by the DC",
+                            r.max_age / 86_400
+                        )
+                    }
+                    Ok(_) if r.usn < s.watermark => {
+                        reason = format!(
+                            "the DC's highestCommittedUSN {} is below the snapshot's {} (a restored database?)",
+                            r.usn, s.watermark
+                        )
+                    }
+                    Ok(_) => from = Some((s, r)),
+                },
+            }
+        }
+        let mut searched: Vec<String> = match from {
+            Some((s, _)) if !s.all => canon
+                .iter()
+                .filter(|k| !s.covered.contains(*k))
+                .cloned()
+                .collect(),
+            Some(_) => Vec::new(),
+            None => canon.to_vec(),
+        };
+        if from.is_some() && searched.len() >= SCAN_FROM {
+            reason = format!("{} keys are not in the saved snapshot", searched.len());
+            from = None;
+            searched = canon.to_vec();
+        }
+        let base_dn = self.pool.config().base_dn();
+        let mut pass = Pass {
+            root: None,
+            how: How::Keys,
+            reason,
+            users: Vec::new(),
+            changed: Vec::new(),
+            keyed: Vec::new(),
+            searched: Vec::new(),
+        };
+        match from {
+            None if canon.len() >= SCAN_FROM => {
+                // Many keys: one paged pass over every user who has the match attribute.
+                pass.how = How::Everyone;
+                let filter = format!("(&{}({}=*))", self.user_filter, self.matcher.ldap_name());
+                pass.users = self
+                    .search_on(&ldap, base_dn, &filter, self.user_attrs(), Vec::new())
+                    .await?;
+                searched.clear();
+            }
+            None => {}
+            Some((s, r)) => {
+                let w = s.watermark;
+                pass.how = How::Changes(w);
+                // An unmoved highestCommittedUSN: nothing changed anywhere on this DC.
+                if r.usn > w {
+                    let nc = r.nc.as_deref().unwrap_or_default();
+                    let base = r.base.as_deref().unwrap_or_default();
+                    // Everything changed in the naming context, tombstones included: an
+                    // entry of the snapshot among them that is not among the changed
+                    // users below the base DN is gone, moved out or no longer a user.
+                    let changed = self
+                        .search_on(
+                            &ldap,
+                            nc,
+                            &format!("(uSNChanged>={})", w + 1),
+                            vec!["objectGUID".into(), "isDeleted".into()],
+                            vec![show_deleted()],
+                        )
+                        .await?;
+                    let deleted = |e: &SearchEntry| {
+                        text_of(e, "isDeleted").is_some_and(|v| v.eq_ignore_ascii_case("TRUE"))
+                    };
+                    let below = changed
+                        .iter()
+                        .any(|e| !deleted(e) && dn_within(&e.dn, base));
+                    pass.changed = changed
+                        .iter()
+                        .filter_map(|e| guid_from_bytes(values(e, "objectGUID").first()?))
+                        .collect();
+                    if below {
+                        let filter = format!(
+                            "(&{}({}=*)(uSNChanged>={}))",
+                            self.user_filter,
+                            self.matcher.ldap_name(),
+                            w + 1
+                        );
+                        pass.users = self
+                            .search_on(&ldap, base_dn, &filter, self.user_attrs(), Vec::new())
+                            .await?;
+                    }
+                }
+            }
+        }
+        if !searched.is_empty() {
+            pass.keyed = self.search_keys(&ldap, &searched).await?;
+        }
+        pass.searched = searched;
+        pass.root = root;
+        Ok(pass)
+    }
+
+    /// The one entry of `key` (its id and DN): from memory, else from a search (then with
+    /// the photo's bytes).
+    async fn resolve(
+        &self,
+        op: &'static str,
+        key: &UserKey,
+    ) -> Result<(String, String, Option<Option<Bytes>>)> {
+        let invalid = || {
             self.fail(
                 ErrorKind::UserNotFound,
                 op,
                 key,
                 format!("not a valid {} value", self.matcher),
             )
-        })?;
-        let cached = self.lock().dns.get(&canon).cloned();
-        let dns = match cached {
-            Some(d) => d,
+        };
+        let canon = self.matcher.canonical(key.as_str()).ok_or_else(invalid)?;
+        let known: Option<Vec<(String, String)>> = {
+            let st = self.lock();
+            st.resolved.get(&canon).and_then(|ids| {
+                let found: Option<Vec<(String, String)>> = ids
+                    .iter()
+                    .map(|id| st.space.entries.get(id).map(|e| (id.clone(), e.dn.clone())))
+                    .collect();
+                // Two entries known from a snapshot: ask the directory before calling the
+                // key ambiguous.
+                found.filter(|f| f.len() < 2 || !st.from_snapshot || st.checked.contains(&canon))
+            })
+        };
+        let (found, mut fresh) = match known {
+            Some(f) => (f, None),
             None => {
-                let clause = self.clause(&canon).ok_or_else(|| {
-                    self.fail(
-                        ErrorKind::UserNotFound,
-                        op,
-                        key,
-                        format!("not a valid {} value", self.matcher),
-                    )
-                })?;
+                let clause = self.clause(&canon).ok_or_else(invalid)?;
                 let filter = format!("(&{}{clause})", self.user_filter);
+                let attrs = self.user_attrs();
+                let attrs: Vec<&str> = attrs.iter().map(String::as_str).collect();
                 let entries = self
                     .pool
-                    .search(
-                        op,
-                        Some(key),
-                        &filter,
-                        &[self.matcher.ldap_name(), &self.attribute],
-                    )
+                    .search(op, Some(key), &filter, &attrs)
                     .await
                     .map_err(|e| self.named(e))?;
-                let mut c = self.lock();
-                let dns: Vec<String> = entries.iter().map(|e| e.dn.clone()).collect();
-                for e in &entries {
-                    c.photos.insert(e.dn.clone(), photo_of(e, &self.attribute));
+                let parsed: Vec<_> = entries.iter().map(|e| self.entry_of(e)).collect();
+                let mut found = Vec::new();
+                let mut photos = HashMap::new();
+                let mut st = self.lock();
+                for (id, e, p) in parsed {
+                    found.push((id.clone(), e.dn.clone()));
+                    photos.insert(id.clone(), p);
+                    st.space.entries.insert(id, e);
                 }
-                c.dns.insert(canon, dns.clone());
-                dns
+                st.resolved
+                    .insert(canon.clone(), found.iter().map(|f| f.0.clone()).collect());
+                st.checked.insert(canon);
+                (found, Some(photos))
             }
         };
-        match dns.as_slice() {
+        match found.as_slice() {
             [] => Err(self.fail(
                 ErrorKind::UserNotFound,
                 op,
@@ -336,7 +851,10 @@ impl AdSink {
                     self.pool.config().base_dn()
                 ),
             )),
-            [dn] => Ok(dn.clone()),
+            [(id, dn)] => {
+                let photo = fresh.as_mut().and_then(|p| p.remove(id));
+                Ok((id.clone(), dn.clone(), photo))
+            }
             many => Err(self.fail(
                 ErrorKind::AmbiguousMatch,
                 op,
@@ -345,26 +863,56 @@ impl AdSink {
                     "{} entries have {}={key}, nothing written: {}",
                     many.len(),
                     self.matcher,
-                    many.join(" | ")
+                    many.iter()
+                        .map(|f| f.1.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" | ")
                 ),
             )),
         }
     }
 
-    /// Forgets what the cache knows about `dn`'s photo (after a write whose outcome is
-    /// unknown), or about the whole key (after the entry vanished).
-    fn forget(&self, key: &UserKey, dn: &str, entry_gone: bool) {
-        let mut c = self.lock();
-        c.photos.remove(dn);
-        if entry_gone {
-            if let Some(canon) = self.matcher.canonical(key.as_str()) {
-                c.dns.remove(&canon);
-            }
+    /// Forgets an entry that is gone (or no longer at its DN), so its key is searched again.
+    fn forget(&self, key: &UserKey, id: &str) {
+        let mut st = self.lock();
+        st.space.entries.remove(id);
+        st.unsure.remove(id);
+        if let Some(canon) = self.matcher.canonical(key.as_str()) {
+            st.resolved.remove(&canon);
         }
     }
 
+    /// Reads the entry's photo from the directory (and keeps its hash).
+    async fn read_photo(
+        &self,
+        op: &'static str,
+        key: &UserKey,
+        id: &str,
+        dn: &str,
+    ) -> Result<Option<Bytes>> {
+        let e = self
+            .pool
+            .read_entry(op, Some(key), dn, &[&self.attribute])
+            .await
+            .map_err(|e| self.named(e))?;
+        let Some(e) = e else {
+            self.forget(key, id);
+            return Err(self.fail(ErrorKind::UserNotFound, op, key, format!("{dn} is gone")));
+        };
+        let p = photo_of(&e, &self.attribute);
+        let mut st = self.lock();
+        if let Some(entry) = st.space.entries.get_mut(id) {
+            entry.sha256 = p.as_deref().map(sha256_hex);
+        }
+        st.unsure.remove(id);
+        Ok(p)
+    }
+
     async fn write(&self, op: &'static str, key: &UserKey, jpeg: Option<&Bytes>) -> Result<()> {
-        let dn = self.resolve(op, key).await?;
+        let (id, dn, _) = self.resolve(op, key).await?;
+        let new_sha = jpeg.map(|j| sha256_hex(j));
+        // The photo the sink knows for the entry before this write (see `snapshot`).
+        let before = self.lock().space.entries.get(&id).map(|e| e.sha256.clone());
         let attr = Bytes::from(self.attribute.clone().into_bytes());
         let t = self.pool.timeout();
         let r = self
@@ -385,13 +933,34 @@ impl AdSink {
             .await;
         match r {
             Ok(()) => {
-                self.lock().photos.insert(dn, jpeg.cloned());
+                let mut st = self.lock();
+                let st = &mut *st;
+                if let Some(e) = st.space.entries.get_mut(&id) {
+                    e.sha256 = new_sha.clone();
+                }
+                st.unsure.remove(&id);
+                if let Some(run) = &mut st.run {
+                    match before {
+                        // It changed the photo the sink knew: one USN, unless somebody
+                        // wrote these very bytes in between (and raised it for us).
+                        Some(b) if b != new_sha => run.mods += 1,
+                        // It may have changed nothing at all: the watermark stays put.
+                        _ => run.exact = false,
+                    }
+                }
                 Ok(())
             }
             Err(e) => {
-                self.forget(key, &dn, e.kind() == ErrorKind::UserNotFound);
+                let gone = e.kind() == ErrorKind::UserNotFound;
+                if gone {
+                    self.forget(key, &id);
+                } else {
+                    // It may have landed or not: `current` reads the photo again; the
+                    // snapshot keeps what was certain (the USNs tell the next run).
+                    self.lock().unsure.insert(id);
+                }
                 let e = self.named(e);
-                Err(if e.kind() == ErrorKind::UserNotFound {
+                Err(if gone {
                     self.fail(
                         ErrorKind::UserNotFound,
                         op,
@@ -416,32 +985,28 @@ impl DirectorySink for AdSink {
         SinkCapabilities::new(self.max_bytes, self.profile.clone())
     }
 
+    /// From memory after a prefetch (the photo's SHA-256, no bytes); a user searched one by
+    /// one comes with the bytes.
     async fn current(&self, key: &UserKey) -> Result<Option<CurrentPhoto>> {
-        let dn = self.resolve("current", key).await?;
-        let known = self.lock().photos.get(&dn).cloned();
-        let photo = match known {
-            Some(p) => p,
-            None => {
-                let e = self
-                    .pool
-                    .read_entry("current", Some(key), &dn, &[&self.attribute])
-                    .await
-                    .map_err(|e| self.named(e))?;
-                let Some(e) = e else {
-                    self.forget(key, &dn, true);
-                    return Err(self.fail(
-                        ErrorKind::UserNotFound,
-                        "current",
-                        key,
-                        format!("{dn} is gone"),
-                    ));
-                };
-                let p = photo_of(&e, &self.attribute);
-                self.lock().photos.insert(dn, p.clone());
-                p
-            }
+        let (id, dn, fresh) = self.resolve("current", key).await?;
+        if let Some(p) = fresh {
+            return Ok(p.map(photo_with_hash));
+        }
+        let known = {
+            let st = self.lock();
+            st.space
+                .entries
+                .get(&id)
+                .filter(|_| !st.unsure.contains(&id))
+                .map(|e| e.sha256.clone())
         };
-        Ok(photo.map(CurrentPhoto::from_bytes))
+        match known {
+            Some(sha) => Ok(sha.map(CurrentPhoto::from_sha256)),
+            None => Ok(self
+                .read_photo("current", key, &id, &dn)
+                .await?
+                .map(photo_with_hash)),
+        }
     }
 
     async fn put(&self, key: &UserKey, jpeg: &Bytes) -> Result<Option<String>> {
@@ -478,9 +1043,32 @@ impl DirectorySink for AdSink {
         self.write("delete", key, None).await
     }
 
+    /// The stored bytes, read from the directory (a base-scope read of the user's DN).
+    async fn fetch(&self, key: &UserKey) -> Result<Option<Bytes>> {
+        let (id, dn, fresh) = self.resolve("fetch", key).await?;
+        match fresh {
+            Some(p) => Ok(p),
+            None => self.read_photo("fetch", key, &id, &dn).await,
+        }
+    }
+
     async fn prefetch(&self, keys: &[UserKey]) -> Result<()> {
-        // A new run: forget what an earlier one learned.
-        *self.lock() = Cache::default();
+        // A new run: what this one learns starts from the resumed snapshot, if any.
+        let resumed = {
+            let mut st = self.lock();
+            st.resolved.clear();
+            st.unsure.clear();
+            st.checked.clear();
+            st.run = None;
+            st.last_read = None;
+            st.resumed.take()
+        };
+        let started = now_secs();
+        let (snap, why) = match resumed {
+            None => (None, "no snapshot".to_owned()),
+            Some(Err(why)) => (None, why),
+            Some(Ok(s)) => (Some(s), String::new()),
+        };
         let mut canon: Vec<String> = keys
             .iter()
             .filter_map(|k| self.matcher.canonical(k.as_str()))
@@ -488,79 +1076,121 @@ impl DirectorySink for AdSink {
             .collect();
         canon.sort();
         canon.dedup();
-        let attrs = [self.matcher.ldap_name(), self.attribute.as_str()];
-        let found: Vec<(HashSet<String>, Vec<SearchEntry>)> = if canon.len() >= SCAN_FROM {
-            // Many keys: one paged pass over every user who has the match attribute.
-            let filter = format!("(&{}({}=*))", self.user_filter, self.matcher.ldap_name());
-            let entries = self
-                .pool
-                .search("prefetch", None, &filter, &attrs)
-                .await
-                .map_err(|e| self.named(e))?;
-            let everyone: Vec<(String, UserKey)> = entries
-                .iter()
-                .filter_map(|e| Some((e.dn.clone(), self.key_of(e)?)))
-                .collect();
-            let mut c = self.lock();
-            for e in &entries {
-                c.photos.insert(e.dn.clone(), photo_of(e, &self.attribute));
-            }
-            c.everyone = Some(everyone);
-            drop(c);
-            vec![(canon.into_iter().collect(), entries)]
-        } else {
-            let chunks: Vec<Vec<String>> = canon.chunks(CHUNK).map(<[String]>::to_vec).collect();
-            let attrs = &attrs;
-            stream::iter(chunks)
-                .map(|chunk: Vec<String>| async move {
-                    let clauses: String = chunk.iter().filter_map(|c| self.clause(c)).collect();
-                    let filter = format!("(&{}(|{clauses}))", self.user_filter);
-                    let entries = self
-                        .pool
-                        .search("prefetch", None, &filter, attrs)
-                        .await
-                        .map_err(|e| self.named(e))?;
-                    Ok::<_, Error>((chunk.into_iter().collect::<HashSet<_>>(), entries))
-                })
-                .buffer_unordered(4)
-                .try_collect()
-                .await?
+        let pass = self
+            .pool
+            .run(OpClass::Search, "prefetch", None, |ldap| {
+                self.read_pass(ldap, &canon, snap.as_ref())
+            })
+            .await
+            .map_err(|e| self.named(e))?;
+
+        // Hash the photos outside the lock; keep no bytes.
+        let users: Vec<(String, Entry)> = pass
+            .users
+            .iter()
+            .map(|e| {
+                let (id, entry, _) = self.entry_of(e);
+                (id, entry)
+            })
+            .collect();
+        let keyed: Vec<(String, Entry)> = pass
+            .keyed
+            .iter()
+            .map(|e| {
+                let (id, entry, _) = self.entry_of(e);
+                (id, entry)
+            })
+            .collect();
+        let entries = pass.users.len() + pass.changed.len() + pass.keyed.len();
+        let mut space = match (pass.how, snap) {
+            (How::Changes(_), Some(s)) => s.into_space(),
+            (How::Everyone, _) => Space {
+                all: true,
+                ..Space::default()
+            },
+            _ => Space::default(),
         };
-        let mut c = self.lock();
-        for (wanted, entries) in found {
-            for e in entries {
-                let mut matched = false;
-                for v in self.canonical_values(&e) {
-                    if wanted.contains(&v) {
-                        let dns = c.dns.entry(v).or_default();
-                        if !dns.contains(&e.dn) {
-                            dns.push(e.dn.clone());
-                        }
-                        matched = true;
-                    }
-                }
-                if matched {
-                    c.photos.insert(e.dn.clone(), photo_of(&e, &self.attribute));
+        if let How::Changes(_) = pass.how {
+            let fresh: HashSet<&str> = users.iter().map(|(id, _)| id.as_str()).collect();
+            for g in &pass.changed {
+                if !fresh.contains(g.as_str()) {
+                    space.entries.remove(g);
                 }
             }
         }
+        if !space.all {
+            space.covered.extend(pass.searched.iter().cloned());
+        }
+        for (id, e) in users {
+            // A space of some keys keeps only the changed users it needs.
+            let wanted = space.all
+                || space.entries.contains_key(&id)
+                || e.values.iter().any(|v| space.covered.contains(v));
+            if wanted {
+                space.entries.insert(id, e);
+            }
+        }
+        for (id, e) in keyed {
+            space.entries.insert(id, e);
+        }
+        let capable = pass.root.as_ref().map(|r| r.incremental());
+        let run = match (&pass.root, &capable) {
+            (Some(r), Some(Ok(server))) => Some(Run {
+                server: (*server).clone(),
+                h0: r.usn,
+                t0: started,
+                mods: 0,
+                exact: true,
+            }),
+            _ => None,
+        };
+        let mut reason = match pass.how {
+            How::Changes(w) if entries == 0 => format!("nothing changed since USN {w}"),
+            How::Changes(w) => format!("changes since USN {w}"),
+            _ if !pass.reason.is_empty() => pass.reason.clone(),
+            _ => why,
+        };
+        match capable {
+            None => reason.push_str("; no snapshot: the directory has no update sequence numbers"),
+            Some(Err(e)) => reason.push_str(&format!("; no snapshot: {e}")),
+            Some(Ok(_)) => {}
+        }
+        let stats = ReadStats {
+            full: !matches!(pass.how, How::Changes(_)),
+            entries,
+            since_usn: match pass.how {
+                How::Changes(w) => Some(w),
+                _ => None,
+            },
+            reason,
+        };
+        let mut st = self.lock();
+        st.resolved = space.index();
+        st.space = space;
+        st.from_snapshot = matches!(pass.how, How::Changes(_));
+        st.run = run;
+        st.last_read = Some(stats);
         // Keys that matched nothing are left out: `current` searches them one by one, so a
         // value the directory matches by its own rules (not ours) is still found.
         Ok(())
     }
 
     async fn users_with_photos(&self) -> Result<Vec<UserKey>> {
-        // The prefetch read everyone (and writes since kept the photos current): no search.
+        // The prefetch read everyone (and writes since kept the hashes current): no search.
         {
-            let c = self.lock();
-            if let Some(everyone) = &c.everyone {
+            let st = self.lock();
+            if st.space.all {
                 let mut seen = HashSet::new();
-                return Ok(everyone
-                    .iter()
-                    .filter(|(dn, _)| matches!(c.photos.get(dn), Some(Some(_))))
-                    .map(|(_, k)| k.clone())
+                let mut keys: Vec<UserKey> = st
+                    .space
+                    .entries
+                    .values()
+                    .filter(|e| e.sha256.is_some() && !e.key.is_empty())
+                    .map(|e| UserKey::new(&e.key))
                     .filter(|k| seen.insert(k.clone()))
-                    .collect());
+                    .collect();
+                keys.sort();
+                return Ok(keys);
             }
         }
         let filter = format!("(&{}({}=*))", self.user_filter, self.attribute);
@@ -577,8 +1207,56 @@ impl DirectorySink for AdSink {
         let mut seen = HashSet::new();
         Ok(entries
             .iter()
-            .filter_map(|e| self.key_of(e))
+            .filter_map(|e| self.raw_key(e).map(UserKey::new))
             .filter(|k| seen.insert(k.clone()))
             .collect())
+    }
+
+    /// The connector space for the next run, with the watermark from which it is certain.
+    /// `None` when no prefetch ran or the directory cannot be read incrementally.
+    async fn snapshot(&self) -> Result<Option<Vec<u8>>> {
+        let service = match &self.lock().run {
+            Some(r) => r.server.service.clone(),
+            None => return Ok(None),
+        };
+        let t = self.pool.timeout();
+        let dse = self
+            .pool
+            .run(OpClass::Search, "snapshot", None, |ldap| async move {
+                let attrs = ["highestCommittedUSN", "dsServiceName"];
+                read_base(&ldap, "", &attrs, t, Vec::new()).await
+            })
+            .await
+            .map_err(|e| self.named(e))?;
+        // Only a USN of the DC the prefetch read from means anything here.
+        let h_end: Option<u64> = dse
+            .filter(|e| text_of(e, "dsServiceName").as_deref() == Some(service.as_str()))
+            .and_then(|e| text_of(&e, "highestCommittedUSN"))
+            .and_then(|u| u.trim().parse().ok());
+        let st = self.lock();
+        let Some(run) = &st.run else {
+            return Ok(None);
+        };
+        // Why this is safe: `space::next_watermark`.
+        let w = match h_end {
+            Some(h) => space::next_watermark(run.h0, h, run.mods, run.exact),
+            None => run.h0,
+        };
+        Ok(Some(space::encode(
+            &run.server,
+            &self.scope_id(),
+            w,
+            &st.space,
+            run.t0,
+        )))
+    }
+
+    /// Keeps a snapshot of an earlier run for the next prefetch; one it cannot read, or made
+    /// for another base DN, user filter, match or photo attribute, is ignored (the next
+    /// prefetch says why in [`AdSink::last_read`]).
+    async fn resume(&self, saved: Vec<u8>) -> Result<()> {
+        let r = space::decode(&saved, &self.scope_id());
+        self.lock().resumed = Some(r);
+        Ok(())
     }
 }
