@@ -987,6 +987,59 @@ async fn a_user_without_write_access_is_permission_denied() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn computer_accounts_are_not_people_by_default() {
+    let env = need_env!();
+    let ou = Ou::new(&env, "computers").await;
+    let id = run_id();
+    let person = format!("pc{id}");
+    let dns = ou
+        .add_users(vec![NewUser::new(format!("pc {id} person"), &person)], 1)
+        .await;
+    // A computer account: its objectClass is `user` too (computer derives from user).
+    let machine = format!("ws{id}$");
+    let computer_dn = ou.user_dn(&format!("ws{id}"));
+    let attrs: Vec<(Vec<u8>, HashSet<Vec<u8>>)> = vec![
+        (
+            b"objectClass".to_vec(),
+            ["top", "person", "organizationalPerson", "user", "computer"]
+                .iter()
+                .map(|s| s.as_bytes().to_vec())
+                .collect(),
+        ),
+        (
+            b"sAMAccountName".to_vec(),
+            HashSet::from([machine.clone().into_bytes()]),
+        ),
+    ];
+    ou.conns[0]
+        .clone()
+        .add(&computer_dn, attrs)
+        .await
+        .unwrap()
+        .success()
+        .unwrap_or_else(|e| panic!("create {computer_dn}: {e}"));
+    let keys = [UserKey::new(&person), UserKey::new(&machine)];
+    for prefetch in [true, false] {
+        let sink = AdSink::builder(sink_config(&env, &ou.dn)).build().unwrap();
+        if prefetch {
+            sink.prefetch(&keys).await.unwrap();
+        }
+        let e = sink.put(&keys[1], &jpeg(1)).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::UserNotFound, "{e}");
+        sink.put(&keys[0], &jpeg(2)).await.unwrap();
+    }
+    assert_eq!(ou.photo(&computer_dn).await, None);
+    assert_eq!(ou.photo(&dns[0]).await.as_deref(), Some(&jpeg(2)[..]));
+    // The filter is what leaves it out: the broader one finds it.
+    let broad = AdSink::builder(sink_config(&env, &ou.dn))
+        .user_filter("(objectClass=user)")
+        .build()
+        .unwrap();
+    assert!(broad.current(&keys[1]).await.unwrap().is_none());
+    ou.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ambiguous_key_is_reported_and_never_written() {
     let env = need_env!();
     let ou = Ou::new(&env, "amb").await;

@@ -75,7 +75,7 @@ pub struct LdapArgs {
     /// Where users are searched (subtree).
     #[arg(long)]
     base_dn: Option<String>,
-    /// The filter that selects users (default `(objectClass=user)`).
+    /// The filter that selects users (default `(&(objectCategory=person)(objectClass=user))`).
     #[arg(long)]
     ldap_filter: Option<String>,
     /// Seconds each LDAP operation may take.

@@ -74,8 +74,8 @@ impl LdapSourceBuilder {
         self
     }
 
-    /// The filter that selects people (default `(objectClass=user)`, AD's; OpenLDAP:
-    /// `(objectClass=inetOrgPerson)`).
+    /// The filter that selects people (default `(&(objectCategory=person)(objectClass=user))`, AD's user
+    /// accounts without computers and contacts; OpenLDAP: `(objectClass=inetOrgPerson)`).
     pub fn user_filter(mut self, filter: impl Into<String>) -> Self {
         self.user_filter = filter.into();
         self
@@ -132,7 +132,7 @@ impl LdapSource {
             conn,
             matcher: MatchAttribute::default(),
             attribute: "thumbnailPhoto".into(),
-            user_filter: "(objectClass=user)".into(),
+            user_filter: "(&(objectCategory=person)(objectClass=user))".into(),
             cache_budget: 256 << 20,
         }
     }
