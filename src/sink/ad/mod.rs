@@ -697,6 +697,18 @@ impl AdSink {
                             r.usn, s.watermark
                         )
                     }
+                    Ok(_) if space::full_pass_is_cheaper(
+                        r.usn - s.watermark,
+                        s.all.then_some(s.entries.len()),
+                        canon.len(),
+                    ) =>
+                    {
+                        reason = format!(
+                            "{} changes on the DC since the saved snapshot of {} users: reading everyone is cheaper",
+                            r.usn - s.watermark,
+                            s.entries.len()
+                        )
+                    }
                     Ok(_) => from = Some((s, r)),
                 },
             }

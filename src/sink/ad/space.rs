@@ -220,6 +220,24 @@ pub(super) fn next_watermark(h0: u64, h_end: u64, mods: u64, exact: bool) -> u64
     }
 }
 
+/// Whether a full pass over the users beats reading the changes since the snapshot: when
+/// the DC made more changes since the snapshot (`usn_delta`, every change on the DC) than the
+/// snapshot holds users (`entries`, `None` for a snapshot of only some keys), and the run
+/// would read everyone anyway without a snapshot (`keys` at least [`SCAN_FROM`]). Reading
+/// the changes costs a search of the naming context for every changed object (to find the
+/// deleted ones) and then one for the changed users, so it is about twice a full pass when
+/// nearly everyone changed, as after a first run on a busy DC, whose own writes the next run
+/// reads again (see [`next_watermark`]). A full pass needs no deletion search: whoever it
+/// does not find is gone.
+///
+/// [`SCAN_FROM`]: super::SCAN_FROM
+pub(super) fn full_pass_is_cheaper(usn_delta: u64, entries: Option<usize>, keys: usize) -> bool {
+    match entries {
+        Some(n) => keys >= super::SCAN_FROM && usn_delta > n as u64,
+        None => false,
+    }
+}
+
 /// How old a snapshot may be, in seconds, given the forest's `tombstoneLifetime` and
 /// `msDS-deletedObjectLifetime` (days; `None` when not set or not readable): half the
 /// shorter one. A deleted object's tombstone (or, with the Recycle Bin, its deleted state,
@@ -264,6 +282,22 @@ pub(super) fn dn_within(dn: &str, base: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_pass_replaces_reading_more_changes_than_users() {
+        let many = super::super::SCAN_FROM;
+        assert!(!full_pass_is_cheaper(0, Some(2_000), many));
+        assert!(!full_pass_is_cheaper(2_000, Some(2_000), many));
+        assert!(full_pass_is_cheaper(2_001, Some(2_000), many));
+        assert!(
+            !full_pass_is_cheaper(2_001, Some(2_000), many - 1),
+            "few keys are searched one chunk at a time, not by a full pass"
+        );
+        assert!(
+            !full_pass_is_cheaper(u64::MAX, None, many),
+            "a snapshot of some keys only is never replaced by a pass over everyone"
+        );
+    }
 
     fn scope() -> ScopeId {
         ScopeId {
