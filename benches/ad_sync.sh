@@ -16,7 +16,7 @@
 # Steps 3 and 4 alternate ROUNDS times (the DC is shared and noisy); prints every time, the
 # medians and the ratios of the medians (targets: ours / ldapmodify <= 1.0; first run /
 # re-run with nothing changed >= 20).
-# Usage: benches/ad_sync.sh [USERS] [CONCURRENCY] [ROUNDS]  (defaults 2000, 4, 3). Starts the
+# Usage: benches/ad_sync.sh [USERS] [CONCURRENCY] [ROUNDS]  (defaults 2000, 4, 5). Starts the
 # DC when it is not running (root needed) and leaves it as it found it. Work files go to
 # target/ad-bench (kept between runs: the photos are made once).
 set -euo pipefail
@@ -24,7 +24,7 @@ set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 N=${1:-2000}
 CONC=${2:-4}
-ROUNDS=${3:-3}
+ROUNDS=${3:-5}
 TARGET=${CARGO_TARGET_DIR:-$REPO/target}
 WORK=$REPO/target/ad-bench
 mkdir -p "$WORK"
