@@ -731,6 +731,24 @@ async fn one_decode_serves_two_sinks() {
     );
     assert!(ad.photo(&k("a")).unwrap().len() <= 10_000);
     assert!(big.0.photo(&k("a")).unwrap().len() > ad.photo(&k("a")).unwrap().len());
+
+    // Without room to keep the second sink's rendition until its write, that sink makes it
+    // again: two decodes, the same bytes.
+    let (ad2, big2) = (
+        Arc::new(MemorySink::new(102_400).with_users(["a"])),
+        Arc::new(Named(MemorySink::new(4_000_000).with_users(["a"]))),
+    );
+    let r = Engine::new(MemorySource::new().with_photo("a", photo(1)))
+        .with_sink(ad2.clone(), Profile::ad_thumbnail())
+        .with_sink(big2.clone(), Profile::graph())
+        .with_rendition_cache(0)
+        .run(false)
+        .await
+        .unwrap();
+    assert_eq!(r.exit_code(), 0, "{r}");
+    assert_eq!(r.timings.decoded, 2, "{:?}", r.timings);
+    assert_eq!(ad2.photo(&k("a")), ad.photo(&k("a")));
+    assert_eq!(big2.0.photo(&k("a")), big.0.photo(&k("a")));
 }
 
 /// A source that takes a while to load each photo and notes when each load ended.

@@ -756,6 +756,7 @@ impl Engine {
             refs,
             renditions,
             deferred,
+            deferred_budget: AtomicUsize::new(cache_left.load(Ordering::Relaxed)),
             render_slots: Semaphore::new(self.threads),
             deferred_decoded: AtomicUsize::new(0),
             refresh,
@@ -863,13 +864,22 @@ struct Rend {
 type RenditionResult = std::result::Result<Rend, (ErrorKind, String)>;
 
 /// A user normalized at apply time: one decode for all the sinks that write them, made by
-/// whichever of their items gets there first; each item takes its own rendition out.
+/// whichever of their items gets there first; each item takes its own rendition out. The
+/// renditions waiting for the other sinks' items count against the rendition cache (a slow
+/// sink's items can lag far behind a fast one's); beyond it their bytes are dropped, and
+/// those items make their rendition again.
 struct Deferred {
     tis: Vec<usize>,
     #[allow(clippy::type_complexity)]
     made: tokio::sync::OnceCell<
-        std::result::Result<Vec<(usize, Mutex<Option<RenditionResult>>)>, (ErrorKind, String)>,
+        std::result::Result<Vec<(usize, Mutex<Option<Waiting>>)>, (ErrorKind, String)>,
     >,
+}
+
+/// A deferred rendition waiting for its item, and whether its bytes hold cache budget.
+struct Waiting {
+    rendition: RenditionResult,
+    reserved: bool,
 }
 
 /// The message of the error a call gets when the run stopped before it was sent.
@@ -899,6 +909,8 @@ pub struct Prepared<'e> {
     refs: BTreeMap<UserKey, PhotoRef>,
     renditions: HashMap<(UserKey, usize), Bytes>,
     deferred: HashMap<UserKey, Arc<Deferred>>,
+    /// What is left of the rendition cache for deferred renditions waiting for their item.
+    deferred_budget: AtomicUsize,
     /// Bounds the normalizing done at apply time to the engine's threads.
     render_slots: Semaphore,
     deferred_decoded: AtomicUsize,
@@ -1360,7 +1372,30 @@ impl<'e> Prepared<'e> {
                 self.deferred_decoded.fetch_add(1, Ordering::Relaxed);
                 self.engine.render(r, &d.tis).await.map(|v| {
                     v.into_iter()
-                        .map(|(ti, x)| (ti, Mutex::new(Some(x))))
+                        .map(|(t, mut rendition)| {
+                            // This item's own rendition is used at once; the others wait
+                            // within the budget.
+                            let mut reserved = false;
+                            if let (true, Ok(rend)) = (t != ti, &mut rendition) {
+                                let len = rend.len;
+                                reserved = self
+                                    .deferred_budget
+                                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| {
+                                        l.checked_sub(len)
+                                    })
+                                    .is_ok();
+                                if !reserved {
+                                    rend.bytes = None;
+                                }
+                            }
+                            (
+                                t,
+                                Mutex::new(Some(Waiting {
+                                    rendition,
+                                    reserved,
+                                })),
+                            )
+                        })
                         .collect()
                 })
             })
@@ -1369,10 +1404,25 @@ impl<'e> Prepared<'e> {
             Ok(v) => v,
             Err((kind, msg)) => return fail(Reason::SourceError, *kind, msg.clone()),
         };
-        let taken = per_target
+        let waiting = per_target
             .iter()
             .find(|(t, _)| *t == ti)
             .and_then(|(_, slot)| slot.lock().unwrap_or_else(|p| p.into_inner()).take());
+        let mut taken = waiting.map(|w| {
+            if let (true, Ok(rend)) = (w.reserved, &w.rendition) {
+                self.deferred_budget.fetch_add(rend.len, Ordering::Relaxed);
+            }
+            w.rendition
+        });
+        if let Some(Ok(Rend { bytes: None, .. })) = taken {
+            // Dropped for the budget: made again, for this sink only.
+            let _slot = self.render_slots.acquire().await;
+            self.deferred_decoded.fetch_add(1, Ordering::Relaxed);
+            taken = match self.engine.render(r, &[ti]).await {
+                Ok(v) => v.into_iter().next().map(|(_, x)| x),
+                Err((kind, msg)) => return fail(Reason::SourceError, kind, msg),
+            };
+        }
         match taken {
             Some(Ok(Rend { bytes: Some(b), .. })) => Ok(Some(b)),
             Some(Err((kind, msg))) => {
