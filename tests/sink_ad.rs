@@ -140,12 +140,16 @@ async fn admin(env: &Env) -> Ldap {
 }
 
 fn sink_config(env: &Env, base: &str) -> LdapConfig {
+    // Generous timeouts: the test DC is one LDAP process, which another test's bulk work
+    // can keep busy for seconds.
     LdapConfig::new(&env.ldaps_url, base)
         .ca_file(&env.ca)
         .simple_bind(
             &env.admin_dn,
             Secret::from_file(&env.admin_pw_file).unwrap(),
         )
+        .connect_timeout(Duration::from_secs(60))
+        .operation_timeout(Duration::from_secs(60))
 }
 
 /// A user to create: CN, sAMAccountName and more attributes.
@@ -200,8 +204,14 @@ impl Ou {
 
     /// An OU of a test that has the DC to itself (no other test of this process runs).
     async fn exclusive(env: &Env, name: &str) -> Self {
+        Self::exclusive_with_connections(env, name, 1).await
+    }
+
+    /// The same, with `n` admin connections (for bulk work that would keep the DC's one
+    /// LDAP process from answering other tests in time).
+    async fn exclusive_with_connections(env: &Env, name: &str, n: usize) -> Self {
         let guard = DcGuard::Exclusive(DC.clone().write_owned().await);
-        Self::make(env, name, 1, guard).await
+        Self::make(env, name, n, guard).await
     }
 
     async fn make(env: &Env, name: &str, n: usize, guard: DcGuard) -> Self {
@@ -612,6 +622,24 @@ async fn conformance_ldap_source_contract() {
         .unwrap();
     assert_eq!(b, jpeg(1));
     assert!(first.fingerprint.starts_with("sha256:"));
+    // With no room to keep the listed photos, `load` reads each entry again: same bytes,
+    // same fingerprints.
+    let lean = LdapSource::builder(sink_config(&env, &ou.dn))
+        .cache_bytes(0)
+        .build()
+        .unwrap();
+    let lean_listed: Vec<_> = lean.list().collect().await;
+    for (i, k) in keys.iter().enumerate() {
+        let key = UserKey::new(k);
+        let r = lean_listed.iter().flatten().find(|r| r.key == key).unwrap();
+        let full = listed.iter().flatten().find(|r| r.key == key).unwrap();
+        assert_eq!(r.fingerprint, full.fingerprint);
+        let b = lean
+            .load(r, &userphoto::normalize::Limits::default())
+            .await
+            .unwrap();
+        assert_eq!(b, jpeg(i as u32 + 1));
+    }
     ou.cleanup().await;
 }
 
@@ -698,7 +726,7 @@ async fn users_whose_names_need_escaping_are_written_to_themselves() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prefetch_resolves_1200_users_through_paging() {
     let env = need_env!();
-    let ou = Ou::with_connections(&env, "page", 4).await;
+    let ou = Ou::exclusive_with_connections(&env, "page", 4).await;
     let id = run_id();
     let n = 1200;
     let t = Instant::now();

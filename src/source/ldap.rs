@@ -1,6 +1,7 @@
 //! Photos read from a directory over LDAP (`thumbnailPhoto`, `jpegPhoto`, ...).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -14,6 +15,7 @@ use crate::sink::ad::conn::{guid_from_bytes, values};
 use crate::sink::ad::Pool;
 use crate::sink::LdapConfig;
 use crate::{Error, ErrorKind, MatchAttribute, Result, UserKey};
+use ldap3::SearchEntry;
 
 /// Reads people's photos from a directory: every entry below the base DN that matches the
 /// user filter and has the photo attribute.
@@ -150,34 +152,40 @@ impl LdapSource {
 
     async fn scan(&self) -> Vec<Result<PhotoRef>> {
         let filter = format!("(&{}({}=*))", self.user_filter, self.attribute);
-        let entries = match self
+        // Each entry is reduced as it arrives to its key, DN and photo hash, and its photo's
+        // bytes kept only while the cache budget allows: a directory's photos are never all
+        // in memory at once.
+        // (A search retried after a lost connection may cache less: `load` reads the rest.)
+        let cached = std::sync::atomic::AtomicUsize::new(0);
+        let found = self
             .pool
-            .search(
+            .search_map(
                 "list",
-                None,
                 &filter,
                 &[self.matcher.ldap_name(), &self.attribute],
+                |e: SearchEntry| {
+                    let key = values(&e, self.matcher.ldap_name())
+                        .first()
+                        .and_then(|v| self.key_of(v))?;
+                    let photo = values(&e, &self.attribute).first().copied()?;
+                    let fingerprint = format!("sha256:{}", hex(&Sha256::digest(photo)));
+                    let kept = cached
+                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                            (used + photo.len() <= self.cache_budget).then_some(used + photo.len())
+                        })
+                        .is_ok()
+                        .then(|| Bytes::copy_from_slice(photo));
+                    Some((key, e.dn, fingerprint, kept))
+                },
             )
-            .await
-        {
-            Ok(e) => e,
+            .await;
+        let found = match found {
+            Ok(f) => f,
             Err(e) => return vec![Err(e)],
         };
-        let mut by_key: BTreeMap<UserKey, Vec<(String, Bytes)>> = BTreeMap::new();
-        for e in entries {
-            let Some(key) = values(&e, self.matcher.ldap_name())
-                .first()
-                .and_then(|v| self.key_of(v))
-            else {
-                continue;
-            };
-            let Some(photo) = values(&e, &self.attribute)
-                .first()
-                .map(|v| Bytes::copy_from_slice(v))
-            else {
-                continue;
-            };
-            by_key.entry(key).or_default().push((e.dn, photo));
+        let mut by_key: BTreeMap<UserKey, Vec<(String, String, Option<Bytes>)>> = BTreeMap::new();
+        for (key, dn, fingerprint, kept) in found {
+            by_key.entry(key).or_default().push((dn, fingerprint, kept));
         }
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         *cache = (HashMap::new(), 0);
@@ -199,9 +207,8 @@ impl LdapSource {
                     .with_operation("list")
                     .with_user(key));
                 }
-                let (dn, photo) = found.remove(0);
-                let fingerprint = format!("sha256:{}", hex(&Sha256::digest(&photo)));
-                if cache.1 + photo.len() <= self.cache_budget {
+                let (dn, fingerprint, kept) = found.remove(0);
+                if let Some(photo) = kept {
                     cache.1 += photo.len();
                     cache.0.insert(key.clone(), photo);
                 }

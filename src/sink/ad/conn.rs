@@ -888,6 +888,44 @@ impl Pool {
         .await
     }
 
+    /// [`search`](Self::search), with each entry turned into a `T` (or dropped) as it
+    /// arrives, so a large result (every photo of a directory) is never all in memory.
+    /// `keep` may run again from the start if the connection is lost and the search retried.
+    pub(crate) async fn search_map<T, K>(
+        &self,
+        op: &'static str,
+        filter: &str,
+        attrs: &[&str],
+        keep: K,
+    ) -> Result<Vec<T>>
+    where
+        K: Fn(SearchEntry) -> Option<T>,
+    {
+        let base = self.cfg.base_dn.clone();
+        let page = self.cfg.page_size;
+        let t = self.timeout();
+        let attrs: Vec<String> = attrs.iter().map(|s| (*s).to_owned()).collect();
+        let keep = &keep;
+        self.run(OpClass::Search, op, None, |mut ldap| {
+            let (base, attrs) = (base.clone(), attrs.clone());
+            async move {
+                paged_search_with(
+                    &mut ldap,
+                    &base,
+                    Scope::Subtree,
+                    filter,
+                    attrs,
+                    page,
+                    t,
+                    Vec::new(),
+                    keep,
+                )
+                .await
+            }
+        })
+        .await
+    }
+
     /// A base-scope read of one entry.
     pub(crate) async fn read_entry(
         &self,
@@ -934,6 +972,25 @@ pub(crate) async fn paged_search(
     timeout: Duration,
     controls: Vec<RawControl>,
 ) -> std::result::Result<Vec<SearchEntry>, LdapError> {
+    paged_search_with(
+        ldap, base, scope, filter, attrs, page, timeout, controls, Some,
+    )
+    .await
+}
+
+/// [`paged_search`], keeping what `keep` makes of each entry as it arrives.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn paged_search_with<T>(
+    ldap: &mut Ldap,
+    base: &str,
+    scope: Scope,
+    filter: &str,
+    attrs: Vec<String>,
+    page: i32,
+    timeout: Duration,
+    controls: Vec<RawControl>,
+    keep: impl Fn(SearchEntry) -> Option<T>,
+) -> std::result::Result<Vec<T>, LdapError> {
     let adapters: Vec<Box<dyn Adapter<'_, String, Vec<String>>>> = vec![
         Box::new(EntriesOnly::new()),
         Box::new(PagedResults::new(page)),
@@ -950,7 +1007,9 @@ pub(crate) async fn paged_search(
         if entry.is_ref() || entry.is_intermediate() {
             continue;
         }
-        out.push(SearchEntry::construct(entry));
+        if let Some(v) = keep(SearchEntry::construct(entry)) {
+            out.push(v);
+        }
     }
     let res = stream.finish().await;
     // 10 (referral) only says some entries live elsewhere: ignored like search references.
