@@ -100,7 +100,8 @@ enum Command {
     Sync(sync::RunArgs),
     /// Print what `sync` would do; change nothing.
     Plan(sync::RunArgs),
-    /// Put back the photos a sync replaced or removed.
+    /// Undo a sync: put back the photos it replaced or removed, remove the first photos it
+    /// added.
     Restore(sync::RestoreArgs),
     /// Write the demo sync's photos and directory export (examples/demo is made with this).
     #[command(hide = true)]

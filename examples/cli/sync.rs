@@ -623,7 +623,8 @@ fn run(a: RunArgs, plan_only: bool) -> ExitCode {
     ExitCode::from(report.exit_code() as u8)
 }
 
-/// `restore`: put back the photos a sync replaced or removed, from the backup folder.
+/// `restore`: put back the photos a sync replaced or removed, and remove the first photos
+/// it added, from the backup folder.
 pub fn restore(a: RestoreArgs) -> ExitCode {
     if !a.backup_dir.join("journal.jsonl").is_file() {
         return fail(format!(

@@ -81,17 +81,22 @@ struct Target {
 /// 1. **List** the source (cheap: keys and fingerprints). Keyed failures become failed
 ///    users; failures without a key are reported, and turn leaver removal off for the run
 ///    (a source that could not be read whole must not empty a directory).
-/// 2. **Read** each sink: [`DirectorySink::prefetch`] with every key, the leavers
+/// 2. **Read** each sink: the snapshot it left in the [`StateStore`] on the last run
+///    ([`DirectorySink::resume`]), [`DirectorySink::prefetch`] with every key, the leavers
 ///    ([`DirectorySink::users_with_photos`]), then [`DirectorySink::current`] per user,
 ///    `concurrency` at a time per sink.
 /// 3. **Normalize** what may need writing, on the blocking thread pool (`threads` at a
 ///    time), one decode per photo for all its profiles. With a [`StateStore`], a user whose
 ///    source fingerprint and sink photo are what the store recorded is not decoded at all.
+///    A run that writes ([`run`](Self::run)) leaves the users whose sinks hold no photo to
+///    the apply stage, which normalizes them while it writes the others.
 /// 4. **Plan** ([`plan`](super::plan)): pure, sorted, serializable.
 /// 5. **Apply** ([`Prepared::apply`]): at most `concurrency` calls in flight per sink,
 ///    retries per the [`RetryPolicy`]; the old photo goes to the [`BackupStore`] before
-///    anything replaces or removes it; the state store records each write. A run-level
-///    failure ([`Error::is_run_level`]) stops the run; other failures are per user.
+///    anything replaces or removes it (and a first photo is noted there, so a restore
+///    removes it); the state store records each write, and each sink's new snapshot
+///    ([`DirectorySink::snapshot`]). A run-level failure ([`Error::is_run_level`]) stops the
+///    run; other failures are per user.
 pub struct Engine {
     source: Arc<dyn PhotoSource>,
     targets: Vec<Target>,
@@ -195,7 +200,8 @@ impl Engine {
         self
     }
 
-    /// Keeps every photo the run replaces or removes (when the sink can return it).
+    /// Keeps every photo the run replaces or removes (when the sink can return it), and
+    /// notes every first photo it gives a user, so [`BackupStore::restore`] undoes the run.
     pub fn with_backups(mut self, backups: BackupStore) -> Self {
         self.backups = Some(Arc::new(backups));
         self

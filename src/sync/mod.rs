@@ -7,7 +7,8 @@
 //! * [`plan`] is the pure planner: observations in, a deterministic, serializable plan out.
 //! * [`StateStore`] records what was written where in one crash-safe file, so a re-run over
 //!   unchanged sources decodes nothing and an interrupted run resumes.
-//! * [`BackupStore`] keeps every photo a sync replaces or removes, and puts them back.
+//! * [`BackupStore`] keeps every photo a sync replaces or removes and notes every first
+//!   photo it adds, so a restore undoes the run.
 
 mod backup;
 pub(crate) mod engine;
