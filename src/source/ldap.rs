@@ -161,6 +161,7 @@ impl LdapSource {
             .pool
             .search_map(
                 "list",
+                None,
                 &filter,
                 &[self.matcher.ldap_name(), &self.attribute],
                 |e: SearchEntry| {

@@ -1327,8 +1327,16 @@ impl<'e> Prepared<'e> {
         let sha = sha256_hex(jpeg);
         // A first photo: note it, so that a restore removes it.
         if let (Some(backups), true) = (&eng.backups, had_none) {
-            backups
-                .note_added(sink.name(), key, &sha)
+            // On the blocking pool: the journal's lock may be held by a backup's flush.
+            let (b, name, k, s) = (
+                backups.clone(),
+                sink.name().to_owned(),
+                key.clone(),
+                sha.clone(),
+            );
+            tokio::task::spawn_blocking(move || b.note_added(&name, &k, &s))
+                .await
+                .map_err(|e| Error::new(ErrorKind::Other, format!("backup task failed: {e}")))?
                 .map_err(|e| e.with_user(key.clone()))?;
         }
         let fingerprint = self

@@ -865,27 +865,7 @@ impl Pool {
         filter: &str,
         attrs: &[&str],
     ) -> Result<Vec<SearchEntry>> {
-        let base = self.cfg.base_dn.clone();
-        let page = self.cfg.page_size;
-        let t = self.timeout();
-        let attrs: Vec<String> = attrs.iter().map(|s| (*s).to_owned()).collect();
-        self.run(OpClass::Search, op, user, |mut ldap| {
-            let (base, attrs) = (base.clone(), attrs.clone());
-            async move {
-                paged_search(
-                    &mut ldap,
-                    &base,
-                    Scope::Subtree,
-                    filter,
-                    attrs,
-                    page,
-                    t,
-                    Vec::new(),
-                )
-                .await
-            }
-        })
-        .await
+        self.search_map(op, user, filter, attrs, Some).await
     }
 
     /// [`search`](Self::search), with each entry turned into a `T` (or dropped) as it
@@ -894,6 +874,7 @@ impl Pool {
     pub(crate) async fn search_map<T, K>(
         &self,
         op: &'static str,
+        user: Option<&UserKey>,
         filter: &str,
         attrs: &[&str],
         keep: K,
@@ -906,7 +887,7 @@ impl Pool {
         let t = self.timeout();
         let attrs: Vec<String> = attrs.iter().map(|s| (*s).to_owned()).collect();
         let keep = &keep;
-        self.run(OpClass::Search, op, None, |mut ldap| {
+        self.run(OpClass::Search, op, user, |mut ldap| {
             let (base, attrs) = (base.clone(), attrs.clone());
             async move {
                 paged_search_with(
