@@ -9,6 +9,9 @@
 //! numbers, so they need it to themselves: they hold [`DC`] for writing, every other test
 //! holds it for reading (through its [`Ou`]).
 
+#[path = "common/bin.rs"]
+mod bin;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -1622,15 +1625,9 @@ async fn a_change_by_someone_else_during_a_run_is_read_by_the_next() {
     ou.cleanup().await;
 }
 
+/// The CLI binary, or `None` (the test skips) when it is not built and the DC is optional.
 fn cli() -> Option<Command> {
-    let mut dir = std::env::current_exe().expect("test binary path");
-    dir.pop();
-    if dir.ends_with("deps") {
-        dir.pop();
-    }
-    let exe = dir
-        .join("examples")
-        .join(format!("userphoto{}", std::env::consts::EXE_SUFFIX));
+    let exe = bin::cli_exe();
     if !exe.exists() {
         let msg = format!(
             "{} is not built (cargo test builds it; so does cargo build --examples)",
@@ -1642,9 +1639,7 @@ fn cli() -> Option<Command> {
         eprintln!("skipped: {msg}");
         return None;
     }
-    let mut c = Command::new(exe);
-    c.env_remove("USERPHOTO_TEST_ABORT_AFTER");
-    Some(c)
+    Some(bin::cli())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
