@@ -29,7 +29,9 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 # libkrb5-dev and libclang-dev: the `gssapi` feature (checked by clippy --all-features) builds
 # ldap3's Kerberos bindings against the system's MIT Kerberos.
 pkg-config --exists krb5-gssapi 2>/dev/null || need+=(libkrb5-dev)
-compgen -G "/usr/lib/llvm-*/lib/libclang*.so*" >/dev/null || need+=(libclang-dev)
+# bindgen (clang-sys) loads libclang.so itself; libclang-cpp.so (a different library, which
+# other packages bring) does not do, so look for that exact name (libclang-dev's symlink).
+compgen -G "/usr/lib/llvm-*/lib/libclang.so" >/dev/null || need+=(libclang-dev)
 # python3 with venv: the breadth test runs Pillow (from PyPI) as the reference decoder.
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 python3 -m venv --help >/dev/null 2>&1 || need+=(python3-venv)

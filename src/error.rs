@@ -21,7 +21,9 @@ pub enum ErrorKind {
     AmbiguousMatch,
     /// The credentials were refused (run-level).
     Unauthenticated,
-    /// The account may not do this (run-level).
+    /// The account may not do this. For one user (AD's protected admin accounts, a per-user
+    /// 403) that user's failure; a backend marks an account-wide refusal (the base DN may not
+    /// be read, the app has no photo permission at all) with [`Error::run_level`].
     PermissionDenied,
     /// The service asked us to slow down; [`Error::retry_after`] says how long, if it did.
     RateLimited,
@@ -78,13 +80,12 @@ impl ErrorKind {
         matches!(self, Self::RateLimited | Self::Unavailable | Self::Timeout)
     }
 
-    /// Whether this kind stops a whole run rather than one user (bad credentials, missing
-    /// rights, bad configuration).
+    /// Whether an error of this kind stops a whole run rather than one user, unless the
+    /// backend says otherwise ([`Error::run_level`], [`Error::user_level`]): refused
+    /// credentials and bad configuration do; everything else, a refused write included, is
+    /// one user's failure.
     pub fn is_run_level(self) -> bool {
-        matches!(
-            self,
-            Self::Unauthenticated | Self::PermissionDenied | Self::Config
-        )
+        matches!(self, Self::Unauthenticated | Self::Config)
     }
 }
 
@@ -92,6 +93,16 @@ impl fmt::Display for ErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// As [`ErrorKind::is_run_level`] says.
+    Default,
+    /// Every further call is pointless: stop the run.
+    Run,
+    /// This user only: the run goes on.
+    User,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,6 +126,7 @@ pub struct Error {
 struct Inner {
     kind: ErrorKind,
     retry: Retry,
+    scope: Scope,
     op: &'static str,
     backend: Cow<'static, str>,
     user: Option<UserKey>,
@@ -139,6 +151,7 @@ impl Error {
             inner: Box::new(Inner {
                 kind,
                 retry: Retry::Default,
+                scope: Scope::Default,
                 op: "",
                 backend: Cow::Borrowed(""),
                 user: None,
@@ -184,10 +197,37 @@ impl Error {
         self
     }
 
-    /// Whether this failure stops a whole run (refused credentials, missing rights, bad
-    /// configuration), not just one user: [`ErrorKind::is_run_level`].
+    /// Marks the failure as one that makes every further call pointless (a refused bind or
+    /// token, a missing base DN or tenant, a connection lost for good): the engine stops the
+    /// run at it.
+    ///
+    /// ```
+    /// use userphoto::{Error, ErrorKind};
+    /// let e = Error::new(ErrorKind::PermissionDenied, "the base DN may not be read");
+    /// assert!(!e.is_run_level());
+    /// assert!(e.run_level().is_run_level());
+    /// ```
+    pub fn run_level(mut self) -> Self {
+        self.inner.scope = Scope::Run;
+        self
+    }
+
+    /// Marks the failure as this user's alone (a write refused for one user), whatever its
+    /// kind: the run goes on with the others.
+    pub fn user_level(mut self) -> Self {
+        self.inner.scope = Scope::User;
+        self
+    }
+
+    /// Whether this failure stops a whole run, not just one user: as marked by
+    /// [`run_level`](Self::run_level) or [`user_level`](Self::user_level), else
+    /// [`ErrorKind::is_run_level`].
     pub fn is_run_level(&self) -> bool {
-        self.kind().is_run_level()
+        match self.inner.scope {
+            Scope::Default => self.kind().is_run_level(),
+            Scope::Run => true,
+            Scope::User => false,
+        }
     }
 
     /// The kind.
@@ -260,7 +300,8 @@ impl fmt::Debug for Error {
             .field("backend", &self.inner.backend)
             .field("user", &self.inner.user)
             .field("message", &self.inner.message)
-            .field("retryable", &self.is_retryable());
+            .field("retryable", &self.is_retryable())
+            .field("run_level", &self.is_run_level());
         if let Some(a) = self.retry_after() {
             d.field("retry_after", &a);
         }
@@ -325,6 +366,20 @@ mod tests {
         assert!(
             ErrorKind::Unauthenticated.is_run_level() && !ErrorKind::UserNotFound.is_run_level()
         );
+    }
+
+    #[test]
+    fn scope_overrides_the_kind() {
+        // A refused write is one user's failure unless the backend says it is account-wide.
+        let refused = Error::new(ErrorKind::PermissionDenied, "insufficientAccessRights");
+        assert!(!refused.is_run_level());
+        assert!(refused.run_level().is_run_level());
+        let bind = Error::new(ErrorKind::Unauthenticated, "invalidCredentials");
+        assert!(bind.is_run_level());
+        assert!(!bind.user_level().is_run_level());
+        assert!(Error::new(ErrorKind::Unavailable, "lost")
+            .run_level()
+            .is_run_level());
     }
 
     #[test]

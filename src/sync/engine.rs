@@ -333,7 +333,7 @@ impl Engine {
                         refs.insert(r.key.clone(), r);
                     }
                 }
-                Err(e) if e.kind().is_run_level() => return Err(e),
+                Err(e) if e.is_run_level() => return Err(e),
                 Err(e) => match e.user().cloned() {
                     Some(k) => {
                         refs.remove(&k);
@@ -388,7 +388,7 @@ impl Engine {
                     })??;
                 if let Some(saved) = saved {
                     match tg.sink.resume(saved).await {
-                        Err(e) if e.kind().is_run_level() => return Err(e),
+                        Err(e) if e.is_run_level() => return Err(e),
                         // Anything else: the sink reads everything, as without a snapshot.
                         _ => {}
                     }
@@ -481,7 +481,7 @@ impl Engine {
                                     sha256: c.content_sha256(),
                                     version: c.version,
                                 },
-                                Err(e) if e.kind().is_run_level() => return Err(e),
+                                Err(e) if e.is_run_level() => return Err(e),
                                 Err(e) => match e.kind() {
                                     ErrorKind::UserNotFound => SinkState::NotFound,
                                     ErrorKind::AmbiguousMatch => SinkState::Ambiguous {
@@ -1219,7 +1219,7 @@ impl<'e> Prepared<'e> {
                     message: e.to_string(),
                     done: n,
                 });
-                if e.kind().is_run_level() {
+                if e.is_run_level() {
                     shared.cancel.store(true, Ordering::SeqCst);
                     shared
                         .abort
