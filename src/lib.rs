@@ -39,6 +39,18 @@
 //! Independent JPEG Group (libjpeg, via libjpeg-turbo and mozjpeg).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+// The libjpeg-turbo codec reports a corrupt JPEG by unwinding out of the C decoder into a
+// `catch_unwind` (see `normalize::codec::mozjpeg`). With `panic = "abort"` that unwind would
+// abort the process on the first corrupt photo of a bulk run, so such a build is refused.
+// (cargo-fuzz builds with `-Cpanic=abort` and `--cfg fuzzing`: its targets that reach the codec
+// accept the abort as a finding; the LDIF target never reaches it.)
+#[cfg(all(panic = "abort", feature = "mozjpeg", not(fuzzing)))]
+compile_error!(
+    "userphoto with the `mozjpeg` feature needs panic = \"unwind\": the JPEG codec turns \
+     libjpeg's errors into an unwind it catches; with panic = \"abort\" a corrupt photo would \
+     abort the process. Build with panic = \"unwind\" (the default) or use the `pure-rust` codec."
+);
+
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod error;

@@ -43,6 +43,8 @@ fn k(s: &str) -> UserKey {
 struct Probe {
     inner: MemorySink,
     put_errors: Mutex<VecDeque<Error>>,
+    /// Users whose writes are refused (PermissionDenied), every time.
+    refused: Mutex<std::collections::HashSet<String>>,
     latency: Duration,
     version_only: bool,
     /// `put` returns no version tag (like the Graph sink, which does not read it back).
@@ -58,6 +60,7 @@ impl Probe {
         Self {
             inner,
             put_errors: Mutex::new(VecDeque::new()),
+            refused: Mutex::new(Default::default()),
             latency: Duration::ZERO,
             version_only: false,
             no_tag_on_put: false,
@@ -69,6 +72,13 @@ impl Probe {
     }
     fn failing(self, errors: impl IntoIterator<Item = Error>) -> Self {
         self.put_errors.lock().unwrap().extend(errors);
+        self
+    }
+    fn refusing<'a>(self, users: impl IntoIterator<Item = &'a str>) -> Self {
+        self.refused
+            .lock()
+            .unwrap()
+            .extend(users.into_iter().map(str::to_owned));
         self
     }
     async fn enter(&self) -> impl Drop + '_ {
@@ -118,6 +128,15 @@ impl DirectorySink for Probe {
         self.put_times.lock().unwrap().push(Instant::now());
         if let Some(e) = self.put_errors.lock().unwrap().pop_front() {
             return Err(e.with_user(key.clone()));
+        }
+        if self.refused.lock().unwrap().contains(key.as_str()) {
+            return Err(Error::new(
+                ErrorKind::PermissionDenied,
+                format!("no write access to the photo of {key}"),
+            )
+            .with_backend("probe")
+            .with_operation("put")
+            .with_user(key.clone()));
         }
         let tag = self.inner.put(key, jpeg).await?;
         Ok(if self.no_tag_on_put { None } else { tag })
@@ -906,4 +925,132 @@ async fn a_write_recorded_without_a_tag_adopts_the_tag_seen_next() {
     assert_eq!(outcome(&r3, "alice").reason, Reason::Changed);
     assert_eq!(outcome(&r3, "bob").reason, Reason::Unchanged);
     assert_eq!(r3.sinks["probe"].put, 1);
+}
+
+fn users_source(n: usize) -> (Vec<String>, MemorySource) {
+    let users: Vec<String> = (0..n).map(|i| format!("u{i:03}")).collect();
+    let mut source = MemorySource::new();
+    for (i, u) in users.iter().enumerate() {
+        source.insert(u.as_str(), photo(i as u32));
+    }
+    (users, source)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_refused_for_one_user_fails_that_user_and_the_run_goes_on() {
+    let (users, source) = users_source(30);
+    let probe = Arc::new(
+        Probe::new(MemorySink::new(102_400).with_users(users.clone())).refusing(["u003", "u017"]),
+    );
+    let r = Engine::new(source)
+        .with_sink(probe.clone(), Profile::ad_thumbnail())
+        .with_concurrency(2)
+        .with_retry(fast_retries())
+        .run(false)
+        .await
+        .unwrap();
+    assert!(r.aborted.is_none(), "{:?}", r.aborted);
+    assert_eq!(r.exit_code(), 1);
+    assert_eq!(r.sinks["probe"].put, 28);
+    assert_eq!(r.sinks["probe"].failed, 2);
+    for u in ["u003", "u017"] {
+        let o = outcome(&r, u);
+        assert_eq!(o.status, Status::Failed);
+        assert_eq!(o.reason, Reason::Refused);
+        assert_eq!(o.error_kind, Some(ErrorKind::PermissionDenied));
+        assert_eq!(o.attempts, 1, "a refusal is not retried");
+    }
+    let summary = r.to_string();
+    assert!(
+        summary.contains("u003") && summary.contains("u017") && summary.contains("no write access"),
+        "{summary}"
+    );
+    for u in &users {
+        let written = probe.inner.photo(&u.as_str().into()).is_some();
+        assert_eq!(written, u != "u003" && u != "u017", "{u}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_circuit_breaker_stops_a_run_whose_writes_all_fail() {
+    let (users, source) = users_source(60);
+    let probe = Arc::new(
+        Probe::new(MemorySink::new(102_400).with_users(users.clone()))
+            .refusing(users.iter().map(String::as_str)),
+    );
+    let r = Engine::new(source)
+        .with_sink(probe.clone(), Profile::ad_thumbnail())
+        .with_concurrency(1)
+        .with_max_consecutive_failures(10)
+        .run(false)
+        .await
+        .unwrap();
+    assert_eq!(r.exit_code(), 2);
+    let a = r.aborted.as_ref().expect("the breaker stops the run");
+    assert_eq!(a.kind, ErrorKind::PermissionDenied);
+    assert!(
+        a.message.contains("10 writes in a row failed") && a.message.contains("no write access"),
+        "the message says what it saw: {}",
+        a.message
+    );
+    assert_eq!(probe.puts.load(Ordering::SeqCst), 10, "nothing sent after the 10th");
+    assert_eq!(r.sinks["probe"].failed, 10);
+    assert_eq!(r.sinks["probe"].not_attempted, 50);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_success_resets_the_circuit_breaker_and_zero_turns_it_off() {
+    // Every third user refused: in key order never two in a row; writes finish out of key
+    // order (a few are prepared at once), but never six refusals in a row.
+    let (users, source) = users_source(42);
+    let odd: Vec<&str> = users.iter().skip(2).step_by(3).map(String::as_str).collect();
+    let probe = Arc::new(
+        Probe::new(MemorySink::new(102_400).with_users(users.clone())).refusing(odd.clone()),
+    );
+    let r = Engine::new(source)
+        .with_sink(probe.clone(), Profile::ad_thumbnail())
+        .with_concurrency(1)
+        .with_max_consecutive_failures(6)
+        .run(false)
+        .await
+        .unwrap();
+    assert!(r.aborted.is_none(), "{:?}", r.aborted);
+    assert_eq!((r.sinks["probe"].put, r.sinks["probe"].failed), (28, 14));
+
+    // With the breaker off, a sink that refuses everyone is tried for everyone.
+    let (users, source) = users_source(70);
+    let probe = Arc::new(
+        Probe::new(MemorySink::new(102_400).with_users(users.clone()))
+            .refusing(users.iter().map(String::as_str)),
+    );
+    let r = Engine::new(source)
+        .with_sink(probe.clone(), Profile::ad_thumbnail())
+        .with_concurrency(1)
+        .with_max_consecutive_failures(0)
+        .run(false)
+        .await
+        .unwrap();
+    assert!(r.aborted.is_none());
+    assert_eq!(probe.puts.load(Ordering::SeqCst), 70);
+    assert_eq!(r.exit_code(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_users_and_rejected_photos_do_not_trip_the_breaker() {
+    let (users, source) = users_source(12);
+    let probe = Arc::new(
+        Probe::new(MemorySink::new(102_400).with_users(users.clone())).failing(
+            (0..8).map(|_| Error::new(ErrorKind::InvalidPhoto, "constraintViolation (19)")),
+        ),
+    );
+    let r = Engine::new(source)
+        .with_sink(probe.clone(), Profile::ad_thumbnail())
+        .with_concurrency(1)
+        .with_max_consecutive_failures(3)
+        .with_retry(fast_retries())
+        .run(false)
+        .await
+        .unwrap();
+    assert!(r.aborted.is_none(), "{:?}", r.aborted);
+    assert_eq!((r.sinks["probe"].put, r.sinks["probe"].failed), (4, 8));
 }

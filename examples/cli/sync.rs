@@ -214,6 +214,11 @@ pub struct RunArgs {
     /// Photos normalized at once (default: one per core).
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// Stop the run after this many writes in a row to one sink failed for reasons that are
+    /// not the users' own (an account with no write rights, a directory gone); one user's
+    /// refusal never stops a run. 0: never stop.
+    #[arg(long, default_value_t = userphoto::sync::DEFAULT_MAX_CONSECUTIVE_FAILURES)]
+    max_consecutive_failures: usize,
     /// Print the report as one JSON object on stdout instead of the human summary.
     #[arg(long)]
     json: bool,
@@ -523,6 +528,7 @@ fn engine_for(
             remove_withheld: !a.keep_withheld,
         })
         .with_concurrency(a.concurrency)
+        .with_max_consecutive_failures(a.max_consecutive_failures)
         .with_events(progress());
     if a.threads > 0 {
         engine = engine.with_threads(a.threads);

@@ -108,6 +108,7 @@ pub struct Engine {
     threads: usize,
     retry: RetryPolicy,
     cache_bytes: usize,
+    max_consecutive_failures: usize,
     events: Option<EventFn>,
 }
 
@@ -161,6 +162,7 @@ impl Engine {
                 .unwrap_or(2),
             retry: RetryPolicy::default(),
             cache_bytes: 256 << 20,
+            max_consecutive_failures: DEFAULT_MAX_CONSECUTIVE_FAILURES,
             events: None,
         }
     }
@@ -230,6 +232,20 @@ impl Engine {
     /// bytes, and checked against the planned hash.
     pub fn with_rendition_cache(mut self, bytes: usize) -> Self {
         self.cache_bytes = bytes;
+        self
+    }
+
+    /// The circuit breaker: after `n` writes in a row to one sink failed for reasons that are
+    /// not the user's own (refused, unavailable after retries, ...), the run stops instead of
+    /// trying every remaining user (an account with no write rights at all, a directory gone
+    /// for good). A success resets the count; users the sink does not know, ambiguous keys
+    /// and photos it rejects are the users' own and do not count. 50 by default; 0 never
+    /// stops.
+    ///
+    /// One user's refusal (AD's protected admin accounts, a per-user 403) never stops a run
+    /// by itself: it is that user's failure, and the run goes on.
+    pub fn with_max_consecutive_failures(mut self, n: usize) -> Self {
+        self.max_consecutive_failures = n;
         self
     }
 
@@ -888,6 +904,23 @@ struct Waiting {
     reserved: bool,
 }
 
+/// [`Engine::with_max_consecutive_failures`]'s default.
+pub const DEFAULT_MAX_CONSECUTIVE_FAILURES: usize = 50;
+
+/// Whether a failed write says something about the sink or the account (and so counts
+/// towards the circuit breaker) rather than about that one user or photo.
+fn counts_for_breaker(kind: ErrorKind) -> bool {
+    !matches!(
+        kind,
+        ErrorKind::UserNotFound
+            | ErrorKind::AmbiguousMatch
+            | ErrorKind::InvalidPhoto
+            | ErrorKind::PhotoTooLarge
+            | ErrorKind::LimitExceeded
+            | ErrorKind::Conflict
+    )
+}
+
 /// The message of the error a call gets when the run stopped before it was sent.
 const STOPPED: &str = "not sent: the run stopped";
 
@@ -942,6 +975,8 @@ struct Shared {
     pending: Mutex<Vec<(String, UserKey, Option<StateRecord>)>>,
     done: AtomicUsize,
     state_error: Mutex<Option<Error>>,
+    /// Per sink: writes that failed in a row (the circuit breaker).
+    consecutive: Vec<AtomicUsize>,
 }
 
 impl<'e> Prepared<'e> {
@@ -1032,6 +1067,7 @@ impl<'e> Prepared<'e> {
             pending: Mutex::new(std::mem::take(&mut self.refresh)),
             done: AtomicUsize::new(0),
             state_error: Mutex::new(None),
+            consecutive: eng.targets.iter().map(|_| AtomicUsize::new(0)).collect(),
         };
         let changes: Vec<&PlanItem> = self.plan.changes().collect();
         eng.emit(Event::Stage {
@@ -1185,6 +1221,7 @@ impl<'e> Prepared<'e> {
         let n = shared.done.fetch_add(1, Ordering::Relaxed) + 1;
         match res {
             Ok(record) => {
+                shared.consecutive[ti].store(0, Ordering::SeqCst);
                 shared
                     .pending
                     .lock()
@@ -1209,6 +1246,8 @@ impl<'e> Prepared<'e> {
                     // Learnt only now (a sink that was not read first): say it as the plan
                     // would have.
                     out.reason = Reason::Unmatched;
+                } else if e.kind() == ErrorKind::PermissionDenied {
+                    out.reason = Reason::Refused;
                 }
                 out.error_kind = Some(e.kind());
                 out.message = Some(e.to_string());
@@ -1219,6 +1258,11 @@ impl<'e> Prepared<'e> {
                     message: e.to_string(),
                     done: n,
                 });
+                let limit = eng.max_consecutive_failures;
+                let tripped = render_failure.is_none()
+                    && counts_for_breaker(e.kind())
+                    && limit > 0
+                    && shared.consecutive[ti].fetch_add(1, Ordering::SeqCst) + 1 == limit;
                 if e.is_run_level() {
                     shared.cancel.store(true, Ordering::SeqCst);
                     shared
@@ -1226,6 +1270,27 @@ impl<'e> Prepared<'e> {
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .get_or_insert(e);
+                } else if tripped {
+                    // Every further write is most likely refused the same way.
+                    let stop = Error::new(
+                        e.kind(),
+                        format!(
+                            "stopped after {limit} writes in a row failed; the last: {e}. \
+                             The account or the directory, not the users, is the likely cause; \
+                             the rest were not tried (the limit is max_consecutive_failures, \
+                             --max-consecutive-failures on the command line)"
+                        ),
+                    )
+                    .with_backend(tg.sink.name().to_owned())
+                    .with_operation("apply")
+                    .run_level()
+                    .permanent();
+                    shared.cancel.store(true, Ordering::SeqCst);
+                    shared
+                        .abort
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get_or_insert(stop);
                 }
             }
         }

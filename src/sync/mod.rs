@@ -19,7 +19,7 @@ mod retry;
 mod state;
 
 pub use backup::{BackupStore, JournalEntry, Restored};
-pub use engine::{Engine, Prepared};
+pub use engine::{Engine, Prepared, DEFAULT_MAX_CONSECUTIVE_FAILURES};
 pub use event::{Event, Stage};
 pub use plan::{
     plan, Action, Observation, Plan, PlanItem, Policy, Reason, Recorded, SinkState, SourceState,

@@ -52,6 +52,9 @@ pub enum Reason {
     SourceError,
     /// The sink failed for this user while planning.
     SinkError,
+    /// The directory refused to write this user's photo (no write access for this user, as
+    /// on AD's protected admin accounts, or a per-user 403 from Graph); the run went on.
+    Refused,
 }
 
 /// What the source says about a user.
