@@ -52,6 +52,14 @@ cargo fmt --all -- --check
 step "cargo clippy (all targets, all features, warnings are errors)"
 cargo clippy --all-targets --all-features --release -- -D warnings
 
+step "a panic = \"abort\" build with the libjpeg codec is refused (its errors unwind)"
+# Only the library crate gets -C panic=abort here; the compile_error! fires before codegen.
+if out=$(cargo rustc --release --quiet --lib -- -C panic=abort 2>&1); then
+  echo "a panic = abort build compiled; it must be refused" >&2
+  exit 1
+fi
+grep -q 'needs panic = "unwind"' <<<"$out" || { echo "$out" >&2; exit 1; }
+
 step "cargo doc (broken links and missing docs are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features --release
 
