@@ -993,7 +993,11 @@ async fn the_circuit_breaker_stops_a_run_whose_writes_all_fail() {
         "the message says what it saw: {}",
         a.message
     );
-    assert_eq!(probe.puts.load(Ordering::SeqCst), 10, "nothing sent after the 10th");
+    assert_eq!(
+        probe.puts.load(Ordering::SeqCst),
+        10,
+        "nothing sent after the 10th"
+    );
     assert_eq!(r.sinks["probe"].failed, 10);
     assert_eq!(r.sinks["probe"].not_attempted, 50);
 }
@@ -1003,7 +1007,12 @@ async fn a_success_resets_the_circuit_breaker_and_zero_turns_it_off() {
     // Every third user refused: in key order never two in a row; writes finish out of key
     // order (a few are prepared at once), but never six refusals in a row.
     let (users, source) = users_source(42);
-    let odd: Vec<&str> = users.iter().skip(2).step_by(3).map(String::as_str).collect();
+    let odd: Vec<&str> = users
+        .iter()
+        .skip(2)
+        .step_by(3)
+        .map(String::as_str)
+        .collect();
     let probe = Arc::new(
         Probe::new(MemorySink::new(102_400).with_users(users.clone())).refusing(odd.clone()),
     );

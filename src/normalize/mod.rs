@@ -481,6 +481,10 @@ impl Normalizer {
                     encodes,
                 } => {
                     let sha256: [u8; 32] = Sha256::digest(&jpeg).into();
+                    // The encoder's buffer has room to spare; a rendition kept for a bulk
+                    // run's apply stage should cost its length, not the buffer's.
+                    let mut jpeg = jpeg;
+                    jpeg.shrink_to_fit();
                     return Ok(Rendition {
                         profile: p.name.clone(),
                         bytes: Bytes::from(jpeg),

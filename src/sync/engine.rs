@@ -161,7 +161,7 @@ impl Engine {
                 .map(|n| n.get())
                 .unwrap_or(2),
             retry: RetryPolicy::default(),
-            cache_bytes: 256 << 20,
+            cache_bytes: 64 << 20,
             max_consecutive_failures: DEFAULT_MAX_CONSECUTIVE_FAILURES,
             events: None,
         }
@@ -227,7 +227,7 @@ impl Engine {
         self
     }
 
-    /// How many bytes of renditions the plan keeps in memory for the apply stage (256 MiB by
+    /// How many bytes of renditions the plan keeps in memory for the apply stage (64 MiB by
     /// default). Renditions beyond it are made again when applied, from the same source
     /// bytes, and checked against the planned hash.
     pub fn with_rendition_cache(mut self, bytes: usize) -> Self {
@@ -594,6 +594,7 @@ impl Engine {
                 let r = &refs[key];
                 let done = &done;
                 let cache_left = &cache_left;
+                let reads = &reads;
                 async move {
                     let res = self.render(r, tis).await;
                     let ok = matches!(&res, Ok(v) if v.iter().all(|(_, x)| x.is_ok()));
@@ -604,17 +605,26 @@ impl Engine {
                         done: n,
                     });
                     // Keep the bytes while the cache has room; the apply stage makes the
-                    // others again.
+                    // others again. A rendition the sink already shows is not written, so
+                    // its bytes are never kept.
                     let res = res.map(|v| {
                         v.into_iter()
                             .map(|(ti, x)| {
                                 let x = x.map(|mut rend| {
+                                    let shown = matches!(
+                                        reads[ti].get(key),
+                                        Some(SinkState::Photo { sha256: Some(s), .. })
+                                            if s.eq_ignore_ascii_case(&rend.sha256)
+                                    );
                                     let len = rend.len;
-                                    let kept = cache_left
-                                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| {
-                                            l.checked_sub(len)
-                                        })
-                                        .is_ok();
+                                    let kept = !shown
+                                        && cache_left
+                                            .fetch_update(
+                                                Ordering::Relaxed,
+                                                Ordering::Relaxed,
+                                                |l| l.checked_sub(len),
+                                            )
+                                            .is_ok();
                                     if !kept {
                                         rend.bytes = None;
                                     }
