@@ -363,8 +363,14 @@ async fn check_users(
     }
     for (key, _, ph) in users {
         let k = UserKey::new(*key);
-        let cur = sink.current(&k).await.unwrap_or_else(|e| panic!("{file}: {key}: {e}"));
-        let fetched = sink.fetch(&k).await.unwrap_or_else(|e| panic!("{file}: {key}: {e}"));
+        let cur = sink
+            .current(&k)
+            .await
+            .unwrap_or_else(|e| panic!("{file}: {key}: {e}"));
+        let fetched = sink
+            .fetch(&k)
+            .await
+            .unwrap_or_else(|e| panic!("{file}: {key}: {e}"));
         match ph {
             Some(p) => {
                 let want = photo(p);
@@ -387,7 +393,10 @@ async fn check_users(
         .collect();
     want.sort();
     if subset {
-        assert!(want.iter().all(|k| listed.contains(k)), "{file}: {listed:?}");
+        assert!(
+            want.iter().all(|k| listed.contains(k)),
+            "{file}: {listed:?}"
+        );
     } else {
         assert_eq!(listed, want, "{file}: users with photos");
     }
@@ -397,7 +406,11 @@ async fn check_users(
     for (key, _, _) in users {
         sink.put(&UserKey::new(*key), &new).await.unwrap();
         let back = sink.fetch(&UserKey::new(*key)).await.unwrap();
-        assert_eq!(back.as_ref(), Some(&new), "{file}: {key}: read back from the changes");
+        assert_eq!(
+            back.as_ref(),
+            Some(&new),
+            "{file}: {key}: read back from the changes"
+        );
     }
     drop(sink);
     let changes = ldif_helper::parse_changes(&std::fs::read_to_string(&out).unwrap());
@@ -437,15 +450,18 @@ async fn ldapsearch_paged_one_search_result_per_page() {
 #[tokio::test]
 async fn ldapsearch_dash_l_and_dash_lll() {
     for f in ["ldapsearch-L.ldif", "ldapsearch-LLL.ldif"] {
-        check_fixture(f, MatchAttribute::SamAccountName, "thumbnailPhoto", 4, &AD_USERS).await;
+        check_fixture(
+            f,
+            MatchAttribute::SamAccountName,
+            "thumbnailPhoto",
+            4,
+            &AD_USERS,
+        )
+        .await;
     }
     // Matching by UPN works on the same export.
     let upn: Vec<(&str, &str, Option<&str>)> = vec![
-        (
-            "ann@example.test",
-            AD_USERS[0].1,
-            AD_USERS[0].2,
-        ),
+        ("ann@example.test", AD_USERS[0].1, AD_USERS[0].2),
         ("carl@example.test", AD_USERS[2].1, None),
     ];
     check_users(
@@ -462,7 +478,14 @@ async fn ldapsearch_dash_l_and_dash_lll() {
 #[tokio::test]
 async fn ldifde_add_records_crlf_and_utf16() {
     for f in ["ldifde-f.ldif", "ldifde-u.ldif"] {
-        check_fixture(f, MatchAttribute::SamAccountName, "thumbnailPhoto", 4, &AD_USERS).await;
+        check_fixture(
+            f,
+            MatchAttribute::SamAccountName,
+            "thumbnailPhoto",
+            4,
+            &AD_USERS,
+        )
+        .await;
     }
 }
 
@@ -509,8 +532,7 @@ async fn bom_comment_before_version_and_binary_option() {
 
 #[test]
 fn a_change_file_is_refused_as_such() {
-    let e = LdifSink::open(data("change-modify.ldif"), MatchAttribute::SamAccountName)
-        .unwrap_err();
+    let e = LdifSink::open(data("change-modify.ldif"), MatchAttribute::SamAccountName).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidData);
     assert!(
         e.to_string()

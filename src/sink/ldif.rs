@@ -395,11 +395,12 @@ impl DirectorySink for LdifSink {
             Which::Export => (self.encoding, self.attribute.clone()),
             Which::Changes => (Encoding::Utf8, self.attribute.clone()),
         };
-        let r = tokio::task::spawn_blocking(move || {
-            read_back(&path, encoding, &attribute, photo, &dn)
-        })
-        .await
-        .map_err(|e| Error::new(ErrorKind::Other, format!("the read-back task failed: {e}")))?;
+        let r =
+            tokio::task::spawn_blocking(move || read_back(&path, encoding, &attribute, photo, &dn))
+                .await
+                .map_err(|e| {
+                    Error::new(ErrorKind::Other, format!("the read-back task failed: {e}"))
+                })?;
         r.map(Some).map_err(|e| {
             e.with_backend(self.name.clone())
                 .with_operation("fetch")
