@@ -25,6 +25,8 @@ fi
 export RUSTFLAGS="--cfg fuzzing -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
 -Cllvm-args=-sanitizer-coverage-trace-compares -Cdebug-assertions -Coverflow-checks"
+# An explicit --target keeps those flags off build scripts and proc macros, as cargo-fuzz does.
 TARGET=${CARGO_TARGET_DIR:-fuzz/target}/fuzz
-(cd fuzz && CARGO_TARGET_DIR="$TARGET" cargo +nightly build --release --bin ldif)
-"$TARGET/release/ldif" "$CORPUS" "${ARGS[@]}"
+HOST=$(rustc +nightly -vV | sed -n 's/^host: //p')
+(cd fuzz && CARGO_TARGET_DIR="$TARGET" cargo +nightly build --release --target "$HOST" --bin ldif)
+"$TARGET/$HOST/release/ldif" "$CORPUS" "${ARGS[@]}"
