@@ -1,10 +1,25 @@
 //! A small RFC 2849 LDIF reader and change-record writer.
 //!
 //! No maintained LDIF crate exists (the one on crates.io is a 0.3 side crate of another
-//! project), and what this crate needs is small: content records as `ldapsearch -LLL` and
-//! `ldifde -f` write them (folded lines, `::` base64 values, comments, several values per
-//! attribute, attribute options, CRLF or LF), and `changetype: modify` records that
-//! `ldapmodify -f` and `ldifde -i` apply. Base64 goes through the `base64` crate.
+//! project), and what this crate needs is small. The reader takes directory exports as the
+//! tools write them:
+//!
+//! * `ldapsearch` in each of its modes: the default extended LDIF (`# extended LDIF` header
+//!   comments, a `# search result` / `search: N` / `result: 0 Success` record after each
+//!   search, one per page with `-E pr=N/noprompt`, with its `control:` lines and
+//!   `# numResponses` comments), `-L` (`version: 1`), `-LL` and `-LLL`; search references
+//!   (`ref:` records, `# refldap://` comments) are skipped. A search that ended with another
+//!   result than 0 (`result: 4 Size limit exceeded`) is an incomplete export and refused.
+//! * `ldifde -f`: every entry an add record (`changetype: add`), CRLF, no `version:` line;
+//!   `ldifde -u` writes UTF-16LE with a byte order mark, which is decoded here.
+//! * Plain content files (OpenLDAP's own test data): comments anywhere, also before
+//!   `version: 1`, a UTF-8 byte order mark, `dn::` base64 DNs, folded lines, attribute
+//!   options (`thumbnailPhoto;binary`).
+//!
+//! Change records other than adds (`modify`, `delete`, `modrdn`) are refused: a change file
+//! is not a directory export. Every record and attribute line carries the byte offset of its
+//! first physical line in the input, so a caller can read one value again later
+//! ([`Reader::resume`]) instead of keeping it. Base64 goes through the `base64` crate.
 
 use std::io::{BufRead, Write};
 
@@ -16,12 +31,35 @@ use crate::{Error, ErrorKind, Result};
 /// characters, so 4 MiB leaves room for `jpegPhoto` values and refuses runaway input.
 pub(crate) const MAX_LINE: usize = 4 << 20;
 
+/// How the bytes of an LDIF file encode its text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Encoding {
+    /// UTF-8 (with or without a byte order mark).
+    Utf8,
+    /// UTF-16, little-endian (`ldifde -u`: with a byte order mark).
+    Utf16Le,
+    /// UTF-16, big-endian.
+    Utf16Be,
+}
+
+/// One attribute value of a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Attr {
+    /// The attribute name, lower-cased, options (`;binary`) removed.
+    pub name: String,
+    pub value: Vec<u8>,
+    /// The byte offset in the input of the line the value starts on.
+    pub offset: u64,
+    /// That line's number (1-based).
+    pub line: usize,
+}
+
 /// One content record of an LDIF export.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Record {
     pub dn: String,
-    /// Attribute values in file order; names lower-cased, options (`;binary`) removed.
-    pub attrs: Vec<(String, Vec<u8>)>,
+    /// Attribute values in file order.
+    pub attrs: Vec<Attr>,
     /// The line the record starts on (1-based).
     pub line: usize,
 }
@@ -31,30 +69,81 @@ impl Record {
     pub fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
         self.attrs
             .iter()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_slice())
+            .filter(move |a| a.name.eq_ignore_ascii_case(name))
+            .map(|a| a.value.as_slice())
     }
+
+    /// The first value of an attribute, with where it is.
+    pub fn first(&self, name: &str) -> Option<&Attr> {
+        self.attrs
+            .iter()
+            .find(|a| a.name.eq_ignore_ascii_case(name))
+    }
+}
+
+/// One physical line: its number, the byte offset it starts at, its text (UTF-8) without
+/// the line ending.
+struct Physical {
+    no: usize,
+    offset: u64,
+    text: Vec<u8>,
 }
 
 /// Reads content records one at a time.
 pub(crate) struct Reader<R> {
     input: R,
     source: String,
+    /// `None` until the first bytes are looked at (byte order mark, UTF-16 without one).
+    encoding: Option<Encoding>,
+    /// The byte offset of the next unread input byte.
+    pos: u64,
     line: usize,
     /// A physical line read ahead (the start of the next logical line).
-    peeked: Option<(usize, Vec<u8>)>,
+    peeked: Option<Physical>,
+    /// A record or a `version:` line was seen (a `version:` line may only come first).
+    started: bool,
     done: bool,
 }
 
 impl<R: BufRead> Reader<R> {
+    /// Reads `input` from its start; `source` names it in errors.
     pub fn new(input: R, source: impl Into<String>) -> Self {
         Self {
             input,
             source: source.into(),
+            encoding: None,
+            pos: 0,
             line: 0,
             peeked: None,
+            started: false,
             done: false,
         }
+    }
+
+    /// Reads on from a place an earlier reader reported ([`Attr::offset`] and
+    /// [`Attr::line`]): `input` is positioned at `offset` already.
+    pub fn resume(
+        input: R,
+        source: impl Into<String>,
+        encoding: Encoding,
+        offset: u64,
+        line: usize,
+    ) -> Self {
+        Self {
+            input,
+            source: source.into(),
+            encoding: Some(encoding),
+            pos: offset,
+            line: line.saturating_sub(1),
+            peeked: None,
+            started: true,
+            done: false,
+        }
+    }
+
+    /// The input's encoding (known once the first record was asked for).
+    pub fn encoding(&self) -> Encoding {
+        self.encoding.unwrap_or(Encoding::Utf8)
     }
 
     fn err(&self, line: usize, msg: impl Into<String>) -> Error {
@@ -66,51 +155,164 @@ impl<R: BufRead> Reader<R> {
         .with_operation("read")
     }
 
+    fn io_err(e: std::io::Error) -> Error {
+        Error::from(e).with_backend("ldif").with_operation("read")
+    }
+
+    /// Looks at the first bytes: a byte order mark (skipped), or UTF-16 text without one
+    /// (an ASCII character and a NUL).
+    fn detect(&mut self) -> Result<Encoding> {
+        if let Some(e) = self.encoding {
+            return Ok(e);
+        }
+        // A buffered reader hands out at least its first block (or the whole short input).
+        let head = self.input.fill_buf().map_err(Self::io_err)?;
+        let (enc, bom) = match head {
+            [0xEF, 0xBB, 0xBF, ..] => (Encoding::Utf8, 3),
+            [0xFF, 0xFE, ..] => (Encoding::Utf16Le, 2),
+            [0xFE, 0xFF, ..] => (Encoding::Utf16Be, 2),
+            [a, 0, ..] if *a != 0 && a.is_ascii() => (Encoding::Utf16Le, 0),
+            [0, a, ..] if *a != 0 && a.is_ascii() => (Encoding::Utf16Be, 0),
+            _ => (Encoding::Utf8, 0),
+        };
+        self.input.consume(bom);
+        self.pos += bom as u64;
+        self.encoding = Some(enc);
+        Ok(enc)
+    }
+
     /// The next physical line without its line ending, or `None` at the end.
-    fn physical(&mut self) -> Result<Option<(usize, Vec<u8>)>> {
+    fn physical(&mut self) -> Result<Option<Physical>> {
         if let Some(p) = self.peeked.take() {
             return Ok(Some(p));
         }
-        let mut buf = Vec::new();
-        let n = std::io::Read::take(&mut self.input, MAX_LINE as u64 + 2)
-            .read_until(b'\n', &mut buf)
-            .map_err(|e| Error::from(e).with_backend("ldif").with_operation("read"))?;
-        if n == 0 {
+        let enc = self.detect()?;
+        let offset = self.pos;
+        let no = self.line + 1;
+        let (mut text, raw) = match enc {
+            Encoding::Utf8 => {
+                let mut buf = Vec::new();
+                let n = std::io::Read::take(&mut self.input, MAX_LINE as u64 + 2)
+                    .read_until(b'\n', &mut buf)
+                    .map_err(Self::io_err)?;
+                if buf.len() > MAX_LINE && !buf.ends_with(b"\n") {
+                    return Err(self.err(no, format!("a line longer than {MAX_LINE} bytes")));
+                }
+                (buf, n)
+            }
+            Encoding::Utf16Le | Encoding::Utf16Be => self.utf16_line(no, enc)?,
+        };
+        if raw == 0 {
             return Ok(None);
         }
-        self.line += 1;
-        if buf.len() > MAX_LINE && !buf.ends_with(b"\n") {
-            return Err(self.err(self.line, format!("a line longer than {MAX_LINE} bytes")));
-        }
-        if buf.ends_with(b"\n") {
-            buf.pop();
-            if buf.ends_with(b"\r") {
-                buf.pop();
+        self.line = no;
+        self.pos += raw as u64;
+        if text.ends_with(b"\n") {
+            text.pop();
+            if text.ends_with(b"\r") {
+                text.pop();
             }
         }
-        Ok(Some((self.line, buf)))
+        if let Some(i) = text.iter().position(|&b| b == 0) {
+            let hint = if enc == Encoding::Utf8 {
+                " (a UTF-16 file without a byte order mark? save it as UTF-8 or UTF-16 with one)"
+            } else {
+                ""
+            };
+            return Err(self.err(no, format!("a NUL character at column {}{hint}", i + 1)));
+        }
+        if enc == Encoding::Utf8 {
+            if let Err(e) = std::str::from_utf8(&text) {
+                return Err(self.err(
+                    no,
+                    format!(
+                        "invalid UTF-8 at column {} (the file is in another encoding: save it as UTF-8, or export with `ldifde -u`)",
+                        e.valid_up_to() + 1
+                    ),
+                ));
+            }
+        }
+        Ok(Some(Physical { no, offset, text }))
     }
 
-    /// The next logical line (folded lines joined), comments skipped; an empty vector marks a
+    /// One UTF-16 line (up to and with its `\n`), as UTF-8, and how many bytes it took.
+    fn utf16_line(&mut self, no: usize, enc: Encoding) -> Result<(Vec<u8>, usize)> {
+        let mut units: Vec<u16> = Vec::new();
+        let mut raw = 0usize;
+        let mut half: Option<u8> = None;
+        'outer: loop {
+            let buf = self.input.fill_buf().map_err(Self::io_err)?;
+            if buf.is_empty() {
+                if half.is_some() {
+                    return Err(self.err(no, "invalid UTF-16: the file ends inside a character"));
+                }
+                break;
+            }
+            let mut used = 0;
+            for &b in buf {
+                used += 1;
+                let Some(a) = half.take() else {
+                    half = Some(b);
+                    continue;
+                };
+                let u = match enc {
+                    Encoding::Utf16Be => u16::from_be_bytes([a, b]),
+                    _ => u16::from_le_bytes([a, b]),
+                };
+                units.push(u);
+                if u == u16::from(b'\n') {
+                    self.input.consume(used);
+                    raw += used;
+                    break 'outer;
+                }
+                if units.len() > MAX_LINE / 2 {
+                    return Err(self.err(no, format!("a line longer than {MAX_LINE} bytes")));
+                }
+            }
+            self.input.consume(used);
+            raw += used;
+        }
+        let mut text = String::with_capacity(units.len());
+        for c in char::decode_utf16(units) {
+            match c {
+                Ok(c) => text.push(c),
+                Err(e) => {
+                    return Err(self.err(
+                        no,
+                        format!(
+                            "invalid UTF-16: an unpaired surrogate {:#06x}",
+                            e.unpaired_surrogate()
+                        ),
+                    ))
+                }
+            }
+        }
+        Ok((text.into_bytes(), raw))
+    }
+
+    /// The next logical line (folded lines joined), comments skipped; an empty text marks a
     /// record separator.
-    fn logical(&mut self) -> Result<Option<(usize, Vec<u8>)>> {
+    fn logical(&mut self) -> Result<Option<Physical>> {
         loop {
-            let Some((no, mut line)) = self.physical()? else {
+            let Some(mut line) = self.physical()? else {
                 return Ok(None);
             };
             // Join continuation lines.
             loop {
                 match self.physical()? {
-                    Some((n2, next)) if next.first() == Some(&b' ') => {
-                        if line.is_empty() {
-                            return Err(self.err(n2, "a continuation line follows an empty line"));
-                        }
-                        line.extend_from_slice(&next[1..]);
-                        if line.len() > MAX_LINE {
+                    Some(next) if next.text.first() == Some(&b' ') => {
+                        if line.text.is_empty() {
                             return Err(
-                                self.err(no, format!("a folded line longer than {MAX_LINE} bytes"))
+                                self.err(next.no, "a continuation line follows an empty line")
                             );
                         }
+                        if line.text.len() + next.text.len() > MAX_LINE + 1 {
+                            return Err(self.err(
+                                line.no,
+                                format!("a folded line longer than {MAX_LINE} bytes"),
+                            ));
+                        }
+                        line.text.extend_from_slice(&next.text[1..]);
                     }
                     other => {
                         self.peeked = other;
@@ -118,10 +320,10 @@ impl<R: BufRead> Reader<R> {
                     }
                 }
             }
-            if line.first() == Some(&b'#') {
+            if line.text.first() == Some(&b'#') {
                 continue;
             }
-            return Ok(Some((no, line)));
+            return Ok(Some(line));
         }
     }
 
@@ -131,15 +333,18 @@ impl<R: BufRead> Reader<R> {
             .iter()
             .position(|&b| b == b':')
             .ok_or_else(|| self.err(no, "expected `attribute: value`"))?;
-        let name = std::str::from_utf8(&line[..colon])
-            .map_err(|_| self.err(no, "attribute name is not UTF-8"))?;
-        let base = name.split(';').next().unwrap_or("").trim();
-        if base.is_empty()
-            || !base
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
-        {
-            return Err(self.err(no, format!("bad attribute name {name:?}")));
+        // Physical lines were checked to be UTF-8, so the name (before an ASCII colon) is.
+        let name = String::from_utf8_lossy(&line[..colon]);
+        let mut parts = name.split(';');
+        let base = parts.next().unwrap_or("").trim();
+        let good = |s: &str| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        };
+        if !good(base) || !parts.all(good) {
+            let shown: String = name.chars().take(60).collect();
+            return Err(self.err(no, format!("bad attribute name {shown:?}")));
         }
         let rest = &line[colon + 1..];
         let value = match rest.first() {
@@ -169,54 +374,174 @@ impl<R: BufRead> Reader<R> {
         Ok((base.to_ascii_lowercase(), value))
     }
 
-    /// The next record, or `None` at the end of the input.
-    pub fn next_record(&mut self) -> Result<Option<Record>> {
-        if self.done {
-            return Ok(None);
-        }
-        // Skip separators (and a leading `version: 1`).
-        let (start, first) = loop {
+    /// Reads the rest of a record that is not an entry (a search result or a search
+    /// reference of `ldapsearch`), checking that a search result says success.
+    fn skip_record(&mut self, first: &str, line: usize, value: &[u8]) -> Result<()> {
+        let check = |this: &Self, name: &str, no: usize, v: &[u8]| -> Result<()> {
+            if name != "result" {
+                return Ok(());
+            }
+            let text = String::from_utf8_lossy(v);
+            let code = text.split_whitespace().next().unwrap_or("");
+            if code == "0" {
+                return Ok(());
+            }
+            let hint = if code == "4" {
+                ": the server stopped at its size limit (AD: 1000 entries); page the search with `ldapsearch -E pr=1000/noprompt`"
+            } else {
+                ""
+            };
+            Err(this.err(
+                no,
+                format!(
+                    "the export is incomplete: the search ended with `result: {}`{hint}",
+                    text.trim()
+                ),
+            ))
+        };
+        check(self, first, line, value)?;
+        loop {
             match self.logical()? {
                 None => {
                     self.done = true;
-                    return Ok(None);
+                    return Ok(());
                 }
-                Some((_, l)) if l.is_empty() => continue,
-                Some((no, l)) if l.starts_with(b"version:") && no == 1 => continue,
-                Some(x) => break x,
+                Some(l) if l.text.is_empty() => return Ok(()),
+                Some(l) => {
+                    let (n, v) = self.attr_line(l.no, &l.text)?;
+                    check(self, &n, l.no, &v)?;
+                }
             }
-        };
-        let (name, dn) = self.attr_line(start, &first)?;
-        if name != "dn" {
-            return Err(self.err(
-                start,
-                format!("a record must start with `dn:`, not `{name}:`"),
-            ));
         }
-        let dn = String::from_utf8(dn).map_err(|_| self.err(start, "the DN is not UTF-8"))?;
+    }
+
+    /// One attribute line at the reader's position (after [`resume`](Self::resume)).
+    pub fn attr_here(&mut self) -> Result<Option<Attr>> {
+        match self.logical()? {
+            Some(l) if !l.text.is_empty() => {
+                let (name, value) = self.attr_line(l.no, &l.text)?;
+                Ok(Some(Attr {
+                    name,
+                    value,
+                    offset: l.offset,
+                    line: l.no,
+                }))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// The next entry, or `None` at the end of the input.
+    pub fn next_record(&mut self) -> Result<Option<Record>> {
+        loop {
+            if self.done {
+                return Ok(None);
+            }
+            // Skip separators.
+            let first = loop {
+                match self.logical()? {
+                    None => {
+                        self.done = true;
+                        return Ok(None);
+                    }
+                    Some(l) if l.text.is_empty() => continue,
+                    Some(l) => break l,
+                }
+            };
+            let (name, value) = self.attr_line(first.no, &first.text)?;
+            let started = std::mem::replace(&mut self.started, true);
+            match name.as_str() {
+                "dn" => return self.entry(first.no, value).map(Some),
+                "version" if !started => {
+                    if value.trim_ascii() != b"1" {
+                        return Err(self.err(
+                            first.no,
+                            format!(
+                                "LDIF version {:?} is not supported (only 1)",
+                                String::from_utf8_lossy(&value)
+                            ),
+                        ));
+                    }
+                    // `version: 1` stands alone (ldapsearch -L) or heads the first record.
+                }
+                // ldapsearch's search result records and search references.
+                "search" | "result" | "ref" => self.skip_record(&name, first.no, &value)?,
+                other => {
+                    return Err(self.err(
+                        first.no,
+                        format!("a record must start with `dn:`, not `{other}:`"),
+                    ))
+                }
+            }
+        }
+    }
+
+    /// The rest of an entry whose `dn:` line was just read.
+    fn entry(&mut self, line: usize, dn: Vec<u8>) -> Result<Record> {
+        let dn = String::from_utf8(dn).map_err(|_| self.err(line, "the DN is not UTF-8"))?;
         let mut rec = Record {
             dn,
             attrs: Vec::new(),
-            line: start,
+            line,
         };
+        let mut changetype = false;
         loop {
             match self.logical()? {
                 None => {
                     self.done = true;
                     break;
                 }
-                Some((_, l)) if l.is_empty() => break,
-                Some((no, l)) => {
-                    let (n, v) = self.attr_line(no, &l)?;
-                    if n == "changetype" {
-                        return Err(self.err(no, "this is a change file, not a directory export"));
+                Some(l) if l.text.is_empty() => break,
+                Some(l) => {
+                    let (name, value) = self.attr_line(l.no, &l.text)?;
+                    if rec.attrs.is_empty() && !changetype {
+                        // RFC 2849 lets controls and a change type follow the DN.
+                        if name == "control" {
+                            continue;
+                        }
+                        if name == "changetype" {
+                            let t = String::from_utf8_lossy(&value).trim().to_ascii_lowercase();
+                            if t != "add" {
+                                return Err(self.err(
+                                    l.no,
+                                    format!(
+                                        "this is a change file, not a directory export (`changetype: {t}`); export the directory with ldapsearch or ldifde -f"
+                                    ),
+                                ));
+                            }
+                            // `ldifde -f` writes every entry as an add record.
+                            changetype = true;
+                            continue;
+                        }
                     }
-                    rec.attrs.push((n, v));
+                    if name == "changetype" {
+                        return Err(self.err(l.no, "`changetype:` must follow the `dn:` line"));
+                    }
+                    rec.attrs.push(Attr {
+                        name,
+                        value,
+                        offset: l.offset,
+                        line: l.no,
+                    });
                 }
             }
         }
-        Ok(Some(rec))
+        Ok(rec)
     }
+}
+
+/// Reads every record of `data` and drops them: the fuzz target's entry point (any error
+/// is fine; a panic, a hang or a huge allocation is a bug). Returns the number of entries.
+#[doc(hidden)]
+pub fn fuzz_read(data: &[u8]) -> Result<usize> {
+    let mut r = Reader::new(data, "fuzz.ldif");
+    let mut n = 0;
+    while let Some(rec) = r.next_record()? {
+        n += 1;
+        // What the sink does with a record: read each attribute's values.
+        let _ = rec.first("thumbnailphoto").map(|a| a.value.len());
+    }
+    Ok(n)
 }
 
 /// Whether a value can be written as a plain LDIF SAFE-STRING (RFC 2849 section 3).
@@ -265,6 +590,36 @@ pub(crate) fn write_attr(out: &mut impl Write, name: &str, value: &[u8]) -> std:
     Ok(())
 }
 
+/// Where a written record's parts are, relative to its start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Written {
+    /// The bytes written.
+    pub len: u64,
+    /// The lines written.
+    pub lines: usize,
+    /// The byte offset and the (0-based) line of the value's attribute line, for a replace.
+    pub value_at: Option<(u64, usize)>,
+}
+
+/// Counts what goes through it.
+struct Counting<'a, W> {
+    inner: &'a mut W,
+    bytes: u64,
+    lines: usize,
+}
+
+impl<W: Write> Write for Counting<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.bytes += n as u64;
+        self.lines += buf[..n].iter().filter(|&&b| b == b'\n').count();
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// Writes a `changetype: modify` record that replaces `attr` with `value`, or deletes every
 /// value of `attr` when `value` is `None`.
 pub(crate) fn write_modify(
@@ -272,17 +627,29 @@ pub(crate) fn write_modify(
     dn: &str,
     attr: &str,
     value: Option<&[u8]>,
-) -> std::io::Result<()> {
-    write_attr(out, "dn", dn.as_bytes())?;
-    out.write_all(b"changetype: modify\n")?;
+) -> std::io::Result<Written> {
+    let mut c = Counting {
+        inner: out,
+        bytes: 0,
+        lines: 0,
+    };
+    write_attr(&mut c, "dn", dn.as_bytes())?;
+    c.write_all(b"changetype: modify\n")?;
+    let mut value_at = None;
     match value {
         Some(v) => {
-            writeln!(out, "replace: {attr}")?;
-            write_attr(out, attr, v)?;
+            writeln!(c, "replace: {attr}")?;
+            value_at = Some((c.bytes, c.lines));
+            write_attr(&mut c, attr, v)?;
         }
-        None => writeln!(out, "delete: {attr}")?,
+        None => writeln!(c, "delete: {attr}")?,
     }
-    out.write_all(b"-\n\n")
+    c.write_all(b"-\n\n")?;
+    Ok(Written {
+        len: c.bytes,
+        lines: c.lines,
+        value_at,
+    })
 }
 
 #[cfg(test)]

@@ -64,6 +64,11 @@ pub mod sync;
 pub use error::{Error, ErrorKind, Result};
 pub use key::{MatchAttribute, UserKey};
 
+/// The LDIF reader's entry point for the fuzz target (`fuzz/fuzz_targets/ldif.rs`); not a
+/// stable API.
+#[doc(hidden)]
+pub use ldif::fuzz_read as __fuzz_ldif_read;
+
 /// The README's examples, compiled as doc tests.
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]

@@ -1,11 +1,12 @@
-//! The LDIF sink: conformance, matching rules, the change file, hostile exports.
+//! The LDIF sink: conformance, matching rules, the change file, exports as each tool writes
+//! them (tests/data/ldif), hostile exports, photos read again by file offset.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use bytes::Bytes;
 use userphoto::conformance::{sink_contract, SinkFixture};
-use userphoto::sink::{DirectorySink, LdifSink};
+use userphoto::sink::{CurrentPhoto, DirectorySink, LdifSink};
 use userphoto::{ErrorKind, MatchAttribute, UserKey};
 
 fn tempdir(name: &str) -> PathBuf {
@@ -14,6 +15,9 @@ fn tempdir(name: &str) -> PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     d
 }
+
+#[path = "common/ldif.rs"]
+mod ldif_helper;
 
 fn b64(v: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(v)
@@ -98,13 +102,19 @@ async fn tricky_dns_round_trip_into_the_change_file() {
         .unwrap()
         .with_output(&out)
         .unwrap();
-    // The existing photo is read from the export, so it can be backed up and compared.
+    // The existing photo is known by its hash, and read again from the export for a backup.
     let cur = sink
         .current(&UserKey::new("OBRIEN"))
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(cur.bytes.as_deref(), Some(&old_photo[..]));
+    assert_eq!(cur.bytes, None, "the sink keeps no photo bytes");
+    assert_eq!(
+        cur.content_sha256(),
+        CurrentPhoto::from_bytes(Bytes::from(old_photo.clone())).content_sha256()
+    );
+    let old = sink.fetch(&UserKey::new("obrien")).await.unwrap();
+    assert_eq!(old.as_deref(), Some(&old_photo[..]));
     let new_photo = Bytes::from(userphoto::normalize::testimage::gradient_jpeg(48, 48));
     for u in ["obrien", "mueller", "quoted"] {
         sink.put(&UserKey::new(u), &new_photo).await.unwrap();
@@ -281,5 +291,352 @@ fn hostile_exports_give_clear_errors() {
     }
     let e = LdifSink::open(d.join("absent.ldif"), MatchAttribute::SamAccountName).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Io);
+    std::fs::remove_dir_all(&d).ok();
+}
+
+fn data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/ldif")
+        .join(name)
+}
+
+fn photo(name: &str) -> Bytes {
+    Bytes::from(std::fs::read(data("photos").join(name)).unwrap())
+}
+
+fn sha(b: &Bytes) -> Option<String> {
+    CurrentPhoto::from_bytes(b.clone()).content_sha256()
+}
+
+/// The users of the ldapsearch and ldifde fixtures (tests/data/ldif/make-fixtures.py):
+/// key, DN, photo file.
+const AD_USERS: [(&str, &str, Option<&str>); 4] = [
+    (
+        "ann",
+        "CN=Ann Example,OU=Staff,DC=example,DC=test",
+        Some("ann.jpg"),
+    ),
+    (
+        "jmueller",
+        "CN=Müller\\, Jörg,OU=Zürich,DC=example,DC=test",
+        Some("joerg.jpg"),
+    ),
+    ("carl", "CN=Carl Nophoto,OU=Staff,DC=example,DC=test", None),
+    (
+        "dora",
+        "CN=Dora O'Neil,OU=Staff,DC=example,DC=test",
+        Some("dora.jpg"),
+    ),
+];
+
+/// Opens one fixture and checks that the sink finds the users with the right photo (by
+/// hash, and by bytes read again from the file), and writes changes for the right DNs.
+/// `users` lists every user of the file (with their photos), unless `subset`.
+async fn check_fixture(
+    file: &str,
+    matcher: MatchAttribute,
+    attribute: &str,
+    entries: usize,
+    users: &[(&str, &str, Option<&str>)],
+) {
+    check_users(file, matcher, attribute, entries, users, false).await
+}
+
+async fn check_users(
+    file: &str,
+    matcher: MatchAttribute,
+    attribute: &str,
+    entries: usize,
+    users: &[(&str, &str, Option<&str>)],
+    subset: bool,
+) {
+    let d = tempdir(&format!("fx-{file}"));
+    let out = d.join("changes.ldif");
+    let sink = LdifSink::open_with_attribute(data(file), matcher, attribute)
+        .unwrap_or_else(|e| panic!("{file}: {e}"))
+        .with_output(&out)
+        .unwrap();
+    assert_eq!(sink.len(), entries, "{file}: entries");
+    let with_photo = users.iter().filter(|u| u.2.is_some()).count();
+    if !subset {
+        assert_eq!(sink.photo_count(), with_photo, "{file}: photos");
+    }
+    for (key, _, ph) in users {
+        let k = UserKey::new(*key);
+        let cur = sink
+            .current(&k)
+            .await
+            .unwrap_or_else(|e| panic!("{file}: {key}: {e}"));
+        let fetched = sink
+            .fetch(&k)
+            .await
+            .unwrap_or_else(|e| panic!("{file}: {key}: {e}"));
+        match ph {
+            Some(p) => {
+                let want = photo(p);
+                let cur = cur.unwrap_or_else(|| panic!("{file}: {key} has a photo"));
+                assert_eq!(cur.content_sha256(), sha(&want), "{file}: {key}: hash");
+                assert_eq!(fetched.as_ref(), Some(&want), "{file}: {key}: bytes");
+            }
+            None => {
+                assert!(cur.is_none(), "{file}: {key} has no photo");
+                assert!(fetched.is_none(), "{file}: {key} has no photo");
+            }
+        }
+    }
+    let mut listed = sink.users_with_photos().await.unwrap();
+    listed.sort();
+    let mut want: Vec<UserKey> = users
+        .iter()
+        .filter(|u| u.2.is_some())
+        .map(|u| UserKey::new(u.0))
+        .collect();
+    want.sort();
+    if subset {
+        assert!(
+            want.iter().all(|k| listed.contains(k)),
+            "{file}: {listed:?}"
+        );
+    } else {
+        assert_eq!(listed, want, "{file}: users with photos");
+    }
+    // A new photo for everyone: the change file names each user's DN, and the sink now
+    // answers (and backs up) from the change file.
+    let new = photo("dora.jpg");
+    for (key, _, _) in users {
+        sink.put(&UserKey::new(*key), &new).await.unwrap();
+        let back = sink.fetch(&UserKey::new(*key)).await.unwrap();
+        assert_eq!(
+            back.as_ref(),
+            Some(&new),
+            "{file}: {key}: read back from the changes"
+        );
+    }
+    drop(sink);
+    let changes = ldif_helper::parse_changes(&std::fs::read_to_string(&out).unwrap());
+    let dns: Vec<&str> = changes.iter().map(|c| c.dn.as_str()).collect();
+    let want: Vec<&str> = users.iter().map(|u| u.1).collect();
+    assert_eq!(dns, want, "{file}: DNs");
+    for c in &changes {
+        assert_eq!(c.ops[0].2, vec![new.to_vec()], "{file}: {}", c.dn);
+    }
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[tokio::test]
+async fn ldapsearch_extended_ldif_with_references_and_search_result() {
+    check_fixture(
+        "ldapsearch-extended.ldif",
+        MatchAttribute::SamAccountName,
+        "thumbnailPhoto",
+        4,
+        &AD_USERS,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn ldapsearch_paged_one_search_result_per_page() {
+    check_fixture(
+        "ldapsearch-paged.ldif",
+        MatchAttribute::SamAccountName,
+        "thumbnailPhoto",
+        4,
+        &AD_USERS,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn ldapsearch_dash_l_and_dash_lll() {
+    for f in ["ldapsearch-L.ldif", "ldapsearch-LLL.ldif"] {
+        check_fixture(
+            f,
+            MatchAttribute::SamAccountName,
+            "thumbnailPhoto",
+            4,
+            &AD_USERS,
+        )
+        .await;
+    }
+    // Matching by UPN works on the same export.
+    let upn: Vec<(&str, &str, Option<&str>)> = vec![
+        ("ann@example.test", AD_USERS[0].1, AD_USERS[0].2),
+        ("carl@example.test", AD_USERS[2].1, None),
+    ];
+    check_users(
+        "ldapsearch-LLL.ldif",
+        MatchAttribute::UserPrincipalName,
+        "thumbnailPhoto",
+        4,
+        &upn,
+        true,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn ldifde_add_records_crlf_and_utf16() {
+    for f in ["ldifde-f.ldif", "ldifde-u.ldif"] {
+        check_fixture(
+            f,
+            MatchAttribute::SamAccountName,
+            "thumbnailPhoto",
+            4,
+            &AD_USERS,
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn openldap_content_file_with_jpeg_photo() {
+    let users: Vec<(&str, &str, Option<&str>)> = vec![
+        (
+            "ann@example.com",
+            "cn=Ann Example,ou=People,dc=example,dc=com",
+            Some("ann.jpg"),
+        ),
+        (
+            "jmueller@example.com",
+            "cn=Jorg Mueller,ou=People,dc=example,dc=com",
+            Some("joerg.jpg"),
+        ),
+        (
+            "carl@example.com",
+            "cn=Carl Nophoto,ou=People,dc=example,dc=com",
+            None,
+        ),
+    ];
+    check_fixture(
+        "openldap-content.ldif",
+        MatchAttribute::Mail,
+        "jpegPhoto",
+        5,
+        &users,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn bom_comment_before_version_and_binary_option() {
+    check_fixture(
+        "bom-comment-version.ldif",
+        MatchAttribute::SamAccountName,
+        "thumbnailPhoto",
+        2,
+        &AD_USERS[..2],
+    )
+    .await;
+}
+
+#[test]
+fn a_change_file_is_refused_as_such() {
+    let e = LdifSink::open(data("change-modify.ldif"), MatchAttribute::SamAccountName).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidData);
+    assert!(
+        e.to_string()
+            .contains("change-modify.ldif:2: this is a change file, not a directory export"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn an_export_changed_after_opening_is_a_conflict_not_a_wrong_backup() {
+    let d = tempdir("changed");
+    let export = d.join("export.ldif");
+    std::fs::copy(data("ldapsearch-LLL.ldif"), &export).unwrap();
+    let sink = LdifSink::open(&export, MatchAttribute::SamAccountName).unwrap();
+    assert_eq!(
+        sink.fetch(&UserKey::new("ann")).await.unwrap(),
+        Some(photo("ann.jpg"))
+    );
+    // Someone exports again: the same layout, another photo for ann.
+    let text = std::fs::read_to_string(&export).unwrap();
+    let at = text.find("thumbnailPhoto:: /9j/").unwrap() + "thumbnailPhoto:: /9j/".len() + 40;
+    let mut bytes = text.into_bytes();
+    bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+    std::fs::write(&export, &bytes).unwrap();
+    let e = sink.fetch(&UserKey::new("ann")).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+    assert!(e.to_string().contains("changed since it was read"), "{e}");
+    // A shorter file: the remembered place is gone.
+    std::fs::write(&export, b"dn: CN=x\n").unwrap();
+    let e = sink.fetch(&UserKey::new("dora")).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
+fn hostile_encodings_and_records() {
+    let d = tempdir("hostile2");
+    let utf16 = |s: &str| -> Vec<u8> {
+        let mut v = vec![0xFF, 0xFE];
+        v.extend(s.encode_utf16().flat_map(|u| u.to_le_bytes()));
+        v
+    };
+    let mut bad_surrogate = utf16("dn: CN=a,DC=x\r\nsAMAccountName: ");
+    bad_surrogate.extend([0x00, 0xD8, b'x', 0x00, b'\r', 0, b'\n', 0]);
+    let mut odd = utf16("dn: CN=a,DC=x\r\nsAMAccountName: a");
+    odd.push(b'\r');
+    let deep = {
+        // A value folded one character per line until it passes the line limit.
+        let mut v = b"dn: CN=a,DC=x\ndescription: x\n".to_vec();
+        for _ in 0..(4 << 20) + 10 {
+            v.extend_from_slice(b" y\n");
+        }
+        v
+    };
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "nul.ldif",
+            b"dn: CN=a,DC=x\nsAMAccountName: a\0b\n".to_vec(),
+            "nul.ldif:2: a NUL character",
+        ),
+        (
+            "latin1.ldif",
+            b"dn: CN=a,DC=x\ndescription: M\xfcller\n".to_vec(),
+            "latin1.ldif:2: invalid UTF-8",
+        ),
+        ("surrogate.ldif", bad_surrogate, "surrogate.ldif:2: invalid UTF-16"),
+        ("odd.ldif", odd, "odd.ldif:2: invalid UTF-16"),
+        ("deep.ldif", deep, "deep.ldif:2: a folded line longer than"),
+        (
+            "sizelimit.ldif",
+            b"# extended LDIF\n\ndn: CN=a,DC=x\nsAMAccountName: a\n\n# search result\nsearch: 2\nresult: 4 Size limit exceeded\n\n".to_vec(),
+            "sizelimit.ldif:8: the export is incomplete: the search ended with `result: 4 Size limit exceeded`",
+        ),
+        (
+            "delete.ldif",
+            b"dn: CN=a,DC=x\nchangetype: delete\n\n".to_vec(),
+            "delete.ldif:2: this is a change file",
+        ),
+        (
+            "modrdn.ldif",
+            b"version: 1\ndn: CN=a,DC=x\nchangetype: modrdn\nnewrdn: CN=b\ndeleteoldrdn: 1\n\n".to_vec(),
+            "modrdn.ldif:3: this is a change file",
+        ),
+        (
+            "version2.ldif",
+            b"version: 2\ndn: CN=a,DC=x\n".to_vec(),
+            "version2.ldif:1: LDIF version",
+        ),
+        (
+            "late-version.ldif",
+            b"dn: CN=a,DC=x\n\nversion: 1\n".to_vec(),
+            "late-version.ldif:3: a record must start with `dn:`, not `version:`",
+        ),
+        (
+            "badname.ldif",
+            b"dn: CN=a,DC=x\nthumb photo:: AAAA\n".to_vec(),
+            "badname.ldif:2: bad attribute name",
+        ),
+    ];
+    for (name, bytes, expect) in cases {
+        std::fs::write(d.join(name), bytes).unwrap();
+        let e = LdifSink::open(d.join(name), MatchAttribute::SamAccountName).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidData, "{name}: {e}");
+        assert!(e.to_string().contains(expect), "{name}: {e}");
+    }
     std::fs::remove_dir_all(&d).ok();
 }

@@ -1,42 +1,76 @@
-//! The offline LDIF sink: reads a directory export, writes a change file.
+//! The offline LDIF sink: reads a directory export as a stream, writes a change file.
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Write};
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::io::{BufReader, BufWriter, Seek, SeekFrom, Write};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use sha2::{Digest, Sha256};
 
 use super::{CurrentPhoto, DirectorySink, SinkCapabilities};
-use crate::ldif::{write_modify, Reader};
+use crate::ldif::{write_modify, Encoding, Reader};
 use crate::{Error, ErrorKind, MatchAttribute, Result, UserKey};
 
 /// AD's `thumbnailPhoto` limit (`rangeUpper`, MS-ADA3 2.307).
 const AD_MAX_BYTES: usize = 102_400;
 
+/// Which file holds a photo's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Which {
+    /// The export the sink was opened on.
+    Export,
+    /// The change file this sink writes (a photo it put this run).
+    Changes,
+}
+
+/// A photo known by its hash and where its value line is, never by its bytes.
+#[derive(Debug, Clone, Copy)]
+struct Photo {
+    sha256: [u8; 32],
+    file: Which,
+    /// The byte offset and number of the line the value starts on.
+    offset: u64,
+    line: usize,
+}
+
 #[derive(Debug)]
 struct Entry {
-    dn: String,
+    dn: Box<str>,
     /// The entry's first match-attribute value, as a key (GUIDs in their text form).
     key: Option<UserKey>,
-    photo: Option<Bytes>,
+    photo: Option<Photo>,
+}
+
+/// The change file and how far it is written.
+#[derive(Debug)]
+struct Out {
+    w: BufWriter<File>,
+    bytes: u64,
+    lines: usize,
 }
 
 /// A directory known from an LDIF export, written through an LDIF change file.
 ///
 /// For administrators whose change control forbids a tool holding write credentials: export
-/// the users (`ldapsearch -LLL ... sAMAccountName thumbnailPhoto` or
-/// `ldifde -f users.ldif -r "(objectClass=user)" -l sAMAccountName,thumbnailPhoto`), run the
-/// sync against the export, review the change file, apply it with `ldapmodify -f` or
-/// `ldifde -i`.
+/// the users (`ldapsearch -E pr=1000/noprompt ... sAMAccountName thumbnailPhoto`, any of
+/// `-L`, `-LL`, `-LLL` or none, or `ldifde -f users.ldif -r "(objectClass=user)" -l
+/// sAMAccountName,thumbnailPhoto`, also with `-u`), run the sync against the export, review
+/// the change file, apply it with `ldapmodify -f` or `ldifde -i`.
 ///
+/// * The export is read once, as a stream: the sink keeps per entry its DN, its key, and
+///   for a photo only its SHA-256 and where its value is in the file, so memory follows the
+///   number of users, not the bytes of their photos.
 /// * Keys resolve through the match attribute's values in the export (compared as
 ///   [`MatchAttribute::canonical`] says; binary `objectGUID` values are read as GUIDs). A key
 ///   on two entries is [`AmbiguousMatch`](ErrorKind::AmbiguousMatch), never written.
-/// * [`current`](DirectorySink::current) returns the photo in the export (or the one this
-///   sink wrote since), so unchanged users are skipped and backups keep the old bytes.
+/// * [`current`](DirectorySink::current) answers with the SHA-256 of the photo in the
+///   export (or of the one this sink wrote since), so unchanged users are skipped;
+///   [`fetch`](DirectorySink::fetch) (backups before a replace) reads the old bytes again
+///   from the file and checks them against that hash: an export changed since it was read
+///   is a [`Conflict`](ErrorKind::Conflict), never a wrong backup.
 /// * [`put`](DirectorySink::put) appends a `changetype: modify` / `replace:` record;
 ///   [`delete`](DirectorySink::delete) appends a `delete:` record, or nothing when the entry
 ///   has no photo (so `ldapmodify` never fails on a missing attribute).
@@ -50,8 +84,18 @@ pub struct LdifSink {
     entries: Mutex<Vec<Entry>>,
     index: HashMap<String, Vec<usize>>,
     matcher: MatchAttribute,
-    out: Option<Mutex<BufWriter<File>>>,
-    out_path: Option<PathBuf>,
+    export: Arc<Path>,
+    encoding: Encoding,
+    out: Option<Mutex<Out>>,
+    out_path: Option<Arc<Path>>,
+}
+
+fn hex(d: &[u8; 32]) -> String {
+    use std::fmt::Write as _;
+    d.iter().fold(String::with_capacity(64), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
 }
 
 fn guid_from_bytes(b: &[u8]) -> Option<String> {
@@ -82,7 +126,10 @@ impl LdifSink {
         let path = export.as_ref();
         let file = File::open(path)
             .map_err(|e| Error::from(e).with_backend("ldif").with_operation("open"))?;
-        let mut reader = Reader::new(BufReader::new(file), path.display().to_string());
+        let mut reader = Reader::new(
+            BufReader::with_capacity(64 << 10, file),
+            path.display().to_string(),
+        );
         let mut entries = Vec::new();
         let mut index: HashMap<String, Vec<usize>> = HashMap::new();
         let match_name = matcher.ldap_name().to_ascii_lowercase();
@@ -115,13 +162,21 @@ impl LdifSink {
                     }
                 }
             }
-            let photo = rec.values(attribute).next().map(Bytes::copy_from_slice);
+            // Only the hash and the place of the photo stay; the record (and its bytes)
+            // is dropped before the next one is read.
+            let photo = rec.first(attribute).map(|a| Photo {
+                sha256: Sha256::digest(&a.value).into(),
+                file: Which::Export,
+                offset: a.offset,
+                line: a.line,
+            });
             entries.push(Entry {
-                dn: rec.dn,
+                dn: rec.dn.into_boxed_str(),
                 key,
                 photo,
             });
         }
+        entries.shrink_to_fit();
         Ok(Self {
             name: "ldif".into(),
             attribute: attribute.to_owned(),
@@ -129,6 +184,8 @@ impl LdifSink {
             entries: Mutex::new(entries),
             index,
             matcher,
+            export: Arc::from(path),
+            encoding: reader.encoding(),
             out: None,
             out_path: None,
         })
@@ -139,8 +196,12 @@ impl LdifSink {
         let p = path.as_ref();
         let f = File::create(p)
             .map_err(|e| Error::from(e).with_backend("ldif").with_operation("open"))?;
-        self.out = Some(Mutex::new(BufWriter::new(f)));
-        self.out_path = Some(p.to_path_buf());
+        self.out = Some(Mutex::new(Out {
+            w: BufWriter::new(f),
+            bytes: 0,
+            lines: 0,
+        }));
+        self.out_path = Some(Arc::from(p));
         Ok(self)
     }
 
@@ -158,6 +219,15 @@ impl LdifSink {
     /// Whether the export holds no entries.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// How many entries of the export hold a photo (in the sink's photo attribute).
+    pub fn photo_count(&self) -> usize {
+        self.lock().iter().filter(|e| e.photo.is_some()).count()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Entry>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn fail(
@@ -192,8 +262,8 @@ impl LdifSink {
             )),
             Some([i]) => Ok(*i),
             Some(many) => {
-                let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-                let dns: Vec<&str> = many.iter().map(|&i| entries[i].dn.as_str()).collect();
+                let entries = self.lock();
+                let dns: Vec<&str> = many.iter().map(|&i| &*entries[i].dn).collect();
                 Err(self.fail(
                     ErrorKind::AmbiguousMatch,
                     op,
@@ -204,7 +274,14 @@ impl LdifSink {
         }
     }
 
-    fn write(&self, op: &'static str, key: &UserKey, dn: &str, value: Option<&[u8]>) -> Result<()> {
+    /// Appends one record; returns where its value line is (for a replace).
+    fn write(
+        &self,
+        op: &'static str,
+        key: &UserKey,
+        dn: &str,
+        value: Option<&[u8]>,
+    ) -> Result<Option<(u64, usize)>> {
         let Some(out) = &self.out else {
             return Err(self.fail(
                 ErrorKind::Config,
@@ -213,9 +290,10 @@ impl LdifSink {
                 "this LDIF sink has no output file",
             ));
         };
-        let mut w = out.lock().unwrap_or_else(|p| p.into_inner());
-        write_modify(&mut *w, dn, &self.attribute, value)
-            .and_then(|_| w.flush())
+        let mut o = out.lock().unwrap_or_else(|p| p.into_inner());
+        let (start, lines) = (o.bytes, o.lines);
+        let written = write_modify(&mut o.w, dn, &self.attribute, value)
+            .and_then(|w| o.w.flush().map(|()| w))
             .map_err(|e| {
                 self.fail(
                     ErrorKind::Io,
@@ -223,8 +301,60 @@ impl LdifSink {
                     key,
                     format!("cannot write the change file: {e}"),
                 )
-            })
+            })?;
+        o.bytes += written.len;
+        o.lines += written.lines;
+        Ok(written
+            .value_at
+            .map(|(off, line)| (start + off, lines + line + 1)))
     }
+}
+
+/// Reads the value at a remembered place again and checks it against its hash.
+fn read_back(
+    path: &Path,
+    encoding: Encoding,
+    attribute: &str,
+    photo: Photo,
+    dn: &str,
+) -> Result<Bytes> {
+    let what = match photo.file {
+        Which::Export => "export",
+        Which::Changes => "change file",
+    };
+    let changed = |why: String| {
+        Error::new(
+            ErrorKind::Conflict,
+            format!(
+                "the {what} {} changed since it was read ({why}; the photo of {dn} was at line {}): read it again (export again) and re-run",
+                path.display(),
+                photo.line
+            ),
+        )
+    };
+    let mut f = File::open(path).map_err(|e| Error::from(e).with_operation("fetch"))?;
+    f.seek(SeekFrom::Start(photo.offset))
+        .map_err(|e| Error::from(e).with_operation("fetch"))?;
+    let mut r = Reader::resume(
+        BufReader::new(f),
+        path.display().to_string(),
+        encoding,
+        photo.offset,
+        photo.line,
+    );
+    let attr = match r.attr_here() {
+        Ok(Some(a)) => a,
+        Ok(None) => return Err(changed("no value there".into())),
+        Err(e) => return Err(changed(e.to_string())),
+    };
+    if !attr.name.eq_ignore_ascii_case(attribute) {
+        return Err(changed(format!("`{}:` found there", attr.name)));
+    }
+    let sha: [u8; 32] = Sha256::digest(&attr.value).into();
+    if sha != photo.sha256 {
+        return Err(changed("another photo there".into()));
+    }
+    Ok(Bytes::from(attr.value))
 }
 
 #[async_trait]
@@ -239,8 +369,43 @@ impl DirectorySink for LdifSink {
 
     async fn current(&self, key: &UserKey) -> Result<Option<CurrentPhoto>> {
         let i = self.resolve("current", key)?;
-        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        Ok(entries[i].photo.clone().map(CurrentPhoto::from_bytes))
+        let entries = self.lock();
+        Ok(entries[i]
+            .photo
+            .map(|p| CurrentPhoto::from_sha256(hex(&p.sha256))))
+    }
+
+    async fn fetch(&self, key: &UserKey) -> Result<Option<Bytes>> {
+        let i = self.resolve("fetch", key)?;
+        let (photo, dn) = {
+            let e = &self.lock()[i];
+            (e.photo, e.dn.to_string())
+        };
+        let Some(photo) = photo else {
+            return Ok(None);
+        };
+        let path = match photo.file {
+            Which::Export => self.export.clone(),
+            Which::Changes => match &self.out_path {
+                Some(p) => p.clone(),
+                None => return Ok(None),
+            },
+        };
+        let (encoding, attribute) = match photo.file {
+            Which::Export => (self.encoding, self.attribute.clone()),
+            Which::Changes => (Encoding::Utf8, self.attribute.clone()),
+        };
+        let r =
+            tokio::task::spawn_blocking(move || read_back(&path, encoding, &attribute, photo, &dn))
+                .await
+                .map_err(|e| {
+                    Error::new(ErrorKind::Other, format!("the read-back task failed: {e}"))
+                })?;
+        r.map(Some).map_err(|e| {
+            e.with_backend(self.name.clone())
+                .with_operation("fetch")
+                .with_user(key.clone())
+        })
     }
 
     async fn put(&self, key: &UserKey, jpeg: &Bytes) -> Result<Option<String>> {
@@ -257,29 +422,32 @@ impl DirectorySink for LdifSink {
             ));
         }
         let i = self.resolve("put", key)?;
-        let dn = self.entries.lock().unwrap_or_else(|p| p.into_inner())[i]
-            .dn
-            .clone();
-        self.write("put", key, &dn, Some(jpeg))?;
-        self.entries.lock().unwrap_or_else(|p| p.into_inner())[i].photo = Some(jpeg.clone());
+        let dn = self.lock()[i].dn.to_string();
+        let at = self.write("put", key, &dn, Some(jpeg))?;
+        self.lock()[i].photo = at.map(|(offset, line)| Photo {
+            sha256: Sha256::digest(jpeg).into(),
+            file: Which::Changes,
+            offset,
+            line,
+        });
         Ok(None)
     }
 
     async fn delete(&self, key: &UserKey) -> Result<()> {
         let i = self.resolve("delete", key)?;
         let (dn, has) = {
-            let e = &self.entries.lock().unwrap_or_else(|p| p.into_inner())[i];
-            (e.dn.clone(), e.photo.is_some())
+            let e = &self.lock()[i];
+            (e.dn.to_string(), e.photo.is_some())
         };
         if has {
             self.write("delete", key, &dn, None)?;
-            self.entries.lock().unwrap_or_else(|p| p.into_inner())[i].photo = None;
+            self.lock()[i].photo = None;
         }
         Ok(())
     }
 
     async fn users_with_photos(&self) -> Result<Vec<UserKey>> {
-        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let entries = self.lock();
         Ok(entries
             .iter()
             .filter(|e| e.photo.is_some())
