@@ -986,6 +986,7 @@ impl<'e> Prepared<'e> {
                 kind: e.kind(),
                 message: e.to_string(),
             }),
+            backup_run: None,
         };
         r.timings.retries = self.retrier.used();
         r.timings.decoded += self.deferred_decoded.load(Ordering::Relaxed);
@@ -1026,6 +1027,9 @@ impl<'e> Prepared<'e> {
     pub async fn apply(mut self) -> Report {
         let t = Instant::now();
         let eng = self.engine;
+        if let Some(b) = &eng.backups {
+            b.begin_run();
+        }
         let shared = Shared {
             cancel: AtomicBool::new(false),
             abort: Mutex::new(None),
@@ -1097,6 +1101,10 @@ impl<'e> Prepared<'e> {
                 .take();
         }
         let mut report = self.report(outcomes, false, aborted);
+        if let Some(b) = &eng.backups {
+            let _ = b.sync();
+            report.backup_run = b.run_id();
+        }
         report.timings.apply_ms = ms(t.elapsed());
         report
     }

@@ -18,7 +18,9 @@ mod report;
 mod retry;
 mod state;
 
-pub use backup::{BackupStore, JournalEntry, Restored};
+pub use backup::{
+    BackupStore, JournalEntry, Restoration, RestoreOptions, Restored, RunInfo, UNKNOWN_RUN,
+};
 pub use engine::{Engine, Prepared};
 pub use event::{Event, Stage};
 pub use plan::{
