@@ -546,6 +546,7 @@ fn engine_for(
     a: &RunArgs,
     source: Box<dyn PhotoSource>,
     sinks: Vec<Arc<dyn DirectorySink>>,
+    state: Option<StateStore>,
 ) -> Result<Engine, String> {
     let mut engine = Engine::new(source)
         .with_policy(Policy {
@@ -561,9 +562,7 @@ fn engine_for(
         let p = profile_for(s.as_ref(), a.profile);
         engine = engine.with_sink(s, p);
     }
-    if let Some(state) = &a.state {
-        let st =
-            StateStore::open(state).map_err(|e| format!("--state {}: {e}", state.display()))?;
+    if let Some(st) = state {
         engine = engine.with_state(st);
     }
     Ok(engine)
@@ -586,11 +585,20 @@ fn run(a: RunArgs, plan_only: bool) -> ExitCode {
         Err(e) => return fail(e),
     };
     let write = !a.dry_run;
+    // The state store first: its lock refuses a second run on it before anything (the
+    // change file included) is touched.
+    let state = match a.state.as_ref().map(StateStore::open).transpose() {
+        Ok(s) => s,
+        Err(e) => {
+            let path = a.state.as_deref().unwrap_or(std::path::Path::new(""));
+            return fail(format!("--state {}: {e}", path.display()));
+        }
+    };
     let sinks = match open_sinks(&a.sink, a.out.as_ref(), write, a.concurrency) {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
-    let mut engine = match engine_for(&a, source, sinks) {
+    let mut engine = match engine_for(&a, source, sinks, state) {
         Ok(e) => e,
         Err(e) => return fail(e),
     };
