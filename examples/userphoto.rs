@@ -4,7 +4,7 @@
 //! userphoto normalize --profile ad-thumbnail|ad-large|graph [--size N] [--max-bytes N]
 //!                     [--threads N] --out DIR FILE...
 //! userphoto demo [--out DIR]
-//! userphoto sync --source folder:DIR|csv:FILE|ldap[:ATTR] [--match ATTR]
+//! userphoto sync --source folder:DIR|csv:FILE|ldap[:ATTR] [--match ATTR] [--csv-delimiter ,|;|tab]
 //!                --sink ldif:EXPORT.ldif --out CHANGES.ldif | --sink ad | --sink graph ...
 //!                [--profile ad-thumbnail|ad-large|graph] [--dry-run] [--report FILE.json]
 //!                [--state FILE] [--backup-dir DIR] [--remove-leavers] [--concurrency N]
@@ -15,6 +15,8 @@
 //!                [--login-url URL] [--graph-confirm-uploads]
 //! userphoto plan    (the same options; prints the plan, changes nothing)
 //! userphoto restore --sink ldif:EXPORT.ldif --out CHANGES.ldif [--backup-dir DIR] [--user KEY]...
+//!                   [--run ID] [--force]
+//! userphoto runs [--backup-dir DIR]
 //! ```
 //!
 //! `normalize` writes `DIR/<file stem>.jpg` for every input and prints one JSON object per
@@ -103,6 +105,8 @@ enum Command {
     /// Undo a sync: put back the photos it replaced or removed, remove the first photos it
     /// added.
     Restore(sync::RestoreArgs),
+    /// List the runs in a backup journal (what `restore --run` takes).
+    Runs(sync::RunsArgs),
     /// Write the demo sync's photos and directory export (examples/demo is made with this).
     #[command(hide = true)]
     DemoFixtures {
@@ -164,6 +168,7 @@ fn main() -> ExitCode {
         Command::Sync(a) => sync::sync(a),
         Command::Plan(a) => sync::plan(a),
         Command::Restore(a) => sync::restore(a),
+        Command::Runs(a) => sync::runs(a),
         Command::Demo { out } => demo(&out),
         Command::DemoFixtures { out } => demo_fixtures(&out),
     }

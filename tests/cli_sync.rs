@@ -486,3 +486,244 @@ fn the_shipped_demo_syncs() {
         "the DN with a comma and umlauts is kept exactly"
     );
 }
+
+fn run_in(dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let o = cli().current_dir(dir).args(args).output().unwrap();
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn excel_manifests_sync_and_unreadable_sources_stop_with_their_reason() {
+    let w = World::new(
+        "excel",
+        &["alice", "bob"],
+        &[("alice", None), ("bob", None)],
+    );
+    // Excel, German locale, "CSV UTF-8": BOM, `;`, CRLF.
+    std::fs::write(
+        w.path("people.csv"),
+        "\u{feff}key;path\r\nalice;photos/alice.jpg\r\nbob;photos/bob.jpg\r\n",
+    )
+    .unwrap();
+    let sync = |source: &str, extra: &[&str]| {
+        let mut args = vec![
+            "sync",
+            "--source",
+            source,
+            "--sink",
+            "ldif:export.ldif",
+            "--out",
+            "changes.ldif",
+            "--no-backup",
+        ];
+        args.extend_from_slice(extra);
+        run_in(&w.dir, &args)
+    };
+    let (code, out, err) = sync("csv:people.csv", &[]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("plan: 2 to write"), "{out}");
+    assert_eq!(w.changes().len(), 2);
+    let (code, out, err) = sync("csv:people.csv", &["--csv-delimiter", ";"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+
+    // Unreadable at all: exit 2, one line with the reason, nothing planned.
+    for (source, extra, reason) in [
+        (
+            "csv:people.csv",
+            &["--csv-delimiter", ","][..],
+            "\"key;path\"",
+        ),
+        ("csv:absent.csv", &[][..], "absent.csv"),
+        ("folder:no-such-folder", &[][..], "no-such-folder"),
+    ] {
+        let (code, out, err) = sync(source, extra);
+        assert_eq!(code, Some(2), "{source}: {out}{err}");
+        // After the progress line of the listing, one line with the reason.
+        let last = err.trim().lines().last().unwrap_or_default();
+        assert!(last.contains(reason), "{source}: {err}");
+        assert_eq!(
+            err.lines()
+                .filter(|l| !l.contains("listing the source"))
+                .count(),
+            1,
+            "{source}: one line: {err}"
+        );
+        assert!(!out.contains("plan:"), "{source}: not an empty plan: {out}");
+    }
+    let (code, _, err) = sync("csv:people.csv", &["--csv-delimiter", "ab"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("--csv-delimiter"), "{err}");
+
+    // A row that cannot be tied to a user is printed in the plan and the summary.
+    std::fs::write(
+        w.path("rows.csv"),
+        "key,path\r\nalice,photos/alice.jpg\r\n,photos/bob.jpg\r\n",
+    )
+    .unwrap();
+    let (code, out, err) = sync("csv:rows.csv", &[]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(out.contains("1 source failure"), "{out}");
+    assert!(
+        out.contains("SOURCE ") && out.contains("empty key"),
+        "{out}"
+    );
+    assert!(
+        out.contains("source failure: ") && out.contains("rows.csv:"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_second_run_on_one_state_file_refuses_naming_the_first() {
+    let w = World::new("locked", &["alice"], &[("alice", None)]);
+    // This test process is the first run: it holds the state file.
+    let held = userphoto::sync::StateStore::open(w.path("state.redb")).unwrap();
+    let o = w.sync(&[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains(&format!("process {}", std::process::id())),
+        "names the first run: {err}"
+    );
+    assert!(err.contains(" UTC"), "and when it started: {err}");
+    assert!(
+        !w.path("changes.ldif").exists(),
+        "nothing was touched, not even the change file of the run that holds the lock"
+    );
+    drop(held);
+    // Its lock went with it: the next run goes ahead.
+    ok(&w.sync(&[]));
+
+    // A run killed in the middle leaves no lock behind (the OS lock dies with it).
+    let mut c = cli();
+    c.current_dir(&w.dir)
+        .env("USERPHOTO_TEST_ABORT_AFTER", "1")
+        .args([
+            "sync",
+            "--source",
+            "folder:photos",
+            "--sink",
+            "ldif:empty.ldif",
+            "--out",
+            "c.ldif",
+            "--state",
+            "state.redb",
+        ]);
+    std::fs::write(
+        w.path("empty.ldif"),
+        ldif::write_export(&[Entry::new(&dn("alice"))
+            .with("objectClass", "user")
+            .with("sAMAccountName", "alice")]),
+    )
+    .unwrap();
+    assert_eq!(c.output().unwrap().status.code(), None, "killed");
+    ok(&w.sync(&[]));
+}
+
+#[test]
+fn restore_undoes_the_last_run_checks_hashes_and_can_itself_be_undone() {
+    let originals: Vec<Vec<u8>> = (0..2).map(|i| old_photo(40 + i)).collect();
+    let w = World::new(
+        "runs",
+        &["alice", "bob"],
+        &[
+            ("alice", Some(originals[0].clone())),
+            ("bob", Some(originals[1].clone())),
+        ],
+    );
+    let (code, out, err) = run_in(&w.dir, &["runs", "--backup-dir", "backups"]);
+    assert_eq!(code, Some(2), "no journal yet: {out}{err}");
+    // Run 1 replaces both photos.
+    let out = ok(&w.sync(&["--backup-dir", "backups"]));
+    let run1 = w.report()["backup_run"].as_str().unwrap().to_owned();
+    assert!(out.contains(&format!("backup run: {run1}")), "{out}");
+    w.apply_changes();
+    let synced_alice = w.photo_in_export("alice").unwrap();
+    // Run 2: bob's source photo changes.
+    std::fs::write(
+        w.path("photos/bob.jpg"),
+        testimage::photo_jpeg(300, 360, 99),
+    )
+    .unwrap();
+    ok(&w.sync(&["--backup-dir", "backups"]));
+    let run2 = w.report()["backup_run"].as_str().unwrap().to_owned();
+    assert_ne!(run1, run2);
+    w.apply_changes();
+    let synced_bob = w.photo_in_export("bob").unwrap();
+    let runs = ok(&cli()
+        .current_dir(&w.dir)
+        .args(["runs", "--backup-dir", "backups"])
+        .output()
+        .unwrap());
+    assert_eq!(runs.lines().count(), 2, "{runs}");
+    assert!(runs.lines().next().unwrap().starts_with(&run1), "{runs}");
+    assert!(runs.lines().nth(1).unwrap().starts_with(&run2), "{runs}");
+
+    let restore = |extra: &[&str]| {
+        let mut args = vec![
+            "restore",
+            "--sink",
+            "ldif:export.ldif",
+            "--out",
+            "changes.ldif",
+            "--backup-dir",
+            "backups",
+        ];
+        args.extend_from_slice(extra);
+        run_in(&w.dir, &args)
+    };
+    // By default the last run: only bob, back to his photo of run 1.
+    let (code, out, err) = restore(&[]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains(&format!("run {run2} undone for 1 users")),
+        "{out}"
+    );
+    assert!(out.contains("restored bob"), "{out}");
+    let changes = w.changes();
+    assert_eq!(changes.len(), 1);
+    assert_eq!(changes[0].dn, dn("bob"));
+    w.apply_changes();
+    assert_ne!(w.photo_in_export("bob"), Some(synced_bob.clone()));
+    assert_eq!(w.photo_in_export("alice"), Some(synced_alice.clone()));
+    let journal = std::fs::read_to_string(w.path("backups/journal.jsonl")).unwrap();
+    let own: serde_json::Value = serde_json::from_str(journal.lines().last().unwrap()).unwrap();
+    assert_eq!(own["undoes"], run2.as_str(), "{journal}");
+    let own_run = own["run"].as_str().unwrap().to_owned();
+    assert!(out.contains(&format!("restore --run {own_run}")), "{out}");
+
+    // Run 1 for alice, after someone else changed her photo: skipped with the reason.
+    let mut entries = ldif::parse_export(&std::fs::read_to_string(w.path("export.ldif")).unwrap());
+    for e in &mut entries {
+        if e.dn == dn("alice") {
+            e.attrs.retain(|(n, _)| n != "thumbnailPhoto");
+            e.attrs.push(("thumbnailPhoto".into(), old_photo(77)));
+        }
+    }
+    std::fs::write(w.path("export.ldif"), ldif::write_export(&entries)).unwrap();
+    let (code, out, err) = restore(&["--run", &run1, "--user", "alice"]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(
+        out.contains("SKIP") && out.contains("changed since run"),
+        "{out}"
+    );
+    assert!(w.changes().is_empty(), "nothing written: {out}");
+    let (code, out, err) = restore(&["--run", &run1, "--user", "alice", "--force"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    w.apply_changes();
+    assert_eq!(w.photo_in_export("alice"), Some(originals[0].clone()));
+
+    // The first restore can itself be undone: bob gets run 2's photo back.
+    let (code, out, err) = restore(&["--run", &own_run]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    w.apply_changes();
+    assert_eq!(w.photo_in_export("bob"), Some(synced_bob));
+    let (code, _, err) = restore(&["--run", "no-such-run"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("no-such-run"), "{err}");
+}

@@ -206,3 +206,156 @@ async fn csv_header_and_file_errors_are_clear() {
     assert_eq!(errs[0].kind(), ErrorKind::Io);
     std::fs::remove_dir_all(&d).ok();
 }
+
+/// UTF-16 little-endian with a byte order mark, as Excel's "Unicode text" writes it.
+fn utf16le(text: &str) -> Vec<u8> {
+    let mut out = vec![0xFF, 0xFE];
+    for u in text.encode_utf16() {
+        out.extend_from_slice(&u.to_le_bytes());
+    }
+    out
+}
+
+#[tokio::test]
+async fn csv_manifests_as_excel_saves_them() {
+    let d = tempdir("excel");
+    let jpeg = testimage::gradient_jpeg(48, 48);
+    write(&d, "photos/jdoe.jpg", &jpeg);
+    write(&d, "photos/M\u{fc}ller, J\u{fc}rgen.jpg", &jpeg);
+    write(&d, "photos/ann.jpg", &jpeg);
+    let want = ["jdoe", "jmuller", "ann"];
+    let check = |name: &'static str, bytes: Vec<u8>| {
+        let d = d.clone();
+        async move {
+            let m = write(&d, name, &bytes);
+            let (ok, errs) = list(&CsvSource::new(&m)).await;
+            assert!(errs.is_empty(), "{name}: {errs:?}");
+            let mut keys: Vec<String> = ok.iter().map(|r| r.key.to_string()).collect();
+            keys.sort();
+            let mut w: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+            w.sort();
+            assert_eq!(keys, w, "{name}");
+            let m = ok
+                .iter()
+                .find(|r| r.key == UserKey::new("jmuller"))
+                .unwrap();
+            assert!(
+                m.location.ends_with("M\u{fc}ller, J\u{fc}rgen.jpg"),
+                "{name}: the quoted path with a comma and umlauts: {}",
+                m.location
+            );
+            assert!(ok.iter().all(|r| !r.withheld), "{name}");
+        }
+    };
+    // "CSV UTF-8 (comma delimited)" in a German locale: BOM, `;`, CRLF; Excel quotes a
+    // field only when it holds the separator, a quote or a line break.
+    check(
+        "de.csv",
+        "\u{feff}Key;Path;Withheld\r\njdoe;photos/jdoe.jpg;\r\njmuller;photos/M\u{fc}ller, J\u{fc}rgen.jpg;no\r\nann;photos/ann.jpg;\r\n"
+            .as_bytes()
+            .to_vec(),
+    )
+    .await;
+    // The same in an English locale: BOM, `,`, CRLF, the path with a comma quoted.
+    check(
+        "en.csv",
+        "\u{feff}key,path\r\njdoe,photos/jdoe.jpg\r\njmuller,\"photos/M\u{fc}ller, J\u{fc}rgen.jpg\"\r\nann,photos/ann.jpg\r\n"
+            .as_bytes()
+            .to_vec(),
+    )
+    .await;
+    // "Unicode text": UTF-16 LE with a BOM, tab separated, CRLF.
+    check(
+        "unicode.txt",
+        utf16le("key\tpath\r\njdoe\tphotos/jdoe.jpg\r\njmuller\tphotos/M\u{fc}ller, J\u{fc}rgen.jpg\r\nann\tphotos/ann.jpg\r\n"),
+    )
+    .await;
+    // Tab separated UTF-8 without a BOM, LF only, no final line break.
+    check(
+        "plain.tsv",
+        "key\tpath\njdoe\tphotos/jdoe.jpg\njmuller\tphotos/M\u{fc}ller, J\u{fc}rgen.jpg\nann\tphotos/ann.jpg"
+            .as_bytes()
+            .to_vec(),
+    )
+    .await;
+
+    // The separator can be set; a wrong one is a clear run-level error, not an empty source.
+    let m = d.join("de.csv");
+    let (ok, errs) = list(&CsvSource::new(&m).delimiter(b';')).await;
+    assert_eq!((ok.len(), errs.len()), (3, 0));
+    let (ok, errs) = list(&CsvSource::new(&m).delimiter(b',')).await;
+    assert!(ok.is_empty());
+    assert_eq!(errs.len(), 1);
+    assert!(errs[0].is_run_level(), "{}", errs[0]);
+    assert_eq!(errs[0].kind(), ErrorKind::Config);
+    assert!(
+        errs[0].to_string().contains("\"Key;Path;Withheld\""),
+        "{}",
+        errs[0]
+    );
+    assert_eq!(CsvSource::parse_delimiter("tab").unwrap(), b'\t');
+    assert_eq!(CsvSource::parse_delimiter(",").unwrap(), b',');
+    assert_eq!(CsvSource::parse_delimiter("|").unwrap(), b'|');
+    for bad in ["", "ab", "\"", "\u{e9}", " "] {
+        assert_eq!(
+            CsvSource::parse_delimiter(bad).unwrap_err().kind(),
+            ErrorKind::Config,
+            "{bad:?}"
+        );
+    }
+
+    // An "ANSI" save (Windows-1252 bytes): the row says what to do, the others are listed.
+    let mut ansi = b"key;path\r\njdoe;photos/jdoe.jpg\r\njmuller;photos/M".to_vec();
+    ansi.extend_from_slice(b"\xFCller.jpg\r\n");
+    let m = write(&d, "ansi.csv", &ansi);
+    let (ok, errs) = list(&CsvSource::new(&m)).await;
+    assert_eq!(ok.len(), 1);
+    assert_eq!(errs.len(), 1);
+    assert!(errs[0].to_string().contains("CSV UTF-8"), "{}", errs[0]);
+    assert!(!errs[0].is_run_level());
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[tokio::test]
+async fn sources_that_cannot_be_read_at_all_are_run_level_errors() {
+    let d = tempdir("unreadable");
+    let (ok, errs) = list(&CsvSource::new(d.join("absent.csv"))).await;
+    assert!(ok.is_empty());
+    assert_eq!(errs.len(), 1);
+    assert_eq!(errs[0].kind(), ErrorKind::Io);
+    assert!(errs[0].is_run_level());
+    assert!(errs[0].to_string().contains("absent.csv"), "{}", errs[0]);
+    let m = write(&d, "m.csv", b"user,file\njdoe,x.jpg\n");
+    let (_, errs) = list(&CsvSource::new(&m)).await;
+    assert!(errs[0].is_run_level() && errs[0].kind() == ErrorKind::Config);
+
+    let (ok, errs) = list(&FolderSource::new(d.join("no-such-folder"))).await;
+    assert!(ok.is_empty());
+    assert_eq!(errs.len(), 1);
+    assert!(errs[0].is_run_level(), "{}", errs[0]);
+    assert!(
+        errs[0].to_string().contains("no-such-folder"),
+        "{}",
+        errs[0]
+    );
+    let (_, errs) = list(&FolderSource::new(&m)).await;
+    assert!(
+        errs[0].is_run_level(),
+        "a file is not a folder: {}",
+        errs[0]
+    );
+
+    // A broken entry inside a readable folder is one error item; the rest is listed.
+    #[cfg(unix)]
+    {
+        let f = d.join("photos");
+        write(&f, "alice.jpg", &testimage::gradient_jpeg(32, 32));
+        std::os::unix::fs::symlink(f.join("gone.jpg"), f.join("bob.jpg")).unwrap();
+        let (ok, errs) = list(&FolderSource::new(&f)).await;
+        assert_eq!(ok.len(), 1);
+        assert_eq!(errs.len(), 1);
+        assert!(!errs[0].is_run_level());
+        assert!(errs[0].to_string().contains("bob.jpg"), "{}", errs[0]);
+    }
+    std::fs::remove_dir_all(&d).ok();
+}

@@ -12,7 +12,8 @@ use userphoto::normalize::Profile;
 use userphoto::sink::{AdSink, DirectorySink, LdapConfig, LdifSink, Secret};
 use userphoto::source::{CsvSource, FolderSource, KeyRule, LdapSource, PhotoSource};
 use userphoto::sync::{
-    Action, BackupStore, Engine, Event, Plan, Policy, Reason, Report, Restored, Stage, StateStore,
+    Action, BackupStore, Engine, Event, Plan, Policy, Reason, Report, RestoreOptions, Restored,
+    SourceFailure, Stage, StateStore,
 };
 use userphoto::{Error, MatchAttribute, UserKey};
 
@@ -34,6 +35,10 @@ pub struct SourceArgs {
     /// against the file name.
     #[arg(long)]
     key_regex: Option<String>,
+    /// CSV source: the field separator, `,`, `;`, `tab` or one character (default: found
+    /// from the header line, which must name a `key` and a `path` column).
+    #[arg(long)]
+    csv_delimiter: Option<String>,
 }
 
 /// How to reach a directory over LDAP (`--sink ad`, `--source ldap`). The password is read
@@ -235,9 +240,25 @@ pub struct RestoreArgs {
     /// The backup folder a sync wrote.
     #[arg(long, default_value = "userphoto-backup")]
     backup_dir: PathBuf,
-    /// Restore only these users (repeatable; default: everyone in the journal).
+    /// Restore only these users (repeatable; default: everyone the run changed).
     #[arg(long = "user")]
     users: Vec<String>,
+    /// The run to undo, as `userphoto runs` lists them (default: the last sync run that
+    /// changed the sink; a restore's own run can be named to undo the restore).
+    #[arg(long = "run")]
+    run: Option<String>,
+    /// Restore users whose photo changed since the run too (what is overwritten is still
+    /// backed up).
+    #[arg(long)]
+    force: bool,
+}
+
+/// `runs` options.
+#[derive(Args, Debug)]
+pub struct RunsArgs {
+    /// The backup folder a sync wrote.
+    #[arg(long, default_value = "userphoto-backup")]
+    backup_dir: PathBuf,
 }
 
 /// A run-level failure or bad usage: exit code 2 with one line.
@@ -284,23 +305,23 @@ fn open_source(a: &SourceArgs, sink: &SinkArgs) -> Result<Box<dyn PhotoSource>, 
                     .map_err(|e| format!("--source {}: {e}", a.source))?,
             ))
         }
+        // A folder or manifest that cannot be read stops the run with the source's reason.
         "folder" => {
-            let dir = PathBuf::from(arg);
-            if !dir.is_dir() {
-                return Err(format!("--source: {} is not a folder", dir.display()));
-            }
-            let mut s = FolderSource::new(dir).recursive(a.recursive);
+            let mut s = FolderSource::new(arg).recursive(a.recursive);
             if let Some(re) = &a.key_regex {
                 s = s.key_rule(KeyRule::regex(re).map_err(|e| e.to_string())?);
             }
             Ok(Box::new(s))
         }
         "csv" => {
-            let file = PathBuf::from(arg);
-            if !file.is_file() {
-                return Err(format!("--source: {} is not a file", file.display()));
+            let mut s = CsvSource::new(arg);
+            if let Some(d) = &a.csv_delimiter {
+                s = s.delimiter(
+                    CsvSource::parse_delimiter(d)
+                        .map_err(|e| format!("--csv-delimiter: {}", e.message()))?,
+                );
             }
-            Ok(Box::new(CsvSource::new(file)))
+            Ok(Box::new(s))
         }
         other => Err(format!(
             "--source: unknown kind {other:?} (expected folder, csv or ldap)"
@@ -468,8 +489,9 @@ fn reason(r: Reason) -> String {
         .unwrap_or_default()
 }
 
-/// The plan for people: every change and failure, leavers, and a count of the rest.
-fn print_plan(plan: &Plan, dry: bool) {
+/// The plan for people: every change and failure, leavers, the source's failures, and a
+/// count of the rest.
+fn print_plan(plan: &Plan, source_failures: &[SourceFailure], dry: bool) {
     let mut out = std::io::stdout().lock();
     let unchanged = plan
         .items
@@ -478,11 +500,16 @@ fn print_plan(plan: &Plan, dry: bool) {
         .count();
     let _ = writeln!(
         out,
-        "plan: {} to write, {} to remove, {} unchanged, {} failing{}",
+        "plan: {} to write, {} to remove, {} unchanged, {} failing{}{}",
         plan.count(Action::Put),
         plan.count(Action::Delete),
         unchanged,
         plan.count(Action::Fail),
+        match source_failures.len() {
+            0 => String::new(),
+            1 => ", 1 source failure".to_owned(),
+            n => format!(", {n} source failures"),
+        },
         if dry {
             " (dry run: nothing is changed)"
         } else {
@@ -515,12 +542,16 @@ fn print_plan(plan: &Plan, dry: bool) {
             extra.unwrap_or_default()
         );
     }
+    for f in source_failures {
+        let _ = writeln!(out, "  SOURCE {}", f.message);
+    }
 }
 
 fn engine_for(
     a: &RunArgs,
     source: Box<dyn PhotoSource>,
     sinks: Vec<Arc<dyn DirectorySink>>,
+    state: Option<StateStore>,
 ) -> Result<Engine, String> {
     let mut engine = Engine::new(source)
         .with_policy(Policy {
@@ -537,9 +568,7 @@ fn engine_for(
         let p = profile_for(s.as_ref(), a.profile);
         engine = engine.with_sink(s, p);
     }
-    if let Some(state) = &a.state {
-        let st =
-            StateStore::open(state).map_err(|e| format!("--state {}: {e}", state.display()))?;
+    if let Some(st) = state {
         engine = engine.with_state(st);
     }
     Ok(engine)
@@ -562,11 +591,20 @@ fn run(a: RunArgs, plan_only: bool) -> ExitCode {
         Err(e) => return fail(e),
     };
     let write = !a.dry_run;
+    // The state store first: its lock refuses a second run on it before anything (the
+    // change file included) is touched.
+    let state = match a.state.as_ref().map(StateStore::open).transpose() {
+        Ok(s) => s,
+        Err(e) => {
+            let path = a.state.as_deref().unwrap_or(std::path::Path::new(""));
+            return fail(format!("--state {}: {e}", path.display()));
+        }
+    };
     let sinks = match open_sinks(&a.sink, a.out.as_ref(), write, a.concurrency) {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
-    let mut engine = match engine_for(&a, source, sinks) {
+    let mut engine = match engine_for(&a, source, sinks, state) {
         Ok(e) => e,
         Err(e) => return fail(e),
     };
@@ -592,7 +630,7 @@ fn run(a: RunArgs, plan_only: bool) -> ExitCode {
             engine.prepare_to_apply().await?
         };
         if !a.json {
-            print_plan(prepared.plan(), a.dry_run);
+            print_plan(prepared.plan(), prepared.source_failures(), a.dry_run);
         }
         Ok::<_, Error>(if a.dry_run {
             prepared.dry_run()
@@ -629,8 +667,47 @@ fn run(a: RunArgs, plan_only: bool) -> ExitCode {
     ExitCode::from(report.exit_code() as u8)
 }
 
-/// `restore`: put back the photos a sync replaced or removed, and remove the first photos
-/// it added, from the backup folder.
+/// `runs`: the runs in a backup journal, oldest first, one line each.
+pub fn runs(a: RunsArgs) -> ExitCode {
+    if !a.backup_dir.join("journal.jsonl").is_file() {
+        return fail(format!(
+            "--backup-dir {}: no backup journal there",
+            a.backup_dir.display()
+        ));
+    }
+    let runs = match BackupStore::open(&a.backup_dir).and_then(|b| b.runs()) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    let mut out = std::io::stdout().lock();
+    for r in &runs {
+        let _ = writeln!(
+            out,
+            "{:22} {}  {:5} changes  {}{}",
+            r.id,
+            time(r.first),
+            r.changes,
+            r.sinks.join(","),
+            r.undoes
+                .as_deref()
+                .map(|u| format!("  (restore of {u})"))
+                .unwrap_or_default()
+        );
+    }
+    if runs.is_empty() {
+        let _ = writeln!(out, "no runs in {}", a.backup_dir.display());
+    }
+    ExitCode::SUCCESS
+}
+
+/// Seconds since the Unix epoch as an HTTP date (UTC).
+fn time(secs: u64) -> String {
+    httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+}
+
+/// `restore`: undo a sync run (the last by default): put back the photos it replaced or
+/// removed and remove the first photos it added, skipping photos changed since unless
+/// `--force`; what is overwritten is backed up in the restore's own run.
 pub fn restore(a: RestoreArgs) -> ExitCode {
     if !a.backup_dir.join("journal.jsonl").is_file() {
         return fail(format!(
@@ -646,7 +723,13 @@ pub fn restore(a: RestoreArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
-    let users: Vec<UserKey> = a.users.iter().map(UserKey::new).collect();
+    let mut opts = RestoreOptions::new().force(a.force);
+    if !a.users.is_empty() {
+        opts = opts.users(a.users.iter().map(UserKey::new));
+    }
+    if let Some(run) = &a.run {
+        opts = opts.run(run);
+    }
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -654,30 +737,55 @@ pub fn restore(a: RestoreArgs) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(format!("cannot start the runtime: {e}")),
     };
-    let mut failed = 0;
+    let mut incomplete = false;
+    let mut own_run = None;
     for sink in &sinks {
-        let only = (!users.is_empty()).then_some(users.as_slice());
-        let done = match rt.block_on(backups.restore(sink.as_ref(), only)) {
+        let done = match rt.block_on(backups.restore_run(sink.as_ref(), &opts)) {
             Ok(d) => d,
             Err(e) => return fail(e),
         };
-        for (user, r) in &done {
+        if done.users.is_empty() {
+            println!("{}: nothing to restore", sink.name());
+            continue;
+        }
+        let (mut restored, mut skipped, mut failed) = (0, 0, 0);
+        for (user, r) in &done.users {
             match r {
-                Ok(Restored::Photo) => println!("  restored {user:24} {}", sink.name()),
+                Ok(Restored::Photo) => {
+                    restored += 1;
+                    println!("  restored {user:24} {}", sink.name())
+                }
                 Ok(Restored::Removed) => {
+                    restored += 1;
                     println!("  removed  {user:24} {} (had no photo before)", sink.name())
                 }
+                Ok(Restored::AlreadyUndone) => {
+                    println!(
+                        "  already  {user:24} {} (has its photo from before)",
+                        sink.name()
+                    )
+                }
+                Ok(Restored::Skipped { reason }) => {
+                    skipped += 1;
+                    println!("  SKIP     {user:24} {}: {reason}", sink.name())
+                }
+                Ok(_) => {}
                 Err(e) => {
                     failed += 1;
                     println!("  FAIL     {user:24} {}: {e}", sink.name());
                 }
             }
         }
+        incomplete |= skipped + failed > 0;
         println!(
-            "{}: {} restored, {failed} failed",
+            "{}: run {} undone for {restored} users, {skipped} skipped, {failed} failed",
             sink.name(),
-            done.len() - failed
+            done.undone
         );
+        own_run = done.run.or(own_run);
     }
-    ExitCode::from(u8::from(failed > 0))
+    if let Some(run) = own_run {
+        println!("  this restore is backup run {run} (restore --run {run} undoes it)");
+    }
+    ExitCode::from(u8::from(incomplete))
 }

@@ -1,4 +1,4 @@
-//! A CSV manifest: `key,path[,withheld]`.
+//! A CSV manifest: `key,path[,withheld]`, as spreadsheets save it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -10,6 +10,9 @@ use futures::stream::BoxStream;
 use super::{blocking_list, file_fingerprint, read_limited, PhotoRef, PhotoSource};
 use crate::normalize::Limits;
 use crate::{Error, ErrorKind, Result, UserKey};
+
+/// The separators a manifest's header is tried with, in this order, when none is set.
+const DETECTED: [u8; 3] = [b',', b';', b'\t'];
 
 /// Photos listed in a CSV manifest (RFC 4180: quoted fields, embedded commas, quotes and
 /// line breaks), with a header row naming the columns:
@@ -23,22 +26,78 @@ use crate::{Error, ErrorKind, Result, UserKey};
 ///
 /// * `key` and `path` are required columns (any order, names case-insensitive); relative
 ///   paths are relative to the manifest's folder.
+/// * The separator is found from the header line: `,`, `;` (what Excel writes in locales
+///   whose decimal mark is a comma) or a tab (Excel's "Unicode text"), whichever makes a
+///   header with a `key` and a `path` column; [`delimiter`](Self::delimiter) sets it
+///   instead. Lines may end in CRLF or LF.
+/// * The encoding is UTF-8, with or without the byte order mark that Excel's "CSV UTF-8"
+///   writes, or UTF-16 with its byte order mark (Excel's "Unicode text"). A row that is not
+///   valid text (an "ANSI" save with accented names) is an error item saying so.
 /// * `withheld` is optional: `yes`, `true`, `1`, `y` or `x` mark a person who withdrew
 ///   consent (their `path` may be empty); empty, `no`, `false`, `0` or `n` do not; anything
 ///   else is an error item for that row.
 /// * A row with an empty key or a missing file is an error item; the listing goes on.
 /// * A key on several rows gives one [`Conflict`](ErrorKind::Conflict) error item.
+/// * A manifest that cannot be read at all (missing, unreadable, or without a `key` and a
+///   `path` column) is a single run-level error ([`Error::is_run_level`]): a sync stops
+///   with that reason instead of seeing an empty source.
+///
+/// ```
+/// use userphoto::source::CsvSource;
+/// let src = CsvSource::new("people.csv").delimiter(b';');
+/// # let _ = src;
+/// ```
 #[derive(Debug, Clone)]
 pub struct CsvSource {
     manifest: PathBuf,
+    delimiter: Option<u8>,
 }
 
 impl CsvSource {
-    /// A source reading `manifest`.
+    /// A source reading `manifest`, its separator found from the header.
     pub fn new(manifest: impl Into<PathBuf>) -> Self {
         Self {
             manifest: manifest.into(),
+            delimiter: None,
         }
+    }
+
+    /// Reads fields separated by `delimiter` (an ASCII byte such as `b';'` or `b'\t'`)
+    /// instead of finding the separator from the header.
+    pub fn delimiter(mut self, delimiter: u8) -> Self {
+        self.delimiter = Some(delimiter);
+        self
+    }
+
+    /// Parses a separator as a user would name it: `,`, `;`, `tab` (or `\t`), `comma`,
+    /// `semicolon`, or any one ASCII character other than a quote or a line break.
+    /// Anything else is a [`Config`](ErrorKind::Config) error.
+    ///
+    /// ```
+    /// use userphoto::source::CsvSource;
+    /// assert_eq!(CsvSource::parse_delimiter("tab").unwrap(), b'\t');
+    /// assert_eq!(CsvSource::parse_delimiter(";").unwrap(), b';');
+    /// assert!(CsvSource::parse_delimiter("ab").is_err());
+    /// ```
+    pub fn parse_delimiter(name: &str) -> Result<u8> {
+        let d = match name {
+            "tab" | "\\t" | "\t" | "TAB" => b'\t',
+            "comma" => b',',
+            "semicolon" => b';',
+            s if s.len() == 1 && s.is_ascii() => s.as_bytes()[0],
+            _ => 0,
+        };
+        if d == 0 || matches!(d, b'"' | b'\n' | b'\r') || !(d == b'\t' || d.is_ascii_graphic()) {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!(
+                    "CSV delimiter {name:?}: expected `,`, `;`, `tab` or one ASCII character \
+                     other than a quote"
+                ),
+            )
+            .with_backend("csv"));
+        }
+        Ok(d)
     }
 
     fn err(kind: ErrorKind, msg: String) -> Error {
@@ -47,49 +106,108 @@ impl CsvSource {
             .with_operation("list")
     }
 
+    /// The manifest as UTF-8 text bytes: a UTF-8 byte order mark dropped, UTF-16 (with its
+    /// byte order mark) turned into UTF-8.
+    fn read_text(&self) -> Result<Vec<u8>> {
+        let raw = std::fs::read(&self.manifest).map_err(|e| {
+            Self::err(
+                ErrorKind::Io,
+                format!("cannot read {}: {e}", self.manifest.display()),
+            )
+            .with_source(e)
+            .run_level()
+        })?;
+        let utf16 = |le: bool| -> Result<Vec<u8>> {
+            let units = raw[2..].chunks(2).map(|c| {
+                let pair = [c[0], c.get(1).copied().unwrap_or(0)];
+                if le {
+                    u16::from_le_bytes(pair)
+                } else {
+                    u16::from_be_bytes(pair)
+                }
+            });
+            char::decode_utf16(units)
+                .collect::<std::result::Result<String, _>>()
+                .map(String::into_bytes)
+                .map_err(|e| {
+                    Self::err(
+                        ErrorKind::InvalidData,
+                        format!("{}: not valid UTF-16: {e}", self.manifest.display()),
+                    )
+                    .run_level()
+                })
+        };
+        match raw.as_slice() {
+            [0xEF, 0xBB, 0xBF, ..] => Ok(raw[3..].to_vec()),
+            [0xFF, 0xFE, ..] => utf16(true),
+            [0xFE, 0xFF, ..] => utf16(false),
+            _ => Ok(raw),
+        }
+    }
+
+    /// The separator: the one set, or the first of `,` `;` tab whose split of the header
+    /// names a key and a path column, or else the one the header holds most of.
+    fn detect(&self, text: &[u8]) -> u8 {
+        if let Some(d) = self.delimiter {
+            return d;
+        }
+        let line = text.split(|&b| b == b'\n').next().unwrap_or_default();
+        let names_both = |d: u8| {
+            let fields = header_fields(line, d);
+            has(&fields, "key") && has(&fields, "path")
+        };
+        DETECTED
+            .into_iter()
+            .find(|&d| names_both(d))
+            .unwrap_or_else(|| {
+                DETECTED
+                    .into_iter()
+                    .max_by_key(|&d| (line.iter().filter(|&&b| b == d).count(), d == b','))
+                    .unwrap_or(b',')
+            })
+    }
+
     fn scan(&self) -> Vec<Result<PhotoRef>> {
         let base = self
             .manifest
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_default();
-        let mut rdr = match csv::ReaderBuilder::new()
+        let text = match self.read_text() {
+            Ok(t) => t,
+            Err(e) => return vec![Err(e)],
+        };
+        let delimiter = self.detect(&text);
+        let mut rdr = csv::ReaderBuilder::new()
             .flexible(true)
             .trim(csv::Trim::All)
-            .from_path(&self.manifest)
-        {
-            Ok(r) => r,
-            Err(e) => {
-                return vec![Err(Self::err(
-                    ErrorKind::Io,
-                    format!("cannot read {}: {e}", self.manifest.display()),
-                )
-                .with_source(e))]
-            }
-        };
+            .delimiter(delimiter)
+            .from_reader(text.as_slice());
         let headers = match rdr.headers() {
             Ok(h) => h.clone(),
             Err(e) => {
                 return vec![Err(Self::err(
                     ErrorKind::InvalidData,
                     format!("{}: bad header: {e}", self.manifest.display()),
-                ))]
+                )
+                .run_level())]
             }
         };
-        let col = |name: &str| {
-            headers
-                .iter()
-                .position(|h| h.trim_start_matches('\u{feff}').eq_ignore_ascii_case(name))
-        };
+        let col = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
         let (Some(kc), Some(pc)) = (col("key"), col("path")) else {
+            let how = match self.delimiter {
+                Some(d) => format!("with the delimiter {:?}", char::from(d)),
+                None => "separated by `,`, `;` or tab (or set the delimiter)".to_owned(),
+            };
             return vec![Err(Self::err(
-                ErrorKind::InvalidData,
+                ErrorKind::Config,
                 format!(
-                    "{}: the header must name a `key` and a `path` column (found {:?})",
+                    "{}: the header must name a `key` and a `path` column {how} (found {:?})",
                     self.manifest.display(),
                     headers.iter().collect::<Vec<_>>()
                 ),
-            ))];
+            )
+            .run_level())];
         };
         let wc = col("withheld");
         let mut out = Vec::new();
@@ -104,9 +222,14 @@ impl CsvSource {
             let rec = match rec {
                 Ok(r) => r,
                 Err(e) => {
+                    let hint = if matches!(e.kind(), csv::ErrorKind::Utf8 { .. }) {
+                        " (save the manifest as \"CSV UTF-8\")"
+                    } else {
+                        ""
+                    };
                     out.push(Err(Self::err(
                         ErrorKind::InvalidData,
-                        format!("{where_}: {e}"),
+                        format!("{where_}: {e}{hint}"),
                     )));
                     continue;
                 }
@@ -200,6 +323,25 @@ impl CsvSource {
         }
         out
     }
+}
+
+/// The header line split by `delimiter` (quotes honoured), each name trimmed.
+fn header_fields(line: &[u8], delimiter: u8) -> Vec<String> {
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .delimiter(delimiter)
+        .from_reader(line)
+        .records()
+        .next()
+        .and_then(|r| r.ok())
+        .map(|r| r.iter().map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+fn has(fields: &[String], name: &str) -> bool {
+    fields.iter().any(|f| f.eq_ignore_ascii_case(name))
 }
 
 #[async_trait]

@@ -74,6 +74,9 @@ impl KeyRule {
 /// * Two files for one key (`jdoe.jpg` and `JDoe.png`) give one
 ///   [`Conflict`](ErrorKind::Conflict) error item naming both, and neither is used.
 /// * The fingerprint is the file size and modification time.
+/// * A folder that cannot be read at all (missing, not a folder) is a single run-level
+///   error ([`Error::is_run_level`]); a sub-folder or file that cannot be read is an error
+///   item and the listing goes on.
 #[derive(Debug, Clone)]
 pub struct FolderSource {
     root: PathBuf,
@@ -122,12 +125,24 @@ impl FolderSource {
     fn scan(&self) -> Vec<Result<PhotoRef>> {
         let mut files = Vec::new();
         let mut out = Vec::new();
-        if let Err(e) = walk(&self.root, self.recursive, &mut files) {
+        // The folder itself unreadable (missing, not a folder, no permission): nothing can
+        // be listed, and an empty listing would look like a source with nobody in it.
+        if let Err(e) = std::fs::read_dir(&self.root) {
             return vec![Err(Self::err(
                 ErrorKind::Io,
-                format!("cannot read {}: {e}", self.root.display()),
+                format!("cannot read the folder {}: {e}", self.root.display()),
             )
-            .with_source(e))];
+            .with_source(e)
+            .run_level())];
+        }
+        for (dir, e) in walk(&self.root, self.recursive, &mut files) {
+            // A sub-folder or entry that cannot be read: the rest is listed, and the
+            // failure is a source failure (so leavers are not removed this run).
+            out.push(Err(Self::err(
+                ErrorKind::Io,
+                format!("cannot read {}: {e}", dir.display()),
+            )
+            .with_source(e)));
         }
         files.sort();
         let mut by_key: BTreeMap<UserKey, Vec<(PathBuf, std::fs::Metadata)>> = BTreeMap::new();
@@ -192,24 +207,46 @@ impl FolderSource {
     }
 }
 
-fn walk(dir: &Path, recursive: bool, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
+/// Collects the files below `dir`; returns what could not be read (the path and why),
+/// without stopping at it.
+fn walk(dir: &Path, recursive: bool, out: &mut Vec<PathBuf>) -> Vec<(PathBuf, std::io::Error)> {
+    let mut errors = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            errors.push((dir.to_path_buf(), e));
+            return errors;
+        }
+    };
+    for entry in entries {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                errors.push((dir.to_path_buf(), e));
+                continue;
+            }
+        };
         let name = entry.file_name();
         if name.to_string_lossy().starts_with('.') {
             continue;
         }
         let path = entry.path();
-        let ft = std::fs::metadata(&path).map(|m| m.file_type())?;
+        let ft = match std::fs::metadata(&path) {
+            Ok(m) => m.file_type(),
+            Err(e) => {
+                errors.push((path, e));
+                continue;
+            }
+        };
         if ft.is_dir() {
             if recursive {
-                walk(&path, true, out)?;
+                errors.extend(walk(&path, true, out));
             }
         } else if ft.is_file() {
             out.push(path);
         }
     }
-    Ok(())
+    errors
 }
 
 fn is_image(path: &Path) -> bool {

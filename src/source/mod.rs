@@ -2,7 +2,8 @@
 //!
 //! * [`MemorySource`]: photos held in memory (tests, examples, integrators' adapters).
 //! * [`FolderSource`]: a folder of image files named by user key.
-//! * [`CsvSource`]: a CSV manifest of `key,path[,withheld]` rows.
+//! * [`CsvSource`]: a CSV manifest of `key,path[,withheld]` rows (`,` `;` or tab separated,
+//!   as Excel saves it).
 //! * [`LdapSource`]: a directory's `thumbnailPhoto` or `jpegPhoto` over LDAP.
 //!
 //! Write your own for an HR system, a badge system or another directory: implement

@@ -3,9 +3,11 @@
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -14,12 +16,19 @@ use sha2::{Digest, Sha256};
 use crate::sink::DirectorySink;
 use crate::{Error, ErrorKind, Result, UserKey};
 
+/// The name under which entries journalled before runs had ids are grouped.
+pub const UNKNOWN_RUN: &str = "unknown";
+
 /// One line of the backup journal: a photo that was about to be replaced or deleted, or a
 /// photo given to a user who had none.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JournalEntry {
     /// Seconds since the Unix epoch.
     pub time: u64,
+    /// The run that made the change ([`BackupStore::begin_run`]); `None` in journals written
+    /// before runs had ids, whose entries all belong to the run [`UNKNOWN_RUN`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
     /// The sink's name.
     pub sink: String,
     /// The user.
@@ -29,20 +38,129 @@ pub struct JournalEntry {
     pub old_sha256: Option<String>,
     /// SHA-256 of what replaced it; `None` for a deletion.
     pub new_sha256: Option<String>,
+    /// For a change made by a restore: the run it undid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undoes: Option<String>,
+}
+
+impl JournalEntry {
+    /// The run the entry belongs to: its id, or [`UNKNOWN_RUN`].
+    pub fn run_id(&self) -> &str {
+        self.run.as_deref().unwrap_or(UNKNOWN_RUN)
+    }
+}
+
+/// A run as the journal tells it: what [`BackupStore::runs`] lists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunInfo {
+    /// The run's id (what `restore --run` takes), or [`UNKNOWN_RUN`].
+    pub id: String,
+    /// Time of its first journal entry (seconds since the Unix epoch).
+    pub first: u64,
+    /// Time of its last journal entry.
+    pub last: u64,
+    /// Its journal entries (photos kept or first photos noted).
+    pub changes: usize,
+    /// The sinks it changed, sorted.
+    pub sinks: Vec<String>,
+    /// For a restore: the run it undid.
+    pub undoes: Option<String>,
+}
+
+/// Which run to undo and how: for [`BackupStore::restore_run`].
+#[derive(Debug, Clone, Default)]
+pub struct RestoreOptions {
+    run: Option<String>,
+    users: Option<Vec<UserKey>>,
+    force: bool,
+}
+
+impl RestoreOptions {
+    /// Undo the last sync run that changed the sink, for every user it changed, skipping
+    /// users whose photo changed since.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Undo this run instead (an id from [`BackupStore::runs`]; a restore's own run can be
+    /// undone too).
+    pub fn run(mut self, id: impl Into<String>) -> Self {
+        self.run = Some(id.into());
+        self
+    }
+
+    /// Only these users.
+    pub fn users(mut self, users: impl IntoIterator<Item = UserKey>) -> Self {
+        self.users = Some(users.into_iter().collect());
+        self
+    }
+
+    /// Restore even users whose photo is no longer the one the run left (someone changed
+    /// it since, or the sink cannot tell). What is overwritten is still backed up.
+    pub fn force(mut self, yes: bool) -> Self {
+        self.force = yes;
+        self
+    }
+}
+
+/// What [`BackupStore::restore_run`] did for one sink.
+#[derive(Debug)]
+pub struct Restoration {
+    /// The run that was undone.
+    pub undone: String,
+    /// The restore's own run, which journals what it overwrote (undo it with
+    /// [`RestoreOptions::run`]); `None` when nothing was written.
+    pub run: Option<String>,
+    /// Per user, in key order: what was done, or why the user failed.
+    pub users: Vec<(UserKey, Result<Restored>)>,
 }
 
 /// A backup folder: content-addressed photos (`objects/ab/abcd....jpg`) and an append-only
-/// journal (`journal.jsonl`, one [`JournalEntry`] per line).
+/// journal (`journal.jsonl`, one [`JournalEntry`] per line), grouped in runs.
 ///
-/// Objects are written to a temporary file, flushed to disk and renamed into place before
-/// the journal line that names them is appended (and flushed), so a crash never leaves a
-/// journal entry without its photo. The same photo is stored once however often it is
-/// backed up.
+/// # Durability
+///
+/// An object is written to a temporary file, flushed to disk, renamed into place and its
+/// folder flushed before the journal line that names it is appended and flushed, so a
+/// crash never leaves a journal entry without its photo, and a photo is never replaced
+/// before its backup is on disk. The same photo is stored once however often it is backed
+/// up. Lines noting a first photo ([`note_added`](Self::note_added)) are written at once
+/// and flushed to disk with the next kept photo, at least once a second, and when the
+/// store is [synced](Self::sync) or dropped. A line torn by a crash while it was appended
+/// is dropped when the store is next opened (or completed, when only its line break was
+/// lost), so the next line starts on a line of its own.
+///
+/// # Runs
+///
+/// Every entry carries the id of the run that made it: [`begin_run`](Self::begin_run)
+/// starts one (the engine does at the start of each apply); an entry made without one
+/// starts one. [`restore_run`](Self::restore_run) undoes a run and is a run itself, so a
+/// restore can be undone too.
 #[derive(Debug)]
 pub struct BackupStore {
     dir: PathBuf,
-    journal: Mutex<File>,
+    journal: Mutex<Journal>,
+    run: Mutex<Option<Run>>,
 }
+
+#[derive(Debug)]
+struct Journal {
+    file: File,
+    /// Lines written since the last flush to disk.
+    dirty: bool,
+    synced: Instant,
+}
+
+#[derive(Debug, Clone)]
+struct Run {
+    id: String,
+    undoes: Option<String>,
+    /// Entries journalled in it so far.
+    entries: usize,
+}
+
+/// Lines noted without their own flush are flushed at least this often.
+const SYNC_EVERY: Duration = Duration::from_secs(1);
 
 fn hex(d: &[u8]) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
@@ -52,19 +170,143 @@ fn io(op: &'static str, e: std::io::Error) -> Error {
     Error::from(e).with_backend("backup").with_operation(op)
 }
 
+/// Seconds since the Unix epoch.
+pub(crate) fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// `(year, month, day, hour, minute, second)` in UTC for seconds since the Unix epoch
+/// (the proleptic Gregorian calendar, days counted in 400-year eras).
+fn civil(secs: u64) -> (i64, u32, u32, u32, u32, u32) {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (
+        year,
+        month,
+        day,
+        (rem / 3600) as u32,
+        (rem / 60 % 60) as u32,
+        (rem % 60) as u32,
+    )
+}
+
+/// `2026-12-02 01:00:47 UTC`.
+pub(crate) fn utc_time(secs: u64) -> String {
+    let (y, mo, d, h, mi, s) = civil(secs);
+    format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02} UTC")
+}
+
+/// This machine's name, for lock files (`unknown host` where it cannot be read).
+pub(crate) fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("COMPUTERNAME").ok())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown host".to_owned())
+}
+
+/// A new run id: the UTC time and 4 hex digits that differ between processes and between
+/// runs of one process (`20261202T010047Z-3f9a`).
+fn new_run_id() -> String {
+    static SEQ: AtomicU32 = AtomicU32::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let mut h = Sha256::new();
+    h.update(now.as_nanos().to_le_bytes());
+    h.update(std::process::id().to_le_bytes());
+    h.update(SEQ.fetch_add(1, Ordering::Relaxed).to_le_bytes());
+    let tag = h.finalize();
+    let (y, mo, d, hh, mi, s) = civil(now.as_secs());
+    format!(
+        "{y:04}{mo:02}{d:02}T{hh:02}{mi:02}{s:02}Z-{:02x}{:02x}",
+        tag[0], tag[1]
+    )
+}
+
+/// Flushes a folder's entry list to disk (after a file in it was created or renamed).
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        File::open(dir)?.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
+}
+
+/// Drops a torn last line (a crash while it was appended), or completes it when only its
+/// line break is missing, so that the next line starts on a line of its own.
+fn repair(f: &mut File) -> std::io::Result<()> {
+    let len = f.metadata()?.len();
+    if len == 0 {
+        return Ok(());
+    }
+    // Lines are a few hundred bytes: the tail holds the last line break, except in a
+    // damaged file, which is then read whole.
+    let mut from = len.saturating_sub(64 * 1024);
+    let tail = loop {
+        let mut tail = Vec::new();
+        f.seek(SeekFrom::Start(from))?;
+        Read::by_ref(f).take(len - from).read_to_end(&mut tail)?;
+        if from == 0 || tail.contains(&b'\n') {
+            break tail;
+        }
+        from = 0;
+    };
+    if tail.last() == Some(&b'\n') {
+        return Ok(());
+    }
+    let start = tail.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    if serde_json::from_slice::<JournalEntry>(&tail[start..]).is_ok() {
+        f.write_all(b"\n")?;
+    } else {
+        f.set_len(from + start as u64)?;
+    }
+    f.sync_data()
+}
+
 impl BackupStore {
-    /// Opens (creating if needed) a backup folder.
+    /// Opens (creating if needed) a backup folder, repairing a journal line torn by a crash.
     pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(dir.join("objects")).map_err(|e| io("open", e))?;
-        let journal = OpenOptions::new()
+        let path = dir.join("journal.jsonl");
+        let created = !path.exists();
+        let mut file = OpenOptions::new()
             .create(true)
             .append(true)
-            .open(dir.join("journal.jsonl"))
+            .read(true)
+            .open(&path)
             .map_err(|e| io("open", e))?;
+        repair(&mut file).map_err(|e| io("open", e))?;
+        if created {
+            sync_dir(&dir).map_err(|e| io("open", e))?;
+        }
         Ok(Self {
             dir,
-            journal: Mutex::new(journal),
+            journal: Mutex::new(Journal {
+                file,
+                dirty: false,
+                synced: Instant::now(),
+            }),
+            run: Mutex::new(None),
         })
     }
 
@@ -75,8 +317,35 @@ impl BackupStore {
             .join(format!("{sha}.jpg"))
     }
 
+    /// Starts a new run: the entries journalled from now on carry its id. Returns the id.
+    pub fn begin_run(&self) -> String {
+        self.start(None)
+    }
+
+    fn start(&self, undoes: Option<String>) -> String {
+        let id = new_run_id();
+        *self.run.lock().unwrap_or_else(|p| p.into_inner()) = Some(Run {
+            id: id.clone(),
+            undoes,
+            entries: 0,
+        });
+        id
+    }
+
+    /// The current run's id, once it has journalled something (a run that changed nothing
+    /// leaves no trace in the journal, and `restore` does not count it).
+    pub fn run_id(&self) -> Option<String> {
+        self.run
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .filter(|r| r.entries > 0)
+            .map(|r| r.id.clone())
+    }
+
     /// Keeps `old` (the photo about to be replaced or deleted) and journals the change.
-    /// Returns the old photo's SHA-256.
+    /// Returns the old photo's SHA-256. The photo and its journal line are on disk when this
+    /// returns.
     pub fn save(
         &self,
         sink: &str,
@@ -84,29 +353,52 @@ impl BackupStore {
         old: &[u8],
         new_sha256: Option<&str>,
     ) -> Result<String> {
-        let sha = hex(&Sha256::digest(old));
-        let path = self.object_path(&sha);
-        if !path.exists() {
-            let parent = path.parent().expect("objects/xx");
-            std::fs::create_dir_all(parent).map_err(|e| io("save", e))?;
-            let tmp = parent.join(format!(".{sha}.{}.tmp", std::process::id()));
-            let mut f = File::create(&tmp).map_err(|e| io("save", e))?;
-            f.write_all(old)
-                .and_then(|_| f.sync_all())
-                .map_err(|e| io("save", e))?;
-            std::fs::rename(&tmp, &path).map_err(|e| io("save", e))?;
-        }
+        let sha = self.keep(old)?;
         self.append(sink, user, Some(sha.clone()), new_sha256, true)?;
         Ok(sha)
     }
 
+    /// Writes an object (if not there yet) durably; returns its hash.
+    fn keep(&self, photo: &[u8]) -> Result<String> {
+        let sha = hex(&Sha256::digest(photo));
+        let path = self.object_path(&sha);
+        if !path.exists() {
+            let parent = self.dir.join("objects").join(&sha[..2]);
+            let new_dir = !parent.exists();
+            std::fs::create_dir_all(&parent).map_err(|e| io("save", e))?;
+            if new_dir {
+                sync_dir(&self.dir.join("objects")).map_err(|e| io("save", e))?;
+            }
+            let tmp = parent.join(format!(".{sha}.{}.tmp", std::process::id()));
+            let mut f = File::create(&tmp).map_err(|e| io("save", e))?;
+            f.write_all(photo)
+                .and_then(|_| f.sync_all())
+                .map_err(|e| io("save", e))?;
+            std::fs::rename(&tmp, &path).map_err(|e| io("save", e))?;
+            sync_dir(&parent).map_err(|e| io("save", e))?;
+        }
+        Ok(sha)
+    }
+
     /// Notes that a sync gave `user` a photo (`new_sha256`) where there was none, so that
-    /// [`restore`](Self::restore) removes it. Called after the write. The line is not
-    /// flushed to disk on its own (one flush per new user would slow a first sync down):
-    /// the next [`save`](Self::save) flushes it, and a crash can lose only such notes, never
+    /// [`restore`](Self::restore) removes it. Called after the write. The line is written
+    /// at once (a killed process does not lose it) and flushed to disk with the next
+    /// [`save`](Self::save), within a second, or at [`sync`](Self::sync): one flush per new
+    /// user would slow a first sync down, and a power cut can lose only such notes, never
     /// a kept photo.
     pub fn note_added(&self, sink: &str, user: &UserKey, new_sha256: &str) -> Result<()> {
         self.append(sink, user, None, Some(new_sha256), false)
+    }
+
+    /// Flushes every journal line written so far to disk.
+    pub fn sync(&self) -> Result<()> {
+        let mut j = self.journal.lock().unwrap_or_else(|p| p.into_inner());
+        if j.dirty {
+            j.file.sync_data().map_err(|e| io("sync", e))?;
+            j.dirty = false;
+            j.synced = Instant::now();
+        }
+        Ok(())
     }
 
     fn append(
@@ -117,40 +409,66 @@ impl BackupStore {
         new_sha256: Option<&str>,
         durable: bool,
     ) -> Result<()> {
+        let (run, undoes) = {
+            let mut r = self.run.lock().unwrap_or_else(|p| p.into_inner());
+            let run = r.get_or_insert_with(|| Run {
+                id: new_run_id(),
+                undoes: None,
+                entries: 0,
+            });
+            run.entries += 1;
+            (run.id.clone(), run.undoes.clone())
+        };
         let entry = JournalEntry {
-            time: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0),
+            time: now_secs(),
+            run: Some(run),
             sink: sink.to_owned(),
             user: user.clone(),
             old_sha256,
             new_sha256: new_sha256.map(str::to_owned),
+            undoes,
         };
         let mut line =
             serde_json::to_vec(&entry).map_err(|e| Error::new(ErrorKind::Other, e.to_string()))?;
         line.push(b'\n');
         let mut j = self.journal.lock().unwrap_or_else(|p| p.into_inner());
-        j.write_all(&line)
-            .and_then(|_| if durable { j.sync_data() } else { Ok(()) })
-            .map_err(|e| io("save", e))
+        j.file.write_all(&line).map_err(|e| io("save", e))?;
+        j.dirty = true;
+        if durable || j.synced.elapsed() >= SYNC_EVERY {
+            j.file.sync_data().map_err(|e| io("save", e))?;
+            j.dirty = false;
+            j.synced = Instant::now();
+        }
+        Ok(())
     }
 
-    /// Every journal entry, oldest first. A torn last line (a crash mid-write) is ignored.
+    /// Every journal entry, oldest first. A torn last line (a crash mid-write) is ignored;
+    /// a damaged line before it is an [`InvalidData`](ErrorKind::InvalidData) error.
     pub fn journal(&self) -> Result<Vec<JournalEntry>> {
         let f = File::open(self.dir.join("journal.jsonl")).map_err(|e| io("journal", e))?;
         let mut out = Vec::new();
-        for (i, line) in BufReader::new(f).lines().enumerate() {
-            let line = line.map_err(|e| io("journal", e))?;
+        let mut reader = BufReader::new(f);
+        let mut line = String::new();
+        let mut no = 0;
+        loop {
+            line.clear();
+            let n = reader.read_line(&mut line).map_err(|e| io("journal", e))?;
+            if n == 0 {
+                break;
+            }
+            no += 1;
+            let complete = line.ends_with('\n');
             if line.trim().is_empty() {
                 continue;
             }
             match serde_json::from_str(&line) {
                 Ok(e) => out.push(e),
+                // Being appended (or torn by a crash): not an entry yet.
+                Err(_) if !complete => break,
                 Err(e) => {
                     return Err(Error::new(
                         ErrorKind::InvalidData,
-                        format!("journal.jsonl:{}: {e}", i + 1),
+                        format!("journal.jsonl:{no}: {e}"),
                     )
                     .with_backend("backup")
                     .with_operation("journal"))
@@ -158,6 +476,35 @@ impl BackupStore {
             }
         }
         Ok(out)
+    }
+
+    /// The runs in the journal, oldest first.
+    pub fn runs(&self) -> Result<Vec<RunInfo>> {
+        let mut runs: Vec<RunInfo> = Vec::new();
+        let mut at: BTreeMap<String, usize> = BTreeMap::new();
+        for e in self.journal()? {
+            let id = e.run_id().to_owned();
+            let i = *at.entry(id.clone()).or_insert_with(|| {
+                runs.push(RunInfo {
+                    id,
+                    first: e.time,
+                    last: e.time,
+                    changes: 0,
+                    sinks: Vec::new(),
+                    undoes: e.undoes.clone(),
+                });
+                runs.len() - 1
+            });
+            let r = &mut runs[i];
+            r.changes += 1;
+            r.first = r.first.min(e.time);
+            r.last = r.last.max(e.time);
+            if !r.sinks.contains(&e.sink) {
+                r.sinks.push(e.sink);
+                r.sinks.sort();
+            }
+        }
+        Ok(runs)
     }
 
     /// Reads a kept photo and checks that it still has its hash.
@@ -182,43 +529,232 @@ impl BackupStore {
         Ok(Bytes::from(b))
     }
 
-    /// Undoes, for every user of `sink` (or only `users`), their most recent journalled
-    /// change: puts back the photo it replaced or deleted, or removes the photo it added to
-    /// a user who had none. One user's failure does not stop the others: the result is per
-    /// user, in key order. The outer error is for an unreadable journal.
+    /// Undoes the last sync run for every user of `sink` it changed (or only `users`); see
+    /// [`restore_run`](Self::restore_run), whose per-user results this returns.
     pub async fn restore(
         &self,
         sink: &dyn DirectorySink,
         users: Option<&[UserKey]>,
     ) -> Result<Vec<(UserKey, Result<Restored>)>> {
-        let mut latest: BTreeMap<UserKey, JournalEntry> = BTreeMap::new();
-        for e in self.journal()? {
-            if e.sink == sink.name() && users.is_none_or(|u| u.contains(&e.user)) {
-                latest.insert(e.user.clone(), e);
+        let mut opts = RestoreOptions::new();
+        if let Some(u) = users {
+            opts = opts.users(u.iter().cloned());
+        }
+        Ok(self.restore_run(sink, &opts).await?.users)
+    }
+
+    /// Undoes a run in one sink: for each user it changed there (or each of
+    /// [`RestoreOptions::users`]), puts back the photo the user had before the run, or
+    /// removes the photo the run gave a user who had none.
+    ///
+    /// * The run is [`RestoreOptions::run`], or else the last run that changed this sink
+    ///   and was not itself a restore. An id that is not in the journal is a
+    ///   [`Config`](ErrorKind::Config) error.
+    /// * Before writing, each user's photo is checked to be still the one the run left,
+    ///   by the SHA-256 of [`current`](DirectorySink::current)
+    ///   ([`CurrentPhoto::content_sha256`](crate::sink::CurrentPhoto::content_sha256)).
+    ///   One changed since is [`Restored::Skipped`] with the reason, unless
+    ///   [`force`](RestoreOptions::force)d; one already back to its photo before the run is
+    ///   [`Restored::AlreadyUndone`]. A sink whose `current` gives only a version tag
+    ///   (Graph re-encodes every upload, so no hash of it can match) cannot be checked:
+    ///   its users are skipped saying so, and `force` restores them.
+    /// * What a restore overwrites or removes is backed up first, in the restore's own run
+    ///   (journalled with [`JournalEntry::undoes`]), so the restore can be undone.
+    /// * One user's failure does not stop the others: the result is per user, in key
+    ///   order. The outer error is for an unreadable journal or an unknown run.
+    pub async fn restore_run(
+        &self,
+        sink: &dyn DirectorySink,
+        opts: &RestoreOptions,
+    ) -> Result<Restoration> {
+        let journal = self.journal()?;
+        let target = match &opts.run {
+            Some(id) => {
+                if !journal.iter().any(|e| e.run_id() == id) {
+                    let known: Vec<String> = self
+                        .runs()?
+                        .into_iter()
+                        .rev()
+                        .take(5)
+                        .map(|r| r.id)
+                        .collect();
+                    return Err(Error::new(
+                        ErrorKind::Config,
+                        format!(
+                            "no run {id:?} in the backup journal (latest: {})",
+                            if known.is_empty() {
+                                "none".to_owned()
+                            } else {
+                                known.join(", ")
+                            }
+                        ),
+                    )
+                    .with_backend("backup")
+                    .with_operation("restore"));
+                }
+                id.clone()
+            }
+            None => {
+                match journal
+                    .iter()
+                    .rev()
+                    .find(|e| e.sink == sink.name() && e.undoes.is_none())
+                {
+                    Some(e) => e.run_id().to_owned(),
+                    None => {
+                        return Ok(Restoration {
+                            undone: String::new(),
+                            run: None,
+                            users: Vec::new(),
+                        })
+                    }
+                }
+            }
+        };
+        // Per user: the photo before the run (its first entry's old) and what the run left
+        // (its last entry's new).
+        let mut changed: BTreeMap<UserKey, (Option<String>, Option<String>)> = BTreeMap::new();
+        for e in journal {
+            if e.sink != sink.name()
+                || e.run_id() != target
+                || opts.users.as_ref().is_some_and(|u| !u.contains(&e.user))
+            {
+                continue;
+            }
+            changed
+                .entry(e.user)
+                .and_modify(|c| c.1 = e.new_sha256.clone())
+                .or_insert((e.old_sha256, e.new_sha256));
+        }
+        // The restore's own run, unless this store is already in one undoing the same run
+        // (one restore over several sinks).
+        {
+            let mut r = self.run.lock().unwrap_or_else(|p| p.into_inner());
+            if r.as_ref()
+                .is_none_or(|r| r.undoes.as_deref() != Some(&target))
+            {
+                *r = Some(Run {
+                    id: new_run_id(),
+                    undoes: Some(target.clone()),
+                    entries: 0,
+                });
             }
         }
-        let mut done = Vec::new();
-        for (user, e) in latest {
-            let r = match &e.old_sha256 {
-                None => sink.delete(&user).await.map(|()| Restored::Removed),
-                Some(old) => match self.load(old) {
-                    Ok(photo) => sink.put(&user, &photo).await.map(|_| Restored::Photo),
-                    Err(err) => Err(err.with_user(user.clone())),
-                },
-            };
-            done.push((user, r));
+        let mut users = Vec::new();
+        for (user, (before, left)) in changed {
+            let r = self
+                .restore_one(sink, &user, before, left, &target, opts.force)
+                .await
+                .map_err(|e| e.with_user(user.clone()));
+            users.push((user, r));
         }
-        Ok(done)
+        Ok(Restoration {
+            undone: target,
+            run: self.run_id(),
+            users,
+        })
+    }
+
+    async fn restore_one(
+        &self,
+        sink: &dyn DirectorySink,
+        user: &UserKey,
+        before: Option<String>,
+        left: Option<String>,
+        target: &str,
+        force: bool,
+    ) -> Result<Restored> {
+        let short = |s: &Option<String>| match s {
+            Some(s) => format!("photo {}", &s[..12.min(s.len())]),
+            None => "no photo".to_owned(),
+        };
+        let current = sink.current(user).await?;
+        let now: Option<Option<String>> = match &current {
+            None => Some(None),
+            Some(c) => c.content_sha256().map(Some),
+        };
+        match &now {
+            Some(n) if *n == before => return Ok(Restored::AlreadyUndone),
+            Some(n) if *n == left || force => {}
+            None if force => {}
+            Some(n) => {
+                return Ok(Restored::Skipped {
+                    reason: format!(
+                        "changed since run {target}: it has {} where the run left {} \
+                         (--force restores it anyway)",
+                        short(n),
+                        short(&left)
+                    ),
+                })
+            }
+            None => {
+                return Ok(Restored::Skipped {
+                    reason: format!(
+                        "{} keeps only a version tag, so whether the photo changed since run \
+                         {target} cannot be checked (--force restores it anyway)",
+                        sink.name()
+                    ),
+                })
+            }
+        }
+        let old = match &before {
+            Some(sha) => Some(self.load(sha)?),
+            None => None,
+        };
+        // Keep what is about to be overwritten or removed.
+        let had = match current {
+            None => false,
+            Some(c) => match c.bytes {
+                Some(b) => {
+                    self.save(sink.name(), user, &b, before.as_deref())?;
+                    true
+                }
+                None => match sink.fetch(user).await? {
+                    Some(b) => {
+                        self.save(sink.name(), user, &b, before.as_deref())?;
+                        true
+                    }
+                    None => false,
+                },
+            },
+        };
+        match old {
+            Some(photo) => {
+                sink.put(user, &photo).await?;
+                if !had {
+                    self.note_added(sink.name(), user, before.as_deref().unwrap_or_default())?;
+                }
+                Ok(Restored::Photo)
+            }
+            None => {
+                sink.delete(user).await?;
+                Ok(Restored::Removed)
+            }
+        }
+    }
+}
+
+impl Drop for BackupStore {
+    fn drop(&mut self) {
+        let _ = self.sync();
     }
 }
 
 /// What [`BackupStore::restore`] did for a user.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Restored {
     /// The old photo is back.
     Photo,
     /// The user had no photo before; the one the sync added is removed.
     Removed,
+    /// The user already has the photo from before the run: nothing to do.
+    AlreadyUndone,
+    /// Not restored: the photo changed since the run, or the sink cannot tell.
+    Skipped {
+        /// Why, and how to restore anyway.
+        reason: String,
+    },
 }
 
 #[cfg(test)]
@@ -233,10 +769,20 @@ mod tests {
         d
     }
 
+    fn sha(b: &[u8]) -> String {
+        hex(&Sha256::digest(b))
+    }
+
     #[tokio::test]
     async fn backup_then_restore_round_trip() {
         let d = dir("rt");
         let store = BackupStore::open(&d).unwrap();
+        let run = store.begin_run();
+        assert_eq!(
+            store.run_id(),
+            None,
+            "a run shows once it journalled something"
+        );
         let (alice, bob) = (UserKey::new("alice"), UserKey::new("bob"));
         let (a1, a2, b1) = (
             Bytes::from_static(b"\xFF\xD8alice-1"),
@@ -248,27 +794,29 @@ mod tests {
             .with_photo("bob", b1.clone())
             .with_users(["carol"]);
         // A sync replaces Alice's photo and deletes Bob's, keeping both first.
-        store.save("memory", &alice, &a1, Some("new")).unwrap();
+        store.save("memory", &alice, &a1, Some(&sha(&a2))).unwrap();
         sink.put(&alice, &a2).await.unwrap();
         store.save("memory", &bob, &b1, None).unwrap();
         sink.delete(&bob).await.unwrap();
         // And gives Carol, who had none, her first photo.
         let carol = UserKey::new("carol");
         sink.put(&carol, &a2).await.unwrap();
-        store.note_added("memory", &carol, "c0ffee").unwrap();
+        store.note_added("memory", &carol, &sha(&a2)).unwrap();
         let j = store.journal().unwrap();
         assert_eq!(j.len(), 3);
+        assert!(j.iter().all(|e| e.run.as_deref() == Some(run.as_str())));
+        assert_eq!(store.run_id().as_deref(), Some(run.as_str()));
         assert_eq!(j[1].new_sha256, None);
         assert_eq!(j[2].old_sha256, None);
         // The same photo twice is stored once.
-        store.save("memory", &alice, &a1, Some("new")).unwrap();
+        store.save("memory", &alice, &a1, Some(&sha(&a2))).unwrap();
         let objects = std::fs::read_dir(d.join("objects")).unwrap().count();
         assert_eq!(objects, 2);
         let restored = store.restore(&sink, None).await.unwrap();
         assert_eq!(
             restored
                 .iter()
-                .map(|r| (r.0.clone(), r.1.as_ref().ok().copied()))
+                .map(|r| (r.0.clone(), r.1.as_ref().ok().cloned()))
                 .collect::<Vec<_>>(),
             vec![
                 (alice.clone(), Some(Restored::Photo)),
@@ -276,24 +824,197 @@ mod tests {
                 (carol.clone(), Some(Restored::Removed)),
             ]
         );
-        assert_eq!(sink.photo(&alice), Some(a1));
-        assert_eq!(sink.photo(&bob), Some(b1));
+        assert_eq!(sink.photo(&alice), Some(a1.clone()));
+        assert_eq!(sink.photo(&bob), Some(b1.clone()));
         assert_eq!(sink.photo(&carol), None, "the added photo is removed");
+        // The restore is a run of its own that kept what it overwrote.
+        let runs = store.runs().unwrap();
+        assert_eq!(runs.len(), 2, "{runs:?}");
+        assert_eq!(runs[0].id, run);
+        assert_eq!(runs[1].undoes.as_deref(), Some(run.as_str()));
+        assert_eq!(
+            runs[1].changes, 3,
+            "alice's and carol's photos kept, bob noted"
+        );
+        // Restoring the same run again: everyone already has their photo from before.
+        let again = store.restore(&sink, None).await.unwrap();
+        assert!(
+            again
+                .iter()
+                .all(|(_, r)| r.as_ref().ok() == Some(&Restored::AlreadyUndone)),
+            "{again:?}"
+        );
+        // Undoing the restore brings the sync's result back.
+        let undo = store
+            .restore_run(&sink, &RestoreOptions::new().run(&runs[1].id))
+            .await
+            .unwrap();
+        assert!(
+            undo.users.iter().all(|(_, r)| r.is_ok()),
+            "{:?}",
+            undo.users
+        );
+        assert_eq!(sink.photo(&alice), Some(a2.clone()));
+        assert_eq!(sink.photo(&bob), None);
+        assert_eq!(sink.photo(&carol), Some(a2.clone()));
         // Only the named users; a user the sink no longer has fails alone.
-        let other = MemorySink::new(1000).with_users(["alice"]);
+        let other = MemorySink::new(1000)
+            .with_users(["alice"])
+            .with_photo("alice", a2);
         let r = store
             .restore(&other, Some(std::slice::from_ref(&bob)))
             .await
             .unwrap();
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].1.as_ref().unwrap_err().kind(), ErrorKind::UserNotFound);
-        let r = store.restore(&other, None).await.unwrap();
-        assert!(r[0].1.is_ok() && r[1].1.is_err() && r[2].1.is_err());
+        let r = store
+            .restore_run(&other, &RestoreOptions::new().run(&run))
+            .await
+            .unwrap();
+        assert!(r.users[0].1.is_ok() && r.users[1].1.is_err() && r.users[2].1.is_err());
+        assert_eq!(other.photo(&alice), Some(a1));
+        let e = store
+            .restore_run(&other, &RestoreOptions::new().run("nope"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        assert!(e.to_string().contains(&run), "names the known runs: {e}");
+        std::fs::remove_dir_all(&d).ok();
+    }
+
+    #[tokio::test]
+    async fn a_photo_changed_since_the_run_is_skipped_unless_forced() {
+        let d = dir("changed");
+        let store = BackupStore::open(&d).unwrap();
+        let alice = UserKey::new("alice");
+        let (before, synced, edited) = (
+            Bytes::from_static(b"\xFF\xD8before"),
+            Bytes::from_static(b"\xFF\xD8synced"),
+            Bytes::from_static(b"\xFF\xD8someone else's"),
+        );
+        let sink = MemorySink::new(1000).with_photo("alice", before.clone());
+        let run = store.begin_run();
+        store
+            .save("memory", &alice, &before, Some(&sha(&synced)))
+            .unwrap();
+        sink.put(&alice, &synced).await.unwrap();
+        // Someone changes the photo after the sync.
+        sink.put(&alice, &edited).await.unwrap();
+        let r = store.restore(&sink, None).await.unwrap();
+        match &r[0].1 {
+            Ok(Restored::Skipped { reason }) => {
+                assert!(reason.contains("changed since run"), "{reason}");
+                assert!(reason.contains(&run), "{reason}");
+                assert!(reason.contains("--force"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(sink.photo(&alice), Some(edited.clone()), "left alone");
+        let r = store
+            .restore_run(&sink, &RestoreOptions::new().force(true))
+            .await
+            .unwrap();
+        assert_eq!(r.users[0].1.as_ref().ok(), Some(&Restored::Photo));
+        assert_eq!(sink.photo(&alice), Some(before));
+        // What the forced restore overwrote is kept, in the restore's run.
+        let kept = store
+            .journal()
+            .unwrap()
+            .into_iter()
+            .find(|e| e.run == r.run)
+            .unwrap();
+        assert_eq!(kept.undoes.as_deref(), Some(run.as_str()));
         assert_eq!(
-            other.photo(&alice),
-            Some(Bytes::from_static(b"\xFF\xD8alice-1"))
+            store.load(kept.old_sha256.as_deref().unwrap()).unwrap(),
+            edited
         );
         std::fs::remove_dir_all(&d).ok();
+    }
+
+    #[test]
+    fn a_torn_last_line_is_ignored_and_repaired_on_open() {
+        let d = dir("torn");
+        let u = UserKey::new("u");
+        {
+            let store = BackupStore::open(&d).unwrap();
+            store.save("ad", &u, b"one", None).unwrap();
+            store.save("ad", &u, b"two", None).unwrap();
+        }
+        let path = d.join("journal.jsonl");
+        let whole = std::fs::read(&path).unwrap();
+        // A crash in the middle of appending the second line.
+        let cut = whole.len() - 20;
+        std::fs::write(&path, &whole[..cut]).unwrap();
+        {
+            // Read as it is, by another process (no repair): the torn line is not an entry.
+            let f = std::fs::read_to_string(&path).unwrap();
+            assert!(!f.ends_with('\n'));
+        }
+        let store = BackupStore::open(&d).unwrap();
+        assert_eq!(
+            store.journal().unwrap().len(),
+            1,
+            "the torn line is dropped"
+        );
+        store.save("ad", &u, b"three", None).unwrap();
+        let j = store.journal().unwrap();
+        assert_eq!(
+            j.len(),
+            2,
+            "the next line is not glued to the torn one: {j:?}"
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(text.ends_with('\n'));
+        drop(store);
+        // A line that lost only its line break is kept, and completed.
+        let text = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &text[..text.len() - 1]).unwrap();
+        let store = BackupStore::open(&d).unwrap();
+        assert_eq!(store.journal().unwrap().len(), 2);
+        store.note_added("ad", &u, "ab").unwrap();
+        assert_eq!(store.journal().unwrap().len(), 3);
+        drop(store);
+        // A damaged line that is not the last one is an error, not silently skipped.
+        let mut text = std::fs::read(&path).unwrap();
+        text.splice(0..0, b"{not json\n".iter().copied());
+        std::fs::write(&path, &text).unwrap();
+        let e = BackupStore::open(&d).unwrap().journal().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidData);
+        assert!(e.to_string().contains("journal.jsonl:1"), "{e}");
+        std::fs::remove_dir_all(&d).ok();
+    }
+
+    #[test]
+    fn journals_without_run_ids_stay_readable() {
+        let d = dir("old");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(
+            d.join("journal.jsonl"),
+            "{\"time\":1,\"sink\":\"ad\",\"user\":\"a\",\"old_sha256\":null,\"new_sha256\":\"ab\"}\n\
+             {\"time\":2,\"sink\":\"ad\",\"user\":\"b\",\"old_sha256\":null,\"new_sha256\":\"cd\"}\n",
+        )
+        .unwrap();
+        let store = BackupStore::open(&d).unwrap();
+        let id = store.begin_run();
+        store.note_added("ad", &UserKey::new("c"), "ef").unwrap();
+        let runs = store.runs().unwrap();
+        assert_eq!(runs.len(), 2);
+        assert_eq!((runs[0].id.as_str(), runs[0].changes), (UNKNOWN_RUN, 2));
+        assert_eq!((runs[0].first, runs[0].last), (1, 2));
+        assert_eq!((runs[1].id.as_str(), runs[1].changes), (id.as_str(), 1));
+        std::fs::remove_dir_all(&d).ok();
+    }
+
+    #[test]
+    fn run_ids_differ_and_times_are_utc() {
+        let a = new_run_id();
+        let b = new_run_id();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), "20261202T010047Z-3f9a".len(), "{a}");
+        assert_eq!(utc_time(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc_time(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(utc_time(1_798_761_599), "2026-12-31 23:59:59 UTC");
     }
 
     #[test]
@@ -308,10 +1029,15 @@ mod tests {
         let e = store.load(&sha).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidData);
         assert!(e.to_string().contains("damaged"));
-        assert!(
-            store.load("../../etc/passwd").is_err(),
-            "only hashes name objects"
-        );
+        // A name that is not a hash is refused by the check itself, even where it names a
+        // file that exists (`./x` would be `objects/././x.jpg`).
+        std::fs::write(d.join("objects/x.jpg"), b"not a backup").unwrap();
+        assert!(store.object_path("./x").exists(), "the path would resolve");
+        for name in ["./x", "../../etc/passwd"] {
+            let e = store.load(name).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidData, "{name}: {e}");
+            assert!(e.to_string().contains("is not a SHA-256"), "{name}: {e}");
+        }
         std::fs::remove_dir_all(&d).ok();
     }
 }

@@ -1031,6 +1031,7 @@ impl<'e> Prepared<'e> {
                 kind: e.kind(),
                 message: e.to_string(),
             }),
+            backup_run: None,
         };
         r.timings.retries = self.retrier.used();
         r.timings.decoded += self.deferred_decoded.load(Ordering::Relaxed);
@@ -1071,6 +1072,9 @@ impl<'e> Prepared<'e> {
     pub async fn apply(mut self) -> Report {
         let t = Instant::now();
         let eng = self.engine;
+        if let Some(b) = &eng.backups {
+            b.begin_run();
+        }
         let shared = Shared {
             cancel: AtomicBool::new(false),
             abort: Mutex::new(None),
@@ -1143,6 +1147,10 @@ impl<'e> Prepared<'e> {
                 .take();
         }
         let mut report = self.report(outcomes, false, aborted);
+        if let Some(b) = &eng.backups {
+            let _ = b.sync();
+            report.backup_run = b.run_id();
+        }
         report.timings.apply_ms = ms(t.elapsed());
         report
     }

@@ -18,7 +18,9 @@ mod report;
 mod retry;
 mod state;
 
-pub use backup::{BackupStore, JournalEntry, Restored};
+pub use backup::{
+    BackupStore, JournalEntry, Restoration, RestoreOptions, Restored, RunInfo, UNKNOWN_RUN,
+};
 pub use engine::{Engine, Prepared, DEFAULT_MAX_CONSECUTIVE_FAILURES};
 pub use event::{Event, Stage};
 pub use plan::{

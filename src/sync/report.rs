@@ -126,6 +126,10 @@ pub struct Report {
     /// The run-level failure that stopped the run, if any.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub aborted: Option<SourceFailure>,
+    /// The run's id in the backup journal, when it kept backups and changed something
+    /// ([`BackupStore::run_id`](crate::sync::BackupStore::run_id)): what a restore undoes.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub backup_run: Option<String>,
 }
 
 impl Report {
@@ -235,7 +239,7 @@ impl fmt::Display for Report {
             writeln!(f, "  ... and {} more failures", failures.len() - 20)?;
         }
         for s in self.source_failures.iter().take(20) {
-            writeln!(f, "  source: {}", s.message)?;
+            writeln!(f, "  source failure: {}", s.message)?;
         }
         if self.source_failures.len() > 20 {
             writeln!(
@@ -246,6 +250,9 @@ impl fmt::Display for Report {
         }
         if let Some(a) = &self.aborted {
             writeln!(f, "  STOPPED: {}", a.message)?;
+        }
+        if let Some(run) = &self.backup_run {
+            writeln!(f, "  backup run: {run} (a restore undoes it)")?;
         }
         let t = &self.timings;
         write!(

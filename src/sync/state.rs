@@ -42,9 +42,108 @@ impl StateRecord {
 
 /// One database file (redb: copy-on-write B-trees with checksummed commits, so a crash or a
 /// killed process leaves the last committed state, never a torn one).
+///
+/// # One run at a time
+///
+/// [`open`](Self::open) takes an exclusive operating-system lock on a lock file next to the
+/// database (`state.redb` -> `state.redb.lock`) and holds it until the store is dropped. A
+/// second open, in this process or another, fails at once with a run-level
+/// [`Conflict`](ErrorKind::Conflict) error naming the holder (its process id, host and
+/// start time, which the holder writes into the lock file). The lock dies with its process,
+/// so a run that was killed never blocks the next one; the lock file itself stays (it is
+/// harmless and reused).
 #[derive(Debug)]
 pub struct StateStore {
     db: Database,
+    /// Held (locked) for as long as the store is open.
+    _lock: std::fs::File,
+}
+
+/// Who holds a state file's lock, as the holder wrote it into the lock file.
+#[derive(Debug, Serialize, Deserialize)]
+struct Holder {
+    pid: u32,
+    host: String,
+    /// Seconds since the Unix epoch.
+    started: u64,
+}
+
+/// The lock file of a state file: its name with `.lock` added.
+fn lock_path(path: &Path) -> std::path::PathBuf {
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(".lock");
+    path.with_file_name(name)
+}
+
+/// Takes the state file's lock, or says who holds it.
+fn lock(path: &Path) -> Result<std::fs::File> {
+    use std::io::{Read, Seek, Write};
+    let lp = lock_path(path);
+    let io_err = |e: std::io::Error| {
+        Error::new(
+            ErrorKind::Io,
+            format!(
+                "state store: cannot open the lock file {}: {e}",
+                lp.display()
+            ),
+        )
+        .with_backend("state")
+        .with_operation("open")
+        .with_source(e)
+        .run_level()
+    };
+    // Opened without truncating: the holder's details must stay readable.
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lp)
+        .map_err(io_err)?;
+    match f.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut text = String::new();
+            let _ = f.read_to_string(&mut text);
+            let who = match serde_json::from_str::<Holder>(text.trim()) {
+                Ok(h) => format!(
+                    "process {} on {} since {}",
+                    h.pid,
+                    h.host,
+                    crate::sync::backup::utc_time(h.started)
+                ),
+                Err(_) => "another process".to_owned(),
+            };
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!(
+                    "state store {} is in use by another run ({who}); wait for it to end \
+                     (its lock is {})",
+                    path.display(),
+                    lp.display()
+                ),
+            )
+            .with_backend("state")
+            .with_operation("open")
+            .run_level());
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(io_err(e)),
+    }
+    let me = Holder {
+        pid: std::process::id(),
+        host: crate::sync::backup::host_name(),
+        started: crate::sync::backup::now_secs(),
+    };
+    let line = serde_json::to_string(&me).unwrap_or_default();
+    f.set_len(0)
+        .and_then(|_| f.rewind())
+        .and_then(|_| f.write_all(line.as_bytes()))
+        .and_then(|_| f.write_all(b"\n"))
+        .map_err(io_err)?;
+    Ok(f)
 }
 
 fn db_err(op: &'static str, e: impl std::fmt::Display) -> Error {
@@ -61,8 +160,10 @@ fn key(sink: &str, user: &UserKey) -> String {
 }
 
 impl StateStore {
-    /// Opens or creates the store at `path`.
+    /// Opens or creates the store at `path`, and holds its lock (see
+    /// [One run at a time](Self#one-run-at-a-time)) until the store is dropped.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let lock = lock(path.as_ref())?;
         // redb caches up to 1 GiB of pages by default, and a first run over 100,000 users
         // fills much of it; the store holds a small record per user, so a few dozen MiB of
         // cache keep its reads fast and the process's memory bounded.
@@ -74,7 +175,7 @@ impl StateStore {
         tx.open_table(TABLE).map_err(|e| db_err("open", e))?;
         tx.open_table(SNAPSHOTS).map_err(|e| db_err("open", e))?;
         tx.commit().map_err(|e| db_err("open", e))?;
-        Ok(Self { db })
+        Ok(Self { db, _lock: lock })
     }
 
     /// The record for a user in a sink.
@@ -228,6 +329,28 @@ mod tests {
         ));
         let _ = std::fs::remove_file(&p);
         p
+    }
+
+    #[test]
+    fn a_second_open_refuses_naming_the_first_and_the_lock_dies_with_it() {
+        let p = path("locked");
+        let first = StateStore::open(&p).unwrap();
+        let e = StateStore::open(&p).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Conflict);
+        assert!(e.is_run_level(), "{e}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains(&format!("process {}", std::process::id())),
+            "{msg}"
+        );
+        assert!(msg.contains(&super::super::backup::host_name()), "{msg}");
+        assert!(msg.contains(" UTC"), "the start time: {msg}");
+        assert!(msg.contains(".redb.lock"), "{msg}");
+        drop(first);
+        let again = StateStore::open(&p).expect("free once the first is closed");
+        drop(again);
+        let _ = std::fs::remove_file(&p);
+        let _ = std::fs::remove_file(lock_path(&p));
     }
 
     #[test]
