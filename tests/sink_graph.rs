@@ -1264,13 +1264,17 @@ fn chunked(n: usize) -> Vec<u8> {
 
 fn raw_sink(srv: &RawServer) -> GraphSink {
     let url = format!("http://{}", srv.addr);
-    GraphSink::builder(DEFAULT_TENANT_ID, DEFAULT_CLIENT_ID, Secret::new("raw-secret"))
-        .graph_url(&url)
-        .login_url(&url)
-        .connect_timeout(Duration::from_secs(1))
-        .request_timeout(Duration::from_secs(2))
-        .build()
-        .unwrap()
+    GraphSink::builder(
+        DEFAULT_TENANT_ID,
+        DEFAULT_CLIENT_ID,
+        Secret::new("raw-secret"),
+    )
+    .graph_url(&url)
+    .login_url(&url)
+    .connect_timeout(Duration::from_secs(1))
+    .request_timeout(Duration::from_secs(2))
+    .build()
+    .unwrap()
 }
 
 /// `Retry-After` values no service should send: no panic, a retryable rate limit whose
@@ -1298,7 +1302,10 @@ async fn hostile_retry_after_values_never_panic() {
             )),
         )
         .await;
-        let e = raw_sink(&srv).current(&key("a@contoso.com")).await.unwrap_err();
+        let e = raw_sink(&srv)
+            .current(&key("a@contoso.com"))
+            .await
+            .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::RateLimited, "{v}: {e}");
         assert!(e.is_retryable(), "{v}: {e}");
         assert!(
@@ -1314,7 +1321,10 @@ async fn hostile_retry_after_values_never_panic() {
         token_with("3599"),
         Some(answer(
             "429 Too Many Requests",
-            &[("retry-after", "1e20"), ("content-length", &body.len().to_string())],
+            &[
+                ("retry-after", "1e20"),
+                ("content-length", &body.len().to_string()),
+            ],
             body,
         )),
     )
@@ -1381,7 +1391,10 @@ async fn answers_are_read_through_a_size_limit() {
         token_with("3599"),
         Some(answer(
             "200 OK",
-            &[("content-length", "99999999999999"), ("content-type", "application/json")],
+            &[
+                ("content-length", "99999999999999"),
+                ("content-type", "application/json"),
+            ],
             b"{}",
         )),
     )
@@ -1390,7 +1403,10 @@ async fn answers_are_read_through_a_size_limit() {
     let e = raw_sink(&srv).current(&u).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::LimitExceeded, "{e}");
     assert!(!e.is_retryable() && !e.is_run_level(), "{e}");
-    assert!(started.elapsed() < Duration::from_secs(2), "refused before reading");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "refused before reading"
+    );
     // A Content-Length beyond any integer: an error, no panic.
     let srv = raw_server(
         token_with("3599"),
@@ -1407,7 +1423,10 @@ async fn answers_are_read_through_a_size_limit() {
         token_with("3599"),
         Some(answer(
             "200 OK",
-            &[("transfer-encoding", "chunked"), ("content-type", "image/jpeg")],
+            &[
+                ("transfer-encoding", "chunked"),
+                ("content-type", "image/jpeg"),
+            ],
             &chunked(6 << 20),
         )),
     )
@@ -1419,7 +1438,10 @@ async fn answers_are_read_through_a_size_limit() {
         token_with("3599"),
         Some(answer(
             "200 OK",
-            &[("transfer-encoding", "chunked"), ("content-type", "application/json")],
+            &[
+                ("transfer-encoding", "chunked"),
+                ("content-type", "application/json"),
+            ],
             &chunked(5 << 20),
         )),
     )
@@ -1571,12 +1593,18 @@ async fn debug_never_shows_the_secret_or_the_token() {
 #[test]
 fn plain_http_only_to_loopback_or_when_named_insecure() {
     let b = || GraphSink::builder("t", "c", Secret::new("x"));
-    let e = b().graph_url("http://graph.example.com").build().unwrap_err();
+    let e = b()
+        .graph_url("http://graph.example.com")
+        .build()
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Config);
     assert!(e.message().contains("the Graph URL"), "{e}");
     assert!(e.message().contains("loopback"), "{e}");
     assert!(e.message().contains("--graph-insecure-http"), "{e}");
-    let e = b().login_url("http://login.example.com").build().unwrap_err();
+    let e = b()
+        .login_url("http://login.example.com")
+        .build()
+        .unwrap_err();
     assert!(e.message().contains("the login URL"), "{e}");
     assert!(b().graph_url("http://127.0.0.1:1").build().is_ok());
     assert!(b().graph_url("http://localhost:1").build().is_ok());
@@ -1647,7 +1675,12 @@ async fn https_refused_for_another_ca_and_a_wrong_name() {
     assert!(e.is_run_level() && !e.is_retryable(), "{e}");
     let line = e.to_string();
     assert!(!line.contains('\n'), "{line}");
-    for want in [host.as_str(), "not trusted", "--graph-ca-cert", "SSL_CERT_FILE"] {
+    for want in [
+        host.as_str(),
+        "not trusted",
+        "--graph-ca-cert",
+        "SSL_CERT_FILE",
+    ] {
         assert!(line.contains(want), "{want:?} in {line}");
     }
     assert!(srv.records().is_empty(), "nothing got through");
@@ -1685,7 +1718,10 @@ async fn https_refused_for_another_ca_and_a_wrong_name() {
         .await
         .unwrap_err();
     assert!(e.is_run_level() && !e.is_retryable(), "{e}");
-    assert!(e.to_string().contains("not valid for this host name"), "{e}");
+    assert!(
+        e.to_string().contains("not valid for this host name"),
+        "{e}"
+    );
 }
 
 /// The system-roots path: the CLI (a subprocess, so this process's environment is left
@@ -1718,9 +1754,19 @@ async fn cli_https_through_ssl_cert_file_and_graph_ca_cert() {
             .env("GRAPH_TEST_SECRET", srv.client_secret().unwrap())
             .env_remove("SSL_CERT_DIR")
             .args(["sync", "--source", "folder:photos", "--sink", "graph"])
-            .args(["--tenant", &srv.tenant_id(), "--client-id", &srv.client_id()])
+            .args([
+                "--tenant",
+                &srv.tenant_id(),
+                "--client-id",
+                &srv.client_id(),
+            ])
             .args(["--client-secret-env", "GRAPH_TEST_SECRET"])
-            .args(["--graph-url", &srv.base_url(), "--login-url", &srv.login_url()])
+            .args([
+                "--graph-url",
+                &srv.base_url(),
+                "--login-url",
+                &srv.login_url(),
+            ])
             .args(["--graph-request-timeout", "10"]);
         match env_ca {
             Some(p) => c.env("SSL_CERT_FILE", p),
@@ -1796,9 +1842,19 @@ async fn cli_per_user_403_exits_1_and_names_the_two() {
     c.current_dir(&dir)
         .env("GRAPH_TEST_SECRET", srv.client_secret().unwrap())
         .args(["sync", "--source", "folder:photos", "--sink", "graph"])
-        .args(["--tenant", &srv.tenant_id(), "--client-id", &srv.client_id()])
+        .args([
+            "--tenant",
+            &srv.tenant_id(),
+            "--client-id",
+            &srv.client_id(),
+        ])
         .args(["--client-secret-env", "GRAPH_TEST_SECRET"])
-        .args(["--graph-url", &srv.base_url(), "--login-url", &srv.login_url()])
+        .args([
+            "--graph-url",
+            &srv.base_url(),
+            "--login-url",
+            &srv.login_url(),
+        ])
         .args(["--report", "report.json"]);
     let o = tokio::task::spawn_blocking(move || c.output().unwrap())
         .await

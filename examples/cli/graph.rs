@@ -56,10 +56,18 @@ pub struct GraphArgs {
     #[arg(long = "graph-insecure-http", id = "graph_insecure_http")]
     pub insecure_http: bool,
     /// Seconds to connect to Graph or the login endpoint (default 10).
-    #[arg(long = "graph-connect-timeout", id = "graph_connect_timeout", value_name = "SECS")]
+    #[arg(
+        long = "graph-connect-timeout",
+        id = "graph_connect_timeout",
+        value_name = "SECS"
+    )]
     pub connect_timeout: Option<f64>,
     /// Seconds for one whole Graph request and its answer (default 100).
-    #[arg(long = "graph-request-timeout", id = "graph_request_timeout", value_name = "SECS")]
+    #[arg(
+        long = "graph-request-timeout",
+        id = "graph_request_timeout",
+        value_name = "SECS"
+    )]
     pub request_timeout: Option<f64>,
 }
 
@@ -70,7 +78,9 @@ fn seconds(v: Option<f64>, flag: &str) -> Result<Option<std::time::Duration>, St
         Some(s) if s.is_finite() && s > 0.0 => std::time::Duration::try_from_secs_f64(s)
             .map(Some)
             .map_err(|e| format!("{flag}: {e}")),
-        Some(s) => Err(format!("{flag} must be a positive number of seconds (got {s})")),
+        Some(s) => Err(format!(
+            "{flag} must be a positive number of seconds (got {s})"
+        )),
     }
 }
 

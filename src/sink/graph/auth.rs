@@ -621,7 +621,11 @@ mod tests {
         use serde_json::json;
         let l = |v: serde_json::Value| token_lifetime(Some(&v));
         assert_eq!(l(json!(3599)), Duration::from_secs(3599));
-        assert_eq!(l(json!("3599")), Duration::from_secs(3599), "managed identity");
+        assert_eq!(
+            l(json!("3599")),
+            Duration::from_secs(3599),
+            "managed identity"
+        );
         assert_eq!(l(json!(1e300)), MAX_TOKEN_LIFETIME);
         assert_eq!(l(json!(u64::MAX)), MAX_TOKEN_LIFETIME);
         assert_eq!(l(json!("1e20")), MAX_TOKEN_LIFETIME);
@@ -643,13 +647,49 @@ mod tests {
     fn the_token_error_table() {
         use ErrorKind::*;
         let table: &[(u16, &str, &[u64], ErrorKind, Option<&str>)] = &[
-            (401, "invalid_client", &[7000215], Unauthenticated, Some("Value")),
-            (401, "invalid_client", &[7000222], Unauthenticated, Some("expired")),
-            (401, "invalid_client", &[700027], Unauthenticated, Some("certificate")),
-            (400, "unauthorized_client", &[700016], Config, Some("--client-id")),
-            (400, "invalid_request", &[90002], Config, Some("no such tenant")),
+            (
+                401,
+                "invalid_client",
+                &[7000215],
+                Unauthenticated,
+                Some("Value"),
+            ),
+            (
+                401,
+                "invalid_client",
+                &[7000222],
+                Unauthenticated,
+                Some("expired"),
+            ),
+            (
+                401,
+                "invalid_client",
+                &[700027],
+                Unauthenticated,
+                Some("certificate"),
+            ),
+            (
+                400,
+                "unauthorized_client",
+                &[700016],
+                Config,
+                Some("--client-id"),
+            ),
+            (
+                400,
+                "invalid_request",
+                &[90002],
+                Config,
+                Some("no such tenant"),
+            ),
             (400, "invalid_request", &[900023], Config, Some("--tenant")),
-            (400, "invalid_request", &[7000216], Config, Some("credential")),
+            (
+                400,
+                "invalid_request",
+                &[7000216],
+                Config,
+                Some("credential"),
+            ),
             (400, "invalid_scope", &[70011], Config, Some("/.default")),
             (401, "invalid_client", &[], Unauthenticated, None),
             (400, "invalid_grant", &[], Unauthenticated, None),

@@ -212,7 +212,11 @@ impl Answer {
 
     /// The status table's verdict on this answer.
     pub fn mapped(&self, call: Call) -> Mapped {
-        map_status(call, self.status, &self.error_body().code.unwrap_or_default())
+        map_status(
+            call,
+            self.status,
+            &self.error_body().code.unwrap_or_default(),
+        )
     }
 
     pub fn error_body(&self) -> GraphErrorBody {
@@ -323,7 +327,8 @@ pub(crate) fn check_url(u: &str, insecure: bool) -> std::result::Result<(), Stri
 fn is_loopback(host: &str) -> bool {
     let h = host.trim_start_matches('[').trim_end_matches(']');
     h.eq_ignore_ascii_case("localhost")
-        || h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        || h.parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The TLS reason in an error chain (a certificate the client does not trust, a wrong
@@ -581,36 +586,116 @@ mod tests {
         use Scope::{Run, User};
         let e = |kind, retry, scope| Mapped::Error { kind, retry, scope };
         let table: &[(u16, Call, &str, Mapped)] = &[
-            (400, Call::PutPhoto, "ValidationWidthTooSmall", e(InvalidPhoto, false, User)),
-            (400, Call::PutPhoto, "BadRequest", e(InvalidPhoto, false, User)),
-            (400, Call::Lookup, "Request_UnsupportedQuery", e(Config, false, Run)),
+            (
+                400,
+                Call::PutPhoto,
+                "ValidationWidthTooSmall",
+                e(InvalidPhoto, false, User),
+            ),
+            (
+                400,
+                Call::PutPhoto,
+                "BadRequest",
+                e(InvalidPhoto, false, User),
+            ),
+            (
+                400,
+                Call::Lookup,
+                "Request_UnsupportedQuery",
+                e(Config, false, Run),
+            ),
             (400, Call::ReadPhoto, "", e(Other, false, User)),
-            (401, Call::PutPhoto, "InvalidAuthenticationToken", e(Unauthenticated, false, Run)),
-            (403, Call::ReadPhoto, "ErrorAccessDenied", e(PermissionDenied, false, User)),
-            (403, Call::PutPhoto, "ErrorAccessDenied", e(PermissionDenied, false, User)),
-            (403, Call::PutPhoto, "Authorization_RequestDenied", e(PermissionDenied, false, User)),
+            (
+                401,
+                Call::PutPhoto,
+                "InvalidAuthenticationToken",
+                e(Unauthenticated, false, Run),
+            ),
+            (
+                403,
+                Call::ReadPhoto,
+                "ErrorAccessDenied",
+                e(PermissionDenied, false, User),
+            ),
+            (
+                403,
+                Call::PutPhoto,
+                "ErrorAccessDenied",
+                e(PermissionDenied, false, User),
+            ),
+            (
+                403,
+                Call::PutPhoto,
+                "Authorization_RequestDenied",
+                e(PermissionDenied, false, User),
+            ),
             (
                 403,
                 Call::PutPhoto,
                 "AppOnlyTokenNotSupportedForGroupUpdate",
                 e(PermissionDenied, false, User),
             ),
-            (403, Call::DeletePhoto, "ErrorAccessDenied", e(PermissionDenied, false, User)),
-            (403, Call::PutPhoto, "ErrorQuotaExceeded", e(LimitExceeded, false, User)),
-            (403, Call::Lookup, "Authorization_RequestDenied", e(PermissionDenied, false, Run)),
+            (
+                403,
+                Call::DeletePhoto,
+                "ErrorAccessDenied",
+                e(PermissionDenied, false, User),
+            ),
+            (
+                403,
+                Call::PutPhoto,
+                "ErrorQuotaExceeded",
+                e(LimitExceeded, false, User),
+            ),
+            (
+                403,
+                Call::Lookup,
+                "Authorization_RequestDenied",
+                e(PermissionDenied, false, Run),
+            ),
             (404, Call::ReadPhoto, "ImageNotFound", Mapped::NotFound),
-            (404, Call::PutPhoto, "ErrorNonExistentMailbox", Mapped::NotFound),
-            (404, Call::DeletePhoto, "ErrorEntityNotFound", Mapped::NotFound),
+            (
+                404,
+                Call::PutPhoto,
+                "ErrorNonExistentMailbox",
+                Mapped::NotFound,
+            ),
+            (
+                404,
+                Call::DeletePhoto,
+                "ErrorEntityNotFound",
+                Mapped::NotFound,
+            ),
             (405, Call::DeletePhoto, "", e(Unsupported, false, User)),
             (409, Call::PutPhoto, "", e(Conflict, true, User)),
             (412, Call::DeletePhoto, "", e(Conflict, false, User)),
             (413, Call::PutPhoto, "", e(PhotoTooLarge, false, User)),
             (415, Call::PutPhoto, "", e(InvalidPhoto, false, User)),
-            (429, Call::PutPhoto, "TooManyRequests", e(RateLimited, true, User)),
-            (429, Call::Lookup, "TooManyRequests", e(RateLimited, true, User)),
-            (500, Call::PutPhoto, "ErrorStoreInternalServerError", e(Unavailable, true, User)),
+            (
+                429,
+                Call::PutPhoto,
+                "TooManyRequests",
+                e(RateLimited, true, User),
+            ),
+            (
+                429,
+                Call::Lookup,
+                "TooManyRequests",
+                e(RateLimited, true, User),
+            ),
+            (
+                500,
+                Call::PutPhoto,
+                "ErrorStoreInternalServerError",
+                e(Unavailable, true, User),
+            ),
             (502, Call::ReadPhoto, "", e(Unavailable, true, User)),
-            (503, Call::ReadPhoto, "serviceNotAvailable", e(Unavailable, true, User)),
+            (
+                503,
+                Call::ReadPhoto,
+                "serviceNotAvailable",
+                e(Unavailable, true, User),
+            ),
             (504, Call::DeletePhoto, "", e(Unavailable, true, User)),
             (509, Call::PutPhoto, "", e(RateLimited, true, User)),
             (418, Call::PutPhoto, "", e(Other, false, User)),
@@ -633,7 +718,10 @@ mod tests {
         };
         let denied = answer(403, "ErrorAccessDenied").to_error(Call::PutPhoto);
         assert!(!denied.is_run_level() && !denied.is_retryable(), "{denied}");
-        assert!(denied.message().contains("ProfilePhoto.ReadWrite.All"), "{denied}");
+        assert!(
+            denied.message().contains("ProfilePhoto.ReadWrite.All"),
+            "{denied}"
+        );
         assert!(answer(401, "InvalidAuthenticationToken")
             .to_error(Call::ReadPhoto)
             .is_run_level());
@@ -668,7 +756,11 @@ mod tests {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let max = Some(MAX_RETRY_AFTER);
         assert_eq!(parse_retry_after("1e20", now), max);
-        assert_eq!(parse_retry_after("1e400", now), max, "overflows to infinity");
+        assert_eq!(
+            parse_retry_after("1e400", now),
+            max,
+            "overflows to infinity"
+        );
         assert_eq!(parse_retry_after("inf", now), max);
         assert_eq!(parse_retry_after("18446744073709551615", now), max);
         assert_eq!(parse_retry_after("99999999999999999999999999", now), max);
@@ -681,7 +773,10 @@ mod tests {
             max,
             "a date in year 9999"
         );
-        assert_eq!(parse_retry_after("Thu, 01 Jan 1970 00:00:00 GMT", now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Thu, 01 Jan 1970 00:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
     }
 
     #[test]

@@ -362,7 +362,10 @@ impl GraphSinkBuilder {
         );
         let ca = match &self.ca_file {
             Some(p) => Some(std::fs::read(p).map_err(|e| {
-                cfg(format!("cannot read the Graph CA file {}: {e}", p.display()))
+                cfg(format!(
+                    "cannot read the Graph CA file {}: {e}",
+                    p.display()
+                ))
             })?),
             None => None,
         };
@@ -620,7 +623,9 @@ impl GraphSink {
             self.inner.api,
             utf8_percent_encode(&filter, QUERY)
         );
-        let a = self.send(hyper::Method::GET, &url, None, Limits::JSON).await?;
+        let a = self
+            .send(hyper::Method::GET, &url, None, Limits::JSON)
+            .await?;
         if !a.is_success() {
             return Err(a.to_error(Call::Lookup));
         }
