@@ -646,7 +646,15 @@ mod tests {
     #[test]
     fn the_token_error_table() {
         use ErrorKind::*;
-        let table: &[(u16, &str, &[u64], ErrorKind, Option<&str>)] = &[
+        /// Status, `error`, `error_codes`, the kind, a word the hint holds.
+        type Row = (
+            u16,
+            &'static str,
+            &'static [u64],
+            ErrorKind,
+            Option<&'static str>,
+        );
+        let table: &[Row] = &[
             (
                 401,
                 "invalid_client",

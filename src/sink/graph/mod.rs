@@ -23,8 +23,20 @@
 //!   flight per sink by default (the documented per-app limit for photos), whoever calls it.
 //! * **Correlation** (5): a fresh GUID `client-request-id` on every request; the answer's
 //!   `request-id` is kept in every error message.
-//! * **HTTP**: hyper with rustls (ring provider, system roots; TLS always verified), on
-//!   tokio. Not reqwest: its rustls build brings aws-lc, and its provider-less build, once
+//! * **Failures** (one table in `http.rs`, by status, request and `error.code`; one for the
+//!   token endpoint's `AADSTS` codes in `auth.rs`): a 403, 400 or 404 on one user's photo is
+//!   that user's failure ([`Error::user_level`]), with Graph's code and what to check; a
+//!   refused token (wrong or expired secret, unknown tenant or app), a 401 that outlives a
+//!   token refresh, a `$filter` lookup the app may not make, and a TLS failure are
+//!   run-level ([`Error::run_level`]) and never retried.
+//! * **Network values are bounded**: `Retry-After` (seconds, fractions or an HTTP date) is
+//!   read without panicking and capped at a day; `expires_in` at a day; bodies are read
+//!   through a limit (4 MiB of JSON, 5 MiB of photo, 64 KiB of error body) and a larger
+//!   `Content-Length` is refused before reading.
+//! * **HTTP**: hyper with rustls (ring provider, the system's roots or
+//!   [`ca_file`](GraphSinkBuilder::ca_file); TLS always verified; `http://` only to a
+//!   loopback address unless [`allow_insecure_http`](GraphSinkBuilder::allow_insecure_http)),
+//!   connect and request timeouts, on tokio. Not reqwest: its rustls build brings aws-lc, and its provider-less build, once
 //!   Cargo unifies the feature into an application's own reqwest, leaves that application's
 //!   clients without a crypto provider (this crate's own tests hit it). The sink needs only
 //!   HTTP/1.1 requests with bodies it already holds.
