@@ -1738,3 +1738,29 @@ async fn me_and_unknown_segments_are_bad_requests_and_drop_stops_the_server() {
     }
     assert!(refused, "the listener is closed after drop");
 }
+
+/// The per-user deny knob: writes and deletes of the named users' photos get 403 with the
+/// configured code (by id or UPN, case-insensitive); reads and other users are untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn photo_write_denied_refuses_only_the_named_users() {
+    let srv = start(GraphServerConfig::default()).await;
+    let c = client();
+    let token = srv.mint_token(DEFAULT_CLIENT_ID);
+    srv.configure(|cfg| cfg.photo_write_denied = vec![BOB.to_uppercase()]);
+    let resp = put_photo(&c, &srv, &token, BOB, test_jpeg(64, 64)).await;
+    graph_error_of(resp, 403, codes::ACCESS_DENIED).await;
+    let resp = c
+        .delete(srv.graph_url(&format!("/users/{BOB}/photo/$value")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    graph_error_of(resp, 403, codes::ACCESS_DENIED).await;
+    assert_eq!(srv.user(BOB).unwrap().uploads, 0);
+    let resp = put_photo(&c, &srv, &token, ALICE, test_jpeg(64, 64)).await;
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(srv.user(ALICE).unwrap().uploads, 1);
+    srv.configure(|cfg| cfg.denied_code = codes::AUTHORIZATION_REQUEST_DENIED.into());
+    let resp = put_photo(&c, &srv, &token, BOB, test_jpeg(64, 64)).await;
+    graph_error_of(resp, 403, codes::AUTHORIZATION_REQUEST_DENIED).await;
+}

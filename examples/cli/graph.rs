@@ -46,6 +46,42 @@ pub struct GraphArgs {
     /// next run takes the etag it finds as that of our upload.
     #[arg(long = "graph-confirm-uploads")]
     pub confirm_uploads: bool,
+    /// Trust only the CA certificates in this PEM file for Graph and the login endpoint
+    /// (a TLS-inspecting proxy's CA, a private CA), instead of the system's trust store
+    /// (which SSL_CERT_FILE can also point at a file).
+    #[arg(long = "graph-ca-cert", id = "graph_ca_cert", value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+    /// Allow http:// Graph and login URLs to hosts that are not loopback. Insecure: the
+    /// client secret and every token then cross the network in clear.
+    #[arg(long = "graph-insecure-http", id = "graph_insecure_http")]
+    pub insecure_http: bool,
+    /// Seconds to connect to Graph or the login endpoint (default 10).
+    #[arg(
+        long = "graph-connect-timeout",
+        id = "graph_connect_timeout",
+        value_name = "SECS"
+    )]
+    pub connect_timeout: Option<f64>,
+    /// Seconds for one whole Graph request and its answer (default 100).
+    #[arg(
+        long = "graph-request-timeout",
+        id = "graph_request_timeout",
+        value_name = "SECS"
+    )]
+    pub request_timeout: Option<f64>,
+}
+
+/// `--graph-…-timeout SECS` as a duration: positive and finite.
+fn seconds(v: Option<f64>, flag: &str) -> Result<Option<std::time::Duration>, String> {
+    match v {
+        None => Ok(None),
+        Some(s) if s.is_finite() && s > 0.0 => std::time::Duration::try_from_secs_f64(s)
+            .map(Some)
+            .map_err(|e| format!("{flag}: {e}")),
+        Some(s) => Err(format!(
+            "{flag} must be a positive number of seconds (got {s})"
+        )),
+    }
 }
 
 /// The Graph sink for `--sink graph`: `match_attr` is the `--match` value (`upn`, `id`,
@@ -101,6 +137,16 @@ pub fn open_graph_sink(
     if let Some(u) = &args.login_url {
         b = b.login_url(u);
     }
+    if let Some(ca) = &args.ca_cert {
+        b = b.ca_file(ca);
+    }
+    if let Some(d) = seconds(args.connect_timeout, "--graph-connect-timeout")? {
+        b = b.connect_timeout(d);
+    }
+    if let Some(d) = seconds(args.request_timeout, "--graph-request-timeout")? {
+        b = b.request_timeout(d);
+    }
+    b = b.allow_insecure_http(args.insecure_http);
     let m: MatchAttribute = match_attr
         .parse()
         .map_err(|e: userphoto::Error| format!("--match: {e}"))?;

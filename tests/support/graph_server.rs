@@ -175,6 +175,15 @@ pub struct GraphServerConfig {
     pub delete_not_supported: bool,
     /// Hybrid `photoUpdateSettings.source = onPremises`: photo writes get 403.
     pub cloud_updates_disabled: bool,
+    /// Users (ids or UPNs, case-insensitive) whose photo may not be written or deleted: a
+    /// `PUT` or `DELETE` of their photo gets 403 `ErrorAccessDenied`, as when
+    /// `photoUpdateSettings.allowedRoles` or a policy keeps the app off some accounts. Reads
+    /// still work. Contract choice: the real code for a per-user refusal is undocumented;
+    /// [`Self::denied_code`] picks it.
+    pub photo_write_denied: Vec<String>,
+    /// The `error.code` of a [`Self::photo_write_denied`] refusal (default
+    /// `ErrorAccessDenied`; `Authorization_RequestDenied` is seen too).
+    pub denied_code: String,
     /// Clock skew allowed on a client assertion's `exp` and `nbf`.
     pub assertion_clock_skew: Duration,
 }
@@ -206,6 +215,8 @@ impl Default for GraphServerConfig {
             legacy_placeholder: false,
             delete_not_supported: false,
             cloud_updates_disabled: false,
+            photo_write_denied: Vec::new(),
+            denied_code: codes::ACCESS_DENIED.to_string(),
             assertion_clock_skew: Duration::from_secs(5),
         }
     }
@@ -844,12 +855,26 @@ pub struct GraphServer {
 
 impl GraphServer {
     /// Binds 127.0.0.1 on an ephemeral port and serves until dropped. Needs a Tokio runtime.
-    pub async fn start(mut config: GraphServerConfig) -> Self {
+    pub async fn start(config: GraphServerConfig) -> Self {
+        Self::start_on(config, None).await
+    }
+
+    /// Like [`Self::start`], over HTTPS with `cert` (see [`TestCa`]); [`Self::base_url`] is
+    /// `https://{host}:{port}` (`host` should be a name `cert` is for, such as `localhost`,
+    /// or another name for testing a name mismatch; it must resolve to 127.0.0.1).
+    pub async fn start_tls(config: GraphServerConfig, cert: &ServerCert, host: &str) -> Self {
+        Self::start_on(config, Some((cert, host))).await
+    }
+
+    async fn start_on(mut config: GraphServerConfig, tls: Option<(&ServerCert, &str)>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind the Graph fake on 127.0.0.1");
         let addr = listener.local_addr().expect("local address");
-        let base_url = format!("http://{addr}");
+        let base_url = match tls {
+            None => format!("http://{addr}"),
+            Some((_, host)) => format!("https://{host}:{}", addr.port()),
+        };
         let seeds = std::mem::take(&mut config.users);
         let mut state = ServerState {
             cfg: config,
@@ -877,13 +902,30 @@ impl GraphServer {
         });
         let app = Router::new().fallback(entry).with_state(inner.clone());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = rx.await;
-                })
-                .await;
-        });
+        match tls {
+            None => {
+                tokio::spawn(async move {
+                    let _ = axum::serve(listener, app)
+                        .with_graceful_shutdown(async move {
+                            let _ = rx.await;
+                        })
+                        .await;
+                });
+            }
+            Some((cert, _)) => {
+                let listener = TlsListener {
+                    tcp: listener,
+                    acceptor: cert.acceptor(),
+                };
+                tokio::spawn(async move {
+                    let _ = axum::serve(listener, app)
+                        .with_graceful_shutdown(async move {
+                            let _ = rx.await;
+                        })
+                        .await;
+                });
+            }
+        }
         Self {
             inner,
             addr,
@@ -1781,6 +1823,9 @@ fn upload_photo(st: &mut ServerState, idx: usize, op: &Op, corr: &Corr) -> Reply
     if st.cfg.cloud_updates_disabled {
         return with_detected(photo_updates_disabled(corr));
     }
+    if write_denied(st, idx) {
+        return with_detected(photo_write_denied(st, corr));
+    }
     if body.len() > st.cfg.max_photo_bytes {
         let msg = format!(
             "The photo is {} bytes; the limit is {} bytes (4 MB).",
@@ -1856,6 +1901,24 @@ fn photo_updates_disabled(corr: &Corr) -> Reply {
     )
 }
 
+/// Whether [`GraphServerConfig::photo_write_denied`] names this user.
+fn write_denied(st: &ServerState, idx: usize) -> bool {
+    let u = &st.users[idx];
+    st.cfg
+        .photo_write_denied
+        .iter()
+        .any(|k| k.eq_ignore_ascii_case(&u.id) || k.eq_ignore_ascii_case(&u.upn))
+}
+
+fn photo_write_denied(st: &ServerState, corr: &Corr) -> Reply {
+    graph_error(
+        403,
+        &st.cfg.denied_code,
+        "Access is denied. Check credentials and try again.",
+        corr,
+    )
+}
+
 fn delete_photo(st: &mut ServerState, idx: usize, corr: &Corr) -> Reply {
     if st.cfg.delete_not_supported {
         return graph_error(
@@ -1867,6 +1930,9 @@ fn delete_photo(st: &mut ServerState, idx: usize, corr: &Corr) -> Reply {
     }
     if st.cfg.cloud_updates_disabled {
         return photo_updates_disabled(corr);
+    }
+    if write_denied(st, idx) {
+        return photo_write_denied(st, corr);
     }
     let stale_reads = st.cfg.stale_metadata_reads;
     let user = &mut st.users[idx];
@@ -3347,4 +3413,193 @@ pub fn iso_datetime(t: SystemTime) -> String {
 pub fn entra_timestamp(t: SystemTime) -> String {
     let (y, mo, d, h, mi, s) = civil(t);
     format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}Z")
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTPS: a test CA made with the `openssl` command, and a TLS listener
+// ---------------------------------------------------------------------------------------------
+
+/// A throwaway certificate authority in a temporary folder, made with the `openssl` command
+/// (EC P-256 keys, valid two days): its certificate is what a client is told to trust.
+pub struct TestCa {
+    dir: std::path::PathBuf,
+    /// The CA certificate file (PEM).
+    pub cert_path: std::path::PathBuf,
+    key_path: std::path::PathBuf,
+    serial: std::sync::atomic::AtomicU32,
+}
+
+/// A server certificate and its key (PEM), issued by a [`TestCa`].
+#[derive(Clone)]
+pub struct ServerCert {
+    /// The certificate chain (leaf first, then the CA).
+    pub chain_pem: Vec<u8>,
+    /// The private key.
+    pub key_pem: Vec<u8>,
+}
+
+impl TestCa {
+    /// A new CA named `name`, in a fresh folder under the system's temporary folder.
+    pub fn new(name: &str) -> Self {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "userphoto-test-ca-{}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            name.replace(|c: char| !c.is_ascii_alphanumeric(), "-")
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("CA folder");
+        let cert_path = dir.join("ca.pem");
+        let key_path = dir.join("ca.key");
+        let subj = format!("/CN={name}");
+        let _ = openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            key_path.to_str().unwrap(),
+            "-out",
+            cert_path.to_str().unwrap(),
+            "-days",
+            "2",
+            "-subj",
+            &subj,
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ]);
+        Self {
+            dir,
+            cert_path,
+            key_path,
+            serial: std::sync::atomic::AtomicU32::new(1),
+        }
+    }
+
+    /// The CA certificate (PEM).
+    pub fn cert_pem(&self) -> Vec<u8> {
+        std::fs::read(&self.cert_path).expect("CA certificate")
+    }
+
+    /// A server certificate for these DNS names and IP addresses (subjectAltName).
+    pub fn issue(&self, dns: &[&str], ips: &[&str]) -> ServerCert {
+        let n = self
+            .serial
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let key = self.dir.join(format!("leaf{n}.key"));
+        let csr = self.dir.join(format!("leaf{n}.csr"));
+        let crt = self.dir.join(format!("leaf{n}.pem"));
+        let ext = self.dir.join(format!("leaf{n}.ext"));
+        let mut san: Vec<String> = dns.iter().map(|d| format!("DNS:{d}")).collect();
+        san.extend(ips.iter().map(|i| format!("IP:{i}")));
+        std::fs::write(
+            &ext,
+            format!(
+                "subjectAltName={}\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+                san.join(",")
+            ),
+        )
+        .unwrap();
+        let cn = format!("/CN={}", dns.first().or(ips.first()).unwrap_or(&"server"));
+        let _ = openssl(&[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            key.to_str().unwrap(),
+            "-out",
+            csr.to_str().unwrap(),
+            "-subj",
+            &cn,
+        ]);
+        let _ = openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            csr.to_str().unwrap(),
+            "-CA",
+            self.cert_path.to_str().unwrap(),
+            "-CAkey",
+            self.key_path.to_str().unwrap(),
+            "-set_serial",
+            &n.to_string(),
+            "-days",
+            "2",
+            "-extfile",
+            ext.to_str().unwrap(),
+            "-out",
+            crt.to_str().unwrap(),
+        ]);
+        let mut chain_pem = std::fs::read(&crt).unwrap();
+        chain_pem.extend(self.cert_pem());
+        ServerCert {
+            chain_pem,
+            key_pem: std::fs::read(&key).unwrap(),
+        }
+    }
+}
+
+impl Drop for TestCa {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl ServerCert {
+    fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        use tokio_rustls::rustls;
+        use tokio_rustls::rustls::pki_types::pem::PemObject;
+        use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&self.chain_pem)
+            .collect::<Result<_, _>>()
+            .expect("certificate chain PEM");
+        let key = PrivateKeyDer::from_pem_slice(&self.key_pem).expect("key PEM");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .expect("server certificate");
+        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        tokio_rustls::TlsAcceptor::from(Arc::new(cfg))
+    }
+}
+
+/// Accepts TCP connections and completes the TLS handshake (a client that refuses the
+/// certificate only ends its own connection).
+struct TlsListener {
+    tcp: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((tcp, addr)) = self.tcp.accept().await else {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            };
+            let hs = tokio::time::timeout(Duration::from_secs(10), self.acceptor.accept(tcp));
+            if let Ok(Ok(tls)) = hs.await {
+                return (tls, addr);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
 }

@@ -14,7 +14,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use sha2::{Digest, Sha256};
 
-use super::http::{new_guid, parse_retry_after};
+use super::http::{new_guid, parse_retry_after, rewrap, Limits};
 use crate::sink::Secret;
 use crate::{Error, ErrorKind, Result};
 
@@ -315,9 +315,12 @@ impl TokenSource {
         }
         let (token, lifetime) = self.request().await?;
         let token: Arc<str> = Arc::from(token);
+        let now = Instant::now();
         *cache = Some(Cached {
             token: token.clone(),
-            refresh_at: Instant::now() + lifetime.saturating_sub(refresh_margin(lifetime)),
+            refresh_at: now
+                .checked_add(lifetime.saturating_sub(refresh_margin(lifetime)))
+                .unwrap_or(now),
         });
         Ok(token)
     }
@@ -372,11 +375,13 @@ impl TokenSource {
                     ("client-request-id", &crid),
                 ],
                 Some(bytes::Bytes::from(body)),
+                Limits::JSON,
             )
             .await
             .map_err(|e| {
-                self.err(e.kind(), format!("token request: {}", e.message()))
-                    .temporary(None)
+                rewrap(&e, e.kind(), format!("token request: {}", e.message()))
+                    .with_backend(self.backend.clone())
+                    .with_operation("token")
             })?;
         let status = raw.status;
         let retry_after = raw
@@ -386,21 +391,18 @@ impl TokenSource {
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
         if (200..300).contains(&status) {
             let token = v.get("access_token").and_then(|t| t.as_str());
-            let expires = v.get("expires_in").and_then(|x| {
-                x.as_u64()
-                    .or_else(|| x.as_str().and_then(|s| s.trim().parse().ok()))
-            });
             return match token {
-                Some(t) if !t.is_empty() => {
-                    Ok((t.to_owned(), Duration::from_secs(expires.unwrap_or(3599))))
-                }
-                _ => Err(self.err(
-                    ErrorKind::Unauthenticated,
-                    format!(
-                        "the token endpoint {} answered {status} without an access_token",
-                        self.token_url
-                    ),
-                )),
+                Some(t) if !t.is_empty() => Ok((t.to_owned(), token_lifetime(v.get("expires_in")))),
+                _ => Err(self
+                    .err(
+                        ErrorKind::Unauthenticated,
+                        format!(
+                            "the token endpoint {} answered {status} without an access_token",
+                            self.token_url
+                        ),
+                    )
+                    .permanent()
+                    .run_level()),
             };
         }
         Err(self.entra_error(status, &v, retry_after))
@@ -428,18 +430,7 @@ impl TokenSource {
             .and_then(|x| x.as_array())
             .map(|a| a.iter().filter_map(|c| c.as_u64()).collect())
             .unwrap_or_default();
-        let has = |c: u64| codes.contains(&c);
-        let kind = match (status, error) {
-            (429, _) => ErrorKind::RateLimited,
-            (500..=599, _) | (_, "temporarily_unavailable") => ErrorKind::Unavailable,
-            (_, "invalid_client" | "invalid_grant") => ErrorKind::Unauthenticated,
-            // Unknown tenant (90002), malformed tenant (900023), app not in the tenant
-            // (700016), bad scope, unsupported grant: the configuration is wrong.
-            (_, "invalid_request" | "unauthorized_client" | "invalid_scope")
-            | (_, "unsupported_grant_type") => ErrorKind::Config,
-            _ if has(90002) || has(900023) => ErrorKind::Config,
-            _ => ErrorKind::Unauthenticated,
-        };
+        let (kind, hint) = token_error(status, error, &codes);
         let mut msg = format!(
             "Entra ID refused the token request for app {} ({}): HTTP {status}",
             self.client_id, self.token_url
@@ -453,12 +444,119 @@ impl TokenSource {
         if !codes.is_empty() {
             msg.push_str(&format!(" (error_codes {codes:?})"));
         }
+        if let Some(h) = hint {
+            msg.push_str("; ");
+            msg.push_str(h);
+        }
         let e = self.err(kind, msg);
         if kind.is_temporary() {
             e.temporary(retry_after)
         } else {
-            e.permanent()
+            // A refused token refuses every user alike: stop the run at once.
+            e.permanent().run_level()
         }
+    }
+}
+
+/// The longest token lifetime believed (Entra issues 60-90 minutes; a day is plenty).
+const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
+/// `expires_in` (seconds, a number or, from managed identity, a string) as a lifetime at
+/// most [`MAX_TOKEN_LIFETIME`]; absent or unreadable (negative, NaN, not a number): 3599 s,
+/// Entra's usual value (a token that dies sooner is refreshed on its first 401).
+fn token_lifetime(v: Option<&serde_json::Value>) -> Duration {
+    let secs: Option<f64> = v.and_then(|x| {
+        x.as_f64()
+            .or_else(|| x.as_str().and_then(|s| s.trim().parse::<f64>().ok()))
+    });
+    match secs {
+        Some(s) if s.is_nan() || s < 0.0 => Duration::from_secs(3599),
+        Some(s) => Duration::try_from_secs_f64(s)
+            .unwrap_or(MAX_TOKEN_LIFETIME)
+            .min(MAX_TOKEN_LIFETIME),
+        None => Duration::from_secs(3599),
+    }
+}
+
+/// The token endpoint's refusals (contract 4.3, `AADSTS` codes in `error_codes`): the kind
+/// and what to do. 429 and 5xx are temporary; everything else is run-level (the caller
+/// marks it so).
+fn token_error(status: u16, error: &str, codes: &[u64]) -> (ErrorKind, Option<&'static str>) {
+    use ErrorKind::*;
+    let has = |c: u64| codes.contains(&c);
+    if status == 429 {
+        return (RateLimited, None);
+    }
+    if (500..=599).contains(&status) || error == "temporarily_unavailable" {
+        return (Unavailable, None);
+    }
+    // By AADSTS code first: it says more than `error`.
+    let by_code: &[(u64, ErrorKind, &str)] = &[
+        (
+            7000215,
+            Unauthenticated,
+            "the client secret is wrong: give the secret's Value (not its ID)",
+        ),
+        (
+            7000222,
+            Unauthenticated,
+            "the client secret has expired: create a new one on the app registration",
+        ),
+        (
+            700027,
+            Unauthenticated,
+            "the certificate is not registered on the app, or the key does not match it",
+        ),
+        (
+            700024,
+            Unauthenticated,
+            "the client assertion is outside its validity time: check this machine's clock",
+        ),
+        (
+            7000112,
+            Unauthenticated,
+            "the application is disabled in the tenant",
+        ),
+        (
+            700016,
+            Config,
+            "no such app in this tenant: check --client-id and --tenant, and admin consent",
+        ),
+        (
+            90002,
+            Config,
+            "no such tenant: check --tenant (its id or a verified domain) and --cloud",
+        ),
+        (
+            900023,
+            Config,
+            "the tenant is not a valid tenant id or domain: check --tenant",
+        ),
+        (
+            7000216,
+            Config,
+            "no credential was sent: give a client secret or a certificate",
+        ),
+        (
+            7000218,
+            Config,
+            "no credential was sent: give a client secret or a certificate",
+        ),
+        (
+            70011,
+            Config,
+            "the scope is not valid: it must be the Graph resource followed by /.default",
+        ),
+    ];
+    for (c, kind, hint) in by_code {
+        if has(*c) {
+            return (*kind, Some(hint));
+        }
+    }
+    match error {
+        "invalid_client" | "invalid_grant" | "unauthorized_client" => (Unauthenticated, None),
+        "invalid_request" | "invalid_scope" | "unsupported_grant_type" => (Config, None),
+        _ => (Unauthenticated, None),
     }
 }
 
@@ -516,6 +614,107 @@ mod tests {
             refresh_margin(Duration::from_secs(60)),
             Duration::from_secs(6)
         );
+    }
+
+    #[test]
+    fn token_lifetimes_from_hostile_values() {
+        use serde_json::json;
+        let l = |v: serde_json::Value| token_lifetime(Some(&v));
+        assert_eq!(l(json!(3599)), Duration::from_secs(3599));
+        assert_eq!(
+            l(json!("3599")),
+            Duration::from_secs(3599),
+            "managed identity"
+        );
+        assert_eq!(l(json!(1e300)), MAX_TOKEN_LIFETIME);
+        assert_eq!(l(json!(u64::MAX)), MAX_TOKEN_LIFETIME);
+        assert_eq!(l(json!("1e20")), MAX_TOKEN_LIFETIME);
+        assert_eq!(l(json!("inf")), MAX_TOKEN_LIFETIME);
+        assert_eq!(l(json!(-5)), Duration::from_secs(3599));
+        assert_eq!(l(json!("NaN")), Duration::from_secs(3599));
+        assert_eq!(l(json!("soon")), Duration::from_secs(3599));
+        assert_eq!(l(json!({"a": 1})), Duration::from_secs(3599));
+        assert_eq!(l(json!(0)), Duration::ZERO);
+        assert_eq!(token_lifetime(None), Duration::from_secs(3599));
+        // The cache's arithmetic with the largest lifetime.
+        let m = MAX_TOKEN_LIFETIME;
+        assert!(Instant::now()
+            .checked_add(m.saturating_sub(refresh_margin(m)))
+            .is_some());
+    }
+
+    #[test]
+    fn the_token_error_table() {
+        use ErrorKind::*;
+        /// Status, `error`, `error_codes`, the kind, a word the hint holds.
+        type Row = (
+            u16,
+            &'static str,
+            &'static [u64],
+            ErrorKind,
+            Option<&'static str>,
+        );
+        let table: &[Row] = &[
+            (
+                401,
+                "invalid_client",
+                &[7000215],
+                Unauthenticated,
+                Some("Value"),
+            ),
+            (
+                401,
+                "invalid_client",
+                &[7000222],
+                Unauthenticated,
+                Some("expired"),
+            ),
+            (
+                401,
+                "invalid_client",
+                &[700027],
+                Unauthenticated,
+                Some("certificate"),
+            ),
+            (
+                400,
+                "unauthorized_client",
+                &[700016],
+                Config,
+                Some("--client-id"),
+            ),
+            (
+                400,
+                "invalid_request",
+                &[90002],
+                Config,
+                Some("no such tenant"),
+            ),
+            (400, "invalid_request", &[900023], Config, Some("--tenant")),
+            (
+                400,
+                "invalid_request",
+                &[7000216],
+                Config,
+                Some("credential"),
+            ),
+            (400, "invalid_scope", &[70011], Config, Some("/.default")),
+            (401, "invalid_client", &[], Unauthenticated, None),
+            (400, "invalid_grant", &[], Unauthenticated, None),
+            (400, "unsupported_grant_type", &[], Config, None),
+            (400, "something_new", &[], Unauthenticated, None),
+            (429, "", &[], RateLimited, None),
+            (503, "", &[], Unavailable, None),
+            (400, "temporarily_unavailable", &[], Unavailable, None),
+        ];
+        for (status, error, codes, kind, hint) in table {
+            let (k, h) = token_error(*status, error, codes);
+            assert_eq!(k, *kind, "{status} {error} {codes:?}");
+            match hint {
+                Some(want) => assert!(h.is_some_and(|h| h.contains(want)), "{h:?}"),
+                None => assert!(h.is_none(), "{h:?}"),
+            }
+        }
     }
 
     #[test]

@@ -23,8 +23,20 @@
 //!   flight per sink by default (the documented per-app limit for photos), whoever calls it.
 //! * **Correlation** (5): a fresh GUID `client-request-id` on every request; the answer's
 //!   `request-id` is kept in every error message.
-//! * **HTTP**: hyper with rustls (ring provider, system roots; TLS always verified), on
-//!   tokio. Not reqwest: its rustls build brings aws-lc, and its provider-less build, once
+//! * **Failures** (one table in `http.rs`, by status, request and `error.code`; one for the
+//!   token endpoint's `AADSTS` codes in `auth.rs`): a 403, 400 or 404 on one user's photo is
+//!   that user's failure ([`Error::user_level`]), with Graph's code and what to check; a
+//!   refused token (wrong or expired secret, unknown tenant or app), a 401 that outlives a
+//!   token refresh, a `$filter` lookup the app may not make, and a TLS failure are
+//!   run-level ([`Error::run_level`]) and never retried.
+//! * **Network values are bounded**: `Retry-After` (seconds, fractions or an HTTP date) is
+//!   read without panicking and capped at a day; `expires_in` at a day; bodies are read
+//!   through a limit (4 MiB of JSON, 5 MiB of photo, 64 KiB of error body) and a larger
+//!   `Content-Length` is refused before reading.
+//! * **HTTP**: hyper with rustls (ring provider, the system's roots or
+//!   [`ca_file`](GraphSinkBuilder::ca_file); TLS always verified; `http://` only to a
+//!   loopback address unless [`allow_insecure_http`](GraphSinkBuilder::allow_insecure_http)),
+//!   connect and request timeouts, on tokio. Not reqwest: its rustls build brings aws-lc, and its provider-less build, once
 //!   Cargo unifies the feature into an application's own reqwest, leaves that application's
 //!   clients without a crypto provider (this crate's own tests hit it). The sink needs only
 //!   HTTP/1.1 requests with bodies it already holds.
@@ -95,7 +107,7 @@ use tokio::sync::Semaphore;
 pub use auth::{AssertionAlgorithm, GraphCertificate, GraphCloud, GraphCredential};
 
 use self::auth::TokenSource;
-use self::http::{parse_retry_after, Answer, Call, Mapped};
+use self::http::{parse_retry_after, Answer, Call, Limits, Mapped};
 use super::{CurrentPhoto, DirectorySink, SinkCapabilities};
 use crate::{Error, ErrorKind, MatchAttribute, Result, UserKey};
 
@@ -185,6 +197,8 @@ pub struct GraphSinkBuilder {
     name: String,
     default_profile: String,
     confirm_uploads: bool,
+    ca_file: Option<std::path::PathBuf>,
+    allow_insecure_http: bool,
 }
 
 impl GraphSinkBuilder {
@@ -285,6 +299,24 @@ impl GraphSinkBuilder {
         self
     }
 
+    /// Trusts only the CA certificates in this PEM file, instead of the system's roots, for
+    /// Graph and the login endpoint: a TLS-inspecting proxy's CA, or a private test CA.
+    /// (Without it the system's trust store is used, which `SSL_CERT_FILE` can point
+    /// elsewhere.)
+    pub fn ca_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.ca_file = Some(path.into());
+        self
+    }
+
+    /// Allows `http://` Graph and login URLs to hosts that are not loopback. Insecure: the
+    /// client secret, the client assertion and every bearer token then cross the network in
+    /// clear. Without it `http://` is refused except to `127.0.0.0/8`, `::1` and
+    /// `localhost` (test servers, a local proxy).
+    pub fn allow_insecure_http(mut self, yes: bool) -> Self {
+        self.allow_insecure_http = yes;
+        self
+    }
+
     /// Checks the settings and builds the HTTP client (no request is made yet).
     pub fn build(self) -> Result<GraphSink> {
         let cfg = |m: String| {
@@ -318,13 +350,10 @@ impl GraphSinkBuilder {
                 return Err(cfg(format!("{p:?} is not a Graph user property name")))
             }
         };
+        let insecure = self.allow_insecure_http;
         let url = |u: &str, what: &str| -> Result<String> {
             let u = u.trim().trim_end_matches('/');
-            if !(u.starts_with("https://") || u.starts_with("http://")) {
-                return Err(cfg(format!(
-                    "the {what} URL must start with https:// (got {u:?})"
-                )));
-            }
+            http::check_url(u, insecure).map_err(|why| cfg(format!("the {what} URL {why}")))?;
             Ok(u.to_owned())
         };
         let graph_root = url(
@@ -343,8 +372,20 @@ impl GraphSinkBuilder {
             "{login_root}/{}/oauth2/v2.0/token",
             utf8_percent_encode(self.tenant.trim(), PATH)
         );
-        let client = http::Http::new(self.connect_timeout, self.request_timeout)
-            .map_err(|e| cfg(format!("cannot build the HTTP client: {e}")))?;
+        let ca = match &self.ca_file {
+            Some(p) => Some(std::fs::read(p).map_err(|e| {
+                cfg(format!(
+                    "cannot read the Graph CA file {}: {e}",
+                    p.display()
+                ))
+            })?),
+            None => None,
+        };
+        let client = http::Http::new(self.connect_timeout, self.request_timeout, ca.as_deref())
+            .map_err(|e| match &self.ca_file {
+                Some(p) => cfg(format!("the Graph CA file {}: {e}", p.display())),
+                None => cfg(format!("cannot build the HTTP client: {e}")),
+            })?;
         let token = TokenSource::new(
             client.clone(),
             token_url,
@@ -436,6 +477,8 @@ impl GraphSink {
             name: "graph".into(),
             default_profile: "graph".into(),
             confirm_uploads: false,
+            ca_file: None,
+            allow_insecure_http: false,
         }
     }
 
@@ -471,6 +514,7 @@ impl GraphSink {
         method: hyper::Method,
         url: &str,
         body: Option<(&'static str, Bytes)>,
+        limits: Limits,
     ) -> Result<Answer> {
         let mut refreshed = false;
         loop {
@@ -498,12 +542,12 @@ impl GraphSink {
                             url,
                             &headers,
                             body.as_ref().map(|(_, b)| b.clone()),
+                            limits,
                         )
                         .await
                         .map_err(|e| {
                             let m = format!("{} (client-request-id {crid})", e.message());
-                            let kind = e.kind();
-                            Error::new(kind, m).temporary(e.retry_after())
+                            http::rewrap(&e, e.kind(), m)
                         })?
                 };
             let answer = Answer {
@@ -591,7 +635,9 @@ impl GraphSink {
             self.inner.api,
             utf8_percent_encode(&filter, QUERY)
         );
-        let a = self.send(hyper::Method::GET, &url, None).await?;
+        let a = self
+            .send(hyper::Method::GET, &url, None, Limits::JSON)
+            .await?;
         if !a.is_success() {
             return Err(a.to_error(Call::Lookup));
         }
@@ -648,7 +694,7 @@ impl GraphSink {
     async fn confirm_user(&self, key: &UserKey, op: &'static str, first: &Answer) -> Result<()> {
         let url = self.user_url(key, op, "?$select=id").await?;
         let a = self
-            .send(hyper::Method::GET, &url, None)
+            .send(hyper::Method::GET, &url, None, Limits::JSON)
             .await
             .map_err(|e| self.ctx(e, op, key))?;
         match a.status {
@@ -680,7 +726,7 @@ impl GraphSink {
     async fn read_etag(&self, key: &UserKey, op: &'static str) -> Result<Option<String>> {
         let url = self.user_url(key, op, "/photo").await?;
         let a = self
-            .send(hyper::Method::GET, &url, None)
+            .send(hyper::Method::GET, &url, None, Limits::JSON)
             .await
             .map_err(|e| self.ctx(e, op, key))?;
         if a.is_success() {
@@ -700,7 +746,7 @@ impl GraphSink {
             }
             return Ok(Some(etag.to_owned()));
         }
-        match http::map_status(Call::ReadPhoto, a.status) {
+        match a.mapped(Call::ReadPhoto) {
             Mapped::NotFound => self.not_found(&a, key, op).await.map(|()| None),
             Mapped::Error { .. } => Err(self.ctx(a.to_error(Call::ReadPhoto), op, key)),
         }
@@ -792,24 +838,33 @@ impl DirectorySink for GraphSink {
         }
         let url = self.user_url(key, "put", "/photo/$value").await?;
         let a = self
-            .send(hyper::Method::PUT, &url, Some(("image/jpeg", jpeg.clone())))
+            .send(
+                hyper::Method::PUT,
+                &url,
+                Some(("image/jpeg", jpeg.clone())),
+                Limits::JSON,
+            )
             .await
             .map_err(|e| self.ctx(e, "put", key))?;
         if !a.is_success() {
-            return match http::map_status(Call::PutPhoto, a.status) {
+            return match a.mapped(Call::PutPhoto) {
                 Mapped::NotFound => {
                     // ImageNotFound on a PUT is no "no photo": a user without a mailbox
                     // (contract 1.7) or a missing user; the lookup tells which.
                     self.confirm_user(key, "put", &a).await?;
-                    Err(self.err(
-                        ErrorKind::Other,
-                        "put",
-                        key,
-                        format!(
-                            "Graph refused the upload for an existing user: {}",
-                            a.describe()
-                        ),
-                    ))
+                    Err(self
+                        .err(
+                            ErrorKind::Other,
+                            "put",
+                            key,
+                            format!(
+                                "Graph refused the upload for an existing user (no mailbox \
+                                 or photo store for them?): {}",
+                                a.describe()
+                            ),
+                        )
+                        .permanent()
+                        .user_level())
                 }
                 Mapped::Error { .. } => Err(self.ctx(a.to_error(Call::PutPhoto), "put", key)),
             };
@@ -842,14 +897,14 @@ impl DirectorySink for GraphSink {
     async fn delete(&self, key: &UserKey) -> Result<()> {
         let url = self.user_url(key, "delete", "/photo/$value").await?;
         let a = self
-            .send(hyper::Method::DELETE, &url, None)
+            .send(hyper::Method::DELETE, &url, None, Limits::JSON)
             .await
             .map_err(|e| self.ctx(e, "delete", key))?;
         if a.is_success() {
             lock(&self.inner.seen_etag).remove(key.folded());
             return Ok(());
         }
-        match http::map_status(Call::DeletePhoto, a.status) {
+        match a.mapped(Call::DeletePhoto) {
             Mapped::NotFound => self.not_found(&a, key, "delete").await,
             Mapped::Error { .. } => Err(self.ctx(a.to_error(Call::DeletePhoto), "delete", key)),
         }
@@ -859,13 +914,13 @@ impl DirectorySink for GraphSink {
     async fn fetch(&self, key: &UserKey) -> Result<Option<Bytes>> {
         let url = self.user_url(key, "fetch", "/photo/$value").await?;
         let a = self
-            .send(hyper::Method::GET, &url, None)
+            .send(hyper::Method::GET, &url, None, Limits::PHOTO)
             .await
             .map_err(|e| self.ctx(e, "fetch", key))?;
         if a.is_success() {
             return Ok(Some(a.body));
         }
-        match http::map_status(Call::ReadPhoto, a.status) {
+        match a.mapped(Call::ReadPhoto) {
             Mapped::NotFound => self.not_found(&a, key, "fetch").await.map(|()| None),
             Mapped::Error { .. } => Err(self.ctx(a.to_error(Call::ReadPhoto), "fetch", key)),
         }
@@ -930,16 +985,6 @@ mod tests {
             "users('$o''brien@contoso.com')"
         );
         assert_eq!(path_segment("a/b?c d%"), "users/a%2Fb%3Fc%20d%25");
-    }
-
-    #[test]
-    fn debug_redacts() {
-        let s = GraphSink::builder("t", "c", crate::sink::Secret::new("hunter2-secret"))
-            .build()
-            .unwrap();
-        let d = format!("{s:?}");
-        assert!(!d.contains("hunter2"), "{d}");
-        assert!(d.contains("graph.microsoft.com"), "{d}");
     }
 
     #[test]
