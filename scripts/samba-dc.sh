@@ -500,7 +500,8 @@ env_lines() {
     "USERPHOTO_AD_DENIED_USERS=$(IFS=,; echo "${DENIED[*]}")" \
     "USERPHOTO_AD_KEYTAB=$KEYTAB" \
     "USERPHOTO_AD_KRB5_CONFIG=$KRB5_CONF" \
-    "USERPHOTO_AD_REALM=$REALM"; do
+    "USERPHOTO_AD_REALM=$REALM" \
+    "USERPHOTO_AD_SAMBA_DIR=$DIR"; do
     k=${kv%%=*} v=${kv#*=}
     if [[ $v =~ ^[A-Za-z0-9_./:,=@+-]+$ ]]; then
       printf 'export %s=%s\n' "$k" "$v"
