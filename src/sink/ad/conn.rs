@@ -1356,7 +1356,8 @@ mod tests {
 
         #[test]
         fn malformed_structures_are_invalid_data_not_a_panic() {
-            let cases: [(fn() -> ResultEntry, &str); 8] = [
+            type Case = (fn() -> ResultEntry, &'static str);
+            let cases: [Case; 8] = [
                 (|| entry(vec![]), "no DN"),
                 (|| entry(vec![prim(b"CN=a")]), "no attribute list"),
                 (
