@@ -811,6 +811,11 @@ impl Pool {
                     gen: live.gen,
                 });
             }
+            // Closed between two operations: as lost as one that failed in flight.
+            self.dropped
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_or_insert_with(|| "the server closed it".to_owned());
         }
         *guard = None;
         if let Some(e) = self.fatal(op, user) {
