@@ -51,7 +51,7 @@ say "building the CLI (release)"
 CLI=$TARGET/release/examples/userphoto
 
 # 1. Users, once.
-have=$(ldapsearch -LLL "${LDAP[@]}" -b "$OU" -s one '(objectClass=user)' 1.1 2>/dev/null | grep -c '^dn:' || true)
+have=$(ldapsearch -LLL -E pr=1000/noprompt "${LDAP[@]}" -b "$OU" -s one '(objectClass=user)' 1.1 2>/dev/null | grep -c '^dn:' || true)
 if [ "$have" -lt "$N" ]; then
   say "creating $N users in $OU (once; 4 ldapadd in parallel)"
   t0=$(now)

@@ -35,6 +35,15 @@ ADMIN_DN=CN=Administrator,CN=Users,$BASE_DN
 ADMIN_UPN=Administrator@example.test
 READER=photo-reader
 READER_DN=CN=$READER,CN=Users,$BASE_DN
+# A least-privilege service account as admins set one up: it may write thumbnailPhoto on the
+# users below DELEGATED_OU (an inherited allow on the OU), except on the DENIED users there
+# (an explicit deny on each, as AdminSDHolder keeps delegated rights off protected accounts).
+DELEGATE=photo-delegate
+DELEGATE_DN=CN=$DELEGATE,CN=Users,$BASE_DN
+DELEGATED_OU=OU=delegated,$TEST_OU
+DENIED=(photo-denied-1 photo-denied-2)
+THUMBNAIL_PHOTO_GUID=8d3bca50-1d7e-11d0-a081-00aa006c33ed # schemaIDGUID of thumbnailPhoto
+USER_CLASS_GUID=bf967aba-0de6-11d0-a285-00aa003049e2      # schemaIDGUID of the user class
 LDAPS_URL=ldaps://127.0.0.1:636
 LDAP_URL=ldap://127.0.0.1:389
 
@@ -44,6 +53,7 @@ CA=$TLS/ca.pem
 SECRETS=$DIR/secrets
 ADMIN_PW=$SECRETS/admin.password
 READER_PW=$SECRETS/reader.password
+DELEGATE_PW=$SECRETS/delegate.password
 KEYTAB=$DIR/admin.keytab
 KRB5_CONF=$DIR/krb5.conf
 RUN=$DIR/run
@@ -53,7 +63,8 @@ LOG=$LOGDIR/samba-dc.log
 SAMBA_LOG=$LOGDIR/samba.log
 DIR_MARK=$DIR/.samba-dc-dir      # "this directory belongs to samba-dc.sh": only then is it wiped
 PROV_MARK=$DIR/.provisioned      # written last by provision; holds the directory's real path
-FIX_MARK=$DIR/.fixtures          # OU + photo-reader created
+FIX_MARK=$DIR/.fixtures          # the fixtures' version made (empty: version 1)
+FIXTURES_VERSION=2               # 1: OU + photo-reader; 2: photo-delegate and its OU
 READY_TIMEOUT=${USERPHOTO_SAMBA_READY_TIMEOUT:-60}
 
 PACKAGES=(samba samba-ad-dc samba-ad-provision samba-dsdb-modules samba-vfs-modules winbind
@@ -358,18 +369,40 @@ admin_modify() {
 # enabled) in the same entry; without a password AD would refuse 512 (rc 53). rc 68
 # (alreadyExists) counts as done, so an interrupted first run is simply retried.
 ensure_fixtures() {
-  [ -f "$FIX_MARK" ] && return 0
-  local t0 rc; t0=$(now)
-  rc=$(admin_modify <<EOF
+  local v; v=$(fixtures_version)
+  [ "$v" -ge "$FIXTURES_VERSION" ] && return 0
+  local t0; t0=$(now)
+  [ "$v" -ge 1 ] || fixtures_v1
+  [ "$v" -ge 2 ] || fixtures_v2
+  printf '%s\n' "$FIXTURES_VERSION" >"$FIX_MARK"
+  log "fixtures version $v -> $FIXTURES_VERSION made in $(since "$t0") s"
+}
+
+# The version of the fixtures made on this provision: 0 none, 1 for the empty mark of the
+# first version, else the number in the mark.
+fixtures_version() {
+  [ -f "$FIX_MARK" ] || { echo 0; return; }
+  local v; v=$(tr -dc 0-9 <"$FIX_MARK")
+  echo "${v:-1}"
+}
+
+# Adds an entry (LDIF on stdin); rc 68 (alreadyExists) counts as done, so an interrupted
+# fixture step is simply retried.
+admin_add() { # what
+  local rc; rc=$(admin_modify)
+  case $rc in 0 | 68) ;; *) tail -n 5 "$LOG" >&2; die "adding $1 failed (rc $rc)" ;; esac
+}
+
+# Version 1: the tests' OU and photo-reader.
+fixtures_v1() {
+  admin_add "$TEST_OU" <<EOF
 dn: $TEST_OU
 changetype: add
 objectClass: organizationalUnit
 ou: userphoto-tests
 description: users created by the userphoto AD sink tests
 EOF
-)
-  case $rc in 0 | 68) ;; *) tail -n 5 "$LOG" >&2; die "adding $TEST_OU failed (rc $rc)" ;; esac
-  rc=$(admin_modify <<EOF
+  admin_add "$READER_DN" <<EOF
 dn: $READER_DN
 changetype: add
 objectClass: user
@@ -380,15 +413,71 @@ description: unprivileged user of the userphoto tests: may bind, may not write o
 unicodePwd:: $(unicode_pwd "$READER_PW")
 userAccountControl: 512
 EOF
-)
-  case $rc in 0 | 68) ;; *) tail -n 5 "$LOG" >&2; die "adding $READER_DN failed (rc $rc)" ;; esac
   # The reader can really bind (CA-verified LDAPS, its own password) and read its entry. Not
   # ldapwhoami: Samba lacks the WhoAmI extended operation (rc 2, "not supported").
   ldapsearch -x -LLL -H "$LDAPS_URL" -D "$READER_DN" -y "$READER_PW" -b "$READER_DN" -s base dn \
     >>"$LOG" 2>&1 ||
     die "$READER cannot bind over LDAPS"
-  : >"$FIX_MARK"
-  log "fixtures ($TEST_OU, $READER_DN) created in $(since "$t0") s"
+}
+
+# samba-tool dsacl on the local database (root; no password on a command line).
+dsacl_add() { # dn sddl
+  run samba-tool dsacl set -H "$DIR/samba/private/sam.ldb" -s "$CONF" --objectdn="$1" --sddl="$2"
+}
+
+# Version 2: photo-delegate, delegated "write thumbnailPhoto" on the users below
+# $DELEGATED_OU (inherited allow on the OU), with an explicit deny on the users ${DENIED[*]}
+# there. It reads what every authenticated user reads (AD's default rights).
+fixtures_v2() {
+  [ -s "$DELEGATE_PW" ] || write_secret "$DELEGATE_PW" "$(gen_password)"
+  admin_add "$DELEGATE_DN" <<EOF
+dn: $DELEGATE_DN
+changetype: add
+objectClass: user
+cn: $DELEGATE
+sAMAccountName: $DELEGATE
+userPrincipalName: $DELEGATE@example.test
+description: userphoto tests: may write thumbnailPhoto below $DELEGATED_OU, except on ${DENIED[*]}
+unicodePwd:: $(unicode_pwd "$DELEGATE_PW")
+userAccountControl: 512
+EOF
+  # An earlier, interrupted step may have made the account with another password.
+  local rc; rc=$(admin_modify <<EOF
+dn: $DELEGATE_DN
+changetype: modify
+replace: unicodePwd
+unicodePwd:: $(unicode_pwd "$DELEGATE_PW")
+-
+EOF
+)
+  [ "$rc" = 0 ] || die "setting the password of $DELEGATE_DN failed (rc $rc)"
+  admin_add "$DELEGATED_OU" <<EOF
+dn: $DELEGATED_OU
+changetype: add
+objectClass: organizationalUnit
+ou: delegated
+description: userphoto tests: $DELEGATE may write thumbnailPhoto here, except on ${DENIED[*]}
+EOF
+  local sid
+  sid=$(ldbsearch -H "$DIR/samba/private/sam.ldb" -s base -b "$DELEGATE_DN" objectSid 2>>"$LOG" |
+    sed -n 's/^objectSid: //p')
+  [[ $sid =~ ^S-1-5-21-[0-9-]+$ ]] || die "cannot read the objectSid of $DELEGATE_DN"
+  dsacl_add "$DELEGATED_OU" "(OA;CIIO;WP;$THUMBNAIL_PHOTO_GUID;$USER_CLASS_GUID;$sid)"
+  local u
+  for u in "${DENIED[@]}"; do
+    admin_add "CN=$u,$DELEGATED_OU" <<EOF
+dn: CN=$u,$DELEGATED_OU
+changetype: add
+objectClass: user
+cn: $u
+sAMAccountName: $u
+description: userphoto tests: $DELEGATE is denied writing thumbnailPhoto here (as on a protected admin account)
+EOF
+    dsacl_add "CN=$u,$DELEGATED_OU" "(OD;;WP;$THUMBNAIL_PHOTO_GUID;;$sid)"
+  done
+  ldapsearch -x -LLL -H "$LDAPS_URL" -D "$DELEGATE_DN" -y "$DELEGATE_PW" -b "$DELEGATED_OU" \
+    -s one dn >>"$LOG" 2>&1 ||
+    die "$DELEGATE cannot bind over LDAPS and list $DELEGATED_OU"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -405,9 +494,14 @@ env_lines() {
     "USERPHOTO_AD_ADMIN_PASSWORD_FILE=$ADMIN_PW" \
     "USERPHOTO_AD_READER_DN=$READER_DN" \
     "USERPHOTO_AD_READER_PASSWORD_FILE=$READER_PW" \
+    "USERPHOTO_AD_DELEGATE_DN=$DELEGATE_DN" \
+    "USERPHOTO_AD_DELEGATE_PASSWORD_FILE=$DELEGATE_PW" \
+    "USERPHOTO_AD_DELEGATED_OU=$DELEGATED_OU" \
+    "USERPHOTO_AD_DENIED_USERS=$(IFS=,; echo "${DENIED[*]}")" \
     "USERPHOTO_AD_KEYTAB=$KEYTAB" \
     "USERPHOTO_AD_KRB5_CONFIG=$KRB5_CONF" \
-    "USERPHOTO_AD_REALM=$REALM"; do
+    "USERPHOTO_AD_REALM=$REALM" \
+    "USERPHOTO_AD_SAMBA_DIR=$DIR"; do
     k=${kv%%=*} v=${kv#*=}
     if [[ $v =~ ^[A-Za-z0-9_./:,=@+-]+$ ]]; then
       printf 'export %s=%s\n' "$k" "$v"
@@ -429,7 +523,7 @@ cmd_start() {
   need_root start
   lock
   local pid
-  if pid=$(samba_pid) && answering && [ -f "$FIX_MARK" ]; then
+  if pid=$(samba_pid) && answering && [ "$(fixtures_version)" -ge "$FIXTURES_VERSION" ]; then
     env_lines >"$DIR/env"
     say "already running (pid $pid, $DIR)"
     return 0

@@ -9,14 +9,16 @@ use std::time::Duration;
 
 use ldap3::adapters::{Adapter, EntriesOnly, PagedResults};
 use ldap3::controls::RawControl;
-use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, Scope, SearchEntry, StdStream};
+use ldap3::{
+    Ldap, LdapConnAsync, LdapConnSettings, LdapError, ResultEntry, Scope, SearchEntry, StdStream,
+};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
-use super::codes::{bind_data_hint, classify, OpClass};
+use super::codes::{bind_data_hint, classify, Class, OpClass, Scope as ErrScope};
 use crate::{Error, ErrorKind, Result, UserKey};
 
 /// A password or other secret. Its `Debug` output is redacted, and this crate never puts it
@@ -316,6 +318,9 @@ pub(crate) struct Pool {
     next: AtomicUsize,
     gen: AtomicU64,
     fatal: Mutex<Option<(ErrorKind, String)>>,
+    /// Why the last connection was dropped (lost or timed out), until a new one is made:
+    /// then a failure to connect again is the directory gone for this run.
+    dropped: Mutex<Option<String>>,
 }
 
 impl fmt::Debug for Pool {
@@ -509,6 +514,7 @@ impl Pool {
             next: AtomicUsize::new(0),
             gen: AtomicU64::new(0),
             fatal: Mutex::new(None),
+            dropped: Mutex::new(None),
         })
     }
 
@@ -536,19 +542,28 @@ impl Pool {
     ) -> Error {
         match e {
             LdapError::LdapResult { result } => {
-                let (kind, what) =
-                    classify(result.rc, class).unwrap_or((ErrorKind::Other, "unexpected success"));
-                let mut msg = what.to_owned();
+                let c = classify(result.rc, class).unwrap_or(Class {
+                    kind: ErrorKind::Other,
+                    what: "unexpected success",
+                    scope: ErrScope::Kind,
+                });
+                let mut msg = c.what.to_owned();
                 if !result.text.trim().is_empty() {
                     msg.push_str(": ");
                     msg.push_str(result.text.trim());
                 }
-                let e = self.err(kind, op, user, msg);
-                if kind == ErrorKind::InvalidPhoto {
+                let e = c.scoped(self.err(c.kind, op, user, msg));
+                if matches!(
+                    c.kind,
+                    ErrorKind::InvalidPhoto | ErrorKind::PermissionDenied
+                ) {
                     e.permanent()
                 } else {
                     e
                 }
+            }
+            LdapError::AdapterInit(m) if m.starts_with(MALFORMED) => {
+                self.err(ErrorKind::InvalidData, op, user, m)
             }
             LdapError::Timeout { .. } => self.err(
                 ErrorKind::Timeout,
@@ -649,9 +664,13 @@ impl Pool {
         match bound {
             Ok(r) if r.rc == 0 => Ok(ldap),
             Ok(r) => {
-                let (kind, what) = classify(r.rc, OpClass::Bind)
-                    .unwrap_or((ErrorKind::Other, "unexpected result"));
-                let mut msg = format!("bind {who} to {} refused: {what}", cfg.url);
+                let c = classify(r.rc, OpClass::Bind).unwrap_or(Class {
+                    kind: ErrorKind::Other,
+                    what: "unexpected result",
+                    scope: ErrScope::Run,
+                });
+                let kind = c.kind;
+                let mut msg = format!("bind {who} to {} refused: {}", cfg.url, c.what);
                 if let Some(h) = bind_data_hint(&r.text) {
                     msg.push_str(&format!(" ({h})"));
                 }
@@ -661,13 +680,22 @@ impl Pool {
                 if r.rc == 8 && !cfg.uses_tls() {
                     msg.push_str(" [this connection is plain ldap:// without StartTLS]");
                 }
-                let e = self.err(kind, "bind", None, msg);
-                if kind.is_run_level() {
+                let e = c.scoped(self.err(kind, "bind", None, msg));
+                if e.is_run_level() {
                     self.remember(&e);
                 }
                 Err(e)
             }
-            Err(e) if is_transport(&e) || matches!(e, LdapError::Timeout { .. }) => Err(self
+            Err(LdapError::Timeout { .. }) => Err(self.err(
+                ErrorKind::Timeout,
+                "bind",
+                None,
+                format!(
+                    "bind {who} to {}: no answer within {:.0?}",
+                    cfg.url, cfg.operation_timeout
+                ),
+            )),
+            Err(e) if is_transport(&e) => Err(self
                 .err(
                     ErrorKind::Unavailable,
                     "bind",
@@ -765,7 +793,7 @@ impl Pool {
     fn fatal(&self, op: &'static str, user: Option<&UserKey>) -> Option<Error> {
         let f = self.fatal.lock().unwrap_or_else(|p| p.into_inner());
         f.as_ref()
-            .map(|(k, m)| self.err(*k, op, user, m.clone()).permanent())
+            .map(|(k, m)| self.err(*k, op, user, m.clone()).permanent().run_level())
     }
 
     /// A connection: a live one from the pool, or a new one, bound.
@@ -783,18 +811,50 @@ impl Pool {
                     gen: live.gen,
                 });
             }
+            // Closed between two operations: as lost as one that failed in flight.
+            self.dropped
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_or_insert_with(|| "the server closed it".to_owned());
         }
         *guard = None;
         if let Some(e) = self.fatal(op, user) {
             return Err(e);
         }
         let ldap = self.open().await.map_err(|e| {
+            let lost = self
+                .dropped
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            let e = match lost {
+                // The connection dropped and a new one cannot be made: the directory is
+                // gone for this run (every further call would wait for the same timeouts).
+                Some(why) if !e.is_run_level() => {
+                    let err = Error::new(
+                        e.kind(),
+                        format!(
+                            "connection to {} lost ({why}) and reconnecting failed: {}",
+                            self.cfg.url,
+                            e.message()
+                        ),
+                    )
+                    .with_backend(self.backend)
+                    .run_level()
+                    .permanent();
+                    // Not remembered: once the directory is back, a new run through this
+                    // pool connects again.
+                    err
+                }
+                _ => e,
+            };
             let e = e.with_operation(op);
             match user {
                 Some(u) => e.with_user(u.clone()),
                 None => e,
             }
         })?;
+        *self.dropped.lock().unwrap_or_else(|p| p.into_inner()) = None;
         let gen = self.gen.fetch_add(1, Ordering::Relaxed) + 1;
         *guard = Some(Live {
             ldap: ldap.clone(),
@@ -803,11 +863,16 @@ impl Pool {
         Ok(Handle { ldap, slot, gen })
     }
 
-    /// Forgets a connection (after it dropped or timed out), unless it was replaced already.
-    pub(crate) async fn discard(&self, h: &Handle) {
+    /// Forgets a connection (after it dropped or timed out, `why`), unless it was replaced
+    /// already.
+    pub(crate) async fn discard(&self, h: &Handle, why: &str) {
         let mut guard = self.slots[h.slot].lock().await;
         if guard.as_ref().is_some_and(|l| l.gen == h.gen) {
             *guard = None;
+            self.dropped
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_or_insert_with(|| why.to_owned());
         }
     }
 
@@ -830,7 +895,7 @@ impl Pool {
             match f(h.ldap.clone()).await {
                 Ok(v) => return Ok(v),
                 Err(e) if is_transport(&e) => {
-                    self.discard(&h).await;
+                    self.discard(&h, &e.to_string()).await;
                     if tried {
                         return Err(self.op_error(e, class, op, user));
                     }
@@ -839,7 +904,8 @@ impl Pool {
                 Err(e) => {
                     if matches!(e, LdapError::Timeout { .. }) {
                         // The server may be hung: the next call starts afresh.
-                        self.discard(&h).await;
+                        let why = format!("no answer within {:.0?}", self.cfg.operation_timeout);
+                        self.discard(&h, &why).await;
                     }
                     return Err(self.op_error(e, class, op, user));
                 }
@@ -918,7 +984,7 @@ impl Pool {
         let t = self.timeout();
         let attrs: Vec<String> = attrs.iter().map(|s| (*s).to_owned()).collect();
         let r = self
-            .run(OpClass::Search, op, user, |mut ldap| {
+            .run(OpClass::Read, op, user, |mut ldap| {
                 let attrs = attrs.clone();
                 async move {
                     let res = ldap
@@ -929,10 +995,11 @@ impl Pool {
                         return Ok(None);
                     }
                     let (entries, _) = res.success()?;
-                    Ok(entries
+                    entries
                         .into_iter()
                         .find(|e| !e.is_ref() && !e.is_intermediate())
-                        .map(SearchEntry::construct))
+                        .map(entry_of_result)
+                        .transpose()
                 }
             })
             .await?;
@@ -988,7 +1055,7 @@ pub(crate) async fn paged_search_with<T>(
         if entry.is_ref() || entry.is_intermediate() {
             continue;
         }
-        if let Some(v) = keep(SearchEntry::construct(entry)) {
+        if let Some(v) = keep(entry_of_result(entry)?) {
             out.push(v);
         }
     }
@@ -998,6 +1065,81 @@ pub(crate) async fn paged_search_with<T>(
         res.success()?;
     }
     Ok(out)
+}
+
+/// What an [`LdapError::AdapterInit`] made by [`entry_of_result`] starts with (mapped to
+/// [`ErrorKind::InvalidData`]).
+pub(crate) const MALFORMED: &str = "the directory sent a malformed entry: ";
+
+/// A search result entry as a [`SearchEntry`] (every value in `bin_attrs`), without
+/// `ldap3`'s `SearchEntry::construct`, which panics on a malformed entry. A malformed one
+/// (not a sequence, a DN that is not UTF-8, an attribute without values, an `objectGUID`
+/// that is not 16 bytes) is an error.
+pub(crate) fn entry_of_result(re: ResultEntry) -> std::result::Result<SearchEntry, LdapError> {
+    entry_parts(re).map_err(|m| LdapError::AdapterInit(format!("{MALFORMED}{m}")))
+}
+
+fn entry_parts(re: ResultEntry) -> std::result::Result<SearchEntry, String> {
+    use std::collections::HashMap;
+    let tag = re.0;
+    if tag.id != 4 {
+        return Err(format!(
+            "a message with tag {}, not a search entry (4)",
+            tag.id
+        ));
+    }
+    let mut parts = tag
+        .expect_constructed()
+        .ok_or("the entry is not a sequence")?
+        .into_iter();
+    let dn = parts
+        .next()
+        .and_then(|t| t.expect_primitive())
+        .ok_or("the entry has no DN")?;
+    let dn = String::from_utf8(dn).map_err(|e| {
+        format!(
+            "a DN that is not UTF-8 ({} bytes, invalid at byte {})",
+            e.as_bytes().len(),
+            e.utf8_error().valid_up_to()
+        )
+    })?;
+    let attrs = parts
+        .next()
+        .and_then(|t| t.expect_constructed())
+        .ok_or_else(|| format!("{dn}: no attribute list"))?;
+    let mut bin_attrs: HashMap<String, Vec<Vec<u8>>> = HashMap::new();
+    for a in attrs {
+        let mut pa = a
+            .expect_constructed()
+            .ok_or_else(|| format!("{dn}: an attribute that is not a sequence"))?
+            .into_iter();
+        let name = pa
+            .next()
+            .and_then(|t| t.expect_primitive())
+            .and_then(|n| String::from_utf8(n).ok())
+            .ok_or_else(|| format!("{dn}: an attribute without a valid name"))?;
+        let vals = pa
+            .next()
+            .and_then(|t| t.expect_constructed())
+            .ok_or_else(|| format!("{dn}: attribute {name} has no set of values"))?;
+        let vals: Vec<Vec<u8>> = vals
+            .into_iter()
+            .map(|t| t.expect_primitive())
+            .collect::<Option<_>>()
+            .ok_or_else(|| format!("{dn}: a value of {name} is not an octet string"))?;
+        let guid = ["objectGUID", "invocationId"]
+            .iter()
+            .any(|g| g.eq_ignore_ascii_case(&name));
+        if let Some(v) = vals.iter().find(|v| guid && v.len() != 16) {
+            return Err(format!("{dn}: {name} of {} bytes (a GUID has 16)", v.len()));
+        }
+        bin_attrs.entry(name).or_default().extend(vals);
+    }
+    Ok(SearchEntry {
+        dn,
+        attrs: HashMap::new(),
+        bin_attrs,
+    })
 }
 
 /// Escapes a value for an LDAP filter (RFC 4515): `*`, `(`, `)`, `\` and NUL become `\2a`,
@@ -1128,6 +1270,168 @@ mod tests {
             LdapConfig::new("ldap://dc1.example.com:389/", "x").host(),
             "dc1.example.com"
         );
+    }
+
+    mod hostile {
+        use super::super::*;
+        use ldap3::asn1::{StructureTag, TagClass, PL};
+
+        fn prim(b: &[u8]) -> StructureTag {
+            StructureTag {
+                class: TagClass::Universal,
+                id: 4,
+                payload: PL::P(b.to_vec()),
+            }
+        }
+        fn cons(id: u64, v: Vec<StructureTag>) -> StructureTag {
+            StructureTag {
+                class: TagClass::Universal,
+                id,
+                payload: PL::C(v),
+            }
+        }
+        fn attr(name: &str, vals: Vec<StructureTag>) -> StructureTag {
+            cons(16, vec![prim(name.as_bytes()), cons(17, vals)])
+        }
+        /// A search result entry (APPLICATION 4) of these parts.
+        fn entry(parts: Vec<StructureTag>) -> ResultEntry {
+            ResultEntry::new(StructureTag {
+                class: TagClass::Application,
+                id: 4,
+                payload: PL::C(parts),
+            })
+        }
+        fn err(re: ResultEntry) -> Error {
+            let e = entry_of_result(re).unwrap_err();
+            Pool::new(
+                LdapConfig::new("ldap://dc1", "DC=x").allow_plain(true),
+                "ad",
+            )
+            .unwrap()
+            .op_error(e, OpClass::Search, "prefetch", None)
+        }
+        /// Whether ldap3's own constructor panics on it (the hostile value is real).
+        fn ldap3_panics(re: impl FnOnce() -> ResultEntry + std::panic::UnwindSafe) -> bool {
+            let hook = std::panic::take_hook();
+            std::panic::set_hook(Box::new(|_| {}));
+            let r = std::panic::catch_unwind(|| SearchEntry::construct(re()));
+            std::panic::set_hook(hook);
+            r.is_err()
+        }
+
+        #[test]
+        fn a_good_entry_keeps_its_dn_and_every_value_as_bytes() {
+            let guid = [7u8; 16];
+            let e = entry_of_result(entry(vec![
+                prim(b"CN=Ann,DC=x"),
+                cons(
+                    16,
+                    vec![
+                        attr("sAMAccountName", vec![prim(b"ann")]),
+                        attr("thumbnailPhoto", vec![prim(&[0xFF, 0xD8, 0x00])]),
+                        attr("objectGUID", vec![prim(&guid)]),
+                    ],
+                ),
+            ]))
+            .unwrap();
+            assert_eq!(e.dn, "CN=Ann,DC=x");
+            assert_eq!(values(&e, "samaccountname"), vec![&b"ann"[..]]);
+            assert_eq!(
+                values(&e, "thumbnailPhoto"),
+                vec![&[0xFFu8, 0xD8, 0x00][..]]
+            );
+            assert_eq!(values(&e, "objectGUID"), vec![&guid[..]]);
+        }
+
+        #[test]
+        fn a_dn_that_is_not_utf8_is_invalid_data_not_a_panic() {
+            let re = || entry(vec![prim("CN=Zoë,DC=x".as_bytes()), cons(16, vec![])]);
+            let bad = || {
+                entry(vec![
+                    prim(&[b'C', b'N', b'=', 0xFF, 0xFE]),
+                    cons(16, vec![]),
+                ])
+            };
+            assert!(entry_of_result(re()).is_ok());
+            assert!(ldap3_panics(bad));
+            let e = err(bad());
+            assert_eq!(e.kind(), ErrorKind::InvalidData, "{e}");
+            assert!(e.to_string().contains("a DN that is not UTF-8"), "{e}");
+        }
+
+        #[test]
+        fn malformed_structures_are_invalid_data_not_a_panic() {
+            type Case = (fn() -> ResultEntry, &'static str);
+            let cases: [Case; 8] = [
+                (|| entry(vec![]), "no DN"),
+                (|| entry(vec![prim(b"CN=a")]), "no attribute list"),
+                (
+                    || entry(vec![prim(b"CN=a"), prim(b"not a sequence")]),
+                    "no attribute list",
+                ),
+                (
+                    || entry(vec![prim(b"CN=a"), cons(16, vec![prim(b"x")])]),
+                    "not a sequence",
+                ),
+                (
+                    || {
+                        entry(vec![
+                            prim(b"CN=a"),
+                            cons(16, vec![cons(16, vec![prim(b"cn")])]),
+                        ])
+                    },
+                    "no set of values",
+                ),
+                (
+                    || {
+                        entry(vec![
+                            prim(b"CN=a"),
+                            cons(16, vec![attr("cn", vec![cons(16, vec![])])]),
+                        ])
+                    },
+                    "not an octet string",
+                ),
+                (
+                    || {
+                        entry(vec![
+                            prim(b"CN=a"),
+                            cons(16, vec![cons(16, vec![prim(&[0xFF]), cons(17, vec![])])]),
+                        ])
+                    },
+                    "without a valid name",
+                ),
+                (
+                    || ResultEntry::new(prim(b"a primitive, not an entry")),
+                    "the entry is not a sequence",
+                ),
+            ];
+            for (make, why) in cases {
+                assert!(ldap3_panics(make), "ldap3 takes the case {why:?}");
+                let e = err(make());
+                assert_eq!(e.kind(), ErrorKind::InvalidData, "{e}");
+                assert!(e.to_string().contains(why), "{why:?}: {e}");
+                assert!(!e.is_run_level());
+            }
+        }
+
+        #[test]
+        fn a_guid_of_the_wrong_length_is_invalid_data() {
+            for n in [0usize, 15, 17, 36] {
+                let e = err(entry(vec![
+                    prim(b"CN=a,DC=x"),
+                    cons(16, vec![attr("objectGUID", vec![prim(&vec![1u8; n])])]),
+                ]));
+                assert_eq!(e.kind(), ErrorKind::InvalidData, "{e}");
+                assert!(
+                    e.to_string()
+                        .contains(&format!("objectGUID of {n} bytes (a GUID has 16)")),
+                    "{e}"
+                );
+            }
+            assert!(guid_from_bytes(&[0u8; 15]).is_none());
+            assert!(guid_to_bytes("0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f").is_none());
+            assert!(guid_to_bytes("0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1fü").is_none());
+        }
     }
 
     #[test]

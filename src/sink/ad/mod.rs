@@ -16,7 +16,8 @@ use ldap3::{Ldap, LdapError, Mod, Scope, SearchEntry};
 use self::codes::OpClass;
 pub(crate) use self::conn::Pool;
 use self::conn::{
-    escape_filter_bytes, escape_filter_value, guid_from_bytes, guid_to_bytes, paged_search, values,
+    escape_filter_bytes, escape_filter_value, guid_from_bytes, guid_to_bytes, paged_search,
+    paged_search_with, values,
 };
 pub use self::conn::{LdapConfig, Secret};
 use self::space::{dn_within, Entry, ScopeId, ServerId, Snap, Space};
@@ -93,8 +94,11 @@ const DELETED_OBJECTS_WKGUID: &str = "18e2ea80684f11d2b9aa00c04f79f805";
 ///   [`PhotoTooLarge`](ErrorKind::PhotoTooLarge) before anything is sent.
 /// * **Errors** follow one table of LDAP result codes: 19, 20 and 21 on a write are a
 ///   rejected photo ([`InvalidPhoto`](ErrorKind::InvalidPhoto), permanent); 49 is
-///   [`Unauthenticated`](ErrorKind::Unauthenticated) and 50
-///   [`PermissionDenied`](ErrorKind::PermissionDenied) (both stop a run); 51 and 52 are
+///   [`Unauthenticated`](ErrorKind::Unauthenticated) (it stops a run); 50 and 53 on a write
+///   are [`PermissionDenied`](ErrorKind::PermissionDenied) for that user alone (as AD
+///   refuses delegated rights on protected admin accounts), and the run goes on; 50 on a
+///   search of the base DN, 32 for a missing base DN and a connection that cannot be made
+///   again after it dropped stop the run; 51 and 52 are
 ///   [`Unavailable`](ErrorKind::Unavailable) and retried by the engine; 8 says that AD wants
 ///   TLS for a simple bind. A dropped connection is re-made and the operation (every one
 ///   here is idempotent) tried once more; then it is `Unavailable`.
@@ -223,12 +227,13 @@ struct Pass {
     root: Option<Root>,
     how: How,
     reason: String,
-    /// Everyone (`How::Everyone`), or the users changed below the base DN.
-    users: Vec<SearchEntry>,
+    /// Everyone (`How::Everyone`), or the users changed below the base DN: each entry made
+    /// its id and [`Entry`] (the photo's hash, no bytes) as it arrived.
+    users: Vec<(String, Entry)>,
     /// The GUIDs of the objects of the naming context changed since the watermark.
     changed: Vec<String>,
-    /// What the searches for keys found.
-    keyed: Vec<SearchEntry>,
+    /// What the searches for keys found (as `users`).
+    keyed: Vec<(String, Entry)>,
     /// The keys searched.
     searched: Vec<String>,
 }
@@ -396,11 +401,11 @@ async fn read_base(
     if res.1.rc != 0 {
         return Ok(None);
     }
-    Ok(res
-        .0
+    res.0
         .into_iter()
         .find(|e| !e.is_ref() && !e.is_intermediate())
-        .map(SearchEntry::construct))
+        .map(conn::entry_of_result)
+        .transpose()
 }
 
 impl AdSink {
@@ -455,6 +460,21 @@ impl AdSink {
             .with_backend(self.name.clone())
             .with_operation(op)
             .with_user(key.clone())
+    }
+
+    /// A write refused for one user (50 or 53): that user's failure, with what to do.
+    fn refused(&self, op: &'static str, key: &UserKey, dn: &str, server: &str) -> Error {
+        self.fail(
+            ErrorKind::PermissionDenied,
+            op,
+            key,
+            format!(
+                "no write access to {} on {dn}: {server}; as for protected admin accounts (AdminSDHolder keeps delegated rights off them): delegate on AdminSDHolder or leave them out",
+                self.attribute
+            ),
+        )
+        .user_level()
+        .permanent()
     }
 
     /// Our errors name this sink (the pool names the backend `ad`).
@@ -520,18 +540,46 @@ impl AdSink {
 
     /// A search result as an entry of the space (its id, the entry, the photo's bytes).
     fn entry_of(&self, e: &SearchEntry) -> (String, Entry, Option<Bytes>) {
+        let (id, entry) = self.entry_only(e);
+        (id, entry, photo_of(e, &self.attribute))
+    }
+
+    /// A search result as an entry of the space, keeping the photo's hash and not its bytes.
+    fn entry_only(&self, e: &SearchEntry) -> (String, Entry) {
         let id = values(e, "objectGUID")
             .first()
             .and_then(|g| guid_from_bytes(g))
             .unwrap_or_else(|| format!("dn:{}", e.dn.to_lowercase()));
-        let photo = photo_of(e, &self.attribute);
         let entry = Entry {
             dn: e.dn.clone(),
             key: self.raw_key(e).unwrap_or_default(),
             values: self.canonical_values(e),
-            sha256: photo.as_deref().map(sha256_hex),
+            sha256: values(e, &self.attribute).first().map(|p| sha256_hex(p)),
         };
-        (id, entry, photo)
+        (id, entry)
+    }
+
+    /// A paged subtree search of users on `ldap`, each entry reduced to its id and
+    /// [`Entry`] as it arrives: the photos' bytes are never kept past their entry.
+    async fn search_users(
+        &self,
+        ldap: &Ldap,
+        base: &str,
+        filter: &str,
+    ) -> std::result::Result<Vec<(String, Entry)>, LdapError> {
+        let mut l = ldap.clone();
+        paged_search_with(
+            &mut l,
+            base,
+            Scope::Subtree,
+            filter,
+            self.user_attrs(),
+            self.pool.page_size(),
+            self.pool.timeout(),
+            Vec::new(),
+            |e| Some(self.entry_only(&e)),
+        )
+        .await
     }
 
     /// A paged subtree search on `ldap`.
@@ -644,18 +692,14 @@ impl AdSink {
         &self,
         ldap: &Ldap,
         keys: &[String],
-    ) -> std::result::Result<Vec<SearchEntry>, LdapError> {
-        let attrs = self.user_attrs();
+    ) -> std::result::Result<Vec<(String, Entry)>, LdapError> {
         let base = self.pool.config().base_dn();
         let chunks: Vec<Vec<String>> = keys.chunks(CHUNK).map(<[String]>::to_vec).collect();
-        let found: Vec<Vec<SearchEntry>> = stream::iter(chunks)
-            .map(|chunk: Vec<String>| {
-                let attrs = attrs.clone();
-                async move {
-                    let clauses: String = chunk.iter().filter_map(|c| self.clause(c)).collect();
-                    let filter = format!("(&{}(|{clauses}))", self.user_filter);
-                    self.search_on(ldap, base, &filter, attrs, Vec::new()).await
-                }
+        let found: Vec<Vec<(String, Entry)>> = stream::iter(chunks)
+            .map(|chunk: Vec<String>| async move {
+                let clauses: String = chunk.iter().filter_map(|c| self.clause(c)).collect();
+                let filter = format!("(&{}(|{clauses}))", self.user_filter);
+                self.search_users(ldap, base, &filter).await
             })
             .buffer_unordered(4)
             .try_collect()
@@ -698,14 +742,14 @@ impl AdSink {
                         )
                     }
                     Ok(_) if space::full_pass_is_cheaper(
-                        r.usn - s.watermark,
+                        r.usn.saturating_sub(s.watermark),
                         s.all.then_some(s.entries.len()),
                         canon.len(),
                     ) =>
                     {
                         reason = format!(
                             "{} changes on the DC since the saved snapshot of {} users: reading everyone is cheaper",
-                            r.usn - s.watermark,
+                            r.usn.saturating_sub(s.watermark),
                             s.entries.len()
                         )
                     }
@@ -742,9 +786,7 @@ impl AdSink {
                 // Many keys: one paged pass over every user who has the match attribute.
                 pass.how = How::Everyone;
                 let filter = format!("(&{}({}=*))", self.user_filter, self.matcher.ldap_name());
-                pass.users = self
-                    .search_on(&ldap, base_dn, &filter, self.user_attrs(), Vec::new())
-                    .await?;
+                pass.users = self.search_users(&ldap, base_dn, &filter).await?;
                 searched.clear();
             }
             None => {}
@@ -762,7 +804,7 @@ impl AdSink {
                         .search_on(
                             &ldap,
                             nc,
-                            &format!("(uSNChanged>={})", w + 1),
+                            &format!("(uSNChanged>={})", w.saturating_add(1)),
                             vec!["objectGUID".into(), "isDeleted".into()],
                             vec![show_deleted()],
                         )
@@ -782,11 +824,9 @@ impl AdSink {
                             "(&{}({}=*)(uSNChanged>={}))",
                             self.user_filter,
                             self.matcher.ldap_name(),
-                            w + 1
+                            w.saturating_add(1)
                         );
-                        pass.users = self
-                            .search_on(&ldap, base_dn, &filter, self.user_attrs(), Vec::new())
-                            .await?;
+                        pass.users = self.search_users(&ldap, base_dn, &filter).await?;
                     }
                 }
             }
@@ -982,6 +1022,9 @@ impl AdSink {
                         key,
                         format!("{dn}: {}", e.message()),
                     )
+                    .user_level()
+                } else if e.kind() == ErrorKind::PermissionDenied && !e.is_run_level() {
+                    self.refused(op, key, &dn, e.message())
                 } else {
                     e
                 })
@@ -1099,24 +1142,9 @@ impl DirectorySink for AdSink {
             .await
             .map_err(|e| self.named(e))?;
 
-        // Hash the photos outside the lock; keep no bytes.
-        let users: Vec<(String, Entry)> = pass
-            .users
-            .iter()
-            .map(|e| {
-                let (id, entry, _) = self.entry_of(e);
-                (id, entry)
-            })
-            .collect();
-        let keyed: Vec<(String, Entry)> = pass
-            .keyed
-            .iter()
-            .map(|e| {
-                let (id, entry, _) = self.entry_of(e);
-                (id, entry)
-            })
-            .collect();
+        // The photos were hashed as they arrived; no bytes are kept.
         let entries = pass.users.len() + pass.changed.len() + pass.keyed.len();
+        let (users, keyed) = (pass.users, pass.keyed);
         let mut space = match (pass.how, snap) {
             (How::Changes(_), Some(s)) => s.into_space(),
             (How::Everyone, _) => Space {

@@ -256,7 +256,8 @@ pub(super) fn max_age_secs(
     // set it); the deleted-object lifetime is the tombstone lifetime.
     let tombstone = tombstone_days.unwrap_or(60);
     let life = deleted_days.unwrap_or(tombstone).min(tombstone);
-    (life * DAY / 2).max(DAY / 2)
+    // A server's value can be anything up to u64::MAX: saturate, never overflow.
+    (life.saturating_mul(DAY) / 2).max(DAY / 2)
 }
 
 /// Whether `dn` is `base` or below it, both as the server writes them: compared without
@@ -420,6 +421,14 @@ mod tests {
         assert_eq!(max_age_secs(true, None, None), 30 * day);
         assert_eq!(max_age_secs(true, Some(0), None), day / 2);
         assert_eq!(max_age_secs(false, None, None), 30 * day);
+        // A hostile tombstoneLifetime: no overflow, the longest age there is.
+        assert_eq!(max_age_secs(true, Some(u64::MAX), None), u64::MAX / 2);
+        assert_eq!(
+            max_age_secs(true, Some(u64::MAX), Some(u64::MAX - 1)),
+            u64::MAX / 2
+        );
+        assert_eq!(next_watermark(u64::MAX, 0, u64::MAX, true), u64::MAX);
+        assert_eq!(next_watermark(0, u64::MAX, u64::MAX, true), u64::MAX);
     }
 
     #[test]
