@@ -927,6 +927,23 @@ async fn a_write_recorded_without_a_tag_adopts_the_tag_seen_next() {
     assert_eq!(r3.sinks["probe"].put, 1);
 }
 
+/// A run writing one user at a time through `probe`, stopping after `limit` failures in a
+/// row, with quick retries.
+async fn run_one_at_a_time(
+    source: MemorySource,
+    probe: &Arc<Probe>,
+    limit: usize,
+) -> userphoto::sync::Report {
+    Engine::new(source)
+        .with_sink(probe.clone(), Profile::ad_thumbnail())
+        .with_concurrency(1)
+        .with_max_consecutive_failures(limit)
+        .with_retry(fast_retries())
+        .run(false)
+        .await
+        .unwrap()
+}
+
 fn users_source(n: usize) -> (Vec<String>, MemorySource) {
     let users: Vec<String> = (0..n).map(|i| format!("u{i:03}")).collect();
     let mut source = MemorySource::new();
@@ -978,13 +995,7 @@ async fn the_circuit_breaker_stops_a_run_whose_writes_all_fail() {
         Probe::new(MemorySink::new(102_400).with_users(users.clone()))
             .refusing(users.iter().map(String::as_str)),
     );
-    let r = Engine::new(source)
-        .with_sink(probe.clone(), Profile::ad_thumbnail())
-        .with_concurrency(1)
-        .with_max_consecutive_failures(10)
-        .run(false)
-        .await
-        .unwrap();
+    let r = run_one_at_a_time(source, &probe, 10).await;
     assert_eq!(r.exit_code(), 2);
     let a = r.aborted.as_ref().expect("the breaker stops the run");
     assert_eq!(a.kind, ErrorKind::PermissionDenied);
@@ -1016,13 +1027,7 @@ async fn a_success_resets_the_circuit_breaker_and_zero_turns_it_off() {
     let probe = Arc::new(
         Probe::new(MemorySink::new(102_400).with_users(users.clone())).refusing(odd.clone()),
     );
-    let r = Engine::new(source)
-        .with_sink(probe.clone(), Profile::ad_thumbnail())
-        .with_concurrency(1)
-        .with_max_consecutive_failures(6)
-        .run(false)
-        .await
-        .unwrap();
+    let r = run_one_at_a_time(source, &probe, 6).await;
     assert!(r.aborted.is_none(), "{:?}", r.aborted);
     assert_eq!((r.sinks["probe"].put, r.sinks["probe"].failed), (28, 14));
 
@@ -1032,13 +1037,7 @@ async fn a_success_resets_the_circuit_breaker_and_zero_turns_it_off() {
         Probe::new(MemorySink::new(102_400).with_users(users.clone()))
             .refusing(users.iter().map(String::as_str)),
     );
-    let r = Engine::new(source)
-        .with_sink(probe.clone(), Profile::ad_thumbnail())
-        .with_concurrency(1)
-        .with_max_consecutive_failures(0)
-        .run(false)
-        .await
-        .unwrap();
+    let r = run_one_at_a_time(source, &probe, 0).await;
     assert!(r.aborted.is_none());
     assert_eq!(probe.puts.load(Ordering::SeqCst), 70);
     assert_eq!(r.exit_code(), 1);
@@ -1052,14 +1051,7 @@ async fn unknown_users_and_rejected_photos_do_not_trip_the_breaker() {
             (0..8).map(|_| Error::new(ErrorKind::InvalidPhoto, "constraintViolation (19)")),
         ),
     );
-    let r = Engine::new(source)
-        .with_sink(probe.clone(), Profile::ad_thumbnail())
-        .with_concurrency(1)
-        .with_max_consecutive_failures(3)
-        .with_retry(fast_retries())
-        .run(false)
-        .await
-        .unwrap();
+    let r = run_one_at_a_time(source, &probe, 3).await;
     assert!(r.aborted.is_none(), "{:?}", r.aborted);
     assert_eq!((r.sinks["probe"].put, r.sinks["probe"].failed), (4, 8));
 }

@@ -989,6 +989,18 @@ struct Shared {
     consecutive: Vec<AtomicUsize>,
 }
 
+impl Shared {
+    /// Stops the run at `e`: nothing more is sent, and the first such error is the report's
+    /// reason.
+    fn stop(&self, e: Error) {
+        self.cancel.store(true, Ordering::SeqCst);
+        self.abort
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert(e);
+    }
+}
+
 impl<'e> Prepared<'e> {
     /// The plan.
     pub fn plan(&self) -> &Plan {
@@ -1282,12 +1294,7 @@ impl<'e> Prepared<'e> {
                     && limit > 0
                     && shared.consecutive[ti].fetch_add(1, Ordering::SeqCst) + 1 == limit;
                 if e.is_run_level() {
-                    shared.cancel.store(true, Ordering::SeqCst);
-                    shared
-                        .abort
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .get_or_insert(e);
+                    shared.stop(e);
                 } else if tripped {
                     // Every further write is most likely refused the same way.
                     let stop = Error::new(
@@ -1303,12 +1310,7 @@ impl<'e> Prepared<'e> {
                     .with_operation("apply")
                     .run_level()
                     .permanent();
-                    shared.cancel.store(true, Ordering::SeqCst);
-                    shared
-                        .abort
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .get_or_insert(stop);
+                    shared.stop(stop);
                 }
             }
         }
