@@ -4,6 +4,7 @@ use std::cmp::Ordering;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::str::FromStr;
+use std::sync::Arc;
 
 /// The value that identifies a person in a source: a logon name, a UPN, an e-mail address,
 /// an employee number, a GUID...
@@ -16,19 +17,28 @@ use std::str::FromStr;
 /// and `jdoe.jpg` are the same user, and a folder holding both is a conflict. The original
 /// spelling is kept for display and reports. An `objectGUID` key is compared on its
 /// canonical lower-case hyphenated form (braces removed), see [`MatchAttribute::canonical`].
+///
+/// Cloning a key is cheap (a reference count): the engine keeps one copy of each key's text
+/// however many maps, plan items and outcomes name the user.
 #[derive(Clone, serde::Serialize, serde::Deserialize)]
 #[serde(from = "String", into = "String")]
 pub struct UserKey {
-    original: String,
-    folded: String,
+    // Shared, so the per-user records of a 100,000-user run hold one allocation per key.
+    original: Arc<str>,
+    // `None` when folding changes nothing (most keys), so such keys hold one string.
+    folded: Option<Arc<str>>,
 }
 
 impl UserKey {
     /// A key from its text; surrounding white space is removed.
     pub fn new(value: impl AsRef<str>) -> Self {
-        let original = value.as_ref().trim().to_owned();
+        let original = value.as_ref().trim();
         let folded = original.to_lowercase();
-        Self { original, folded }
+        let folded = (folded != original).then(|| Arc::from(folded));
+        Self {
+            original: Arc::from(original),
+            folded,
+        }
     }
 
     /// The key as given (trimmed).
@@ -38,7 +48,7 @@ impl UserKey {
 
     /// The case-folded form used for comparison.
     pub fn folded(&self) -> &str {
-        &self.folded
+        self.folded.as_deref().unwrap_or(&self.original)
     }
 
     /// Whether the key is empty after trimming.
@@ -61,13 +71,13 @@ impl From<&str> for UserKey {
 
 impl From<UserKey> for String {
     fn from(k: UserKey) -> Self {
-        k.original
+        k.original.to_string()
     }
 }
 
 impl PartialEq for UserKey {
     fn eq(&self, other: &Self) -> bool {
-        self.folded == other.folded
+        self.folded() == other.folded()
     }
 }
 
@@ -75,7 +85,7 @@ impl Eq for UserKey {}
 
 impl Hash for UserKey {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.folded.hash(state);
+        self.folded().hash(state);
     }
 }
 
@@ -88,7 +98,7 @@ impl PartialOrd for UserKey {
 impl Ord for UserKey {
     fn cmp(&self, other: &Self) -> Ordering {
         // Consistent with `Eq`: keys that differ only in case are equal, also in maps.
-        self.folded.cmp(&other.folded)
+        self.folded().cmp(other.folded())
     }
 }
 

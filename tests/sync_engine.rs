@@ -584,6 +584,48 @@ async fn renditions_beyond_the_cache_are_made_again_identically() {
     }
 }
 
+/// Users whose sink holds another photo are normalized while planning (to compare); with no
+/// room in the memory cache their renditions wait in the temporary file, so each photo is
+/// decoded once, and what is written is what a run with the cache writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renditions_beyond_the_cache_wait_on_disk_and_are_decoded_once() {
+    let users: Vec<String> = (0..6).map(|i| format!("s{i}")).collect();
+    let source = || {
+        let mut s = MemorySource::new();
+        for (i, u) in users.iter().enumerate() {
+            s.insert(u.as_str(), photo(i as u32));
+        }
+        s
+    };
+    let holding = || {
+        let mut sink = MemorySink::new(102_400);
+        for u in &users {
+            sink = sink.with_photo(u.as_str(), Bytes::from_static(b"an older photo"));
+        }
+        Arc::new(sink)
+    };
+    let (cached, spilled) = (holding(), holding());
+    let r = Engine::new(source())
+        .with_sink(cached.clone(), Profile::ad_thumbnail())
+        .run(false)
+        .await
+        .unwrap();
+    assert_eq!(r.sinks["memory"].put, 6, "{r}");
+    let r = Engine::new(source())
+        .with_sink(spilled.clone(), Profile::ad_thumbnail())
+        .with_rendition_cache(0)
+        .run(false)
+        .await
+        .unwrap();
+    assert_eq!(r.exit_code(), 0, "{r}");
+    assert_eq!(r.sinks["memory"].put, 6, "{r}");
+    assert_eq!(r.timings.decoded, 6, "decoded once each: {:?}", r.timings);
+    for u in &users {
+        assert!(cached.photo(&k(u)).is_some());
+        assert_eq!(cached.photo(&k(u)), spilled.photo(&k(u)), "{u}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_version_only_sink_is_skipped_through_the_state_store() {
     let dir = tmp("version");

@@ -14,6 +14,7 @@ use tokio::sync::Semaphore;
 use super::event::{Event, Stage};
 use super::report::{Outcome, Report, SourceFailure, Status, Timings};
 use super::retry::{Retrier, RetryPolicy};
+use super::spill::{Spill, Spilled};
 use super::{
     plan, Action, BackupStore, Observation, Plan, PlanItem, Policy, Reason, SinkState, SourceState,
     StateRecord, StateStore,
@@ -161,7 +162,7 @@ impl Engine {
                 .map(|n| n.get())
                 .unwrap_or(2),
             retry: RetryPolicy::default(),
-            cache_bytes: 64 << 20,
+            cache_bytes: DEFAULT_RENDITION_CACHE,
             max_consecutive_failures: DEFAULT_MAX_CONSECUTIVE_FAILURES,
             events: None,
         }
@@ -227,9 +228,11 @@ impl Engine {
         self
     }
 
-    /// How many bytes of renditions the plan keeps in memory for the apply stage (64 MiB by
-    /// default). Renditions beyond it are made again when applied, from the same source
-    /// bytes, and checked against the planned hash.
+    /// How many bytes of renditions the plan keeps in memory for the apply stage
+    /// ([`DEFAULT_RENDITION_CACHE`]). Renditions beyond it wait in an anonymous temporary
+    /// file, read back (and checked against the planned hash) when applied; where no
+    /// temporary file can be written, they are made again from the same source bytes, and
+    /// checked against the planned hash. So the run's memory does not grow with the photos.
     pub fn with_rendition_cache(mut self, bytes: usize) -> Self {
         self.cache_bytes = bytes;
         self
@@ -585,6 +588,8 @@ impl Engine {
         });
         let done = AtomicUsize::new(0);
         let cache_left = AtomicUsize::new(self.cache_bytes);
+        let spill = Spill::new();
+        let spilled: Mutex<Vec<((UserKey, usize), Option<Spilled>)>> = Mutex::new(Vec::new());
         type Rendered = (
             UserKey,
             std::result::Result<Vec<(usize, RenditionResult)>, (ErrorKind, String)>,
@@ -595,6 +600,7 @@ impl Engine {
                 let done = &done;
                 let cache_left = &cache_left;
                 let reads = &reads;
+                let (spill, spilled) = (&spill, &spilled);
                 async move {
                     let res = self.render(r, tis).await;
                     let ok = matches!(&res, Ok(v) if v.iter().all(|(_, x)| x.is_ok()));
@@ -604,9 +610,10 @@ impl Engine {
                         ok,
                         done: n,
                     });
-                    // Keep the bytes while the cache has room; the apply stage makes the
-                    // others again. A rendition the sink already shows is not written, so
-                    // its bytes are never kept.
+                    // Keep the bytes while the cache has room, and spill the others to the
+                    // temporary file (the apply stage reads them back, or makes them again
+                    // if that failed). A rendition the sink already shows is not written,
+                    // so its bytes are never kept.
                     let res = res.map(|v| {
                         v.into_iter()
                             .map(|(ti, x)| {
@@ -626,7 +633,12 @@ impl Engine {
                                             )
                                             .is_ok();
                                     if !kept {
-                                        rend.bytes = None;
+                                        if let (false, Some(b)) = (shown, rend.bytes.take()) {
+                                            spilled
+                                                .lock()
+                                                .unwrap_or_else(|p| p.into_inner())
+                                                .push(((key.clone(), ti), spill.put(&b)));
+                                        }
                                     }
                                     rend
                                 });
@@ -659,9 +671,16 @@ impl Engine {
                 }
             }
         }
-        let mut observations = Vec::new();
-        for (ti, tg) in self.targets.iter().enumerate() {
-            for key in &per_target[ti] {
+        // One observation at a time, each decided as it is made: the plan holds a small
+        // item per user and sink, and no list of observations is ever kept whole.
+        let (reused, made_ref, load_errors) = (&reused, &made, &load_errors);
+        let (refs_ref, source_errors, deferred_ref) = (&refs, &source_errors, &deferred);
+        let (reads_ref, records_ref) = (&reads, &records);
+        let observations = self.targets.iter().enumerate().flat_map(|(ti, tg)| {
+            per_target[ti].iter().map(move |key| {
+                let (reused, made, load_errors) = (reused, made_ref, load_errors);
+                let (refs, deferred) = (refs_ref, deferred_ref);
+                let (reads, records) = (reads_ref, records_ref);
                 let source = if let Some((kind, message)) = source_errors.get(key) {
                     SourceState::Error {
                         kind: *kind,
@@ -699,16 +718,16 @@ impl Engine {
                 } else {
                     SourceState::Absent
                 };
-                observations.push(Observation {
+                Observation {
                     key: key.clone(),
                     sink: tg.sink.name().to_owned(),
                     max_bytes: tg.sink.capabilities().max_bytes,
                     source,
                     current: reads[ti][key].clone(),
                     recorded: records[ti].get(key).map(StateRecord::recorded),
-                });
-            }
-        }
+                }
+            })
+        });
         let mut the_plan = plan(observations, policy);
         if let Some(note) = leaver_note {
             for it in &mut the_plan.items {
@@ -726,16 +745,27 @@ impl Engine {
             .map(|(i, t)| (t.sink.name(), i))
             .collect();
         let mut renditions = HashMap::new();
+        let mut spilled: HashMap<(UserKey, usize), Spilled> = spilled
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner())
+            .into_iter()
+            .filter_map(|(k, at)| Some((k, at?)))
+            .collect();
         let mut refresh = Vec::new();
         for it in &the_plan.items {
             let ti = index[it.sink.as_str()];
             let k = (it.key.clone(), ti);
             match (it.action, it.reason) {
-                (Action::Put, _) => {
-                    if let Some(Ok(Rend { bytes: Some(b), .. })) = made.remove(&k) {
-                        renditions.insert(k, b);
+                (Action::Put, _) => match made.remove(&k) {
+                    Some(Ok(Rend { bytes: Some(b), .. })) => {
+                        renditions.insert(k, Kept::Memory(b));
                     }
-                }
+                    _ => {
+                        if let Some(at) = spilled.remove(&k) {
+                            renditions.insert(k, Kept::Spilled(at));
+                        }
+                    }
+                },
                 (Action::Skip, Reason::Unchanged) if self.state.is_some() => {
                     let r = &refs[&it.key];
                     let fp = format!("{}:{}", self.targets[ti].profile_id, r.fingerprint);
@@ -787,6 +817,7 @@ impl Engine {
             plan: the_plan,
             refs,
             renditions,
+            spill,
             deferred,
             deferred_budget: AtomicUsize::new(cache_left.load(Ordering::Relaxed)),
             render_slots: Semaphore::new(self.threads),
@@ -893,6 +924,12 @@ struct Rend {
     bytes: Option<Bytes>,
 }
 
+/// Where a planned put's rendition waits for the apply stage.
+enum Kept {
+    Memory(Bytes),
+    Spilled(Spilled),
+}
+
 type RenditionResult = std::result::Result<Rend, (ErrorKind, String)>;
 
 /// A user normalized at apply time: one decode for all the sinks that write them, made by
@@ -913,6 +950,10 @@ struct Waiting {
     rendition: RenditionResult,
     reserved: bool,
 }
+
+/// [`Engine::with_rendition_cache`]'s default: 16 MiB of renditions in memory (some 2,000
+/// AD thumbnails), the rest in the temporary file.
+pub const DEFAULT_RENDITION_CACHE: usize = 16 << 20;
 
 /// [`Engine::with_max_consecutive_failures`]'s default.
 pub const DEFAULT_MAX_CONSECUTIVE_FAILURES: usize = 50;
@@ -956,7 +997,8 @@ pub struct Prepared<'e> {
     engine: &'e Engine,
     plan: Plan,
     refs: BTreeMap<UserKey, PhotoRef>,
-    renditions: HashMap<(UserKey, usize), Bytes>,
+    renditions: HashMap<(UserKey, usize), Kept>,
+    spill: Spill,
     deferred: HashMap<UserKey, Arc<Deferred>>,
     /// What is left of the rendition cache for deferred renditions waiting for their item.
     deferred_budget: AtomicUsize,
@@ -1012,6 +1054,20 @@ impl<'e> Prepared<'e> {
         &self.failures
     }
 
+    fn into_outcome(item: PlanItem, status: Status) -> Outcome {
+        Outcome {
+            key: item.key,
+            sink: item.sink,
+            action: item.action,
+            reason: item.reason,
+            status,
+            bytes: item.bytes,
+            attempts: 0,
+            error_kind: None,
+            message: item.detail,
+        }
+    }
+
     fn outcome(item: &PlanItem, status: Status) -> Outcome {
         Outcome {
             key: item.key.clone(),
@@ -1061,18 +1117,16 @@ impl<'e> Prepared<'e> {
     }
 
     /// The report of a dry run: what would be done, nothing applied, nothing recorded.
-    pub fn dry_run(self) -> Report {
-        let outcomes = self
-            .plan
-            .items
-            .iter()
+    pub fn dry_run(mut self) -> Report {
+        let outcomes = std::mem::take(&mut self.plan.items)
+            .into_iter()
             .map(|it| {
                 let status = match it.action {
                     Action::Put | Action::Delete => Status::Planned,
                     Action::Skip => Status::Skipped,
                     Action::Fail => Status::Failed,
                 };
-                Self::outcome(it, status)
+                Self::into_outcome(it, status)
             })
             .collect();
         self.report(outcomes, true, None)
@@ -1122,28 +1176,29 @@ impl<'e> Prepared<'e> {
                 stream::iter(items)
                     .map(|it| this.apply_one(it, ti, sem, shared))
                     .buffer_unordered(eng.concurrency * 4)
-                    .collect::<Vec<(UserKey, String, Outcome)>>()
+                    .collect::<Vec<(UserKey, usize, Outcome)>>()
                     .await
             }
         });
         let results = futures::future::join_all(per_target).await;
         self.flush(&shared, true).await;
         self.save_snapshots().await;
-        let mut by_item: HashMap<(UserKey, String), Outcome> = results
+        let mut by_item: HashMap<(UserKey, usize), Outcome> = results
             .into_iter()
             .flatten()
-            .map(|(k, s, o)| ((k, s), o))
+            .map(|(k, ti, o)| ((k, ti), o))
             .collect();
-        let outcomes = self
-            .plan
-            .items
-            .iter()
+        // The plan's items become the report's outcomes (moved, not copied: at 100,000 users
+        // the two would otherwise be held side by side).
+        drop(changes);
+        let outcomes = std::mem::take(&mut self.plan.items)
+            .into_iter()
             .map(|it| match it.action {
                 Action::Put | Action::Delete => by_item
-                    .remove(&(it.key.clone(), it.sink.clone()))
-                    .unwrap_or_else(|| Self::outcome(it, Status::NotAttempted)),
-                Action::Skip => Self::outcome(it, Status::Skipped),
-                Action::Fail => Self::outcome(it, Status::Failed),
+                    .remove(&(it.key.clone(), index[it.sink.as_str()]))
+                    .unwrap_or_else(|| Self::into_outcome(it, Status::NotAttempted)),
+                Action::Skip => Self::into_outcome(it, Status::Skipped),
+                Action::Fail => Self::into_outcome(it, Status::Failed),
             })
             .collect();
         let mut aborted = shared
@@ -1223,11 +1278,11 @@ impl<'e> Prepared<'e> {
         ti: usize,
         sem: &Semaphore,
         shared: &Shared,
-    ) -> (UserKey, String, Outcome) {
+    ) -> (UserKey, usize, Outcome) {
         let eng = self.engine;
         let tg = &eng.targets[ti];
         let mut out = Self::outcome(it, Status::Done);
-        let finish = |out: Outcome| (it.key.clone(), it.sink.clone(), out);
+        let finish = |out: Outcome| (it.key.clone(), ti, out);
         if shared.cancel.load(Ordering::SeqCst) {
             out.status = Status::NotAttempted;
             return finish(out);
@@ -1540,10 +1595,19 @@ impl<'e> Prepared<'e> {
         }
     }
 
-    /// The planned rendition: from memory, or made again and checked against the plan.
+    /// The planned rendition: from memory, from the spill file (checked against the plan's
+    /// hash), or made again and checked against the plan.
     async fn rendition(&self, it: &PlanItem, ti: usize) -> Result<Bytes> {
-        if let Some(b) = self.renditions.get(&(it.key.clone(), ti)) {
-            return Ok(b.clone());
+        match self.renditions.get(&(it.key.clone(), ti)) {
+            Some(Kept::Memory(b)) => return Ok(b.clone()),
+            Some(Kept::Spilled(at)) => {
+                if let Some(b) = self.spill.get(*at) {
+                    if Some(&sha256_hex(&b)) == it.rendition_sha256.as_ref() {
+                        return Ok(b);
+                    }
+                }
+            }
+            None => {}
         }
         let r = self.refs.get(&it.key).ok_or_else(|| {
             Error::new(ErrorKind::Other, "no source photo for a planned put")

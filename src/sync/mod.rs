@@ -16,12 +16,13 @@ mod event;
 mod plan;
 mod report;
 mod retry;
+mod spill;
 mod state;
 
 pub use backup::{
     BackupStore, JournalEntry, Restoration, RestoreOptions, Restored, RunInfo, UNKNOWN_RUN,
 };
-pub use engine::{Engine, Prepared, DEFAULT_MAX_CONSECUTIVE_FAILURES};
+pub use engine::{Engine, Prepared, DEFAULT_MAX_CONSECUTIVE_FAILURES, DEFAULT_RENDITION_CACHE};
 pub use event::{Event, Stage};
 pub use plan::{
     plan, Action, Observation, Plan, PlanItem, Policy, Reason, Recorded, SinkState, SourceState,
