@@ -359,3 +359,36 @@ async fn sources_that_cannot_be_read_at_all_are_run_level_errors() {
     }
     std::fs::remove_dir_all(&d).ok();
 }
+
+/// Errors name the manifest's line as an editor shows it, whatever the line ends are (Excel
+/// writes CRLF) and whether a quoted field spans lines.
+#[tokio::test]
+async fn csv_errors_name_the_line_an_editor_shows() {
+    let d = tempdir("csv-lines");
+    for (name, eol) in [("lf.csv", "\n"), ("crlf.csv", "\r\n")] {
+        let text = [
+            "key,path",
+            "ann,a.jpg",
+            "\"bob\",\"b",
+            "with a line break.jpg\"",
+            "ann,again.jpg",
+            "cid,missing.jpg",
+            "",
+        ]
+        .join(eol);
+        for f in ["a.jpg", "again.jpg", "b\nwith a line break.jpg"] {
+            write(&d, f, &testimage::photo_jpeg(32, 32, 1));
+        }
+        let m = write(&d, name, text.as_bytes());
+        let (_, errs) = list(&CsvSource::new(&m)).await;
+        let msgs: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        assert!(
+            msgs.iter().any(|m| m.contains("lines 2, 5")),
+            "{name}: the duplicate key on lines 2 and 5: {msgs:?}"
+        );
+        assert!(
+            msgs.iter().any(|m| m.contains(&format!("{name}:6"))),
+            "{name}: the row naming a missing file is line 6: {msgs:?}"
+        );
+    }
+}

@@ -212,12 +212,32 @@ impl CsvSource {
         let wc = col("withheld");
         let mut out = Vec::new();
         let mut rows: BTreeMap<UserKey, Vec<(u64, PhotoRef)>> = BTreeMap::new();
-        for (i, rec) in rdr.records().enumerate() {
-            let line = rec
-                .as_ref()
-                .ok()
-                .and_then(|r| r.position().map(|p| p.line()))
-                .unwrap_or(i as u64 + 2);
+        // The line an editor shows, counted from the record's byte offset: the csv crate's
+        // own line count is one short for CRLF files (what Excel writes), as it ends a
+        // record at the CR.
+        let (mut seen_byte, mut seen_line) = (0usize, 1u64);
+        let mut line_at = |byte: u64| {
+            let mut byte = usize::try_from(byte).unwrap_or(usize::MAX).min(text.len());
+            // A CRLF record "starts" at the LF that ends the line before it.
+            while matches!(text.get(byte), Some(b'\r' | b'\n')) {
+                byte += 1;
+            }
+            if byte >= seen_byte {
+                seen_line += text[seen_byte..byte]
+                    .iter()
+                    .filter(|&&b| b == b'\n')
+                    .count() as u64;
+                seen_byte = byte;
+            }
+            seen_line
+        };
+        let mut next_line = 2;
+        for rec in rdr.records() {
+            let line = match rec.as_ref().ok().and_then(|r| r.position()) {
+                Some(p) => line_at(p.byte()),
+                None => next_line,
+            };
+            next_line = line + 1;
             let where_ = format!("{}:{line}", self.manifest.display());
             let rec = match rec {
                 Ok(r) => r,
