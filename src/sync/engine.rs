@@ -589,7 +589,9 @@ impl Engine {
         let done = AtomicUsize::new(0);
         let cache_left = AtomicUsize::new(self.cache_bytes);
         let spill = Spill::new();
-        let spilled: Mutex<Vec<((UserKey, usize), Option<Spilled>)>> = Mutex::new(Vec::new());
+        // Per (user, target): where its rendition went in the spill file, if it went.
+        type SpillNotes = Vec<((UserKey, usize), Option<Spilled>)>;
+        let spilled: Mutex<SpillNotes> = Mutex::new(Vec::new());
         type Rendered = (
             UserKey,
             std::result::Result<Vec<(usize, RenditionResult)>, (ErrorKind, String)>,
@@ -1149,7 +1151,14 @@ impl<'e> Prepared<'e> {
             state_error: Mutex::new(None),
             consecutive: eng.targets.iter().map(|_| AtomicUsize::new(0)).collect(),
         };
-        let changes: Vec<&PlanItem> = self.plan.changes().collect();
+        // Each change with its place in the plan, where its outcome goes.
+        let changes: Vec<(usize, &PlanItem)> = self
+            .plan
+            .items
+            .iter()
+            .enumerate()
+            .filter(|(_, i)| matches!(i.action, Action::Put | Action::Delete))
+            .collect();
         eng.emit(Event::Stage {
             stage: Stage::Apply,
             total: changes.len(),
@@ -1161,10 +1170,10 @@ impl<'e> Prepared<'e> {
             .map(|(i, t)| (t.sink.name(), i))
             .collect();
         let per_target = eng.targets.iter().enumerate().map(|(ti, _)| {
-            let items: Vec<&PlanItem> = changes
+            let items: Vec<(usize, &PlanItem)> = changes
                 .iter()
                 .copied()
-                .filter(|it| index[it.sink.as_str()] == ti)
+                .filter(|(_, it)| index[it.sink.as_str()] == ti)
                 .collect();
             let sem = Semaphore::new(eng.concurrency);
             let shared = &shared;
@@ -1174,29 +1183,29 @@ impl<'e> Prepared<'e> {
                 // More items than permits in progress, so an item waiting out a retry does
                 // not hold a call slot.
                 stream::iter(items)
-                    .map(|it| this.apply_one(it, ti, sem, shared))
+                    .map(|(at, it)| async move { (at, this.apply_one(it, ti, sem, shared).await) })
                     .buffer_unordered(eng.concurrency * 4)
-                    .collect::<Vec<(UserKey, usize, Outcome)>>()
+                    .collect::<Vec<(usize, Outcome)>>()
                     .await
             }
         });
         let results = futures::future::join_all(per_target).await;
         self.flush(&shared, true).await;
         self.save_snapshots().await;
-        let mut by_item: HashMap<(UserKey, usize), Outcome> = results
-            .into_iter()
-            .flatten()
-            .map(|(k, ti, o)| ((k, ti), o))
-            .collect();
+        let mut applied: Vec<(usize, Outcome)> = results.into_iter().flatten().collect();
+        applied.sort_unstable_by_key(|(at, _)| *at);
+        let mut applied = applied.into_iter().peekable();
         // The plan's items become the report's outcomes (moved, not copied: at 100,000 users
-        // the two would otherwise be held side by side).
+        // the two would otherwise be held side by side), the applied ones in their place.
         drop(changes);
         let outcomes = std::mem::take(&mut self.plan.items)
             .into_iter()
-            .map(|it| match it.action {
-                Action::Put | Action::Delete => by_item
-                    .remove(&(it.key.clone(), index[it.sink.as_str()]))
-                    .unwrap_or_else(|| Self::into_outcome(it, Status::NotAttempted)),
+            .enumerate()
+            .map(|(at, it)| match it.action {
+                Action::Put | Action::Delete => match applied.next_if(|(a, _)| *a == at) {
+                    Some((_, o)) => o,
+                    None => Self::into_outcome(it, Status::NotAttempted),
+                },
                 Action::Skip => Self::into_outcome(it, Status::Skipped),
                 Action::Fail => Self::into_outcome(it, Status::Failed),
             })
@@ -1278,11 +1287,11 @@ impl<'e> Prepared<'e> {
         ti: usize,
         sem: &Semaphore,
         shared: &Shared,
-    ) -> (UserKey, usize, Outcome) {
+    ) -> Outcome {
         let eng = self.engine;
         let tg = &eng.targets[ti];
         let mut out = Self::outcome(it, Status::Done);
-        let finish = |out: Outcome| (it.key.clone(), ti, out);
+        let finish = |out: Outcome| out;
         if shared.cancel.load(Ordering::SeqCst) {
             out.status = Status::NotAttempted;
             return finish(out);
