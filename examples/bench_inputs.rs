@@ -5,31 +5,15 @@
 //! ```
 //!
 //! `ldif`: DIR/photos/userNNNNN.jpg for every user (the source), and DIR/export.ldif, a
-//! directory export as `ldapsearch -LLL` writes it (lines folded to 78 columns) in which
-//! every second user already holds a photo of about PHOTO_BYTES bytes. Prints the export's
-//! size in bytes and how many of its entries hold a photo.
+//! directory export laid out as `ldapsearch -LLL` writes one (photos base64, folded at 76
+//! columns by the library's LDIF writer, [`userphoto::ldif::write_attr`]) in which every
+//! second user already holds a photo of about PHOTO_BYTES bytes. Prints the export's size
+//! in bytes and how many of its entries hold a photo.
 
 use std::io::Write;
 use std::path::PathBuf;
 
-use base64::Engine as _;
 use userphoto::normalize::testimage;
-
-/// Writes `name:: base64(value)` folded as ldapsearch folds (78, then a space and 77).
-fn folded(out: &mut impl Write, name: &str, value: &[u8]) -> std::io::Result<()> {
-    let line = format!(
-        "{name}:: {}",
-        base64::engine::general_purpose::STANDARD.encode(value)
-    );
-    let (first, mut rest) = line.split_at(line.len().min(78));
-    writeln!(out, "{first}")?;
-    while !rest.is_empty() {
-        let (a, b) = rest.split_at(rest.len().min(77));
-        writeln!(out, " {a}")?;
-        rest = b;
-    }
-    Ok(())
-}
 
 /// A photo of about `bytes` bytes: the generated picture at the size that comes closest.
 fn photo_near(bytes: usize, seed: u32) -> Vec<u8> {
@@ -70,7 +54,7 @@ fn main() -> std::io::Result<()> {
         writeln!(out, "dn: CN={name},OU=Staff,DC=example,DC=test")?;
         writeln!(out, "objectClass: user\nsAMAccountName: {name}")?;
         if i % 2 == 0 {
-            folded(&mut out, "thumbnailPhoto", &existing[i % existing.len()])?;
+            userphoto::ldif::write_attr(&mut out, "thumbnailPhoto", &existing[i % existing.len()])?;
             with_photo += 1;
         }
         writeln!(out)?;

@@ -273,32 +273,12 @@ fn demo(out: &Path) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// One LDIF line, base64 when RFC 2849 requires it, folded at 76 columns as `ldapsearch`
-/// folds.
+/// One LDIF line, through the library's writer (base64 when RFC 2849 requires it, folded
+/// at 76 columns).
 fn ldif_line(out: &mut String, name: &str, value: &[u8]) {
-    use base64::Engine as _;
-    let safe = !value.is_empty()
-        && value.is_ascii()
-        && !value.iter().any(|&b| b == 0 || b == b'\n' || b == b'\r')
-        && !matches!(value[0], b' ' | b':' | b'<');
-    let text = if safe {
-        format!("{name}: {}", String::from_utf8_lossy(value))
-    } else {
-        format!(
-            "{name}:: {}",
-            base64::engine::general_purpose::STANDARD.encode(value)
-        )
-    };
-    let mut rest = text.as_str();
-    let mut first = true;
-    while !rest.is_empty() {
-        let take = if first { 76 } else { 75 }.min(rest.len());
-        out.push_str(if first { "" } else { " " });
-        out.push_str(&rest[..take]);
-        out.push('\n');
-        rest = &rest[take..];
-        first = false;
-    }
+    let mut line = Vec::new();
+    userphoto::ldif::write_attr(&mut line, name, value).expect("writing to memory");
+    out.push_str(std::str::from_utf8(&line).expect("LDIF lines are ASCII"));
 }
 
 fn demo_fixtures(out: &Path) -> ExitCode {

@@ -255,7 +255,7 @@ pub async fn sink_unknown_user_is_user_not_found(
 
 /// Whether `current` shows exactly `photo` (by its bytes, or by the hash of its bytes).
 fn shows(c: &crate::sink::CurrentPhoto, photo: &bytes::Bytes) -> bool {
-    c.content_sha256().as_deref() == Some(crate::sync::engine::sha256_hex(photo).as_str())
+    c.content_sha256().as_deref() == Some(crate::digest::sha256_hex(photo).as_str())
 }
 
 /// After a put, `current` shows a photo (the same bytes when the sink returns bytes).

@@ -240,9 +240,54 @@ impl FromStr for MatchAttribute {
     }
 }
 
+/// The 16 bytes AD stores for a canonical GUID string (Windows layout: the first three
+/// fields little-endian).
+pub(crate) fn guid_to_bytes(canonical: &str) -> Option<[u8; 16]> {
+    let hex: String = canonical.chars().filter(|c| *c != '-').collect();
+    if hex.len() != 32 {
+        return None;
+    }
+    let mut b = [0u8; 16];
+    for (i, x) in b.iter_mut().enumerate() {
+        *x = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    b[0..4].reverse();
+    b[4..6].reverse();
+    b[6..8].reverse();
+    Some(b)
+}
+
+/// The canonical GUID string (lower case, hyphenated: [`MatchAttribute::canonical`]'s form)
+/// of the 16 `objectGUID` bytes as AD stores them (LDAP reads, LDIF exports).
+pub(crate) fn guid_from_bytes(b: &[u8]) -> Option<String> {
+    if b.len() != 16 {
+        return None;
+    }
+    Some(format!(
+        "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
+        b[3], b[2], b[1], b[0], b[5], b[4], b[7], b[6], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn guids_round_trip_in_windows_layout() {
+        let g = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
+        let b = guid_to_bytes(g).unwrap();
+        assert_eq!(&b[..4], &[0x3c, 0x2d, 0x1e, 0x0f]);
+        assert_eq!(&b[4..8], &[0x5a, 0x4b, 0x78, 0x69]);
+        assert_eq!(&b[8..], &[0x87, 0x96, 0xa5, 0xb4, 0xc3, 0xd2, 0xe1, 0xf0]);
+        assert_eq!(guid_from_bytes(&b).unwrap(), g);
+        assert!(guid_to_bytes("xyz").is_none());
+        assert!(guid_from_bytes(&[0u8; 15]).is_none());
+        assert!(guid_to_bytes("0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f").is_none());
+        assert!(guid_to_bytes("0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1fü").is_none());
+        // The text form is the one a GUID key is compared in.
+        assert_eq!(MatchAttribute::ObjectGuid.canonical(g).as_deref(), Some(g));
+    }
 
     #[test]
     fn keys_compare_case_insensitively_and_keep_their_spelling() {

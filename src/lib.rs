@@ -17,6 +17,21 @@
 //! reports ([`sync::Report`], [`sync::Event`]). Every failure is an [`Error`] with an
 //! [`ErrorKind`].
 //!
+//! ## Modules and their layers
+//!
+//! * At the bottom, [`normalize`]: it imports nothing else of the crate.
+//! * Beside it, the shared pieces: [`Error`] and [`ErrorKind`], [`UserKey`] and
+//!   [`MatchAttribute`] (with the `objectGUID` byte layout), [`Secret`], [`ldap`] (the LDAP
+//!   transport of the AD sink and the LDAP source: [`ldap::LdapConfig`], TLS, the connection
+//!   pool, paged search, filter escaping, the result-code table), [`ldif`] (the reader of
+//!   exports and the one LDIF writer), and the crate's one SHA-256/hex helper.
+//! * Above them, [`source`] and [`sink`]. They never import the engine ([`sync`]), and
+//!   sources never import sinks: what both need lives in the layer below.
+//! * On top, [`sync`]: the engine, its state store, backups, retries and reports.
+//!
+//! Moved items keep their old public paths as re-exports (`userphoto::sink::LdapConfig`,
+//! `userphoto::sink::Secret`); the paths above are the canonical ones.
+//!
 //! ## Cargo features
 //!
 //! | feature | default | what it does |
@@ -53,21 +68,25 @@ compile_error!(
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+mod digest;
 mod error;
 mod key;
-mod ldif;
+pub mod ldap;
+pub mod ldif;
 pub mod normalize;
+mod secret;
 pub mod sink;
 pub mod source;
 pub mod sync;
 
 pub use error::{Error, ErrorKind, Result};
 pub use key::{MatchAttribute, UserKey};
+pub use secret::Secret;
 
 /// The LDIF reader's entry point for the fuzz target (`fuzz/fuzz_targets/ldif.rs`); not a
 /// stable API.
 #[doc(hidden)]
-pub use ldif::fuzz_read as __fuzz_ldif_read;
+pub use ldif::read::fuzz_read as __fuzz_ldif_read;
 
 /// The README's examples, compiled as doc tests.
 #[doc = include_str!("../README.md")]

@@ -8,9 +8,10 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use sha2::{Digest, Sha256};
 
 use super::{CurrentPhoto, DirectorySink, SinkCapabilities};
+use crate::digest::{hex, sha256};
+use crate::key::guid_from_bytes;
 use crate::ldif::{write_modify, Encoding, Reader};
 use crate::{Error, ErrorKind, MatchAttribute, Result, UserKey};
 
@@ -90,25 +91,6 @@ pub struct LdifSink {
     out_path: Option<Arc<Path>>,
 }
 
-fn hex(d: &[u8; 32]) -> String {
-    use std::fmt::Write as _;
-    d.iter().fold(String::with_capacity(64), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
-
-fn guid_from_bytes(b: &[u8]) -> Option<String> {
-    if b.len() != 16 {
-        return None;
-    }
-    // objectGUID is stored in the Windows GUID layout: the first three fields little-endian.
-    Some(format!(
-        "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
-        b[3], b[2], b[1], b[0], b[5], b[4], b[7], b[6], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]
-    ))
-}
-
 impl LdifSink {
     /// Reads `export` (blocking), matching keys on `matcher` and reading photos from
     /// `thumbnailPhoto`. Without [`with_output`](Self::with_output) the sink is read-only:
@@ -165,7 +147,7 @@ impl LdifSink {
             // Only the hash and the place of the photo stay; the record (and its bytes)
             // is dropped before the next one is read.
             let photo = rec.first(attribute).map(|a| Photo {
-                sha256: Sha256::digest(&a.value).into(),
+                sha256: sha256(&a.value),
                 file: Which::Export,
                 offset: a.offset,
                 line: a.line,
@@ -350,7 +332,7 @@ fn read_back(
     if !attr.name.eq_ignore_ascii_case(attribute) {
         return Err(changed(format!("`{}:` found there", attr.name)));
     }
-    let sha: [u8; 32] = Sha256::digest(&attr.value).into();
+    let sha = sha256(&attr.value);
     if sha != photo.sha256 {
         return Err(changed("another photo there".into()));
     }
@@ -425,7 +407,7 @@ impl DirectorySink for LdifSink {
         let dn = self.lock()[i].dn.to_string();
         let at = self.write("put", key, &dn, Some(jpeg))?;
         self.lock()[i].photo = at.map(|(offset, line)| Photo {
-            sha256: Sha256::digest(jpeg).into(),
+            sha256: sha256(jpeg),
             file: Which::Changes,
             offset,
             line,

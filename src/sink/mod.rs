@@ -8,7 +8,7 @@
 //!   certificate, national clouds, `Retry-After`, at most 4 requests in flight); the
 //!   [`graph`] module explains its etag handling, batching and throughput.
 
-pub(crate) mod ad;
+mod ad;
 pub mod graph;
 mod ldif;
 mod memory;
@@ -18,9 +18,13 @@ use std::fmt::Debug;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-pub use ad::{
-    AdSink, AdSinkBuilder, LdapConfig, ReadStats, Secret, AD_MAX_BYTES, GSSAPI_PLAIN_MAX_BYTES,
-};
+/// Moved: the canonical path is [`crate::ldap::LdapConfig`]; this one stays for existing code.
+#[doc(no_inline)]
+pub use crate::ldap::LdapConfig;
+/// Moved: the canonical path is [`crate::Secret`]; this one stays for existing code.
+#[doc(no_inline)]
+pub use crate::Secret;
+pub use ad::{AdSink, AdSinkBuilder, ReadStats, AD_MAX_BYTES, GSSAPI_PLAIN_MAX_BYTES};
 pub use graph::{
     AssertionAlgorithm, GraphCertificate, GraphCloud, GraphCredential, GraphSink, GraphSinkBuilder,
     GRAPH_DEFAULT_MAX_IN_FLIGHT, GRAPH_MAX_BYTES,
@@ -93,7 +97,7 @@ impl CurrentPhoto {
     pub fn content_sha256(&self) -> Option<String> {
         match (&self.sha256, &self.bytes) {
             (Some(s), _) => Some(s.to_ascii_lowercase()),
-            (None, Some(b)) => Some(crate::sync::engine::sha256_hex(b)),
+            (None, Some(b)) => Some(crate::digest::sha256_hex(b)),
             (None, None) => None,
         }
     }

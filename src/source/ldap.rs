@@ -7,13 +7,12 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};
-use sha2::{Digest, Sha256};
 
 use super::{PhotoRef, PhotoSource};
+use crate::digest::sha256_hex;
+use crate::key::guid_from_bytes;
+use crate::ldap::{values, LdapConfig, Pool};
 use crate::normalize::Limits;
-use crate::sink::ad::conn::{guid_from_bytes, values};
-use crate::sink::ad::Pool;
-use crate::sink::LdapConfig;
 use crate::{Error, ErrorKind, MatchAttribute, Result, UserKey};
 use ldap3::SearchEntry;
 
@@ -31,8 +30,9 @@ use ldap3::SearchEntry;
 /// * A multi-valued attribute (`jpegPhoto`) gives its first value.
 ///
 /// ```no_run
-/// use userphoto::sink::{LdapConfig, Secret};
+/// use userphoto::ldap::LdapConfig;
 /// use userphoto::source::LdapSource;
+/// use userphoto::Secret;
 /// # fn f() -> userphoto::Result<()> {
 /// let conn = LdapConfig::new("ldaps://ldap.example.com", "ou=people,dc=example,dc=com")
 ///     .simple_bind("cn=reader,dc=example,dc=com", Secret::from_env("LDAP_PASSWORD")?);
@@ -122,10 +122,6 @@ impl LdapSourceBuilder {
     }
 }
 
-fn hex(d: &[u8]) -> String {
-    d.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 impl LdapSource {
     /// Settings for a source reading `thumbnailPhoto` through `conn`, keyed by
     /// `sAMAccountName`.
@@ -169,7 +165,7 @@ impl LdapSource {
                         .first()
                         .and_then(|v| self.key_of(v))?;
                     let photo = values(&e, &self.attribute).first().copied()?;
-                    let fingerprint = format!("sha256:{}", hex(&Sha256::digest(photo)));
+                    let fingerprint = format!("sha256:{}", sha256_hex(photo));
                     let kept = cached
                         .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
                             (used + photo.len() <= self.cache_budget).then_some(used + photo.len())

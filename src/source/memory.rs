@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};
-use sha2::{Digest, Sha256};
 
 use super::{PhotoRef, PhotoSource};
+use crate::digest::sha256_hex;
 use crate::normalize::Limits;
 use crate::{Error, ErrorKind, Result, UserKey};
 
@@ -71,10 +71,6 @@ impl MemorySource {
     }
 }
 
-fn hex(d: &[u8]) -> String {
-    d.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 #[async_trait]
 impl PhotoSource for MemorySource {
     fn name(&self) -> &str {
@@ -86,7 +82,7 @@ impl PhotoSource for MemorySource {
             match e {
                 Entry::Photo(b) => Ok(PhotoRef {
                     key: k.clone(),
-                    fingerprint: format!("sha256:{}", hex(&Sha256::digest(b))),
+                    fingerprint: format!("sha256:{}", sha256_hex(b)),
                     location: format!("memory:{k}"),
                     withheld: false,
                 }),

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::digest::sha256_hex;
 use crate::sink::DirectorySink;
 use crate::{Error, ErrorKind, Result, UserKey};
 
@@ -161,10 +162,6 @@ struct Run {
 
 /// Lines noted without their own flush are flushed at least this often.
 const SYNC_EVERY: Duration = Duration::from_secs(1);
-
-fn hex(d: &[u8]) -> String {
-    d.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 fn io(op: &'static str, e: std::io::Error) -> Error {
     Error::from(e).with_backend("backup").with_operation(op)
@@ -360,7 +357,7 @@ impl BackupStore {
 
     /// Writes an object (if not there yet) durably; returns its hash.
     fn keep(&self, photo: &[u8]) -> Result<String> {
-        let sha = hex(&Sha256::digest(photo));
+        let sha = sha256_hex(photo);
         let path = self.object_path(&sha);
         if !path.exists() {
             let parent = self.dir.join("objects").join(&sha[..2]);
@@ -518,7 +515,7 @@ impl BackupStore {
             .with_operation("load"));
         }
         let b = std::fs::read(self.object_path(sha256)).map_err(|e| io("load", e))?;
-        if hex(&Sha256::digest(&b)) != sha256 {
+        if sha256_hex(&b) != sha256 {
             return Err(Error::new(
                 ErrorKind::InvalidData,
                 format!("backup {sha256} is damaged (its content no longer matches its hash)"),
@@ -770,7 +767,7 @@ mod tests {
     }
 
     fn sha(b: &[u8]) -> String {
-        hex(&Sha256::digest(b))
+        crate::digest::sha256_hex(b)
     }
 
     #[tokio::test]

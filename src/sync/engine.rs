@@ -8,7 +8,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures::stream::{self, StreamExt, TryStreamExt};
-use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
 use super::event::{Event, Stage};
@@ -19,19 +18,13 @@ use super::{
     plan, Action, BackupStore, Observation, Plan, PlanItem, Policy, Reason, SinkState, SourceState,
     StateRecord, StateStore,
 };
+use crate::digest::sha256_hex;
 use crate::normalize::{Normalizer, Profile};
 use crate::sink::DirectorySink;
 use crate::source::{PhotoRef, PhotoSource};
 use crate::{Error, ErrorKind, Result, UserKey};
 
 type EventFn = Arc<dyn Fn(&Event) + Send + Sync>;
-
-pub(crate) fn sha256_hex(b: &[u8]) -> String {
-    Sha256::digest(b)
-        .iter()
-        .map(|x| format!("{x:02x}"))
-        .collect()
-}
 
 fn now_secs() -> u64 {
     SystemTime::now()

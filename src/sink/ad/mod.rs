@@ -1,7 +1,5 @@
 //! The Active Directory sink: `thumbnailPhoto` over LDAP (`ldap3` on tokio).
 
-mod codes;
-pub(crate) mod conn;
 mod space;
 
 use std::collections::{HashMap, HashSet};
@@ -13,16 +11,14 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use ldap3::controls::RawControl;
 use ldap3::{Ldap, LdapError, Mod, Scope, SearchEntry};
 
-use self::codes::OpClass;
-pub(crate) use self::conn::Pool;
-use self::conn::{
-    escape_filter_bytes, escape_filter_value, guid_from_bytes, guid_to_bytes, paged_search,
-    paged_search_with, values,
-};
-pub use self::conn::{LdapConfig, Secret};
-use self::space::{dn_within, Entry, ScopeId, ServerId, Snap, Space};
+use self::space::{Entry, ScopeId, ServerId, Snap, Space};
 use super::{CurrentPhoto, DirectorySink, SinkCapabilities};
-use crate::sync::engine::sha256_hex;
+use crate::digest::sha256_hex;
+use crate::key::{guid_from_bytes, guid_to_bytes};
+use crate::ldap::{
+    dn_within, entry_of_result, escape_filter_bytes, escape_filter_value, paged_search,
+    paged_search_with, values, LdapConfig, OpClass, Pool,
+};
 use crate::{Error, ErrorKind, MatchAttribute, Result, UserKey};
 
 /// AD's `thumbnailPhoto` limit (`rangeUpper` 102,400 bytes, MS-ADA3 2.307).
@@ -49,8 +45,9 @@ const DELETED_OBJECTS_WKGUID: &str = "18e2ea80684f11d2b9aa00c04f79f805";
 /// Writes photos to Active Directory (or any LDAP directory) over LDAP.
 ///
 /// ```no_run
-/// use userphoto::sink::{AdSink, DirectorySink, LdapConfig, Secret};
-/// use userphoto::MatchAttribute;
+/// use userphoto::ldap::LdapConfig;
+/// use userphoto::sink::{AdSink, DirectorySink};
+/// use userphoto::{MatchAttribute, Secret};
 /// # async fn f() -> userphoto::Result<()> {
 /// let conn = LdapConfig::new("ldaps://dc1.example.com", "DC=example,DC=com")
 ///     .simple_bind("svc-photos@example.com", Secret::from_env("AD_PASSWORD")?);
@@ -404,7 +401,7 @@ async fn read_base(
     res.0
         .into_iter()
         .find(|e| !e.is_ref() && !e.is_intermediate())
-        .map(conn::entry_of_result)
+        .map(entry_of_result)
         .transpose()
 }
 

@@ -15,8 +15,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use sha2::{Digest, Sha256};
 
 use super::http::{new_guid, parse_retry_after, rewrap, Limits};
-use crate::sink::Secret;
-use crate::{Error, ErrorKind, Result};
+use crate::{Error, ErrorKind, Result, Secret};
 
 /// `application/x-www-form-urlencoded` values: all but unreserved characters encoded.
 const FORM: &AsciiSet = &NON_ALPHANUMERIC

@@ -168,7 +168,8 @@ enum Resolved {
 /// Builds a [`GraphSink`]: tenant, app, credential, then optional settings.
 ///
 /// ```no_run
-/// use userphoto::sink::{GraphSink, GraphCloud, Secret};
+/// use userphoto::sink::{GraphCloud, GraphSink};
+/// use userphoto::Secret;
 /// use userphoto::MatchAttribute;
 /// let sink = GraphSink::builder(
 ///     "contoso.onmicrosoft.com",
@@ -455,7 +456,7 @@ impl fmt::Debug for GraphSink {
 
 impl GraphSink {
     /// A builder for `tenant` (GUID or domain) and the app `client_id`, with a credential: a
-    /// [`Secret`](crate::sink::Secret) or a [`GraphCertificate`].
+    /// [`Secret`](crate::Secret) or a [`GraphCertificate`].
     pub fn builder(
         tenant: impl Into<String>,
         client_id: impl Into<String>,
@@ -989,7 +990,7 @@ mod tests {
 
     #[test]
     fn build_checks() {
-        let b = || GraphSink::builder("t", "c", crate::sink::Secret::new("x"));
+        let b = || GraphSink::builder("t", "c", crate::Secret::new("x"));
         assert_eq!(
             b().match_attribute(MatchAttribute::EmployeeNumber)
                 .build()
@@ -1002,7 +1003,7 @@ mod tests {
             ErrorKind::Config
         );
         assert_eq!(
-            GraphSink::builder("", "c", crate::sink::Secret::new("x"))
+            GraphSink::builder("", "c", crate::Secret::new("x"))
                 .build()
                 .unwrap_err()
                 .kind(),
