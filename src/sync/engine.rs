@@ -557,24 +557,32 @@ impl Engine {
         timings.reused = reused.len();
         // Users whose every needed sink holds no photo (or was not read) get a put whatever
         // the rendition is: normalize them while applying, so the first writes start now.
-        let mut deferred: HashMap<UserKey, Arc<Deferred>> = HashMap::new();
+        // Per deferred user: its targets. Only users written to several sinks need a shared
+        // rendition at apply time (one decode for all of them); a user with one is rendered
+        // by its item alone, so it costs nothing to keep.
+        let mut deferred_tis: HashMap<UserKey, Vec<usize>> = HashMap::new();
         if defer {
             need.retain(|key, tis| {
                 let free = tis
                     .iter()
                     .all(|&ti| matches!(reads[ti][key], SinkState::NoPhoto | SinkState::Unread));
                 if free {
-                    deferred.insert(
-                        key.clone(),
-                        Arc::new(Deferred {
-                            tis: tis.clone(),
-                            made: tokio::sync::OnceCell::new(),
-                        }),
-                    );
+                    deferred_tis.insert(key.clone(), std::mem::take(tis));
                 }
                 !free
             });
         }
+        let deferred: HashMap<UserKey, Arc<Deferred>> = deferred_tis
+            .iter()
+            .filter(|(_, tis)| tis.len() > 1)
+            .map(|(key, tis)| {
+                let d = Deferred {
+                    tis: tis.clone(),
+                    made: tokio::sync::OnceCell::new(),
+                };
+                (key.clone(), Arc::new(d))
+            })
+            .collect();
         self.emit(Event::Stage {
             stage: Stage::Normalize,
             total: need.len(),
@@ -669,7 +677,7 @@ impl Engine {
         // One observation at a time, each decided as it is made: the plan holds a small
         // item per user and sink, and no list of observations is ever kept whole.
         let (reused, made_ref, load_errors) = (&reused, &made, &load_errors);
-        let (refs_ref, source_errors, deferred_ref) = (&refs, &source_errors, &deferred);
+        let (refs_ref, source_errors, deferred_ref) = (&refs, &source_errors, &deferred_tis);
         let (reads_ref, records_ref) = (&reads, &records);
         let observations = self.targets.iter().enumerate().flat_map(|(ti, tg)| {
             per_target[ti].iter().map(move |key| {
@@ -684,7 +692,7 @@ impl Engine {
                 } else if let Some(r) = refs.get(key) {
                     if r.withheld {
                         SourceState::Withheld
-                    } else if deferred.get(key).is_some_and(|d| d.tis.contains(&ti)) {
+                    } else if deferred.get(key).is_some_and(|tis| tis.contains(&ti)) {
                         SourceState::Deferred {
                             fingerprint: r.fingerprint.clone(),
                         }
@@ -1020,6 +1028,8 @@ struct Shared {
     cancel: AtomicBool,
     abort: Mutex<Option<Error>>,
     pending: Mutex<Vec<(String, UserKey, Option<StateRecord>)>>,
+    /// Held while a batch of `pending` is committed to the state store.
+    committing: tokio::sync::Mutex<()>,
     done: AtomicUsize,
     state_error: Mutex<Option<Error>>,
     /// Per sink: writes that failed in a row (the circuit breaker).
@@ -1140,6 +1150,7 @@ impl<'e> Prepared<'e> {
             cancel: AtomicBool::new(false),
             abort: Mutex::new(None),
             pending: Mutex::new(std::mem::take(&mut self.refresh)),
+            committing: tokio::sync::Mutex::new(()),
             done: AtomicUsize::new(0),
             state_error: Mutex::new(None),
             consecutive: eng.targets.iter().map(|_| AtomicUsize::new(0)).collect(),
@@ -1246,6 +1257,17 @@ impl<'e> Prepared<'e> {
     async fn flush(&self, shared: &Shared, all: bool) {
         let Some(state) = &self.engine.state else {
             return;
+        };
+        // One commit at a time: while one is written (and synced), the records that come in
+        // wait for the next, which takes them all. Commits sent side by side would only
+        // queue on the store's single writer, each holding a blocking thread meanwhile.
+        let _writing = if all {
+            shared.committing.lock().await
+        } else {
+            match shared.committing.try_lock() {
+                Ok(g) => g,
+                Err(_) => return,
+            }
         };
         let batch = {
             let mut p = shared.pending.lock().unwrap_or_else(|p| p.into_inner());
@@ -1514,12 +1536,22 @@ impl<'e> Prepared<'e> {
                     .with_user(it.key.clone()),
             ))
         };
-        let (Some(d), Some(r)) = (self.deferred.get(&it.key), self.refs.get(&it.key)) else {
+        let Some(r) = self.refs.get(&it.key) else {
             return fail(
                 Reason::SourceError,
                 ErrorKind::Other,
                 "no source photo for a planned put".into(),
             );
+        };
+        let Some(d) = self.deferred.get(&it.key) else {
+            // Written to this sink only: made here, for it alone.
+            let _slot = self.render_slots.acquire().await;
+            self.deferred_decoded.fetch_add(1, Ordering::Relaxed);
+            let made = match self.engine.render(r, &[ti]).await {
+                Ok(v) => v.into_iter().next().map(|(_, x)| x),
+                Err((kind, msg)) => return fail(Reason::SourceError, kind, msg),
+            };
+            return Self::deferred_bytes(it, made);
         };
         let made = d
             .made
@@ -1579,7 +1611,23 @@ impl<'e> Prepared<'e> {
                 Err((kind, msg)) => return fail(Reason::SourceError, kind, msg),
             };
         }
-        match taken {
+        Self::deferred_bytes(it, taken)
+    }
+
+    /// A deferred put's bytes, or the reason it has none.
+    fn deferred_bytes(
+        it: &PlanItem,
+        made: Option<RenditionResult>,
+    ) -> std::result::Result<Option<Bytes>, (Reason, Error)> {
+        let fail = |reason, kind, msg: String| {
+            Err((
+                reason,
+                Error::new(kind, msg)
+                    .with_operation("normalize")
+                    .with_user(it.key.clone()),
+            ))
+        };
+        match made {
             Some(Ok(Rend { bytes: Some(b), .. })) => Ok(Some(b)),
             Some(Err((kind, msg))) => {
                 let reason = if kind == ErrorKind::PhotoTooLarge {
