@@ -153,7 +153,7 @@ fn db_err(op: &'static str, e: impl std::fmt::Display) -> Error {
 }
 
 /// The state store's page cache.
-const STATE_CACHE_BYTES: usize = 32 << 20;
+const STATE_CACHE_BYTES: usize = 16 << 20;
 
 fn key(sink: &str, user: &UserKey) -> String {
     format!("{sink}\0{}", user.folded())
