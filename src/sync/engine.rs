@@ -76,7 +76,8 @@ struct Target {
 ///    users; failures without a key are reported, and turn leaver removal off for the run
 ///    (a source that could not be read whole must not empty a directory).
 /// 2. **Read** each sink: the snapshot it left in the [`StateStore`] on the last run
-///    ([`DirectorySink::resume`]), [`DirectorySink::prefetch`] with every key, the leavers
+///    ([`Incremental::resume`](crate::sink::Incremental::resume), for a sink that has the
+///    extension), [`DirectorySink::prefetch`] with every key, the leavers
 ///    ([`DirectorySink::users_with_photos`]), then [`DirectorySink::current`] per user,
 ///    `concurrency` at a time per sink.
 /// 3. **Normalize** what may need writing, on the blocking thread pool (`threads` at a
@@ -89,8 +90,8 @@ struct Target {
 ///    retries per the [`RetryPolicy`]; the old photo goes to the [`BackupStore`] before
 ///    anything replaces or removes it (and a first photo is noted there, so a restore
 ///    removes it); the state store records each write, and each sink's new snapshot
-///    ([`DirectorySink::snapshot`]). A run-level failure ([`Error::is_run_level`]) stops the
-///    run; other failures are per user.
+///    ([`Incremental::snapshot`](crate::sink::Incremental::snapshot)). A run-level failure
+///    ([`Error::is_run_level`]) stops the run; other failures are per user.
 pub struct Engine {
     source: Arc<dyn PhotoSource>,
     targets: Vec<Target>,
@@ -391,7 +392,7 @@ impl Engine {
         let mut per_target: Vec<Vec<UserKey>> = Vec::new();
         for tg in &self.targets {
             // The sink's view from the last run, so it can read only what changed since.
-            if let Some(state) = &self.state {
+            if let (Some(state), Some(inc)) = (&self.state, tg.sink.incremental()) {
                 let (state, name) = (state.clone(), tg.sink.name().to_owned());
                 let saved = tokio::task::spawn_blocking(move || state.snapshot(&name))
                     .await
@@ -399,7 +400,7 @@ impl Engine {
                         Error::new(ErrorKind::Other, format!("state read failed: {e}"))
                     })??;
                 if let Some(saved) = saved {
-                    match tg.sink.resume(saved).await {
+                    match inc.resume(saved).await {
                         Err(e) if e.is_run_level() => return Err(e),
                         // Anything else: the sink reads everything, as without a snapshot.
                         _ => {}
@@ -897,18 +898,41 @@ impl Engine {
             .collect())
     }
 
-    /// Prepares, then applies (or, for a dry run, only reports the plan).
+    /// Prepares, then applies the plan, and reports what was done.
     ///
-    /// A run that applies is [`prepare_to_apply`](Self::prepare_to_apply) then
-    /// [`Prepared::apply`]: it normalizes the photos of users the sinks hold no photo for
-    /// while it writes, so a first sync starts writing at once.
-    pub async fn run(&self, dry_run: bool) -> Result<Report> {
-        let p = self.prepare_with(!dry_run).await?;
-        Ok(if dry_run {
-            p.dry_run()
-        } else {
-            p.apply().await
-        })
+    /// It is [`prepare_to_apply`](Self::prepare_to_apply) then [`Prepared::apply`]: it
+    /// normalizes the photos of users the sinks hold no photo for while it writes, so a
+    /// first sync starts writing at once. [`dry_run`](Self::dry_run) plans without writing.
+    pub async fn run(&self) -> Result<Report> {
+        Ok(self.prepare_to_apply().await?.apply().await)
+    }
+
+    /// Prepares and reports the plan, changing nothing: no sink is written, and no backup,
+    /// state record or snapshot is stored. It is [`prepare`](Self::prepare) then
+    /// [`Prepared::dry_run`].
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use userphoto::normalize::{testimage, Profile};
+    /// use userphoto::sink::MemorySink;
+    /// use userphoto::source::MemorySource;
+    /// use userphoto::sync::{Engine, Status};
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// let source = MemorySource::new().with_photo("alice", testimage::gradient_jpeg(300, 400));
+    /// let sink = Arc::new(MemorySink::new(102_400).with_users(["alice"]));
+    /// let engine = Engine::new(source).with_sink(sink.clone(), Profile::ad_thumbnail());
+    ///
+    /// let preview = engine.dry_run().await?;
+    /// assert_eq!(preview.outcomes[0].status, Status::Planned);
+    /// assert!(sink.photo(&"alice".into()).is_none()); // nothing written
+    ///
+    /// let report = engine.run().await?;
+    /// assert_eq!(report.outcomes[0].status, Status::Done);
+    /// assert!(sink.photo(&"alice".into()).is_some());
+    /// # Ok::<(), userphoto::Error>(()) }).unwrap();
+    /// ```
+    pub async fn dry_run(&self) -> Result<Report> {
+        Ok(self.prepare().await?.dry_run())
     }
 }
 
@@ -1232,7 +1256,10 @@ impl<'e> Prepared<'e> {
             return;
         };
         for tg in &self.engine.targets {
-            let Ok(Some(snap)) = tg.sink.snapshot().await else {
+            let Some(inc) = tg.sink.incremental() else {
+                continue;
+            };
+            let Ok(Some(snap)) = inc.snapshot().await else {
                 continue;
             };
             let (state, name) = (state.clone(), tg.sink.name().to_owned());
