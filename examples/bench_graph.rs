@@ -123,7 +123,7 @@ async fn sync_runs(users: usize, throttled: bool, confirm_uploads: bool) {
 
     let ops = srv.operation_count();
     let t = Instant::now();
-    let r = engine.run(false).await.expect("first run");
+    let r = engine.run().await.expect("first run");
     assert!(r.aborted.is_none() && r.failed() == 0, "{:?}", r.aborted);
     assert_eq!(r.sinks["graph"].put, users);
     line(
@@ -143,7 +143,7 @@ async fn sync_runs(users: usize, throttled: bool, confirm_uploads: bool) {
     for label in later {
         let ops = srv.operation_count();
         let t = Instant::now();
-        let r = engine.run(false).await.expect("later run");
+        let r = engine.run().await.expect("later run");
         assert!(r.aborted.is_none() && r.failed() == 0, "{:?}", r.aborted);
         assert_eq!(r.sinks["graph"].unchanged, users);
         line(

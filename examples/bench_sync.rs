@@ -45,7 +45,7 @@ fn run(dir: &Path, state: bool) -> (f64, Report) {
         .enable_all()
         .build()
         .expect("runtime");
-    let report = rt.block_on(engine.run(false)).expect("run");
+    let report = rt.block_on(engine.run()).expect("run");
     (t.elapsed().as_secs_f64(), report)
 }
 

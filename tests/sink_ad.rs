@@ -30,7 +30,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock};
 use userphoto::conformance::{sink_contract, source_contract, SinkFixture, SourceFixture};
 use userphoto::normalize::{testimage, Profile};
-use userphoto::sink::{AdSink, CurrentPhoto, DirectorySink, LdapConfig, Secret};
+use userphoto::sink::{AdSink, CurrentPhoto, DirectorySink, Incremental, LdapConfig, Secret};
 use userphoto::source::{LdapSource, MemorySource, PhotoSource};
 use userphoto::sync::{Action, Engine, Event, Reason, Report, RetryPolicy, StateStore, Status};
 use userphoto::{ErrorKind, MatchAttribute, UserKey};
@@ -1328,7 +1328,7 @@ async fn sync_once(
         .with_sink(sink.clone(), Profile::ad_thumbnail())
         .with_state(StateStore::open(state).unwrap())
         .with_concurrency(4);
-    let report = engine.run(false).await.unwrap();
+    let report = engine.run().await.unwrap();
     (report, sink)
 }
 
@@ -1863,7 +1863,7 @@ async fn a_delegated_account_writes_everyone_but_the_two_it_may_not() {
     let report = Engine::new(source)
         .with_sink(sink, Profile::ad_thumbnail())
         .with_concurrency(4)
-        .run(false)
+        .run()
         .await
         .unwrap();
     assert!(report.aborted.is_none(), "{report}");
@@ -2023,7 +2023,7 @@ async fn a_server_that_never_answers_ends_bind_search_and_the_run_with_a_timeout
     let e = Engine::new(source)
         .with_sink(sink, Profile::ad_thumbnail())
         .with_retry(RetryPolicy::default().with_max_retries(1))
-        .run(false)
+        .run()
         .await
         .unwrap_err();
     assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
@@ -2241,7 +2241,7 @@ async fn the_dc_stopped_mid_2000_user_sync_stops_the_run_and_a_rerun_keeps_every
     // The DC is back; new admin connections (the old ones died with it).
     ou.conns = vec![admin(&env).await];
     let sink = Arc::new(AdSink::builder(cfg).build().unwrap());
-    let report2 = engine(sink).run(false).await.unwrap();
+    let report2 = engine(sink).run().await.unwrap();
     assert_eq!(
         report2.exit_code(),
         0,

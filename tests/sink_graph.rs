@@ -303,7 +303,7 @@ async fn engine_under_throttling_waits_and_bounds_flight() {
         // More users in flight than the sink allows: the sink's own limit must hold.
         .with_concurrency(12)
         .with_retry(RetryPolicy::default().with_budget(1000));
-    let report = engine.run(false).await.unwrap();
+    let report = engine.run().await.unwrap();
     assert!(report.aborted.is_none(), "{:?}", report.aborted);
     assert_eq!(report.sinks["graph"].put, 30, "{:?}", report.sinks);
     assert_eq!(report.failed(), 0);
@@ -343,12 +343,12 @@ async fn skip_unchanged_through_the_state_store_with_confirmed_uploads() {
             Profile::graph(),
         )
         .with_state(StateStore::open(dir.join("state.redb")).unwrap());
-    let first = engine.run(false).await.unwrap();
+    let first = engine.run().await.unwrap();
     assert_eq!(first.sinks["graph"].put, 6);
     assert_eq!(puts(&srv), 6);
 
     srv.clear_records();
-    let second = engine.run(false).await.unwrap();
+    let second = engine.run().await.unwrap();
     assert_eq!(second.sinks["graph"].put, 0, "{:?}", second.sinks);
     assert_eq!(second.sinks["graph"].unchanged, 6);
     assert_eq!(puts(&srv), 0, "a second run PUTs nothing");
@@ -358,7 +358,7 @@ async fn skip_unchanged_through_the_state_store_with_confirmed_uploads() {
     sink(&srv).put(&key(&users[2]), &jpeg(999)).await.unwrap();
     assert_ne!(srv.user(&users[2]).unwrap().photo_etag, before);
     srv.clear_records();
-    let third = engine.run(false).await.unwrap();
+    let third = engine.run().await.unwrap();
     assert_eq!(third.sinks["graph"].put, 1, "{:?}", third.outcomes);
     assert_eq!(puts(&srv), 1);
     let put = srv
@@ -413,7 +413,7 @@ async fn sync(s: &GraphSink, users: &[String], dir: &StateDir) -> Report {
     let engine = Engine::new(source_for(users, 200))
         .with_sink(s.clone(), Profile::graph())
         .with_state(StateStore::open(dir.path()).unwrap());
-    let report = engine.run(false).await.unwrap();
+    let report = engine.run().await.unwrap();
     assert!(report.aborted.is_none(), "{:?}", report.aborted);
     assert_eq!(report.failed(), 0, "{:?}", report.outcomes);
     report
@@ -795,7 +795,7 @@ async fn per_user_403_fails_those_users_and_writes_everyone_else() {
     let users: Vec<String> = (0..12).map(upn_of).collect();
     let report = Engine::new(source_for(&users, 0))
         .with_sink(sink(&srv), Profile::graph())
-        .run(false)
+        .run()
         .await
         .unwrap();
     assert!(report.aborted.is_none(), "{:?}", report.aborted);
@@ -856,7 +856,7 @@ async fn tenant_wide_refusals_and_no_directory_read_right() {
     let users: Vec<String> = (0..6).map(upn_of).collect();
     let report = Engine::new(source_for(&users, 0))
         .with_sink(sink(&srv), Profile::graph())
-        .run(false)
+        .run()
         .await
         .unwrap();
     assert_eq!(puts(&srv), 0);
@@ -921,7 +921,7 @@ async fn a_user_not_in_the_directory_fails_alone() {
     assert_eq!(e.kind(), ErrorKind::UserNotFound, "{e}");
     let report = Engine::new(source_for(&users, 0))
         .with_sink(s, Profile::graph())
-        .run(false)
+        .run()
         .await
         .unwrap();
     assert!(report.aborted.is_none());
@@ -1332,7 +1332,7 @@ async fn hostile_retry_after_values_never_panic() {
     let started = std::time::Instant::now();
     let report = Engine::new(source_for(&["a@contoso.com".into()], 0))
         .with_sink(raw_sink(&srv), Profile::graph())
-        .run(false)
+        .run()
         .await
         .unwrap();
     assert!(started.elapsed() < Duration::from_secs(20));
@@ -1499,7 +1499,7 @@ async fn a_server_that_never_answers_times_out_in_bounded_time() {
                 .with_max_retries(1)
                 .with_delays(Duration::from_millis(20), Duration::from_millis(50)),
         )
-        .run(false)
+        .run()
         .await
         .unwrap();
     let took = started.elapsed();
@@ -1537,7 +1537,7 @@ async fn storms_of_503_and_500_end_in_bounded_time() {
                     .with_max_retry_after(Duration::from_secs(5))
                     .with_budget(6),
             )
-            .run(false)
+            .run()
             .await
             .unwrap();
         assert!(started.elapsed() < Duration::from_secs(20), "{failure:?}");
@@ -1689,7 +1689,7 @@ async fn https_refused_for_another_ca_and_a_wrong_name() {
     let started = std::time::Instant::now();
     let stopped = match Engine::new(source_for(&users, 0))
         .with_sink(s, Profile::graph())
-        .run(false)
+        .run()
         .await
     {
         Err(e) => e.to_string(),

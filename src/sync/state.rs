@@ -11,7 +11,7 @@ use crate::{Error, ErrorKind, Result, UserKey};
 
 /// Key: `sink` + NUL + the user's case-folded key. Value: a JSON [`StateRecord`].
 const TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("userphoto-state-v1");
-/// Sinks' snapshots ([`DirectorySink::snapshot`](crate::sink::DirectorySink::snapshot)), by
+/// Sinks' snapshots ([`Incremental::snapshot`](crate::sink::Incremental::snapshot)), by
 /// sink name.
 const SNAPSHOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("userphoto-snapshots-v1");
 

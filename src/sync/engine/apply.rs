@@ -182,7 +182,10 @@ impl<'e> Prepared<'e> {
             return;
         };
         for tg in &self.engine.targets {
-            let Ok(Some(snap)) = tg.sink.snapshot().await else {
+            let Some(inc) = tg.sink.incremental() else {
+                continue;
+            };
+            let Ok(Some(snap)) = inc.snapshot().await else {
                 continue;
             };
             let (state, name) = (state.clone(), tg.sink.name().to_owned());

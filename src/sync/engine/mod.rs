@@ -86,7 +86,8 @@ struct Target {
 ///    users; failures without a key are reported, and turn leaver removal off for the run
 ///    (a source that could not be read whole must not empty a directory).
 /// 2. **Read** each sink: the snapshot it left in the [`StateStore`] on the last run
-///    ([`DirectorySink::resume`]), [`DirectorySink::prefetch`] with every key, the leavers
+///    ([`Incremental::resume`](crate::sink::Incremental::resume), for a sink that has the
+///    extension), [`DirectorySink::prefetch`] with every key, the leavers
 ///    ([`DirectorySink::users_with_photos`]), then [`DirectorySink::current`] per user,
 ///    `concurrency` at a time per sink.
 /// 3. **Normalize** what may need writing, on the blocking thread pool (`threads` at a
@@ -99,8 +100,8 @@ struct Target {
 ///    retries per the [`RetryPolicy`]; the old photo goes to the [`BackupStore`] before
 ///    anything replaces or removes it (and a first photo is noted there, so a restore
 ///    removes it); the state store records each write, and each sink's new snapshot
-///    ([`DirectorySink::snapshot`]). A run-level failure ([`Error::is_run_level`]) stops the
-///    run; other failures are per user.
+///    ([`Incremental::snapshot`](crate::sink::Incremental::snapshot)). A run-level failure
+///    ([`Error::is_run_level`]) stops the run; other failures are per user.
 pub struct Engine {
     source: Arc<dyn PhotoSource>,
     targets: Vec<Target>,
@@ -364,18 +365,41 @@ impl Engine {
         });
     }
 
-    /// Prepares, then applies (or, for a dry run, only reports the plan).
+    /// Prepares, then applies the plan, and reports what was done.
     ///
-    /// A run that applies is [`prepare_to_apply`](Self::prepare_to_apply) then
-    /// [`Prepared::apply`]: it normalizes the photos of users the sinks hold no photo for
-    /// while it writes, so a first sync starts writing at once.
-    pub async fn run(&self, dry_run: bool) -> Result<Report> {
-        let p = self.prepare_with(!dry_run).await?;
-        Ok(if dry_run {
-            p.dry_run()
-        } else {
-            p.apply().await
-        })
+    /// It is [`prepare_to_apply`](Self::prepare_to_apply) then [`Prepared::apply`]: it
+    /// normalizes the photos of users the sinks hold no photo for while it writes, so a
+    /// first sync starts writing at once. [`dry_run`](Self::dry_run) plans without writing.
+    pub async fn run(&self) -> Result<Report> {
+        Ok(self.prepare_to_apply().await?.apply().await)
+    }
+
+    /// Prepares and reports the plan, changing nothing: no sink is written, and no backup,
+    /// state record or snapshot is stored. It is [`prepare`](Self::prepare) then
+    /// [`Prepared::dry_run`].
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use userphoto::normalize::{testimage, Profile};
+    /// use userphoto::sink::MemorySink;
+    /// use userphoto::source::MemorySource;
+    /// use userphoto::sync::{Engine, Status};
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// let source = MemorySource::new().with_photo("alice", testimage::gradient_jpeg(300, 400));
+    /// let sink = Arc::new(MemorySink::new(102_400).with_users(["alice"]));
+    /// let engine = Engine::new(source).with_sink(sink.clone(), Profile::ad_thumbnail());
+    ///
+    /// let preview = engine.dry_run().await?;
+    /// assert_eq!(preview.outcomes[0].status, Status::Planned);
+    /// assert!(sink.photo(&"alice".into()).is_none()); // nothing written
+    ///
+    /// let report = engine.run().await?;
+    /// assert_eq!(report.outcomes[0].status, Status::Done);
+    /// assert!(sink.photo(&"alice".into()).is_some());
+    /// # Ok::<(), userphoto::Error>(()) }).unwrap();
+    /// ```
+    pub async fn dry_run(&self) -> Result<Report> {
+        Ok(self.prepare().await?.dry_run())
     }
 }
 

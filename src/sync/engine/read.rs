@@ -47,7 +47,7 @@ impl Engine {
         let mut per_target: Vec<Vec<UserKey>> = Vec::new();
         for tg in &self.targets {
             // The sink's view from the last run, so it can read only what changed since.
-            if let Some(state) = &self.state {
+            if let (Some(state), Some(inc)) = (&self.state, tg.sink.incremental()) {
                 let (state, name) = (state.clone(), tg.sink.name().to_owned());
                 let saved = tokio::task::spawn_blocking(move || state.snapshot(&name))
                     .await
@@ -55,7 +55,7 @@ impl Engine {
                         Error::new(ErrorKind::Other, format!("state read failed: {e}"))
                     })??;
                 if let Some(saved) = saved {
-                    match tg.sink.resume(saved).await {
+                    match inc.resume(saved).await {
                         Err(e) if e.is_run_level() => return Err(e),
                         // Anything else: the sink reads everything, as without a snapshot.
                         _ => {}
