@@ -3,7 +3,7 @@
 //! admin connections of the tests' own (through `ldap3` directly, not through the code under
 //! test) and per-test OUs with uniquely named users, deleted at the end.
 //!
-//! Without the variables [`env`] prints why the test skips and returns `None`, unless
+//! Without the variables [`env()`] prints why the test skips and returns `None`, unless
 //! `USERPHOTO_REQUIRE_AD=1` (CI), which turns the skip into a failure. The tests of one
 //! process share the DC through [`DC`]: every [`Ou`] holds it for reading, those that count
 //! the DC's update sequence numbers hold it for writing ([`Ou::exclusive`]).
@@ -107,7 +107,7 @@ pub fn delegate(env: &Env) -> Option<Delegate> {
     env.delegate.clone()
 }
 
-/// The DC's settings, or `return` from the test (which then skips, see [`env`]).
+/// The DC's settings, or `return` from the test (which then skips, see [`env()`](crate::ad::env)).
 #[macro_export]
 macro_rules! need_env {
     () => {

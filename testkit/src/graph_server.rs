@@ -154,7 +154,7 @@ pub struct GraphServerConfig {
     /// Larger batches get 400 (Graph: 20).
     pub max_batch_requests: usize,
     /// Larger batch bodies get 413. Contract choice: the contract infers a 4 MB limit on the
-    /// whole REST request [infer], so base64 photos in a batch must total about 3 MB.
+    /// whole REST request (inferred), so base64 photos in a batch must total about 3 MB.
     pub max_batch_body_bytes: usize,
     /// Batch items without pending dependencies run this many at a time (Outlook: 4).
     pub batch_parallelism: usize,
