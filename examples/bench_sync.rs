@@ -16,8 +16,7 @@
 //! resident memory (`VmHWM`, Linux) is the run's alone: reading the export, planning and
 //! writing, without the generator's buffers.
 
-#[path = "../tests/common/ldif.rs"]
-mod ldif;
+use userphoto_testkit::ldif;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
