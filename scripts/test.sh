@@ -52,6 +52,22 @@ cargo fmt --all -- --check
 step "cargo clippy (all targets, all features, warnings are errors)"
 cargo clippy --all-targets --all-features --release -- -D warnings
 
+step "the offline library builds without the network backends"
+# Each backend alone and neither (`ad`: AD sink, LDAP source; `graph`: Graph sink), warnings
+# are errors; without both, none of ldap3, hyper, rustls or ring is in the build.
+for features in mozjpeg pure-rust mozjpeg,ad mozjpeg,graph; do
+  cargo clippy --release --lib --no-default-features --features "$features" -- -D warnings
+done
+cargo clippy --release --lib -- -D warnings
+for features in mozjpeg pure-rust; do
+  tree=$(cargo tree --no-default-features --features "$features" -e normal --prefix none)
+  if net=$(grep -E '^(ldap3|hyper|hyper-[a-z-]+|rustls|rustls-[a-z-]+|tokio-rustls|ring) v' <<<"$tree"); then
+    echo "--no-default-features --features $features still builds network crates:" >&2
+    sort -u <<<"$net" >&2
+    exit 1
+  fi
+done
+
 step "a panic = \"abort\" build with the libjpeg codec is refused (its errors unwind)"
 # Only the library crate gets -C panic=abort here; the compile_error! fires before codegen.
 if out=$(cargo rustc --release --quiet --lib -- -C panic=abort 2>&1); then
@@ -80,8 +96,9 @@ cargo test --release --features gssapi --test sink_ad gssapi
 
 step "cargo test (pure-Rust codec, no C JPEG code)"
 # (the normalization, the engine and the offline path; the AD and Graph sinks do not touch
-# the JPEG codec, and their tests ran above)
-cargo test --release --no-default-features --features pure-rust --lib \
+# the JPEG codec, and their tests ran above; `ad` and `graph` build the CLI that the cli
+# tests run)
+cargo test --release --no-default-features --features pure-rust,ad,graph --lib \
   --test normalize_api --test normalize_corpus --test normalize_hostile \
   --test normalize_jpeg_variants --test normalize_props --test cli --test cli_sync \
   --test sources --test sinks --test sink_ldif --test sync_engine

@@ -8,7 +8,10 @@
 //!   certificate, national clouds, `Retry-After`, at most 4 requests in flight); the
 //!   [`graph`] module explains its etag handling, batching and throughput.
 
+#[cfg(feature = "ad")]
 mod ad;
+#[cfg(feature = "graph")]
+#[cfg_attr(docsrs, doc(cfg(feature = "graph")))]
 pub mod graph;
 mod ldif;
 mod memory;
@@ -19,12 +22,18 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 /// Moved: the canonical path is [`crate::ldap::LdapConfig`]; this one stays for existing code.
+#[cfg(feature = "ad")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ad")))]
 #[doc(no_inline)]
 pub use crate::ldap::LdapConfig;
 /// Moved: the canonical path is [`crate::Secret`]; this one stays for existing code.
 #[doc(no_inline)]
 pub use crate::Secret;
+#[cfg(feature = "ad")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ad")))]
 pub use ad::{AdSink, AdSinkBuilder, ReadStats, AD_MAX_BYTES, GSSAPI_PLAIN_MAX_BYTES};
+#[cfg(feature = "graph")]
+#[cfg_attr(docsrs, doc(cfg(feature = "graph")))]
 pub use graph::{
     AssertionAlgorithm, GraphCertificate, GraphCloud, GraphCredential, GraphSink, GraphSinkBuilder,
     GRAPH_DEFAULT_MAX_IN_FLIGHT, GRAPH_MAX_BYTES,
