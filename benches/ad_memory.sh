@@ -20,7 +20,6 @@ shopt -s inherit_errexit
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 N=${1:-1200}
 KB=${2:-80}
-TARGET=${CARGO_TARGET_DIR:-$REPO/target}
 WORK=$REPO/target/ad-memory
 mkdir -p "$WORK"
 cd "$WORK"
@@ -106,8 +105,7 @@ if [ -n "${USERPHOTO_CLI:-}" ]; then
   CLI=$USERPHOTO_CLI
 else
   say "building the CLI (release)"
-  (cd "$REPO" && cargo build --release --quiet --example userphoto)
-  CLI=$TARGET/release/examples/userphoto
+  CLI=$(cd "$REPO" && scripts/cargo-exe.sh userphoto -p userphoto-cli)
 fi
 
 # One dry run (a full read of OU=$1, the plan, nothing written) with the source folder $2;

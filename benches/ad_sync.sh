@@ -25,7 +25,6 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 N=${1:-2000}
 CONC=${2:-4}
 ROUNDS=${3:-5}
-TARGET=${CARGO_TARGET_DIR:-$REPO/target}
 WORK=$REPO/target/ad-bench
 mkdir -p "$WORK"
 cd "$WORK"
@@ -47,8 +46,7 @@ OU="OU=bench-ad,$USERPHOTO_AD_TEST_OU"
 LDAP=(-H "$USERPHOTO_AD_LDAPS_URL" -x -D "$USERPHOTO_AD_ADMIN_DN" -y "$USERPHOTO_AD_ADMIN_PASSWORD_FILE")
 
 say "building the CLI (release)"
-(cd "$REPO" && cargo build --release --quiet --example userphoto)
-CLI=$TARGET/release/examples/userphoto
+CLI=$(cd "$REPO" && scripts/cargo-exe.sh userphoto -p userphoto-cli)
 
 # 1. Users, once.
 have=$(ldapsearch -LLL -E pr=1000/noprompt "${LDAP[@]}" -b "$OU" -s one '(objectClass=user)' 1.1 2>/dev/null | grep -c '^dn:' || true)

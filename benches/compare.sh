@@ -35,9 +35,8 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 PY="$VENV/bin/python"
 
-cargo build --release --quiet --example bench_folder --example userphoto
-BENCH=target/release/examples/bench_folder
-CLI=target/release/examples/userphoto
+BENCH=$(scripts/cargo-exe.sh bench_folder -p userphoto --example bench_folder)
+CLI=$(scripts/cargo-exe.sh userphoto -p userphoto-cli)
 
 # Classify the files once (our bench prints the class of each file it can normalize).
 "$BENCH" "$DIR" ad-thumbnail 1 >"$WORK/classes.jsonl"

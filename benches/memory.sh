@@ -5,18 +5,20 @@
 #   benches/memory.sh [CASE...]     (default: every case; cases: ldif, ldif_export_only)
 #
 # Builds what it needs with cargo (release), generates its inputs in a temp dir (no photo
-# corpus needed) and measures with `/usr/bin/time -f %M` (peak RSS in KiB). Respects
-# CARGO_TARGET_DIR; USERPHOTO_FEATURES (say `heic`) builds with those features, to reuse a
-# build made with them. Targets (issue 10): ldif < 150 MB.
+# corpus needed) and measures with `/usr/bin/time -f %M` (peak RSS in KiB). Finds the
+# binaries through cargo (so CARGO_TARGET_DIR is respected); USERPHOTO_FEATURES (say `heic`)
+# builds with those features, to reuse a build made with them. Targets (issue 10): ldif < 150 MB.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-TARGET_DIR=${CARGO_TARGET_DIR:-target}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/userphoto-memory.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 
+# Sets CLI (the userphoto binary of the CLI package) and BENCH_INPUTS (the library's example).
 build() {
-  cargo build --release --quiet ${USERPHOTO_FEATURES:+--features "$USERPHOTO_FEATURES"} \
-    --example userphoto --example bench_inputs >&2
+  CLI=$(scripts/cargo-exe.sh userphoto -p userphoto-cli \
+    ${USERPHOTO_FEATURES:+--features "$USERPHOTO_FEATURES"})
+  BENCH_INPUTS=$(scripts/cargo-exe.sh bench_inputs -p userphoto --example bench_inputs \
+    ${USERPHOTO_FEATURES:+--features "$USERPHOTO_FEATURES"})
 }
 
 # Runs a command under /usr/bin/time; prints the peak RSS in MB (1 decimal).
@@ -40,7 +42,7 @@ ldif_inputs() {
   LDIF_DIR="$WORK/ldif"
   if [ ! -f "$LDIF_DIR/export.ldif" ]; then
     mkdir -p "$LDIF_DIR"
-    "$TARGET_DIR/release/examples/bench_inputs" ldif "${LDIF_USERS:-30000}" 6000 "$LDIF_DIR" \
+    "$BENCH_INPUTS" ldif "${LDIF_USERS:-30000}" 6000 "$LDIF_DIR" \
       >"$LDIF_DIR/gen.txt"
   fi
   LDIF_GEN=$(cat "$LDIF_DIR/gen.txt")
@@ -56,7 +58,7 @@ case_ldif() {
   local dir=$LDIF_DIR
   rm -rf "$dir/backup" "$dir/state.redb" "$dir/changes.ldif"
   local peak
-  peak=$(peak_mb "$TARGET_DIR/release/examples/userphoto" sync \
+  peak=$(peak_mb "$CLI" sync \
     --source "folder:$dir/photos" --sink "ldif:$dir/export.ldif" --out "$dir/changes.ldif" \
     --backup-dir "$dir/backup" --state "$dir/state.redb")
   local export_bytes=${LDIF_GEN%% *}
@@ -72,7 +74,7 @@ case_ldif_export_only() {
   local dir=$LDIF_DIR
   mkdir -p "$dir/empty"
   local peak
-  peak=$(peak_mb "$TARGET_DIR/release/examples/userphoto" plan \
+  peak=$(peak_mb "$CLI" plan \
     --source "folder:$dir/empty" --sink "ldif:$dir/export.ldif" --out "$dir/plan-changes.ldif")
   local export_bytes=${LDIF_GEN%% *}
   export_bytes=${export_bytes#export_bytes=}

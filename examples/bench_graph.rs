@@ -15,17 +15,15 @@
 //! a first run makes two requests per user (the PUT, then a read of the new etag: Graph's PUT
 //! answers no etag). The bench also prints each run's own floor, `requests × 0.1 s / 4`.
 
-#[path = "../tests/support/graph_server.rs"]
-mod graph_server;
-
 use std::time::{Duration, Instant};
 
-use graph_server::*;
 use userphoto::normalize::testimage::photo_jpeg;
 use userphoto::normalize::Profile;
 use userphoto::sink::{GraphSink, Secret};
 use userphoto::source::MemorySource;
 use userphoto::sync::{Engine, RetryPolicy, StateStore, Timings};
+use userphoto_testkit::graph_server::*;
+use userphoto_testkit::reqwest;
 
 const LATENCY: Duration = Duration::from_millis(100);
 const IN_FLIGHT: usize = 4;
@@ -123,7 +121,7 @@ async fn sync_runs(users: usize, throttled: bool, confirm_uploads: bool) {
 
     let ops = srv.operation_count();
     let t = Instant::now();
-    let r = engine.run(false).await.expect("first run");
+    let r = engine.run().await.expect("first run");
     assert!(r.aborted.is_none() && r.failed() == 0, "{:?}", r.aborted);
     assert_eq!(r.sinks["graph"].put, users);
     line(
@@ -143,7 +141,7 @@ async fn sync_runs(users: usize, throttled: bool, confirm_uploads: bool) {
     for label in later {
         let ops = srv.operation_count();
         let t = Instant::now();
-        let r = engine.run(false).await.expect("later run");
+        let r = engine.run().await.expect("later run");
         assert!(r.aborted.is_none() && r.failed() == 0, "{:?}", r.aborted);
         assert_eq!(r.sinks["graph"].unchanged, users);
         line(

@@ -16,8 +16,7 @@
 //! resident memory (`VmHWM`, Linux) is the run's alone: reading the export, planning and
 //! writing, without the generator's buffers.
 
-#[path = "../tests/common/ldif.rs"]
-mod ldif;
+use userphoto_testkit::ldif;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -45,7 +44,7 @@ fn run(dir: &Path, state: bool) -> (f64, Report) {
         .enable_all()
         .build()
         .expect("runtime");
-    let report = rt.block_on(engine.run(false)).expect("run");
+    let report = rt.block_on(engine.run()).expect("run");
     (t.elapsed().as_secs_f64(), report)
 }
 

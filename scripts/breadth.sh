@@ -28,8 +28,9 @@ if [ ! -d "$WORK/images" ]; then
   mv "$WORK/pillow-$PILLOW_VERSION/Tests/images" "$WORK/images"
   rm -rf "$WORK/pillow-$PILLOW_VERSION"
 fi
-cargo build --release --quiet --example userphoto ${CARGO_FEATURES:+--features "$CARGO_FEATURES"}
-"$VENV/bin/python" - "$WORK/images" target/release/examples/userphoto <<'PYEOF'
+# The CLI, wherever cargo puts it (CARGO_TARGET_DIR is respected).
+CLI=$(scripts/cargo-exe.sh userphoto -p userphoto-cli ${CARGO_FEATURES:+--features "$CARGO_FEATURES"})
+"$VENV/bin/python" - "$WORK/images" "$CLI" <<'PYEOF'
 import json, os, resource, subprocess, sys, tempfile, warnings
 from PIL import Image
 warnings.simplefilter("ignore")

@@ -13,7 +13,7 @@ SECS=${1:-60}
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install --locked cargo-fuzz
 mkdir -p fuzz/corpus/normalize
 # Seeds from the crate's own generators (small, so the fuzzer mutates them quickly).
-cargo run --release --quiet --example userphoto -- demo --out fuzz/corpus/seed-demo >/dev/null
+cargo run --release --quiet -p userphoto-cli -- demo --out fuzz/corpus/seed-demo >/dev/null
 for f in fuzz/corpus/seed-demo/samples/* fuzz/corpus/seed-demo/renditions/*-ad-thumbnail.jpg; do
   cp "$f" "fuzz/corpus/normalize/$(basename "$f")"
 done

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# The whole test suite, from a fresh Debian/Ubuntu machine with only Rust installed:
-# installs what the tests need (apt), then runs formatting, lints, docs, every test,
-# the examples and a benchmark build. README.md names this script; .ci/run calls it.
+# The whole test suite of the workspace (the library `userphoto`, the CLI `userphoto-cli` in
+# cli/, the test kit in testkit/), from a fresh Debian/Ubuntu machine with only Rust
+# installed: installs what the tests need (apt), then runs formatting, lints, docs, every
+# test, the examples, a Windows check and a benchmark build. README.md names this script;
+# .ci/run calls it. Works with CARGO_TARGET_DIR set: binaries are found through cargo
+# (scripts/cargo-exe.sh), never under a literal target/ path.
 #
 # Environment:
 #   USERPHOTO_CORPUS  folder of real photos (default ../shared/corpus; tests skip without it)
@@ -35,6 +38,9 @@ compgen -G "/usr/lib/llvm-*/lib/libclang.so" >/dev/null || need+=(libclang-dev)
 # python3 with venv: the breadth test runs Pillow (from PyPI) as the reference decoder.
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 python3 -m venv --help >/dev/null 2>&1 || need+=(python3-venv)
+# The MinGW-w64 cross compiler: the Windows check builds the C code of mozjpeg-sys and ring
+# for x86_64-pc-windows-gnu (the target itself comes from rustup, below).
+command -v x86_64-w64-mingw32-gcc >/dev/null 2>&1 || need+=(gcc-mingw-w64-x86-64)
 if [ ${#need[@]} -gt 0 ] && [ "${SKIP_APT:-0}" != 1 ]; then
   step "installing ${need[*]}"
   SUDO=""
@@ -46,21 +52,24 @@ fi
 # A change to nasm's presence changes the build: make sure mozjpeg-sys sees the new state.
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 
-step "cargo fmt --check"
+step "cargo fmt --check (every package)"
 cargo fmt --all -- --check
 
-step "cargo clippy (all targets, all features, warnings are errors)"
-cargo clippy --all-targets --all-features --release -- -D warnings
+step "cargo clippy (every package, all targets, all features, warnings are errors)"
+cargo clippy --workspace --all-targets --all-features --release -- -D warnings
+
+step "cargo clippy (every package, all targets, the default features, warnings are errors)"
+cargo clippy --workspace --all-targets --release -- -D warnings
 
 step "the offline library builds without the network backends"
 # Each backend alone and neither (`ad`: AD sink, LDAP source; `graph`: Graph sink), warnings
 # are errors; without both, none of ldap3, hyper, rustls or ring is in the build.
 for features in mozjpeg pure-rust mozjpeg,ad mozjpeg,graph; do
-  cargo clippy --release --lib --no-default-features --features "$features" -- -D warnings
+  cargo clippy --release -p userphoto --lib --no-default-features --features "$features" -- -D warnings
 done
-cargo clippy --release --lib -- -D warnings
+cargo clippy --release -p userphoto --lib -- -D warnings
 for features in mozjpeg pure-rust; do
-  tree=$(cargo tree --no-default-features --features "$features" -e normal --prefix none)
+  tree=$(cargo tree -p userphoto --no-default-features --features "$features" -e normal --prefix none)
   if net=$(grep -E '^(ldap3|hyper|hyper-[a-z-]+|rustls|rustls-[a-z-]+|tokio-rustls|ring) v' <<<"$tree"); then
     echo "--no-default-features --features $features still builds network crates:" >&2
     sort -u <<<"$net" >&2
@@ -70,14 +79,16 @@ done
 
 step "a panic = \"abort\" build with the libjpeg codec is refused (its errors unwind)"
 # Only the library crate gets -C panic=abort here; the compile_error! fires before codegen.
-if out=$(cargo rustc --release --quiet --lib -- -C panic=abort 2>&1); then
+if out=$(cargo rustc --release --quiet -p userphoto --lib -- -C panic=abort 2>&1); then
   echo "a panic = abort build compiled; it must be refused" >&2
   exit 1
 fi
 grep -q 'needs panic = "unwind"' <<<"$out" || { echo "$out" >&2; exit 1; }
 
 step "cargo doc (broken links and missing docs are errors)"
-RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features --release
+# The library and the test kit; the CLI's docs are its --help (its binary `userphoto` would
+# collide with the library's doc folder).
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features --release -p userphoto -p userphoto-testkit
 
 # A real Active Directory for the AD sink's tests: Samba's AD DC on loopback (installed,
 # provisioned once into target/samba-dc, started; see scripts/README.md). With
@@ -88,44 +99,62 @@ eval "$(scripts/samba-dc.sh env)"
 export USERPHOTO_REQUIRE_AD=1
 trap 'scripts/samba-dc.sh stop >/dev/null 2>&1 || true' EXIT
 
-step "cargo test (libjpeg-turbo codec, HEIC through libheif)"
-cargo test --release --features heic
+step "cargo test (the library and the test kit: libjpeg-turbo codec, HEIC through libheif)"
+cargo test --release -p userphoto -p userphoto-testkit --features heic
 
 step "cargo test (Kerberos: GSSAPI binds to the Samba DC with its keytab)"
-cargo test --release --features gssapi --test sink_ad gssapi
+cargo test --release -p userphoto --features gssapi --test sink_ad gssapi
 
 step "cargo test (pure-Rust codec, no C JPEG code)"
 # (the normalization, the engine and the offline path; the AD and Graph sinks do not touch
-# the JPEG codec, and their tests ran above; `ad` and `graph` build the CLI that the cli
-# tests run)
-cargo test --release --no-default-features --features pure-rust,ad,graph --lib \
+# the JPEG codec, and their tests ran above)
+cargo test --release -p userphoto --no-default-features --features pure-rust --lib \
   --test normalize_api --test normalize_corpus --test normalize_hostile \
-  --test normalize_jpeg_variants --test normalize_props --test cli --test cli_sync \
+  --test normalize_jpeg_variants --test normalize_props \
   --test sources --test sinks --test sink_ldif --test sync_engine
+# The CLI's offline tests on the same codec (normalize, and sync/plan/restore on LDIF).
+cargo test --release -p userphoto-cli --no-default-features --features pure-rust \
+  --test cli --test cli_sync
 
-step "examples run"
+step "cargo test (the CLI: its unit tests, normalize, the LDIF path, Graph against the fake, AD against the DC)"
+cargo test --release -p userphoto-cli --features heic
+
+step "examples run (the CLI and the library's examples)"
 demo_dir=$(mktemp -d)
-cargo run --release --quiet --example userphoto -- demo --out "$demo_dir" >"$demo_dir/demo.jsonl"
+cargo run --release --quiet -p userphoto-cli -- demo --out "$demo_dir" >"$demo_dir/demo.jsonl"
 grep -q '"ok":true' "$demo_dir/demo.jsonl"
 rm -rf "$demo_dir"
-custom=$(cargo run --release --quiet --example custom_source)
+custom=$(cargo run --release --quiet -p userphoto --example custom_source)
 grep -q "E1001: 96x96 JPEG" <<<"$custom"
 # README's first command, on the shipped demo directory (in a scratch folder).
 repo=$PWD
 sync_dir=$(mktemp -d)
-(cd "$sync_dir" && cargo run --manifest-path "$repo/Cargo.toml" --release --quiet --example userphoto -- \
+(cd "$sync_dir" && cargo run --manifest-path "$repo/Cargo.toml" --release --quiet -p userphoto-cli -- \
   sync --source "folder:$repo/examples/demo/photos" --sink "ldif:$repo/examples/demo/directory.ldif" \
   --out changes.ldif >summary.txt)
 grep -q "5 written" "$sync_dir/summary.txt"
 ldapmodify -n -f "$sync_dir/changes.ldif" >/dev/null
 rm -rf "$sync_dir"
 # The sync bench, small: a re-run with nothing changed decodes nothing.
-cargo run --release --quiet --example bench_sync -- 300 "$(mktemp -d)/bench" | grep -q '"rerun_decoded":0'
+cargo run --release --quiet -p userphoto --example bench_sync -- 300 "$(mktemp -d)/bench" | grep -q '"rerun_decoded":0'
 
 step "breadth: Pillow's test images never crash, hang or blow up; >= 90% of what Pillow opens normalizes"
 bash scripts/breadth.sh
 
+step "Windows: the library and the CLI check for x86_64-pc-windows-gnu (the default features)"
+# Admins run the CLI on Windows servers. rustup's target plus Debian's MinGW-w64 (apt step
+# above) are all it takes; where either cannot be had, say so and go on.
+if ! command -v rustup >/dev/null 2>&1; then
+  echo "SKIPPED: no rustup to install the x86_64-pc-windows-gnu target"
+elif ! rustup target add x86_64-pc-windows-gnu >/dev/null 2>&1; then
+  echo "SKIPPED: rustup target add x86_64-pc-windows-gnu failed (offline, or a toolchain without it)"
+elif ! command -v x86_64-w64-mingw32-gcc >/dev/null 2>&1; then
+  echo "SKIPPED: x86_64-w64-mingw32-gcc not found (apt install gcc-mingw-w64-x86-64)"
+else
+  cargo check --release --target x86_64-pc-windows-gnu -p userphoto -p userphoto-cli
+fi
+
 step "benchmarks build"
-cargo bench --no-run --quiet
+cargo bench --no-run --quiet -p userphoto
 
 step "all tests passed"

@@ -1,6 +1,6 @@
 //! The public API end to end: ICC profiles, crop strategies, batches and progress.
 
-mod common;
+use userphoto_testkit as common;
 
 use userphoto::normalize::{
     testimage, BatchOptions, CropContext, CropRect, CropStrategy, FocusCrop, Input, NormalizeError,

@@ -1,7 +1,7 @@
 //! The normalization core on the shared corpus of real photographs (`../shared/corpus/`, or
 //! `USERPHOTO_CORPUS`). Every test prints `SKIPPED` and passes when the corpus is absent.
 
-mod common;
+use userphoto_testkit as common;
 
 use std::path::Path;
 

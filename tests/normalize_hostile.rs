@@ -1,7 +1,7 @@
 //! Malformed and hostile inputs, generated here: each gives its typed error, never a panic;
 //! decompression bombs are refused from the header.
 
-mod common;
+use userphoto_testkit as common;
 
 use userphoto::normalize::{
     testimage, Limits, NormalizeError, NormalizeErrorKind, Normalizer, Profile,

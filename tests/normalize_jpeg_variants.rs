@@ -3,7 +3,7 @@
 //! restart markers, every chroma subsampling, grayscale. Skipped with a message when the
 //! tools are missing.
 
-mod common;
+use userphoto_testkit as common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -2,7 +2,7 @@
 //! colour type and budget gives exact dimensions, `len <= budget`, a decodable baseline JPEG
 //! without metadata, and the same bytes twice.
 
-mod common;
+use userphoto_testkit as common;
 
 use proptest::prelude::*;
 use userphoto::normalize::{NormalizeError, Normalizer, Profile};

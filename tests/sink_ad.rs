@@ -6,178 +6,33 @@
 //! share one DC and run in parallel: each makes its own OU below `USERPHOTO_AD_TEST_OU`
 //! with uniquely named users (through `ldap3` directly, not through the code under test)
 //! and deletes it at the end. The tests of incremental runs count the DC's update sequence
-//! numbers, so they need it to themselves: they hold [`DC`] for writing, every other test
-//! holds it for reading (through its [`Ou`]).
-
-#[path = "common/bin.rs"]
-mod bin;
+//! numbers, so they need it to themselves: they hold the DC for writing
+//! (`Ou::exclusive`), every other test holds it for reading (through its `Ou`). The DC's
+//! settings, admin connections and OUs are the test kit's (`userphoto_testkit::ad`); the
+//! CLI's runs against the DC are in `cli/tests/ad.rs`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Arc, LazyLock};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
-use ldap3::controls::RawControl;
-use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Mod, Scope, SearchEntry};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::CertificateDer;
 use sha2::{Digest, Sha256};
-use tokio::sync::{OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock};
 use userphoto::conformance::{sink_contract, source_contract, SinkFixture, SourceFixture};
 use userphoto::normalize::{testimage, Profile};
-use userphoto::sink::{AdSink, CurrentPhoto, DirectorySink, LdapConfig, Secret};
+use userphoto::sink::{AdSink, CurrentPhoto, DirectorySink, Incremental, LdapConfig, Secret};
 use userphoto::source::{LdapSource, MemorySource, PhotoSource};
 use userphoto::sync::{Action, Engine, Event, Reason, Report, RetryPolicy, StateStore, Status};
 use userphoto::{ErrorKind, MatchAttribute, UserKey};
+use userphoto_testkit::ad::{admin, delegate, delegated_fixture, run_id, Env, NewUser, Ou};
+use userphoto_testkit::need_env;
 
 // ---------------------------------------------------------------------------------------
-// The DC's settings, admin connections and per-test OUs.
-
-#[derive(Clone, Debug)]
-struct Env {
-    ldaps_url: String,
-    ldap_url: String,
-    ca: String,
-    base_dn: String,
-    test_ou: String,
-    admin_dn: String,
-    admin_upn: String,
-    admin_pw_file: String,
-    reader_dn: String,
-    reader_pw_file: String,
-    #[allow(dead_code)]
-    keytab: String,
-    #[allow(dead_code)]
-    krb5_config: String,
-    #[allow(dead_code)]
-    realm: String,
-    /// The least-privilege account of fixtures version 2, if the DC has it.
-    delegate: Option<Delegate>,
-    /// The DC's state directory (for the tests that stop and start it).
-    samba_dir: Option<String>,
-}
-
-/// `photo-delegate`: may write thumbnailPhoto below `ou`, except on the `denied` users.
-#[derive(Clone, Debug)]
-struct Delegate {
-    dn: String,
-    pw_file: String,
-    ou: String,
-    denied: Vec<String>,
-}
-
-const SKIP: &str = "skipped: start the DC with scripts/samba-dc.sh start and export its env (eval \"$(scripts/samba-dc.sh env)\")";
-
-fn env() -> Option<Env> {
-    let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    let e = (|| {
-        Some(Env {
-            ldaps_url: get("USERPHOTO_AD_LDAPS_URL")?,
-            ldap_url: get("USERPHOTO_AD_LDAP_URL")?,
-            ca: get("USERPHOTO_AD_CA")?,
-            base_dn: get("USERPHOTO_AD_BASE_DN")?,
-            test_ou: get("USERPHOTO_AD_TEST_OU")?,
-            admin_dn: get("USERPHOTO_AD_ADMIN_DN")?,
-            admin_upn: get("USERPHOTO_AD_ADMIN_UPN")?,
-            admin_pw_file: get("USERPHOTO_AD_ADMIN_PASSWORD_FILE")?,
-            reader_dn: get("USERPHOTO_AD_READER_DN")?,
-            reader_pw_file: get("USERPHOTO_AD_READER_PASSWORD_FILE")?,
-            keytab: get("USERPHOTO_AD_KEYTAB")?,
-            krb5_config: get("USERPHOTO_AD_KRB5_CONFIG")?,
-            realm: get("USERPHOTO_AD_REALM")?,
-            delegate: (|| {
-                Some(Delegate {
-                    dn: get("USERPHOTO_AD_DELEGATE_DN")?,
-                    pw_file: get("USERPHOTO_AD_DELEGATE_PASSWORD_FILE")?,
-                    ou: get("USERPHOTO_AD_DELEGATED_OU")?,
-                    denied: get("USERPHOTO_AD_DENIED_USERS")?
-                        .split(',')
-                        .map(str::to_owned)
-                        .collect(),
-                })
-            })(),
-            samba_dir: get("USERPHOTO_AD_SAMBA_DIR"),
-        })
-    })();
-    if e.is_none() {
-        if std::env::var("USERPHOTO_REQUIRE_AD").as_deref() == Ok("1") {
-            panic!("USERPHOTO_REQUIRE_AD=1 but the USERPHOTO_AD_* variables are missing: {SKIP}");
-        }
-        eprintln!("{SKIP}");
-    }
-    e
-}
-
-/// The delegated account, or why the test skips (a failure under `USERPHOTO_REQUIRE_AD=1`).
-fn delegate(env: &Env) -> Option<Delegate> {
-    if env.delegate.is_none() {
-        let msg = "the DC's env has no USERPHOTO_AD_DELEGATE_* (fixtures version 2): run scripts/samba-dc.sh start again";
-        if std::env::var("USERPHOTO_REQUIRE_AD").as_deref() == Ok("1") {
-            panic!("{msg}");
-        }
-        eprintln!("skipped: {msg}");
-    }
-    env.delegate.clone()
-}
-
-macro_rules! need_env {
-    () => {
-        match env() {
-            Some(e) => e,
-            None => return,
-        }
-    };
-}
-
-fn password(file: &str) -> String {
-    std::fs::read_to_string(file).expect("password file")
-}
-
-/// A short id unique to this test in this process and (very likely) among processes.
-fn run_id() -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_micros() as u64;
-    let base = (t ^ ((std::process::id() as u64) << 12)) & 0xff_ffff;
-    format!("{base:06x}{:x}", N.fetch_add(1, Ordering::Relaxed))
-}
-
-fn tls(ca: &str) -> Arc<rustls::ClientConfig> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(ca).expect("CA file") {
-        roots.add(c.expect("CA cert")).unwrap();
-    }
-    Arc::new(
-        rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-    )
-}
-
-/// An admin connection of the tests' own (not the code under test).
-async fn admin(env: &Env) -> Ldap {
-    let settings = LdapConnSettings::new().set_config(tls(&env.ca));
-    let (conn, mut ldap) = LdapConnAsync::with_settings(settings, &env.ldaps_url)
-        .await
-        .expect("connect to the DC");
-    ldap3::drive!(conn);
-    ldap.simple_bind(&env.admin_dn, &password(&env.admin_pw_file))
-        .await
-        .unwrap()
-        .success()
-        .expect("admin bind");
-    ldap
-}
+// The sink's settings for the DC.
 
 fn sink_config(env: &Env, base: &str) -> LdapConfig {
     // Generous timeouts: the test DC is one LDAP process, which another test's bulk work
@@ -190,307 +45,6 @@ fn sink_config(env: &Env, base: &str) -> LdapConfig {
         )
         .connect_timeout(Duration::from_secs(60))
         .operation_timeout(Duration::from_secs(60))
-}
-
-/// A user to create: CN, sAMAccountName and more attributes.
-struct NewUser {
-    cn: String,
-    sam: String,
-    extra: Vec<(&'static str, Vec<u8>)>,
-}
-
-impl NewUser {
-    fn new(cn: impl Into<String>, sam: impl Into<String>) -> Self {
-        Self {
-            cn: cn.into(),
-            sam: sam.into(),
-            extra: Vec::new(),
-        }
-    }
-    fn with(mut self, attr: &'static str, v: impl Into<Vec<u8>>) -> Self {
-        self.extra.push((attr, v.into()));
-        self
-    }
-}
-
-/// The DC, shared by the tests of this process: read-locked by every test, write-locked by
-/// those that need nobody else to change anything while they run.
-static DC: LazyLock<Arc<RwLock<()>>> = LazyLock::new(|| Arc::new(RwLock::new(())));
-
-#[allow(dead_code)]
-enum DcGuard {
-    Shared(OwnedRwLockReadGuard<()>),
-    Exclusive(OwnedRwLockWriteGuard<()>),
-}
-
-/// An OU of one test, below the tests' OU; deleted (with everything in it) on `cleanup`.
-struct Ou {
-    dn: String,
-    conns: Vec<Ldap>,
-    env: Env,
-    // Dropped last: the OU is gone before another test may have the DC to itself.
-    _dc: DcGuard,
-}
-
-impl Ou {
-    async fn new(env: &Env, name: &str) -> Self {
-        Self::with_connections(env, name, 1).await
-    }
-
-    async fn with_connections(env: &Env, name: &str, n: usize) -> Self {
-        let guard = DcGuard::Shared(DC.clone().read_owned().await);
-        Self::make(env, name, n, guard).await
-    }
-
-    /// An OU of a test that has the DC to itself (no other test of this process runs).
-    async fn exclusive(env: &Env, name: &str) -> Self {
-        Self::exclusive_with_connections(env, name, 1).await
-    }
-
-    /// The same, with `n` admin connections (for bulk work that would keep the DC's one
-    /// LDAP process from answering other tests in time).
-    async fn exclusive_with_connections(env: &Env, name: &str, n: usize) -> Self {
-        let guard = DcGuard::Exclusive(DC.clone().write_owned().await);
-        Self::make(env, name, n, guard).await
-    }
-
-    async fn make(env: &Env, name: &str, n: usize, guard: DcGuard) -> Self {
-        Self::make_below(env, &env.test_ou, name, n, guard).await
-    }
-
-    /// An OU of one test below `parent` (the delegated OU).
-    async fn below(env: &Env, parent: &str, name: &str) -> Self {
-        let guard = DcGuard::Shared(DC.clone().read_owned().await);
-        Self::make_below(env, parent, name, 1, guard).await
-    }
-
-    async fn make_below(env: &Env, parent: &str, name: &str, n: usize, guard: DcGuard) -> Self {
-        let dn = format!("OU={name}-{},{parent}", run_id());
-        let mut conns = Vec::new();
-        for _ in 0..n {
-            conns.push(admin(env).await);
-        }
-        let attrs: Vec<(Vec<u8>, HashSet<Vec<u8>>)> = vec![(
-            b"objectClass".to_vec(),
-            HashSet::from([b"top".to_vec(), b"organizationalUnit".to_vec()]),
-        )];
-        conns[0]
-            .clone()
-            .add(&dn, attrs)
-            .await
-            .unwrap()
-            .success()
-            .unwrap_or_else(|e| panic!("create {dn}: {e}"));
-        Self {
-            dn,
-            conns,
-            env: env.clone(),
-            _dc: guard,
-        }
-    }
-
-    /// Makes an OU below this one; its DN.
-    async fn sub_ou(&self, name: &str) -> String {
-        let dn = format!("OU={name},{}", self.dn);
-        let attrs: Vec<(Vec<u8>, HashSet<Vec<u8>>)> = vec![(
-            b"objectClass".to_vec(),
-            HashSet::from([b"top".to_vec(), b"organizationalUnit".to_vec()]),
-        )];
-        self.conns[0]
-            .clone()
-            .add(&dn, attrs)
-            .await
-            .unwrap()
-            .success()
-            .unwrap_or_else(|e| panic!("create {dn}: {e}"));
-        dn
-    }
-
-    /// Creates a user below `parent` (this OU or one below it); its DN.
-    async fn add_user_in(&self, parent: &str, u: NewUser) -> String {
-        let dn = format!("CN={},{parent}", ldap3::dn_escape(&u.cn));
-        let mut attrs: Vec<(Vec<u8>, HashSet<Vec<u8>>)> = vec![
-            (
-                b"objectClass".to_vec(),
-                ["top", "person", "organizationalPerson", "user"]
-                    .iter()
-                    .map(|s| s.as_bytes().to_vec())
-                    .collect(),
-            ),
-            (
-                b"sAMAccountName".to_vec(),
-                HashSet::from([u.sam.into_bytes()]),
-            ),
-        ];
-        for (a, v) in u.extra {
-            attrs.push((a.as_bytes().to_vec(), HashSet::from([v])));
-        }
-        self.conns[0]
-            .clone()
-            .add(&dn, attrs)
-            .await
-            .unwrap()
-            .success()
-            .unwrap_or_else(|e| panic!("create {dn}: {e}"));
-        dn
-    }
-
-    async fn delete_entry(&self, dn: &str) {
-        self.conns[0]
-            .clone()
-            .delete(dn)
-            .await
-            .unwrap()
-            .success()
-            .unwrap_or_else(|e| panic!("delete {dn}: {e}"));
-    }
-
-    /// Renames and/or moves an entry (`new_rdn` like `CN=x`); its new DN.
-    async fn move_entry(&self, dn: &str, new_rdn: &str, new_parent: &str) -> String {
-        self.conns[0]
-            .clone()
-            .modifydn(dn, new_rdn, true, Some(new_parent))
-            .await
-            .unwrap()
-            .success()
-            .unwrap_or_else(|e| panic!("move {dn}: {e}"));
-        format!("{new_rdn},{new_parent}")
-    }
-
-    fn user_dn(&self, cn: &str) -> String {
-        format!("CN={},{}", ldap3::dn_escape(cn), self.dn)
-    }
-
-    /// Creates the users, `inflight` adds at a time over the OU's connections; their DNs.
-    async fn add_users(&self, users: Vec<NewUser>, inflight: usize) -> Vec<String> {
-        let n = self.conns.len();
-        let jobs = users.into_iter().enumerate().map(|(i, u)| {
-            let mut ldap = self.conns[i % n].clone();
-            let dn = self.user_dn(&u.cn);
-            async move {
-                let mut attrs: Vec<(Vec<u8>, HashSet<Vec<u8>>)> = vec![
-                    (
-                        b"objectClass".to_vec(),
-                        ["top", "person", "organizationalPerson", "user"]
-                            .iter()
-                            .map(|s| s.as_bytes().to_vec())
-                            .collect(),
-                    ),
-                    (
-                        b"sAMAccountName".to_vec(),
-                        HashSet::from([u.sam.into_bytes()]),
-                    ),
-                ];
-                for (a, v) in u.extra {
-                    attrs.push((a.as_bytes().to_vec(), HashSet::from([v])));
-                }
-                ldap.add(&dn, attrs)
-                    .await
-                    .unwrap()
-                    .success()
-                    .unwrap_or_else(|e| panic!("create {dn}: {e}"));
-                dn
-            }
-        });
-        futures::stream::iter(jobs)
-            .buffered(inflight)
-            .collect()
-            .await
-    }
-
-    async fn photo(&self, dn: &str) -> Option<Vec<u8>> {
-        let mut l = self.conns[0].clone();
-        let (mut es, _) = l
-            .search(dn, Scope::Base, "(objectClass=*)", vec!["thumbnailPhoto"])
-            .await
-            .unwrap()
-            .success()
-            .unwrap();
-        let e = SearchEntry::construct(es.remove(0));
-        e.bin_attrs
-            .get("thumbnailPhoto")
-            .and_then(|v| v.first().cloned())
-            .or_else(|| {
-                e.attrs
-                    .get("thumbnailPhoto")
-                    .and_then(|v| v.first().map(|s| s.clone().into_bytes()))
-            })
-    }
-
-    async fn set_photo(&self, dn: &str, bytes: &[u8]) {
-        let mut l = self.conns[0].clone();
-        l.modify(
-            dn,
-            vec![Mod::Replace(
-                b"thumbnailPhoto".to_vec(),
-                HashSet::from([bytes.to_vec()]),
-            )],
-        )
-        .await
-        .unwrap()
-        .success()
-        .unwrap();
-    }
-
-    async fn guid(&self, dn: &str) -> String {
-        let mut l = self.conns[0].clone();
-        let (mut es, _) = l
-            .search(dn, Scope::Base, "(objectClass=*)", vec!["objectGUID"])
-            .await
-            .unwrap()
-            .success()
-            .unwrap();
-        let e = SearchEntry::construct(es.remove(0));
-        let b = e
-            .bin_attrs
-            .get("objectGUID")
-            .map(|v| v[0].clone())
-            .unwrap_or_else(|| e.attrs.get("objectGUID").unwrap()[0].clone().into_bytes());
-        format!(
-            "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{}",
-            b[3],
-            b[2],
-            b[1],
-            b[0],
-            b[5],
-            b[4],
-            b[7],
-            b[6],
-            b[8],
-            b[9],
-            b[10..]
-                .iter()
-                .map(|x| format!("{x:02x}"))
-                .collect::<String>()
-        )
-    }
-
-    /// Deletes the OU and everything in it (best effort).
-    async fn cleanup(self) {
-        let mut l = self.conns[0].clone();
-        let tree_delete = RawControl {
-            ctype: "1.2.840.113556.1.4.805".into(),
-            crit: true,
-            val: None,
-        };
-        let ok = matches!(
-            l.with_controls(tree_delete).delete(&self.dn).await,
-            Ok(r) if r.rc == 0
-        );
-        if !ok {
-            if let Ok(r) = l
-                .search(&self.dn, Scope::OneLevel, "(objectClass=*)", vec!["1.1"])
-                .await
-            {
-                for e in r.0 {
-                    let dn = SearchEntry::construct(e).dn;
-                    let _ = l.delete(&dn).await;
-                }
-            }
-            let _ = l.delete(&self.dn).await;
-        }
-        let _ = &self.env;
-    }
 }
 
 fn jpeg(seed: u32) -> Bytes {
@@ -1328,7 +882,7 @@ async fn sync_once(
         .with_sink(sink.clone(), Profile::ad_thumbnail())
         .with_state(StateStore::open(state).unwrap())
         .with_concurrency(4);
-    let report = engine.run(false).await.unwrap();
+    let report = engine.run().await.unwrap();
     (report, sink)
 }
 
@@ -1703,147 +1257,8 @@ async fn a_change_by_someone_else_during_a_run_is_read_by_the_next() {
     ou.cleanup().await;
 }
 
-/// The CLI binary, or `None` (the test skips) when it is not built and the DC is optional.
-fn cli() -> Option<Command> {
-    let exe = bin::cli_exe();
-    if !exe.exists() {
-        let msg = format!(
-            "{} is not built (cargo test builds it; so does cargo build --examples)",
-            exe.display()
-        );
-        if std::env::var("USERPHOTO_REQUIRE_AD").as_deref() == Ok("1") {
-            panic!("{msg}");
-        }
-        eprintln!("skipped: {msg}");
-        return None;
-    }
-    Some(bin::cli())
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cli_syncs_a_folder_into_ad() {
-    let env = need_env!();
-    let Some(_) = cli() else { return };
-    let ou = Ou::new(&env, "cli").await;
-    let id = run_id();
-    let sams: Vec<String> = (0..3).map(|i| format!("cl{id}{i}")).collect();
-    let dns = ou
-        .add_users(
-            sams.iter()
-                .map(|s| NewUser::new(s.clone(), s.clone()))
-                .collect(),
-            3,
-        )
-        .await;
-    let dir: PathBuf = std::env::temp_dir().join(format!("userphoto-ad-cli-{id}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("photos")).unwrap();
-    for (i, s) in sams.iter().enumerate() {
-        std::fs::write(
-            dir.join("photos").join(format!("{s}.jpg")),
-            testimage::photo_jpeg(300, 360, i as u32 + 1),
-        )
-        .unwrap();
-    }
-    let args = |pw_env: &str| {
-        let mut c = cli().unwrap();
-        c.current_dir(&dir).args([
-            "sync",
-            "--source",
-            "folder:photos",
-            "--sink",
-            "ad",
-            "--ldap-url",
-            &env.ldaps_url,
-            "--ca-cert",
-            &env.ca,
-            "--bind-dn",
-            &env.admin_upn,
-            "--bind-password-env",
-            pw_env,
-            "--base-dn",
-            &ou.dn,
-            "--concurrency",
-            "4",
-            "--state",
-            "state.redb",
-        ]);
-        c
-    };
-    let out = args("UP_TEST_PW")
-        .env("UP_TEST_PW", password(&env.admin_pw_file))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
-    for dn in &dns {
-        let p = ou
-            .photo(dn)
-            .await
-            .unwrap_or_else(|| panic!("{dn} has no photo"));
-        assert!(p.starts_with(&[0xFF, 0xD8]) && p.len() <= 10_000, "{dn}");
-    }
-    // Nothing changed: the re-run writes nothing.
-    let out = args("UP_TEST_PW")
-        .env("UP_TEST_PW", password(&env.admin_pw_file))
-        .arg("--json")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(
-        report["outcomes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|o| o["status"] == "skipped"),
-        "{report}"
-    );
-
-    // A wrong password: exit 2 and one line that does not show it.
-    let wrong = "Wr0ng-Password!";
-    let out = args("UP_TEST_PW")
-        .env("UP_TEST_PW", wrong)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    let last = stderr.lines().last().unwrap_or_default();
-    assert!(last.contains("unauthenticated"), "{stderr}");
-    assert!(!stderr.contains(wrong) && !String::from_utf8_lossy(&out.stdout).contains(wrong));
-    // An unset variable is a usage error too.
-    let out = args("UP_TEST_PW_UNSET").output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
-
-    let _ = std::fs::remove_dir_all(&dir);
-    ou.cleanup().await;
-}
-
 // ---------------------------------------------------------------------------------------
 // Per-user refusals: a least-privilege account delegated "write thumbnailPhoto" on an OU.
-
-/// Makes `n` users in a new OU below the delegated OU, and a source with a photo for each
-/// of them and for the two users the delegate may not write.
-async fn delegated_fixture(
-    env: &Env,
-    d: &Delegate,
-    name: &str,
-    n: usize,
-) -> (Ou, Vec<String>, Vec<String>) {
-    let ou = Ou::below(env, &d.ou, name).await;
-    let id = run_id();
-    let sams: Vec<String> = (0..n).map(|i| format!("dg{id}{i}")).collect();
-    let dns = ou
-        .add_users(
-            sams.iter()
-                .map(|s| NewUser::new(s.clone(), s.clone()))
-                .collect(),
-            4,
-        )
-        .await;
-    (ou, sams, dns)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delegated_account_writes_everyone_but_the_two_it_may_not() {
@@ -1863,7 +1278,7 @@ async fn a_delegated_account_writes_everyone_but_the_two_it_may_not() {
     let report = Engine::new(source)
         .with_sink(sink, Profile::ad_thumbnail())
         .with_concurrency(4)
-        .run(false)
+        .run()
         .await
         .unwrap();
     assert!(report.aborted.is_none(), "{report}");
@@ -1894,65 +1309,6 @@ async fn a_delegated_account_writes_everyone_but_the_two_it_may_not() {
     for u in &d.denied {
         assert!(summary.contains(u.as_str()), "{summary}");
     }
-    ou.cleanup().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cli_as_a_delegated_account_exits_1_naming_the_two_denied_users() {
-    let env = need_env!();
-    let Some(d) = delegate(&env) else { return };
-    let Some(mut cmd) = cli() else { return };
-    let (ou, sams, dns) = delegated_fixture(&env, &d, "dlgcli", 3).await;
-    let dir: PathBuf = std::env::temp_dir().join(format!("userphoto-ad-dlg-{}", run_id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("photos")).unwrap();
-    for (i, s) in sams.iter().chain(&d.denied).enumerate() {
-        std::fs::write(
-            dir.join("photos").join(format!("{s}.jpg")),
-            testimage::photo_jpeg(200, 240, 400 + i as u32),
-        )
-        .unwrap();
-    }
-    let out = cmd
-        .current_dir(&dir)
-        .args([
-            "sync",
-            "--source",
-            "folder:photos",
-            "--sink",
-            "ad",
-            "--ldap-url",
-            &env.ldaps_url,
-            "--ca-cert",
-            &env.ca,
-            "--bind-dn",
-            &d.dn,
-            "--bind-password-env",
-            "UP_DELEGATE_PW",
-            "--base-dn",
-            &d.ou,
-        ])
-        .env("UP_DELEGATE_PW", password(&d.pw_file))
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(out.status.code(), Some(1), "{text}");
-    for u in &d.denied {
-        let line = text
-            .lines()
-            .find(|l| l.contains(u.as_str()) && l.contains("no write access"))
-            .unwrap_or_else(|| panic!("no line names {u} with the reason:\n{text}"));
-        assert!(line.contains("AdminSDHolder"), "{line}");
-    }
-    for dn in &dns {
-        assert!(ou.photo(dn).await.is_some(), "{dn}: not written\n{text}");
-    }
-    assert!(!text.contains(&password(&d.pw_file)));
-    let _ = std::fs::remove_dir_all(&dir);
     ou.cleanup().await;
 }
 
@@ -2023,7 +1379,7 @@ async fn a_server_that_never_answers_ends_bind_search_and_the_run_with_a_timeout
     let e = Engine::new(source)
         .with_sink(sink, Profile::ad_thumbnail())
         .with_retry(RetryPolicy::default().with_max_retries(1))
-        .run(false)
+        .run()
         .await
         .unwrap_err();
     assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
@@ -2241,7 +1597,7 @@ async fn the_dc_stopped_mid_2000_user_sync_stops_the_run_and_a_rerun_keeps_every
     // The DC is back; new admin connections (the old ones died with it).
     ou.conns = vec![admin(&env).await];
     let sink = Arc::new(AdSink::builder(cfg).build().unwrap());
-    let report2 = engine(sink).run(false).await.unwrap();
+    let report2 = engine(sink).run().await.unwrap();
     assert_eq!(
         report2.exit_code(),
         0,

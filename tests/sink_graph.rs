@@ -1,20 +1,12 @@
-//! The Microsoft Graph sink against the Graph fake (`tests/support/graph_server.rs`):
+//! The Microsoft Graph sink against the Graph fake (`userphoto_testkit::graph_server`):
 //! conformance, both token modes, token caching and refresh, throttling through the sync
 //! engine, skip-unchanged through the state store (uploads confirmed by an etag read, or not
 //! and the etag adopted on the next run), addressing, lookups, run-level failures.
 
-#[path = "support/graph_server.rs"]
-mod graph_server;
-
-#[path = "../examples/cli/graph.rs"]
-mod graph_cli;
-
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use graph_server::*;
 use userphoto::conformance::{sink_contract, SinkFixture};
 use userphoto::normalize::testimage::photo_jpeg;
 use userphoto::normalize::Profile;
@@ -26,6 +18,7 @@ use userphoto::sync::{
     Action, Engine, Reason, Report, RetryPolicy, StateRecord, StateStore, Status,
 };
 use userphoto::{ErrorKind, MatchAttribute, UserKey};
+use userphoto_testkit::graph_server::*;
 
 const GUEST_ID: &str = "9a8b7c6d-5e4f-4a3b-9c2d-1e0f2a3b4c5d";
 const GUEST_UPN: &str = "carol_fabrikam.com#EXT#@contoso.onmicrosoft.com";
@@ -303,7 +296,7 @@ async fn engine_under_throttling_waits_and_bounds_flight() {
         // More users in flight than the sink allows: the sink's own limit must hold.
         .with_concurrency(12)
         .with_retry(RetryPolicy::default().with_budget(1000));
-    let report = engine.run(false).await.unwrap();
+    let report = engine.run().await.unwrap();
     assert!(report.aborted.is_none(), "{:?}", report.aborted);
     assert_eq!(report.sinks["graph"].put, 30, "{:?}", report.sinks);
     assert_eq!(report.failed(), 0);
@@ -343,12 +336,12 @@ async fn skip_unchanged_through_the_state_store_with_confirmed_uploads() {
             Profile::graph(),
         )
         .with_state(StateStore::open(dir.join("state.redb")).unwrap());
-    let first = engine.run(false).await.unwrap();
+    let first = engine.run().await.unwrap();
     assert_eq!(first.sinks["graph"].put, 6);
     assert_eq!(puts(&srv), 6);
 
     srv.clear_records();
-    let second = engine.run(false).await.unwrap();
+    let second = engine.run().await.unwrap();
     assert_eq!(second.sinks["graph"].put, 0, "{:?}", second.sinks);
     assert_eq!(second.sinks["graph"].unchanged, 6);
     assert_eq!(puts(&srv), 0, "a second run PUTs nothing");
@@ -358,7 +351,7 @@ async fn skip_unchanged_through_the_state_store_with_confirmed_uploads() {
     sink(&srv).put(&key(&users[2]), &jpeg(999)).await.unwrap();
     assert_ne!(srv.user(&users[2]).unwrap().photo_etag, before);
     srv.clear_records();
-    let third = engine.run(false).await.unwrap();
+    let third = engine.run().await.unwrap();
     assert_eq!(third.sinks["graph"].put, 1, "{:?}", third.outcomes);
     assert_eq!(puts(&srv), 1);
     let put = srv
@@ -413,7 +406,7 @@ async fn sync(s: &GraphSink, users: &[String], dir: &StateDir) -> Report {
     let engine = Engine::new(source_for(users, 200))
         .with_sink(s.clone(), Profile::graph())
         .with_state(StateStore::open(dir.path()).unwrap());
-    let report = engine.run(false).await.unwrap();
+    let report = engine.run().await.unwrap();
     assert!(report.aborted.is_none(), "{:?}", report.aborted);
     assert_eq!(report.failed(), 0, "{:?}", report.outcomes);
     report
@@ -795,7 +788,7 @@ async fn per_user_403_fails_those_users_and_writes_everyone_else() {
     let users: Vec<String> = (0..12).map(upn_of).collect();
     let report = Engine::new(source_for(&users, 0))
         .with_sink(sink(&srv), Profile::graph())
-        .run(false)
+        .run()
         .await
         .unwrap();
     assert!(report.aborted.is_none(), "{:?}", report.aborted);
@@ -856,7 +849,7 @@ async fn tenant_wide_refusals_and_no_directory_read_right() {
     let users: Vec<String> = (0..6).map(upn_of).collect();
     let report = Engine::new(source_for(&users, 0))
         .with_sink(sink(&srv), Profile::graph())
-        .run(false)
+        .run()
         .await
         .unwrap();
     assert_eq!(puts(&srv), 0);
@@ -921,7 +914,7 @@ async fn a_user_not_in_the_directory_fails_alone() {
     assert_eq!(e.kind(), ErrorKind::UserNotFound, "{e}");
     let report = Engine::new(source_for(&users, 0))
         .with_sink(s, Profile::graph())
-        .run(false)
+        .run()
         .await
         .unwrap();
     assert!(report.aborted.is_none());
@@ -955,209 +948,6 @@ async fn stale_etag_after_upload_is_not_recorded() {
     assert_eq!(
         etag, None,
         "an etag that may be the old one is not returned"
-    );
-}
-
-#[test]
-fn cli_options_open_a_sink() {
-    use graph_cli::{open_graph_sink, GraphArgs};
-    let base = GraphArgs {
-        tenant: Some("contoso.onmicrosoft.com".into()),
-        client_id: Some(DEFAULT_CLIENT_ID.into()),
-        ..GraphArgs::default()
-    };
-    let err = |a: &GraphArgs, m: &str| open_graph_sink(a, m, 4).unwrap_err();
-    assert!(err(&base, "upn").contains("credential"));
-    assert!(err(
-        &GraphArgs {
-            tenant: None,
-            ..base.clone()
-        },
-        "upn"
-    )
-    .contains("--tenant"));
-    std::env::set_var("USERPHOTO_TEST_GRAPH_SECRET", "s3cret-value");
-    let with_secret = GraphArgs {
-        client_secret_env: Some("USERPHOTO_TEST_GRAPH_SECRET".into()),
-        ..base.clone()
-    };
-    let s = open_graph_sink(&with_secret, "employeeId", 4).unwrap();
-    assert_eq!(s.name(), "graph");
-    assert!(!format!("{s:?}").contains("s3cret"));
-    assert!(format!("{s:?}").contains("confirm_uploads: false"), "{s:?}");
-    let confirmed = open_graph_sink(
-        &GraphArgs {
-            confirm_uploads: true,
-            ..with_secret.clone()
-        },
-        "upn",
-        4,
-    )
-    .unwrap();
-    assert!(
-        format!("{confirmed:?}").contains("confirm_uploads: true"),
-        "{confirmed:?}"
-    );
-    #[derive(clap::Parser)]
-    struct Flags {
-        #[command(flatten)]
-        graph: GraphArgs,
-    }
-    use clap::Parser as _;
-    assert!(!Flags::try_parse_from(["x"]).unwrap().graph.confirm_uploads);
-    assert!(
-        Flags::try_parse_from(["x", "--graph-confirm-uploads"])
-            .unwrap()
-            .graph
-            .confirm_uploads
-    );
-    assert!(err(
-        &GraphArgs {
-            cloud: Some("mars".into()),
-            ..with_secret.clone()
-        },
-        "upn"
-    )
-    .contains("--cloud"));
-    assert!(err(&with_secret, "employeeNumber").contains("employeeNumber"));
-    assert!(open_graph_sink(
-        &GraphArgs {
-            cloud: Some("usgov-dod".into()),
-            ..with_secret.clone()
-        },
-        "id",
-        2
-    )
-    .is_ok());
-    assert!(err(
-        &GraphArgs {
-            client_cert: Some("c.pem".into()),
-            ..base.clone()
-        },
-        "upn"
-    )
-    .contains("--client-key"));
-    let missing = GraphArgs {
-        client_cert: Some("/nonexistent/c.pem".into()),
-        client_key: Some("/nonexistent/k.pem".into()),
-        ..base.clone()
-    };
-    assert!(err(&missing, "upn").contains("cannot read"));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cli_sink_talks_to_the_server() {
-    let srv = server(2).await;
-    std::env::set_var("USERPHOTO_TEST_GRAPH_SECRET2", srv.client_secret().unwrap());
-    let args = graph_cli::GraphArgs {
-        tenant: Some(DEFAULT_TENANT_DOMAIN.into()),
-        client_id: Some(srv.client_id()),
-        client_secret_env: Some("USERPHOTO_TEST_GRAPH_SECRET2".into()),
-        graph_url: Some(srv.base_url()),
-        login_url: Some(srv.login_url()),
-        ..Default::default()
-    };
-    let s: Arc<dyn DirectorySink> = graph_cli::open_graph_sink(&args, "upn", 4).unwrap();
-    s.put(&key(&upn_of(1)), &jpeg(3)).await.unwrap();
-    assert!(srv.user(&upn_of(1)).unwrap().photo.is_some());
-}
-
-#[path = "common/bin.rs"]
-mod bin;
-
-/// The example CLI end to end: `sync --sink graph` with a secret from the environment, a
-/// folder of photos named by UPN, the `graph` profile by default; a re-run with the state
-/// file writes nothing; a wrong secret exits 2 with one line that does not show it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cli_syncs_a_folder_into_graph() {
-    let srv = server(3).await;
-    let dir = std::env::temp_dir().join(format!("userphoto-graph-cli-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("photos")).unwrap();
-    for i in 0..3 {
-        std::fs::write(
-            dir.join("photos").join(format!("{}.jpg", upn_of(i))),
-            photo_jpeg(700, 800, i as u32),
-        )
-        .unwrap();
-    }
-    let run = |secret: String| {
-        let mut c = bin::cli();
-        c.current_dir(&dir)
-            .env("GRAPH_TEST_SECRET", secret)
-            .args(["sync", "--source", "folder:photos", "--sink", "graph"])
-            .args([
-                "--tenant",
-                &srv.tenant_id(),
-                "--client-id",
-                &srv.client_id(),
-            ])
-            .args(["--client-secret-env", "GRAPH_TEST_SECRET"])
-            .args([
-                "--graph-url",
-                &srv.base_url(),
-                "--login-url",
-                &srv.login_url(),
-            ])
-            .args(["--state", "state.redb", "--report", "report.json"]);
-        c
-    };
-    let secret = srv.client_secret().unwrap();
-    let o = tokio::task::spawn_blocking({
-        let mut c = run(secret.clone());
-        move || c.output().unwrap()
-    })
-    .await
-    .unwrap();
-    let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{out}\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert!(out.contains("graph: 3 written"), "{out}");
-    for i in 0..3 {
-        let u = srv.user(&upn_of(i)).expect("user");
-        let photo = u.photo.expect("a photo landed");
-        assert!(photo.len() <= 500_000 && photo.starts_with(b"\xFF\xD8"));
-        let (w, h) = image::load_from_memory(&photo)
-            .unwrap()
-            .to_rgb8()
-            .dimensions();
-        assert_eq!((w, h), (648, 648), "the graph profile by default");
-    }
-    let before = puts(&srv);
-    let o = tokio::task::spawn_blocking({
-        let mut c = run(secret.clone());
-        move || c.output().unwrap()
-    })
-    .await
-    .unwrap();
-    assert_eq!(o.status.code(), Some(0));
-    assert_eq!(
-        puts(&srv),
-        before,
-        "a re-run with the state file writes nothing"
-    );
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("report.json")).unwrap()).unwrap();
-    assert_eq!(report["sinks"]["graph"]["unchanged"], 3);
-    assert_eq!(report["timings"]["decoded"], 0);
-
-    let wrong = "not-the-secret-1234".to_owned();
-    let o = tokio::task::spawn_blocking({
-        let mut c = run(wrong.clone());
-        move || c.output().unwrap()
-    })
-    .await
-    .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(!err.contains(&wrong), "the secret must not be shown: {err}");
-    assert!(
-        err.contains("7000215") || err.contains("invalid_client"),
-        "{err}"
     );
 }
 
@@ -1332,7 +1122,7 @@ async fn hostile_retry_after_values_never_panic() {
     let started = std::time::Instant::now();
     let report = Engine::new(source_for(&["a@contoso.com".into()], 0))
         .with_sink(raw_sink(&srv), Profile::graph())
-        .run(false)
+        .run()
         .await
         .unwrap();
     assert!(started.elapsed() < Duration::from_secs(20));
@@ -1499,7 +1289,7 @@ async fn a_server_that_never_answers_times_out_in_bounded_time() {
                 .with_max_retries(1)
                 .with_delays(Duration::from_millis(20), Duration::from_millis(50)),
         )
-        .run(false)
+        .run()
         .await
         .unwrap();
     let took = started.elapsed();
@@ -1537,7 +1327,7 @@ async fn storms_of_503_and_500_end_in_bounded_time() {
                     .with_max_retry_after(Duration::from_secs(5))
                     .with_budget(6),
             )
-            .run(false)
+            .run()
             .await
             .unwrap();
         assert!(started.elapsed() < Duration::from_secs(20), "{failure:?}");
@@ -1689,7 +1479,7 @@ async fn https_refused_for_another_ca_and_a_wrong_name() {
     let started = std::time::Instant::now();
     let stopped = match Engine::new(source_for(&users, 0))
         .with_sink(s, Profile::graph())
-        .run(false)
+        .run()
         .await
     {
         Err(e) => e.to_string(),
@@ -1722,166 +1512,4 @@ async fn https_refused_for_another_ca_and_a_wrong_name() {
         e.to_string().contains("not valid for this host name"),
         "{e}"
     );
-}
-
-/// The system-roots path: the CLI (a subprocess, so this process's environment is left
-/// alone) trusts the test CA through `SSL_CERT_FILE`, which rustls-native-certs reads;
-/// without it the system store does not know the CA and the run stops at once with exit 2
-/// and one line; `--graph-ca-cert` with the CA works too.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cli_https_through_ssl_cert_file_and_graph_ca_cert() {
-    let ca = TestCa::new("userphoto test CA");
-    let cert = ca.issue(&["localhost"], &["127.0.0.1"]);
-    let srv = GraphServer::start_tls(
-        GraphServerConfig::default().with_users(directory(2)),
-        &cert,
-        "localhost",
-    )
-    .await;
-    let dir = std::env::temp_dir().join(format!("userphoto-graph-tls-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("photos")).unwrap();
-    for i in 0..2 {
-        std::fs::write(
-            dir.join("photos").join(format!("{}.jpg", upn_of(i))),
-            photo_jpeg(300, 300, i as u32),
-        )
-        .unwrap();
-    }
-    let run = |env_ca: Option<&std::path::Path>, flag_ca: Option<&std::path::Path>| {
-        let mut c = bin::cli();
-        c.current_dir(&dir)
-            .env("GRAPH_TEST_SECRET", srv.client_secret().unwrap())
-            .env_remove("SSL_CERT_DIR")
-            .args(["sync", "--source", "folder:photos", "--sink", "graph"])
-            .args([
-                "--tenant",
-                &srv.tenant_id(),
-                "--client-id",
-                &srv.client_id(),
-            ])
-            .args(["--client-secret-env", "GRAPH_TEST_SECRET"])
-            .args([
-                "--graph-url",
-                &srv.base_url(),
-                "--login-url",
-                &srv.login_url(),
-            ])
-            .args(["--graph-request-timeout", "10"]);
-        match env_ca {
-            Some(p) => c.env("SSL_CERT_FILE", p),
-            // An empty bundle: the system store without the test CA.
-            None => c.env("SSL_CERT_FILE", dir.join("empty.pem")),
-        };
-        if let Some(p) = flag_ca {
-            c.arg("--graph-ca-cert").arg(p);
-        }
-        c
-    };
-    std::fs::write(dir.join("empty.pem"), "").unwrap();
-    let go = |mut c: std::process::Command| async move {
-        tokio::task::spawn_blocking(move || c.output().unwrap())
-            .await
-            .unwrap()
-    };
-    let o = go(run(None, None)).await;
-    let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert_eq!(o.status.code(), Some(2), "untrusted: {err}");
-    assert!(err.contains("not trusted"), "{err}");
-    assert_eq!(
-        err.lines().filter(|l| l.contains("not trusted")).count(),
-        1,
-        "one line: {err}"
-    );
-    assert!(srv.records().is_empty());
-
-    let o = go(run(Some(&ca.cert_path), None)).await;
-    let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "SSL_CERT_FILE: {out}\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert!(srv.user(&upn_of(0)).unwrap().photo.is_some());
-
-    srv.set_photo(&upn_of(0), photo_jpeg(64, 64, 99));
-    srv.clear_records();
-    let o = go(run(None, Some(&ca.cert_path))).await;
-    let seen: Vec<String> = srv
-        .records()
-        .iter()
-        .map(|r| format!("{} {} {}", r.method, r.path, r.status))
-        .collect();
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "--graph-ca-cert: {}\n{seen:#?}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// Issue 10 point 1 through the CLI: two users' photos refused, the others written, exit 1,
-/// the two named with the reason.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cli_per_user_403_exits_1_and_names_the_two() {
-    let srv = server(5).await;
-    srv.configure(|c| c.photo_write_denied = vec![upn_of(1), upn_of(3)]);
-    let dir = std::env::temp_dir().join(format!("userphoto-graph-403-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("photos")).unwrap();
-    for i in 0..5 {
-        std::fs::write(
-            dir.join("photos").join(format!("{}.jpg", upn_of(i))),
-            photo_jpeg(300, 300, i as u32),
-        )
-        .unwrap();
-    }
-    let mut c = bin::cli();
-    c.current_dir(&dir)
-        .env("GRAPH_TEST_SECRET", srv.client_secret().unwrap())
-        .args(["sync", "--source", "folder:photos", "--sink", "graph"])
-        .args([
-            "--tenant",
-            &srv.tenant_id(),
-            "--client-id",
-            &srv.client_id(),
-        ])
-        .args(["--client-secret-env", "GRAPH_TEST_SECRET"])
-        .args([
-            "--graph-url",
-            &srv.base_url(),
-            "--login-url",
-            &srv.login_url(),
-        ])
-        .args(["--report", "report.json"]);
-    let o = tokio::task::spawn_blocking(move || c.output().unwrap())
-        .await
-        .unwrap();
-    let all = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert_eq!(o.status.code(), Some(1), "{all}");
-    assert_eq!(puts(&srv), 3, "{all}");
-    for i in [1, 3] {
-        assert!(
-            all.lines().any(|l| l.contains(&upn_of(i))
-                && l.contains("ErrorAccessDenied")
-                && l.contains("ProfilePhoto.ReadWrite.All")),
-            "{} named with the reason: {all}",
-            upn_of(i)
-        );
-    }
-    for i in [0, 2, 4] {
-        assert!(srv.user(&upn_of(i)).unwrap().photo.is_some());
-    }
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("report.json")).unwrap()).unwrap();
-    assert_eq!(report["sinks"]["graph"]["put"], 3);
-    assert_eq!(report["sinks"]["graph"]["failed"], 2);
-    assert!(report["aborted"].is_null(), "{}", report["aborted"]);
-    let _ = std::fs::remove_dir_all(&dir);
 }

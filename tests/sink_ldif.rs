@@ -16,8 +16,7 @@ fn tempdir(name: &str) -> PathBuf {
     d
 }
 
-#[path = "common/ldif.rs"]
-mod ldif_helper;
+use userphoto_testkit::ldif as ldif_helper;
 
 fn b64(v: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(v)

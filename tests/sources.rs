@@ -1,8 +1,6 @@
 //! Sources: the conformance suite against the memory, folder and CSV sources, and each
 //! source's own rules (key extraction, conflicts, non-images, withheld rows, quoting).
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
 use futures::StreamExt;

@@ -172,7 +172,7 @@ async fn first_run_writes_second_run_skips_without_decoding() {
             .with_state(StateStore::open(state).unwrap())
     };
     let state = dir.join("state.redb");
-    let r1 = engine(&state).run(false).await.unwrap();
+    let r1 = engine(&state).run().await.unwrap();
     assert_eq!(r1.exit_code(), 0, "{r1}");
     assert_eq!(r1.sinks["memory"].put, 2);
     assert_eq!(r1.timings.decoded, 2);
@@ -182,7 +182,7 @@ async fn first_run_writes_second_run_skips_without_decoding() {
     // Carol is in the directory without a photo and not in the source: nothing to do.
     assert!(r1.outcomes.iter().all(|o| o.key != k("carol")));
 
-    let r2 = engine(&state).run(false).await.unwrap();
+    let r2 = engine(&state).run().await.unwrap();
     assert_eq!(r2.sinks["memory"].put, 0, "{r2}");
     assert_eq!(r2.sinks["memory"].unchanged, 2);
     assert_eq!(
@@ -201,7 +201,7 @@ async fn without_a_state_store_unchanged_users_are_found_by_bytes() {
         .with_photo("bob", photo(2));
     Engine::new(source)
         .with_sink(sink.clone(), Profile::ad_thumbnail())
-        .run(false)
+        .run()
         .await
         .unwrap();
     // Bob's photo changes: his is the only change.
@@ -237,7 +237,7 @@ async fn withheld_is_removed_and_leavers_are_kept_unless_asked() {
     let s = sink();
     let r = Engine::new(source())
         .with_sink(s.clone(), Profile::ad_thumbnail())
-        .run(false)
+        .run()
         .await
         .unwrap();
     assert_eq!(outcome(&r, "wanda").action, Action::Delete);
@@ -255,7 +255,7 @@ async fn withheld_is_removed_and_leavers_are_kept_unless_asked() {
             remove_leavers: true,
             ..Policy::default()
         })
-        .run(false)
+        .run()
         .await
         .unwrap();
     assert_eq!(outcome(&r, "leo").action, Action::Delete);
@@ -302,7 +302,7 @@ async fn a_source_that_cannot_be_listed_whole_never_removes_leavers() {
         remove_leavers: true,
         ..Policy::default()
     })
-    .run(false)
+    .run()
     .await
     .unwrap();
     assert!(s.photo(&k("leo")).is_some(), "leaver kept");
@@ -342,7 +342,7 @@ async fn failures_are_per_user_and_the_run_goes_on() {
         .with_photo("ghost", photo(2));
     let r = Engine::new(source)
         .with_sink(s.clone(), Profile::ad_thumbnail())
-        .run(false)
+        .run()
         .await
         .unwrap();
     assert_eq!(outcome(&r, "alice").status, Status::Done);
@@ -380,7 +380,7 @@ async fn throttled_writes_are_retried_after_the_time_asked() {
                 seen.lock().unwrap().push((*kind, *after));
             }
         })
-        .run(false)
+        .run()
         .await
         .unwrap();
     assert_eq!(r.exit_code(), 0, "{r}");
@@ -414,7 +414,7 @@ async fn permanent_write_errors_fail_the_user_only() {
     .with_sink(probe.clone(), Profile::ad_thumbnail())
     .with_concurrency(1)
     .with_retry(fast_retries())
-    .run(false)
+    .run()
     .await
     .unwrap();
     assert_eq!(r.exit_code(), 1);
@@ -450,7 +450,7 @@ async fn a_run_level_failure_stops_the_run() {
     let r = Engine::new(source)
         .with_sink(probe.clone(), Profile::ad_thumbnail())
         .with_concurrency(1)
-        .run(false)
+        .run()
         .await
         .unwrap();
     assert_eq!(r.exit_code(), 2);
@@ -485,7 +485,7 @@ async fn calls_in_flight_never_exceed_the_concurrency() {
         .with_sink(probe.clone(), Profile::ad_thumbnail())
         .with_concurrency(3)
         .with_retry(fast_retries())
-        .run(false)
+        .run()
         .await
         .unwrap();
     assert_eq!(r.exit_code(), 0, "{r}");
@@ -513,7 +513,7 @@ async fn replaced_and_removed_photos_are_backed_up_and_restored() {
     )
     .with_sink(sink.clone(), Profile::ad_thumbnail())
     .with_backups(BackupStore::open(dir.join("b")).unwrap())
-    .run(false)
+    .run()
     .await
     .unwrap();
     assert_eq!(r.exit_code(), 0, "{r}");
@@ -568,13 +568,13 @@ async fn renditions_beyond_the_cache_are_made_again_identically() {
     let uncached = Arc::new(MemorySink::new(102_400).with_users(users.clone()));
     Engine::new(source())
         .with_sink(cached.clone(), Profile::ad_thumbnail())
-        .run(false)
+        .run()
         .await
         .unwrap();
     let r = Engine::new(source())
         .with_sink(uncached.clone(), Profile::ad_thumbnail())
         .with_rendition_cache(0)
-        .run(false)
+        .run()
         .await
         .unwrap();
     assert_eq!(r.exit_code(), 0, "{r}");
@@ -607,14 +607,14 @@ async fn renditions_beyond_the_cache_wait_on_disk_and_are_decoded_once() {
     let (cached, spilled) = (holding(), holding());
     let r = Engine::new(source())
         .with_sink(cached.clone(), Profile::ad_thumbnail())
-        .run(false)
+        .run()
         .await
         .unwrap();
     assert_eq!(r.sinks["memory"].put, 6, "{r}");
     let r = Engine::new(source())
         .with_sink(spilled.clone(), Profile::ad_thumbnail())
         .with_rendition_cache(0)
-        .run(false)
+        .run()
         .await
         .unwrap();
     assert_eq!(r.exit_code(), 0, "{r}");
@@ -637,7 +637,7 @@ async fn a_version_only_sink_is_skipped_through_the_state_store() {
         Engine::new(MemorySource::new().with_photo("alice", photo(1)))
             .with_sink(probe.clone(), Profile::graph())
             .with_state(StateStore::open(&state).unwrap())
-            .run(false)
+            .run()
             .await
             .unwrap()
     };
@@ -676,7 +676,7 @@ async fn events_follow_the_stages_and_count_every_change() {
     )
     .with_sink(sink, Profile::ad_thumbnail())
     .with_events(move |e| e2.lock().unwrap().push(e.clone()))
-    .run(false)
+    .run()
     .await
     .unwrap();
     assert_eq!(r.exit_code(), 0);
@@ -743,7 +743,7 @@ async fn dry_runs_change_nothing_and_report_the_plan() {
     let sink = Arc::new(MemorySink::new(102_400).with_users(["a"]));
     let r = Engine::new(MemorySource::new().with_photo("a", photo(1)))
         .with_sink(sink.clone(), Profile::ad_thumbnail())
-        .run(true)
+        .dry_run()
         .await
         .unwrap();
     assert!(r.dry_run);
@@ -782,7 +782,7 @@ async fn one_decode_serves_two_sinks() {
     let r = Engine::new(MemorySource::new().with_photo("a", photo(1)))
         .with_sink(ad.clone(), Profile::ad_thumbnail())
         .with_sink(big.clone(), Profile::graph())
-        .run(false)
+        .run()
         .await
         .unwrap();
     assert_eq!(r.exit_code(), 0, "{r}");
@@ -803,7 +803,7 @@ async fn one_decode_serves_two_sinks() {
         .with_sink(ad2.clone(), Profile::ad_thumbnail())
         .with_sink(big2.clone(), Profile::graph())
         .with_rendition_cache(0)
-        .run(false)
+        .run()
         .await
         .unwrap();
     assert_eq!(r.exit_code(), 0, "{r}");
@@ -882,7 +882,7 @@ async fn a_run_writes_while_it_normalizes_and_a_prepared_plan_is_complete() {
     source.loaded.lock().unwrap().clear();
 
     // `run` starts writing before the last photo is loaded, and reports the same outcomes.
-    let r = engine.run(false).await.unwrap();
+    let r = engine.run().await.unwrap();
     let first_put = *probe.put_times.lock().unwrap().iter().min().unwrap();
     let last_load = *source.loaded.lock().unwrap().iter().max().unwrap();
     assert!(
@@ -924,7 +924,7 @@ async fn a_write_recorded_without_a_tag_adopts_the_tag_seen_next() {
         )
         .with_sink(probe.clone(), Profile::graph())
         .with_state(StateStore::open(&state).unwrap())
-        .run(false)
+        .run()
         .await
         .unwrap()
     };
@@ -981,7 +981,7 @@ async fn run_one_at_a_time(
         .with_concurrency(1)
         .with_max_consecutive_failures(limit)
         .with_retry(fast_retries())
-        .run(false)
+        .run()
         .await
         .unwrap()
 }
@@ -1005,7 +1005,7 @@ async fn a_write_refused_for_one_user_fails_that_user_and_the_run_goes_on() {
         .with_sink(probe.clone(), Profile::ad_thumbnail())
         .with_concurrency(2)
         .with_retry(fast_retries())
-        .run(false)
+        .run()
         .await
         .unwrap();
     assert!(r.aborted.is_none(), "{:?}", r.aborted);

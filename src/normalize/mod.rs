@@ -55,7 +55,7 @@ pub use format::ImageFormat;
 pub use geometry::{
     CenterCrop, CropContext, CropRect, CropStrategy, FocusCrop, Orientation, RegionCrop,
 };
-pub use profile::{Limits, Profile};
+pub use profile::{BuiltinProfile, Limits, Profile};
 
 use codec::{Layout, Raster};
 use format::JpegCoding;

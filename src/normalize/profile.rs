@@ -72,12 +72,9 @@ impl Profile {
     /// A built-in profile by its name: `ad-thumbnail`, `ad-large` or `graph` (underscores
     /// are accepted too).
     pub fn by_name(name: &str) -> Option<Self> {
-        match name.replace('_', "-").to_ascii_lowercase().as_str() {
-            "ad-thumbnail" => Some(Self::ad_thumbnail()),
-            "ad-large" => Some(Self::ad_large()),
-            "graph" => Some(Self::graph()),
-            _ => None,
-        }
+        name.parse::<BuiltinProfile>()
+            .ok()
+            .map(BuiltinProfile::profile)
     }
 
     /// The same profile at another square size (the step-down floor follows if it was higher).
@@ -149,6 +146,85 @@ impl Profile {
             ));
         }
         Ok(())
+    }
+}
+
+/// One of the built-in [`Profile`]s, by name: what a sink's
+/// [`SinkCapabilities::default_profile`](crate::sink::SinkCapabilities::default_profile)
+/// names, and what `ad-thumbnail`, `ad-large` and `graph` parse to.
+///
+/// It serializes as its name (`"ad-thumbnail"`, `"ad-large"`, `"graph"`); it parses from the
+/// name in any case, with underscores for hyphens too.
+///
+/// ```
+/// use userphoto::normalize::{BuiltinProfile, Profile};
+///
+/// let p: BuiltinProfile = "ad-large".parse().unwrap();
+/// assert_eq!(p, BuiltinProfile::AdLarge);
+/// assert_eq!(p.to_string(), "ad-large");
+/// assert_eq!(p.profile(), Profile::ad_large());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum BuiltinProfile {
+    /// [`Profile::ad_thumbnail`]: 96x96 in at most 10,000 bytes.
+    AdThumbnail,
+    /// [`Profile::ad_large`]: 648x648 in at most 102,400 bytes.
+    AdLarge,
+    /// [`Profile::graph`]: 648x648 in at most 500,000 bytes.
+    Graph,
+}
+
+impl BuiltinProfile {
+    /// Every built-in profile.
+    pub const ALL: [BuiltinProfile; 3] = [Self::AdThumbnail, Self::AdLarge, Self::Graph];
+
+    /// The profile itself.
+    pub fn profile(self) -> Profile {
+        match self {
+            Self::AdThumbnail => Profile::ad_thumbnail(),
+            Self::AdLarge => Profile::ad_large(),
+            Self::Graph => Profile::graph(),
+        }
+    }
+
+    /// Its name: `ad-thumbnail`, `ad-large` or `graph` (also the [`Profile::name`] of
+    /// [`profile`](Self::profile)).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::AdThumbnail => "ad-thumbnail",
+            Self::AdLarge => "ad-large",
+            Self::Graph => "graph",
+        }
+    }
+}
+
+impl std::fmt::Display for BuiltinProfile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for BuiltinProfile {
+    type Err = NormalizeError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let want = s.replace('_', "-").to_ascii_lowercase();
+        Self::ALL
+            .into_iter()
+            .find(|p| p.name() == want)
+            .ok_or_else(|| {
+                NormalizeError::Config(format!(
+                    "unknown profile {s:?} (expected ad-thumbnail, ad-large or graph)"
+                ))
+            })
+    }
+}
+
+impl From<BuiltinProfile> for Profile {
+    fn from(p: BuiltinProfile) -> Self {
+        p.profile()
     }
 }
 

@@ -13,6 +13,7 @@ use super::{CurrentPhoto, DirectorySink, SinkCapabilities};
 use crate::digest::{hex, sha256};
 use crate::key::guid_from_bytes;
 use crate::ldif::{write_modify, Encoding, Reader};
+use crate::normalize::BuiltinProfile;
 use crate::{Error, ErrorKind, MatchAttribute, Result, UserKey};
 
 /// AD's `thumbnailPhoto` limit (`rangeUpper`, MS-ADA3 2.307).
@@ -346,7 +347,7 @@ impl DirectorySink for LdifSink {
     }
 
     fn capabilities(&self) -> SinkCapabilities {
-        SinkCapabilities::new(self.max_bytes, "ad-thumbnail")
+        SinkCapabilities::new(self.max_bytes, BuiltinProfile::AdThumbnail)
     }
 
     async fn current(&self, key: &UserKey) -> Result<Option<CurrentPhoto>> {

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::{CurrentPhoto, DirectorySink, SinkCapabilities};
+use crate::normalize::BuiltinProfile;
 use crate::{Error, ErrorKind, Result, UserKey};
 
 /// A directory held in memory: a set of users, each with or without a photo. Returns the
@@ -100,7 +101,7 @@ impl DirectorySink for MemorySink {
     }
 
     fn capabilities(&self) -> SinkCapabilities {
-        SinkCapabilities::new(self.max_bytes, "ad-thumbnail")
+        SinkCapabilities::new(self.max_bytes, BuiltinProfile::AdThumbnail)
     }
 
     async fn current(&self, key: &UserKey) -> Result<Option<CurrentPhoto>> {

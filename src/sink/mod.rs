@@ -7,6 +7,9 @@
 //! * [`GraphSink`]: Microsoft 365 profile photos through Microsoft Graph (client secret or
 //!   certificate, national clouds, `Retry-After`, at most 4 requests in flight); the
 //!   [`graph`] module explains its etag handling, batching and throughput.
+//!
+//! A sink that can carry a snapshot of the directory from one run to the next (the AD sink)
+//! offers the optional [`Incremental`] extension.
 
 #[cfg(feature = "ad")]
 mod ad;
@@ -41,6 +44,7 @@ pub use graph::{
 pub use ldif::LdifSink;
 pub use memory::MemorySink;
 
+use crate::normalize::BuiltinProfile;
 use crate::{Result, UserKey};
 
 /// What a sink can do, so the engine can plan for it.
@@ -49,8 +53,10 @@ use crate::{Result, UserKey};
 pub struct SinkCapabilities {
     /// The largest photo the directory accepts, in bytes (AD: 102,400; Graph: 4,000,000).
     pub max_bytes: usize,
-    /// The profile this sink is usually written with (`ad-thumbnail`, `graph`).
-    pub default_profile: String,
+    /// The profile this sink is usually written with (AD and LDIF:
+    /// [`AdThumbnail`](BuiltinProfile::AdThumbnail); Graph: [`Graph`](BuiltinProfile::Graph)).
+    /// Serialized as its name (`"ad-thumbnail"`, `"graph"`).
+    pub default_profile: BuiltinProfile,
     /// Whether [`DirectorySink::current`] shows the stored bytes, as their value or their
     /// SHA-256 (AD does: it keeps the bytes it is given; Graph returns only a version tag,
     /// because it re-encodes uploads).
@@ -59,10 +65,10 @@ pub struct SinkCapabilities {
 
 impl SinkCapabilities {
     /// Capabilities with the given byte limit and default profile, returning bytes.
-    pub fn new(max_bytes: usize, default_profile: impl Into<String>) -> Self {
+    pub fn new(max_bytes: usize, default_profile: BuiltinProfile) -> Self {
         Self {
             max_bytes,
-            default_profile: default_profile.into(),
+            default_profile,
             returns_bytes: true,
         }
     }
@@ -122,6 +128,18 @@ impl CurrentPhoto {
 }
 
 /// A directory that shows people's photos.
+///
+/// A sink implements five methods: [`name`](Self::name), [`capabilities`](Self::capabilities),
+/// [`current`](Self::current), [`put`](Self::put) and [`delete`](Self::delete). The others are
+/// optional hooks whose defaults work for any sink:
+///
+/// * [`fetch`](Self::fetch) (the stored bytes, for backups): by default the bytes that
+///   `current` returns.
+/// * [`prefetch`](Self::prefetch) (resolve a run's users in one pass): by default nothing.
+/// * [`users_with_photos`](Self::users_with_photos) (find leavers): by default
+///   [`Unsupported`](crate::ErrorKind::Unsupported), and the engine then lists no leavers.
+/// * [`incremental`](Self::incremental) (carry a snapshot from run to run, see
+///   [`Incremental`]): by default `None`, and every run reads the directory afresh.
 ///
 /// # Contract
 ///
@@ -188,28 +206,44 @@ pub trait DirectorySink: Send + Sync + Debug {
         .with_operation("users_with_photos"))
     }
 
-    /// What the sink learnt about the directory this run, for the next run to start from:
-    /// a connector space. (The AD sink keeps every user's DN and photo hash with the
-    /// server's update sequence number, so the next run reads only the entries changed
-    /// since.) The engine stores it in the state store after the apply stage and gives it
-    /// back through [`resume`](Self::resume) before the next run's
-    /// [`prefetch`](Self::prefetch). Return only what is certain: a write whose outcome is
-    /// unknown is not a write done. An error or `None` leaves the stored snapshot as it
-    /// was, so a snapshot must stay usable when a later run could not replace it. The
-    /// default keeps nothing.
-    async fn snapshot(&self) -> Result<Option<Vec<u8>>> {
-        Ok(None)
+    /// The sink's incremental extension, when it has one: `None` (the default) for a sink
+    /// that reads the directory afresh every run. See [`Incremental`].
+    fn incremental(&self) -> Option<&dyn Incremental> {
+        None
     }
+}
+
+/// An optional extension of a [`DirectorySink`]: a sink that can carry what it learnt about
+/// the directory from one run to the next, so the next run reads only what changed.
+///
+/// A sink offers it through [`DirectorySink::incremental`]; the sync engine asks for it and,
+/// when it is there, stores the [`snapshot`](Self::snapshot) in its
+/// [`StateStore`](crate::sync::StateStore) after the apply stage and gives it back through
+/// [`resume`](Self::resume) before the next run's [`prefetch`](DirectorySink::prefetch).
+///
+/// Why an extension and not two more methods of every sink: only a directory with a change
+/// counter can say "nothing changed since" (Active Directory's update sequence numbers: the
+/// [`AdSink`] keeps a connector space of every user's DN and photo hash with the USN from
+/// which it is certain). Graph, LDIF and memory sinks have nothing to save, so nothing
+/// imposes a snapshot lifecycle on them; the sink that has one owns it, and the engine only
+/// asks.
+///
+/// The AD sink implements it, so with this trait in scope `ad.snapshot()` and
+/// `ad.resume(saved)` work on an [`AdSink`] directly.
+#[async_trait]
+pub trait Incremental: Send + Sync {
+    /// What the sink learnt about the directory this run, for the next run to start from.
+    /// Return only what is certain: a write whose outcome is unknown is not a write done.
+    /// An error or `None` leaves the stored snapshot as it was, so a snapshot must stay
+    /// usable when a later run could not replace it.
+    async fn snapshot(&self) -> Result<Option<Vec<u8>>>;
 
     /// Gives back what [`snapshot`](Self::snapshot) returned on an earlier run, before
-    /// [`prefetch`](Self::prefetch). The sink checks that it still applies (the same server,
-    /// scope and settings) and ignores it otherwise; a snapshot it cannot read is ignored as
-    /// well. Only a run-level error (the directory cannot be reached) stops the run. The
-    /// default ignores it.
-    async fn resume(&self, saved: Vec<u8>) -> Result<()> {
-        let _ = saved;
-        Ok(())
-    }
+    /// [`prefetch`](DirectorySink::prefetch). The sink checks that it still applies (the
+    /// same server, scope and settings) and ignores it otherwise; a snapshot it cannot read
+    /// is ignored as well. Only a run-level error (the directory cannot be reached) stops
+    /// the run.
+    async fn resume(&self, saved: Vec<u8>) -> Result<()>;
 }
 
 /// Forwards the trait through smart pointers, so `Arc<dyn DirectorySink>` and
@@ -242,11 +276,8 @@ macro_rules! forward_sink {
             async fn users_with_photos(&self) -> Result<Vec<UserKey>> {
                 (**self).users_with_photos().await
             }
-            async fn snapshot(&self) -> Result<Option<Vec<u8>>> {
-                (**self).snapshot().await
-            }
-            async fn resume(&self, saved: Vec<u8>) -> Result<()> {
-                (**self).resume(saved).await
+            fn incremental(&self) -> Option<&dyn Incremental> {
+                (**self).incremental()
             }
         }
     };
@@ -255,6 +286,74 @@ macro_rules! forward_sink {
 forward_sink!(std::sync::Arc);
 forward_sink!(Box);
 
-/// Compile-time proof that the trait is object-safe.
+/// Compile-time proof that the traits are object-safe.
 #[allow(dead_code)]
-fn _object_safe(_: &dyn DirectorySink, _: std::sync::Arc<dyn DirectorySink>) {}
+fn _object_safe(_: &dyn DirectorySink, _: std::sync::Arc<dyn DirectorySink>, _: &dyn Incremental) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sink with the extension, to check that the pointer impls pass it on.
+    #[derive(Debug)]
+    struct Counting(MemorySink);
+
+    #[async_trait]
+    impl DirectorySink for Counting {
+        fn name(&self) -> &str {
+            "counting"
+        }
+        fn capabilities(&self) -> SinkCapabilities {
+            self.0.capabilities()
+        }
+        async fn current(&self, key: &UserKey) -> Result<Option<CurrentPhoto>> {
+            self.0.current(key).await
+        }
+        async fn put(&self, key: &UserKey, jpeg: &Bytes) -> Result<Option<String>> {
+            self.0.put(key, jpeg).await
+        }
+        async fn delete(&self, key: &UserKey) -> Result<()> {
+            self.0.delete(key).await
+        }
+        fn incremental(&self) -> Option<&dyn Incremental> {
+            Some(self)
+        }
+    }
+
+    #[async_trait]
+    impl Incremental for Counting {
+        async fn snapshot(&self) -> Result<Option<Vec<u8>>> {
+            Ok(Some(b"counting".to_vec()))
+        }
+        async fn resume(&self, _: Vec<u8>) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn pointers_pass_the_extension_on_and_plain_sinks_have_none() {
+        let arc: std::sync::Arc<dyn DirectorySink> =
+            std::sync::Arc::new(Counting(MemorySink::new(100)));
+        let boxed: Box<dyn DirectorySink> = Box::new(arc.clone());
+        for s in [&arc as &dyn DirectorySink, &boxed] {
+            let inc = s.incremental().expect("the wrapped sink's extension");
+            assert_eq!(
+                inc.snapshot().await.unwrap().as_deref(),
+                Some(&b"counting"[..])
+            );
+        }
+        assert!(MemorySink::new(100).incremental().is_none());
+        assert!(std::sync::Arc::new(MemorySink::new(100))
+            .incremental()
+            .is_none());
+    }
+
+    #[test]
+    fn capabilities_serialize_the_profile_by_name() {
+        let c = SinkCapabilities::new(102_400, BuiltinProfile::AdThumbnail);
+        let json = serde_json::to_value(&c).unwrap();
+        assert_eq!(json["default_profile"], "ad-thumbnail");
+        let back: SinkCapabilities = serde_json::from_value(json).unwrap();
+        assert_eq!(back, c);
+    }
+}

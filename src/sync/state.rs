@@ -11,7 +11,7 @@ use crate::{Error, ErrorKind, Result, UserKey};
 
 /// Key: `sink` + NUL + the user's case-folded key. Value: a JSON [`StateRecord`].
 const TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("userphoto-state-v1");
-/// Sinks' snapshots ([`DirectorySink::snapshot`](crate::sink::DirectorySink::snapshot)), by
+/// Sinks' snapshots ([`Incremental::snapshot`](crate::sink::Incremental::snapshot)), by
 /// sink name.
 const SNAPSHOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("userphoto-snapshots-v1");
 
@@ -153,7 +153,7 @@ fn db_err(op: &'static str, e: impl std::fmt::Display) -> Error {
 }
 
 /// The state store's page cache.
-const STATE_CACHE_BYTES: usize = 32 << 20;
+const STATE_CACHE_BYTES: usize = 16 << 20;
 
 fn key(sink: &str, user: &UserKey) -> String {
     format!("{sink}\0{}", user.folded())

@@ -12,13 +12,14 @@ use ldap3::controls::RawControl;
 use ldap3::{Ldap, LdapError, Mod, Scope, SearchEntry};
 
 use self::space::{Entry, ScopeId, ServerId, Snap, Space};
-use super::{CurrentPhoto, DirectorySink, SinkCapabilities};
+use super::{CurrentPhoto, DirectorySink, Incremental, SinkCapabilities};
 use crate::digest::sha256_hex;
 use crate::key::{guid_from_bytes, guid_to_bytes};
 use crate::ldap::{
     dn_within, entry_of_result, escape_filter_bytes, escape_filter_value, paged_search,
     paged_search_with, values, LdapConfig, OpClass, Pool,
 };
+use crate::normalize::BuiltinProfile;
 use crate::{Error, ErrorKind, MatchAttribute, Result, UserKey};
 
 /// AD's `thumbnailPhoto` limit (`rangeUpper` 102,400 bytes, MS-ADA3 2.307).
@@ -69,10 +70,11 @@ const DELETED_OBJECTS_WKGUID: &str = "18e2ea80684f11d2b9aa00c04f79f805";
 ///   memory. [`fetch`](DirectorySink::fetch) reads the stored bytes from the directory
 ///   (for backups). Search references are ignored. A key that matches two entries is
 ///   [`AmbiguousMatch`](ErrorKind::AmbiguousMatch) and nothing is written.
-/// * **Incremental runs.** [`snapshot`](DirectorySink::snapshot) returns what the sink
+/// * **Incremental runs** (the sink's [`Incremental`] extension, through
+///   [`incremental`](DirectorySink::incremental)). [`snapshot`](Incremental::snapshot) returns what the sink
 ///   knows (a connector space: per `objectGUID` the DN, the match values and the photo's
 ///   hash, with the domain controller's update sequence number (USN) from which it is
-///   certain), and [`resume`](DirectorySink::resume) takes it back on the next run (the
+///   certain), and [`resume`](Incremental::resume) takes it back on the next run (the
 ///   sync engine does both through its [`StateStore`](crate::sync::StateStore)). The next
 ///   `prefetch` then reads only what changed since: nothing when the DC's
 ///   `highestCommittedUSN` has not moved; else one search of the naming context for the
@@ -103,7 +105,7 @@ const DELETED_OBJECTS_WKGUID: &str = "18e2ea80684f11d2b9aa00c04f79f805";
 ///   any number of operations in flight; the engine's concurrency bounds them. A prefetch
 ///   reads over one of them, so from one DC; with several connections to a name that
 ///   several DCs answer, the writes may land on others, and the next run then reads again
-///   what changed since this one started (see [`snapshot`](DirectorySink::snapshot)).
+///   what changed since this one started (see [`snapshot`](Incremental::snapshot)).
 #[derive(Debug)]
 pub struct AdSink {
     name: String,
@@ -112,7 +114,7 @@ pub struct AdSink {
     attribute: String,
     max_bytes: usize,
     user_filter: String,
-    profile: String,
+    profile: BuiltinProfile,
     state: Mutex<State>,
 }
 
@@ -123,7 +125,7 @@ pub struct AdSink {
 pub struct ReadStats {
     /// Whether it read without a snapshot (a paged search of every user below the base DN,
     /// or searches for the run's keys); `false` when it read only what changed since the
-    /// snapshot given to [`resume`](DirectorySink::resume).
+    /// snapshot given to [`resume`](Incremental::resume).
     pub full: bool,
     /// How many entries the directory returned.
     pub entries: usize,
@@ -244,7 +246,7 @@ pub struct AdSinkBuilder {
     attribute: String,
     max_bytes: usize,
     user_filter: String,
-    profile: String,
+    profile: BuiltinProfile,
 }
 
 impl AdSinkBuilder {
@@ -283,10 +285,10 @@ impl AdSinkBuilder {
         self
     }
 
-    /// The profile the engine uses by default (`ad-thumbnail`; `ad-large` for 648 px in
-    /// 102,400 bytes).
-    pub fn default_profile(mut self, profile: impl Into<String>) -> Self {
-        self.profile = profile.into();
+    /// The profile the engine uses by default ([`BuiltinProfile::AdThumbnail`];
+    /// [`BuiltinProfile::AdLarge`] for 648 px in 102,400 bytes).
+    pub fn default_profile(mut self, profile: BuiltinProfile) -> Self {
+        self.profile = profile;
         self
     }
 
@@ -416,7 +418,7 @@ impl AdSink {
             attribute: "thumbnailPhoto".into(),
             max_bytes: AD_MAX_BYTES,
             user_filter: "(&(objectCategory=person)(objectClass=user))".into(),
-            profile: "ad-thumbnail".into(),
+            profile: BuiltinProfile::AdThumbnail,
         }
     }
 
@@ -427,11 +429,11 @@ impl AdSink {
     }
 
     /// How the last [`prefetch`](DirectorySink::prefetch) read the directory: everyone, the
-    /// run's keys, or only what changed since a [`resume`](DirectorySink::resume)d
+    /// run's keys, or only what changed since a [`resume`](Incremental::resume)d
     /// snapshot, how many entries came back, and why. `None` before the first prefetch.
     ///
     /// ```no_run
-    /// # use userphoto::sink::{AdSink, DirectorySink, LdapConfig, Secret};
+    /// # use userphoto::sink::{AdSink, DirectorySink, Incremental, LdapConfig, Secret};
     /// # async fn f(sink: AdSink, saved: Vec<u8>) -> userphoto::Result<()> {
     /// sink.resume(saved).await?;
     /// sink.prefetch(&["ann".into(), "bob".into()]).await?;
@@ -1037,7 +1039,7 @@ impl DirectorySink for AdSink {
     }
 
     fn capabilities(&self) -> SinkCapabilities {
-        SinkCapabilities::new(self.max_bytes, self.profile.clone())
+        SinkCapabilities::new(self.max_bytes, self.profile)
     }
 
     /// From memory after a prefetch (the photo's SHA-256, no bytes); a user searched one by
@@ -1252,6 +1254,16 @@ impl DirectorySink for AdSink {
             .collect())
     }
 
+    /// The connector space: see [`Incremental`].
+    fn incremental(&self) -> Option<&dyn Incremental> {
+        Some(self)
+    }
+}
+
+/// The AD sink's incremental runs (see the type's docs): the connector space it keeps and
+/// the update sequence number from which it is certain.
+#[async_trait]
+impl Incremental for AdSink {
     /// The connector space for the next run, with the watermark from which it is certain.
     /// `None` when no prefetch ran or the directory cannot be read incrementally.
     async fn snapshot(&self) -> Result<Option<Vec<u8>>> {

@@ -109,6 +109,7 @@ pub use auth::{AssertionAlgorithm, GraphCertificate, GraphCloud, GraphCredential
 use self::auth::TokenSource;
 use self::http::{parse_retry_after, Answer, Call, Limits, Mapped};
 use super::{CurrentPhoto, DirectorySink, SinkCapabilities};
+use crate::normalize::BuiltinProfile;
 use crate::{Error, ErrorKind, MatchAttribute, Result, UserKey};
 
 /// Graph's upload limit: "4 MB", read as 4,000,000 bytes (`reference/domain.md`: MB or MiB
@@ -196,7 +197,7 @@ pub struct GraphSinkBuilder {
     request_timeout: Duration,
     max_bytes: usize,
     name: String,
-    default_profile: String,
+    default_profile: BuiltinProfile,
     confirm_uploads: bool,
     ca_file: Option<std::path::PathBuf>,
     allow_insecure_http: bool,
@@ -271,9 +272,9 @@ impl GraphSinkBuilder {
         self
     }
 
-    /// The profile this sink is written with by default (`graph`).
-    pub fn default_profile(mut self, profile: impl Into<String>) -> Self {
-        self.default_profile = profile.into();
+    /// The profile this sink is written with by default ([`BuiltinProfile::Graph`]).
+    pub fn default_profile(mut self, profile: BuiltinProfile) -> Self {
+        self.default_profile = profile;
         self
     }
 
@@ -436,7 +437,7 @@ struct Inner {
     seen_etag: Mutex<HashMap<String, String>>,
     max_bytes: usize,
     name: String,
-    default_profile: String,
+    default_profile: BuiltinProfile,
     /// Read the etag back after an upload ([`GraphSinkBuilder::confirm_uploads`]).
     confirm_uploads: bool,
 }
@@ -476,7 +477,7 @@ impl GraphSink {
             request_timeout: Duration::from_secs(100),
             max_bytes: GRAPH_MAX_BYTES,
             name: "graph".into(),
-            default_profile: "graph".into(),
+            default_profile: BuiltinProfile::Graph,
             confirm_uploads: false,
             ca_file: None,
             allow_insecure_http: false,
@@ -804,7 +805,7 @@ impl DirectorySink for GraphSink {
     }
 
     fn capabilities(&self) -> SinkCapabilities {
-        let mut c = SinkCapabilities::new(self.inner.max_bytes, self.inner.default_profile.clone());
+        let mut c = SinkCapabilities::new(self.inner.max_bytes, self.inner.default_profile);
         c.returns_bytes = false;
         c
     }

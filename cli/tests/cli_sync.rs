@@ -2,18 +2,15 @@
 //! generated photo folders, CSV manifests and directory exports; change files applied with
 //! the tests' own LDIF code (as `ldapmodify` would) between runs.
 
-#[path = "common/bin.rs"]
-mod bin;
-#[path = "common/ldif.rs"]
-mod ldif;
+mod common;
 
-use bin::cli;
+use common::cli;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use ldif::Entry;
 use userphoto::normalize::testimage;
+use userphoto_testkit::ldif::{self, Entry};
 
 fn tempdir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("userphoto-sync-{name}-{}", std::process::id()));
@@ -464,7 +461,7 @@ fn backup_and_restore_round_trip() {
 
 #[test]
 fn the_shipped_demo_syncs() {
-    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo");
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/demo");
     let d = tempdir("demo");
     let o = cli()
         .current_dir(&d)

@@ -1,7 +1,25 @@
-//! Helpers shared by the integration tests.
-#![allow(dead_code)]
+//! The test kit of the userphoto workspace (never published): what the library's tests,
+//! benches and examples and the CLI's tests share, as a normal dev-dependency.
+//!
+//! - [`graph_server`]: a local fake of Microsoft Graph and of its token endpoint;
+//! - [`ldif`]: the tests' own LDIF reader, writer and `ldapmodify`-like applier;
+//! - [`ad`]: the Samba AD DC of `scripts/samba-dc.sh`: its settings, admin connections and
+//!   per-test OUs;
+//! - at the top level: image helpers (an independent encoder and decoder, JPEG marker facts,
+//!   noise) and the photo corpus.
+//!
+//! The integration tests of the library name it `common` (`use userphoto_testkit as
+//! common;`), the name its helpers had when they lived in `tests/common/`.
 
 use std::path::PathBuf;
+
+pub mod ad;
+pub mod graph_server;
+pub mod ldif;
+
+/// The plain HTTP client of the Graph fake's self-tests, for requests straight to the fake
+/// (as `examples/bench_graph.rs` makes them).
+pub use reqwest;
 
 /// Encodes pixels with the `image` crate (an independent encoder, so inputs are not shaped by
 /// our own codec).
@@ -60,7 +78,8 @@ pub fn jpeg_facts(b: &[u8]) -> JpegFacts {
 pub fn corpus() -> Option<PathBuf> {
     let dir = std::env::var_os("USERPHOTO_CORPUS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus"));
+        // `../shared/corpus` next to the repository (this package is one folder down).
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus"));
     if dir.is_dir() {
         Some(dir)
     } else {

@@ -384,8 +384,7 @@ fn open_sinks(
 fn profile_for(sink: &dyn DirectorySink, chosen: Option<ProfileName>) -> Profile {
     match chosen {
         Some(p) => p.profile(),
-        None => Profile::by_name(&sink.capabilities().default_profile)
-            .unwrap_or_else(Profile::ad_thumbnail),
+        None => sink.capabilities().default_profile.profile(),
     }
 }
 

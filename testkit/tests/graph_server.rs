@@ -1,16 +1,13 @@
-//! Self-tests of the Microsoft Graph fake in `tests/support/graph_server.rs`: a plain HTTP
+//! Self-tests of the Microsoft Graph fake in `testkit/src/graph_server.rs`: a plain HTTP
 //! client (reqwest) checks each behaviour of the contract the Graph sink will be tested against.
-
-#[path = "support/graph_server.rs"]
-mod graph_server;
 
 use std::time::{Duration, Instant, SystemTime};
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
-use graph_server::*;
 use reqwest::{Client, Response};
 use serde_json::{json, Value};
+use userphoto_testkit::graph_server::*;
 
 const ALICE: &str = "6e1f0c2a-4b3d-4a5e-9f60-7a8b9c0d1e2f";
 const BOB: &str = "0b7d2e4f-1a3c-4e5b-8d6f-2c4e6a8b0d1f";

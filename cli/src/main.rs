@@ -40,9 +40,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-#[path = "cli/graph.rs"]
 mod graph;
-#[path = "cli/sync.rs"]
 mod sync;
 use serde_json::json;
 use userphoto::normalize::{testimage, BatchOptions, Input, Normalizer, Profile};

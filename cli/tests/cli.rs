@@ -1,13 +1,12 @@
-//! The example CLI's contract, checked from outside: subcommands, flags, JSON lines and exit
+//! The CLI's contract, checked from outside: subcommands, flags, JSON lines and exit
 //! codes of `userphoto normalize`.
 
 use std::path::PathBuf;
 
 use userphoto::normalize::testimage;
 
-#[path = "common/bin.rs"]
-mod bin;
-use bin::cli;
+mod common;
+use common::cli;
 
 fn tempdir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("userphoto-cli-{name}-{}", std::process::id()));

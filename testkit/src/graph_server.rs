@@ -2,7 +2,7 @@
 //! Microsoft identity platform token endpoint (client credentials), built to the contract in
 //! `shared/reference/graph-contract.md`, for tests of the Graph sink.
 //!
-//! Include it with `#[path = "support/graph_server.rs"] mod graph_server;` and start one server
+//! Use it as `userphoto_testkit::graph_server` (a dev-dependency) and start one server
 //! per test with [`GraphServer::start`]. Clients add `/v1.0/...` to [`GraphServer::base_url`] and
 //! `/{tenant}/oauth2/v2.0/token` to [`GraphServer::login_url`]. Every request is recorded
 //! ([`RequestRecord`]) so tests can check waits after `Retry-After`, the concurrency the client
@@ -154,7 +154,7 @@ pub struct GraphServerConfig {
     /// Larger batches get 400 (Graph: 20).
     pub max_batch_requests: usize,
     /// Larger batch bodies get 413. Contract choice: the contract infers a 4 MB limit on the
-    /// whole REST request [infer], so base64 photos in a batch must total about 3 MB.
+    /// whole REST request (inferred), so base64 photos in a batch must total about 3 MB.
     pub max_batch_body_bytes: usize,
     /// Batch items without pending dependencies run this many at a time (Outlook: 4).
     pub batch_parallelism: usize,

@@ -161,3 +161,137 @@ pub fn open_graph_sink(
         .map_err(|e| format!("--sink graph: {e}"))?;
     Ok(Arc::new(sink))
 }
+
+#[cfg(test)]
+mod tests {
+    //! The options against the sink they open: the messages that name a missing or wrong
+    //! flag, the secret kept out of `Debug`, and a sink that talks to the Graph fake.
+
+    use super::*;
+    use userphoto::normalize::testimage::photo_jpeg;
+    use userphoto::UserKey;
+    use userphoto_testkit::graph_server::*;
+
+    fn upn_of(i: usize) -> String {
+        format!("user{i}@contoso.onmicrosoft.com")
+    }
+
+    async fn server(n: usize) -> GraphServer {
+        let users = (0..n).map(|i| {
+            UserSeed::new(&format!("00000000-0000-4000-8000-{i:012}"), &upn_of(i))
+                .employee_id(&format!("E{i}"))
+        });
+        GraphServer::start(GraphServerConfig::default().with_users(users)).await
+    }
+
+    fn jpeg(seed: u32) -> bytes::Bytes {
+        bytes::Bytes::from(photo_jpeg(64, 64, seed))
+    }
+
+    fn key(s: &str) -> UserKey {
+        UserKey::new(s)
+    }
+
+    #[test]
+    fn cli_options_open_a_sink() {
+        let base = GraphArgs {
+            tenant: Some("contoso.onmicrosoft.com".into()),
+            client_id: Some(DEFAULT_CLIENT_ID.into()),
+            ..GraphArgs::default()
+        };
+        let err = |a: &GraphArgs, m: &str| open_graph_sink(a, m, 4).unwrap_err();
+        assert!(err(&base, "upn").contains("credential"));
+        assert!(err(
+            &GraphArgs {
+                tenant: None,
+                ..base.clone()
+            },
+            "upn"
+        )
+        .contains("--tenant"));
+        std::env::set_var("USERPHOTO_TEST_GRAPH_SECRET", "s3cret-value");
+        let with_secret = GraphArgs {
+            client_secret_env: Some("USERPHOTO_TEST_GRAPH_SECRET".into()),
+            ..base.clone()
+        };
+        let s = open_graph_sink(&with_secret, "employeeId", 4).unwrap();
+        assert_eq!(s.name(), "graph");
+        assert!(!format!("{s:?}").contains("s3cret"));
+        assert!(format!("{s:?}").contains("confirm_uploads: false"), "{s:?}");
+        let confirmed = open_graph_sink(
+            &GraphArgs {
+                confirm_uploads: true,
+                ..with_secret.clone()
+            },
+            "upn",
+            4,
+        )
+        .unwrap();
+        assert!(
+            format!("{confirmed:?}").contains("confirm_uploads: true"),
+            "{confirmed:?}"
+        );
+        #[derive(clap::Parser)]
+        struct Flags {
+            #[command(flatten)]
+            graph: GraphArgs,
+        }
+        use clap::Parser as _;
+        assert!(!Flags::try_parse_from(["x"]).unwrap().graph.confirm_uploads);
+        assert!(
+            Flags::try_parse_from(["x", "--graph-confirm-uploads"])
+                .unwrap()
+                .graph
+                .confirm_uploads
+        );
+        assert!(err(
+            &GraphArgs {
+                cloud: Some("mars".into()),
+                ..with_secret.clone()
+            },
+            "upn"
+        )
+        .contains("--cloud"));
+        assert!(err(&with_secret, "employeeNumber").contains("employeeNumber"));
+        assert!(open_graph_sink(
+            &GraphArgs {
+                cloud: Some("usgov-dod".into()),
+                ..with_secret.clone()
+            },
+            "id",
+            2
+        )
+        .is_ok());
+        assert!(err(
+            &GraphArgs {
+                client_cert: Some("c.pem".into()),
+                ..base.clone()
+            },
+            "upn"
+        )
+        .contains("--client-key"));
+        let missing = GraphArgs {
+            client_cert: Some("/nonexistent/c.pem".into()),
+            client_key: Some("/nonexistent/k.pem".into()),
+            ..base.clone()
+        };
+        assert!(err(&missing, "upn").contains("cannot read"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn cli_sink_talks_to_the_server() {
+        let srv = server(2).await;
+        std::env::set_var("USERPHOTO_TEST_GRAPH_SECRET2", srv.client_secret().unwrap());
+        let args = GraphArgs {
+            tenant: Some(DEFAULT_TENANT_DOMAIN.into()),
+            client_id: Some(srv.client_id()),
+            client_secret_env: Some("USERPHOTO_TEST_GRAPH_SECRET2".into()),
+            graph_url: Some(srv.base_url()),
+            login_url: Some(srv.login_url()),
+            ..Default::default()
+        };
+        let s: Arc<dyn DirectorySink> = open_graph_sink(&args, "upn", 4).unwrap();
+        s.put(&key(&upn_of(1)), &jpeg(3)).await.unwrap();
+        assert!(srv.user(&upn_of(1)).unwrap().photo.is_some());
+    }
+}

@@ -1,0 +1,178 @@
+//! The CLI against a real Active Directory: `userphoto sync --sink ad` into Samba's AD DC on
+//! loopback (`scripts/samba-dc.sh start`, then `eval "$(scripts/samba-dc.sh env)"`), as an
+//! admin and as a least-privilege delegated account.
+//!
+//! Without the `USERPHOTO_AD_*` variables every test prints why it skipped and passes,
+//! unless `USERPHOTO_REQUIRE_AD=1` (CI). The DC's settings, admin connections and per-test
+//! OUs come from the test kit (`userphoto_testkit::ad`), as for the library's
+//! `tests/sink_ad.rs`.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::cli;
+use userphoto::normalize::testimage;
+use userphoto_testkit::ad::{delegate, delegated_fixture, password, run_id, NewUser, Ou};
+use userphoto_testkit::need_env;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_syncs_a_folder_into_ad() {
+    let env = need_env!();
+    let ou = Ou::new(&env, "cli").await;
+    let id = run_id();
+    let sams: Vec<String> = (0..3).map(|i| format!("cl{id}{i}")).collect();
+    let dns = ou
+        .add_users(
+            sams.iter()
+                .map(|s| NewUser::new(s.clone(), s.clone()))
+                .collect(),
+            3,
+        )
+        .await;
+    let dir: PathBuf = std::env::temp_dir().join(format!("userphoto-ad-cli-{id}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("photos")).unwrap();
+    for (i, s) in sams.iter().enumerate() {
+        std::fs::write(
+            dir.join("photos").join(format!("{s}.jpg")),
+            testimage::photo_jpeg(300, 360, i as u32 + 1),
+        )
+        .unwrap();
+    }
+    let args = |pw_env: &str| {
+        let mut c = cli();
+        c.current_dir(&dir).args([
+            "sync",
+            "--source",
+            "folder:photos",
+            "--sink",
+            "ad",
+            "--ldap-url",
+            &env.ldaps_url,
+            "--ca-cert",
+            &env.ca,
+            "--bind-dn",
+            &env.admin_upn,
+            "--bind-password-env",
+            pw_env,
+            "--base-dn",
+            &ou.dn,
+            "--concurrency",
+            "4",
+            "--state",
+            "state.redb",
+        ]);
+        c
+    };
+    let out = args("UP_TEST_PW")
+        .env("UP_TEST_PW", password(&env.admin_pw_file))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    for dn in &dns {
+        let p = ou
+            .photo(dn)
+            .await
+            .unwrap_or_else(|| panic!("{dn} has no photo"));
+        assert!(p.starts_with(&[0xFF, 0xD8]) && p.len() <= 10_000, "{dn}");
+    }
+    // Nothing changed: the re-run writes nothing.
+    let out = args("UP_TEST_PW")
+        .env("UP_TEST_PW", password(&env.admin_pw_file))
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        report["outcomes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|o| o["status"] == "skipped"),
+        "{report}"
+    );
+
+    // A wrong password: exit 2 and one line that does not show it.
+    let wrong = "Wr0ng-Password!";
+    let out = args("UP_TEST_PW")
+        .env("UP_TEST_PW", wrong)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(last.contains("unauthenticated"), "{stderr}");
+    assert!(!stderr.contains(wrong) && !String::from_utf8_lossy(&out.stdout).contains(wrong));
+    // An unset variable is a usage error too.
+    let out = args("UP_TEST_PW_UNSET").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+
+    let _ = std::fs::remove_dir_all(&dir);
+    ou.cleanup().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Per-user refusals: a least-privilege account delegated "write thumbnailPhoto" on an OU.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_as_a_delegated_account_exits_1_naming_the_two_denied_users() {
+    let env = need_env!();
+    let Some(d) = delegate(&env) else { return };
+    let mut cmd = cli();
+    let (ou, sams, dns) = delegated_fixture(&env, &d, "dlgcli", 3).await;
+    let dir: PathBuf = std::env::temp_dir().join(format!("userphoto-ad-dlg-{}", run_id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("photos")).unwrap();
+    for (i, s) in sams.iter().chain(&d.denied).enumerate() {
+        std::fs::write(
+            dir.join("photos").join(format!("{s}.jpg")),
+            testimage::photo_jpeg(200, 240, 400 + i as u32),
+        )
+        .unwrap();
+    }
+    let out = cmd
+        .current_dir(&dir)
+        .args([
+            "sync",
+            "--source",
+            "folder:photos",
+            "--sink",
+            "ad",
+            "--ldap-url",
+            &env.ldaps_url,
+            "--ca-cert",
+            &env.ca,
+            "--bind-dn",
+            &d.dn,
+            "--bind-password-env",
+            "UP_DELEGATE_PW",
+            "--base-dn",
+            &d.ou,
+        ])
+        .env("UP_DELEGATE_PW", password(&d.pw_file))
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    for u in &d.denied {
+        let line = text
+            .lines()
+            .find(|l| l.contains(u.as_str()) && l.contains("no write access"))
+            .unwrap_or_else(|| panic!("no line names {u} with the reason:\n{text}"));
+        assert!(line.contains("AdminSDHolder"), "{line}");
+    }
+    for dn in &dns {
+        assert!(ou.photo(dn).await.is_some(), "{dn}: not written\n{text}");
+    }
+    assert!(!text.contains(&password(&d.pw_file)));
+    let _ = std::fs::remove_dir_all(&dir);
+    ou.cleanup().await;
+}

@@ -1,0 +1,461 @@
+//! Stage 5, apply: the plan's changes, per sink with bounded concurrency, retries and the
+//! circuit breaker; old photos backed up before they are replaced; state records committed as
+//! writes succeed.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures::stream::{self, StreamExt};
+use tokio::sync::Semaphore;
+
+use super::super::event::{Event, Stage};
+use super::super::report::{Outcome, Status};
+use super::super::{Action, PlanItem, Reason, StateRecord};
+use super::*;
+use crate::digest::sha256_hex;
+use crate::{Error, ErrorKind, Result, UserKey};
+
+/// Whether a failed write says something about the sink or the account (and so counts
+/// towards the circuit breaker) rather than about that one user or photo.
+fn counts_for_breaker(kind: ErrorKind) -> bool {
+    !matches!(
+        kind,
+        ErrorKind::UserNotFound
+            | ErrorKind::AmbiguousMatch
+            | ErrorKind::InvalidPhoto
+            | ErrorKind::PhotoTooLarge
+            | ErrorKind::LimitExceeded
+            | ErrorKind::Conflict
+    )
+}
+
+/// The message of the error a call gets when the run stopped before it was sent.
+const STOPPED: &str = "not sent: the run stopped";
+
+/// A sink call the apply stage makes.
+#[derive(Clone, Copy)]
+pub(super) enum Op {
+    Fetch,
+    Put,
+    Delete,
+}
+
+/// What one retried sink call returns.
+pub(super) enum Fetched {
+    /// `fetch`: the stored photo, if any.
+    Old(Option<Bytes>),
+    /// `put`: the new version tag; `delete`: nothing.
+    Version(Option<String>),
+}
+
+pub(super) struct Shared {
+    pub(super) cancel: AtomicBool,
+    pub(super) abort: Mutex<Option<Error>>,
+    pub(super) pending: Mutex<Vec<(String, UserKey, Option<StateRecord>)>>,
+    /// Held while a batch of `pending` is committed to the state store.
+    pub(super) committing: tokio::sync::Mutex<()>,
+    pub(super) done: AtomicUsize,
+    pub(super) state_error: Mutex<Option<Error>>,
+    /// Per sink: writes that failed in a row (the circuit breaker).
+    pub(super) consecutive: Vec<AtomicUsize>,
+}
+
+impl Shared {
+    /// Stops the run at `e`: nothing more is sent, and the first such error is the report's
+    /// reason.
+    fn stop(&self, e: Error) {
+        self.cancel.store(true, Ordering::SeqCst);
+        self.abort
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert(e);
+    }
+}
+
+impl<'e> Prepared<'e> {
+    /// Applies the plan and reports. Never fails as a whole: a run-level failure stops the
+    /// run and is in [`Report::aborted`]; the changes not tried are
+    /// [`Status::NotAttempted`].
+    pub async fn apply(mut self) -> Report {
+        let t = Instant::now();
+        let eng = self.engine;
+        if let Some(b) = &eng.backups {
+            b.begin_run();
+        }
+        let shared = Shared {
+            cancel: AtomicBool::new(false),
+            abort: Mutex::new(None),
+            pending: Mutex::new(std::mem::take(&mut self.refresh)),
+            committing: tokio::sync::Mutex::new(()),
+            done: AtomicUsize::new(0),
+            state_error: Mutex::new(None),
+            consecutive: eng.targets.iter().map(|_| AtomicUsize::new(0)).collect(),
+        };
+        // Each change with its place in the plan, where its outcome goes.
+        let changes: Vec<(usize, &PlanItem)> = self
+            .plan
+            .items
+            .iter()
+            .enumerate()
+            .filter(|(_, i)| matches!(i.action, Action::Put | Action::Delete))
+            .collect();
+        eng.emit(Event::Stage {
+            stage: Stage::Apply,
+            total: changes.len(),
+        });
+        let index: HashMap<&str, usize> = eng
+            .targets
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.sink.name(), i))
+            .collect();
+        let per_target = eng.targets.iter().enumerate().map(|(ti, _)| {
+            let items: Vec<(usize, &PlanItem)> = changes
+                .iter()
+                .copied()
+                .filter(|(_, it)| index[it.sink.as_str()] == ti)
+                .collect();
+            let sem = Semaphore::new(eng.concurrency);
+            let shared = &shared;
+            let this = &self;
+            async move {
+                let sem = &sem;
+                // More items than permits in progress, so an item waiting out a retry does
+                // not hold a call slot.
+                stream::iter(items)
+                    .map(|(at, it)| async move { (at, this.apply_one(it, ti, sem, shared).await) })
+                    .buffer_unordered(eng.concurrency * 4)
+                    .collect::<Vec<(usize, Outcome)>>()
+                    .await
+            }
+        });
+        let results = futures::future::join_all(per_target).await;
+        self.flush(&shared, true).await;
+        self.save_snapshots().await;
+        let mut applied: Vec<(usize, Outcome)> = results.into_iter().flatten().collect();
+        applied.sort_unstable_by_key(|(at, _)| *at);
+        let mut applied = applied.into_iter().peekable();
+        // The plan's items become the report's outcomes (moved, not copied: at 100,000 users
+        // the two would otherwise be held side by side), the applied ones in their place.
+        drop(changes);
+        let outcomes = std::mem::take(&mut self.plan.items)
+            .into_iter()
+            .enumerate()
+            .map(|(at, it)| match it.action {
+                Action::Put | Action::Delete => match applied.next_if(|(a, _)| *a == at) {
+                    Some((_, o)) => o,
+                    None => Self::into_outcome(it, Status::NotAttempted),
+                },
+                Action::Skip => Self::into_outcome(it, Status::Skipped),
+                Action::Fail => Self::into_outcome(it, Status::Failed),
+            })
+            .collect();
+        let mut aborted = shared
+            .abort
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if aborted.is_none() {
+            aborted = shared
+                .state_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+        }
+        let mut report = self.report(outcomes, false, aborted);
+        if let Some(b) = &eng.backups {
+            let _ = b.sync();
+            report.backup_run = b.run_id();
+        }
+        report.timings.apply_ms = ms(t.elapsed());
+        report
+    }
+
+    /// Keeps each sink's snapshot for the next run. A sink that has none, or fails to make
+    /// one, leaves the stored one as it was (which the sink must still be able to use: its
+    /// changes since are read again).
+    pub(super) async fn save_snapshots(&self) {
+        let Some(state) = &self.engine.state else {
+            return;
+        };
+        for tg in &self.engine.targets {
+            let Some(inc) = tg.sink.incremental() else {
+                continue;
+            };
+            let Ok(Some(snap)) = inc.snapshot().await else {
+                continue;
+            };
+            let (state, name) = (state.clone(), tg.sink.name().to_owned());
+            // Best effort: without it the next run reads the whole directory again.
+            let _ =
+                tokio::task::spawn_blocking(move || state.put_snapshot(&name, Some(&snap))).await;
+        }
+    }
+
+    /// Writes pending state records (all of them when `all`, else when enough piled up).
+    pub(super) async fn flush(&self, shared: &Shared, all: bool) {
+        let Some(state) = &self.engine.state else {
+            return;
+        };
+        // One commit at a time: while one is written (and synced), the records that come in
+        // wait for the next, which takes them all. Commits sent side by side would only
+        // queue on the store's single writer, each holding a blocking thread meanwhile.
+        let _writing = if all {
+            shared.committing.lock().await
+        } else {
+            match shared.committing.try_lock() {
+                Ok(g) => g,
+                Err(_) => return,
+            }
+        };
+        let batch = {
+            let mut p = shared.pending.lock().unwrap_or_else(|p| p.into_inner());
+            if p.is_empty() || (!all && p.len() < 64) {
+                return;
+            }
+            std::mem::take(&mut *p)
+        };
+        let state = state.clone();
+        let r = tokio::task::spawn_blocking(move || state.commit(&batch))
+            .await
+            .unwrap_or_else(|e| {
+                Err(Error::new(
+                    ErrorKind::Other,
+                    format!("state writer failed: {e}"),
+                ))
+            });
+        if let Err(e) = r {
+            // Without a state store the run cannot promise a resume: stop.
+            shared.cancel.store(true, Ordering::SeqCst);
+            shared
+                .state_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_or_insert(e);
+        }
+    }
+
+    pub(super) async fn apply_one(
+        &self,
+        it: &PlanItem,
+        ti: usize,
+        sem: &Semaphore,
+        shared: &Shared,
+    ) -> Outcome {
+        let eng = self.engine;
+        let tg = &eng.targets[ti];
+        let mut out = Self::outcome(it, Status::Done);
+        let finish = |out: Outcome| out;
+        if shared.cancel.load(Ordering::SeqCst) {
+            out.status = Status::NotAttempted;
+            return finish(out);
+        }
+        // A deferred photo is normalized now; a failure is the photo's, as the plan would
+        // have said.
+        let mut render_failure = None;
+        let res = match self.deferred_rendition(it, ti).await {
+            Ok(pre) => {
+                if let Some(b) = &pre {
+                    out.bytes = Some(b.len());
+                }
+                self.change(it, ti, sem, &shared.cancel, &mut out, pre)
+                    .await
+            }
+            Err((reason, e)) => {
+                render_failure = Some(reason);
+                Err(e)
+            }
+        };
+        let n = shared.done.fetch_add(1, Ordering::Relaxed) + 1;
+        match res {
+            Ok(record) => {
+                shared.consecutive[ti].store(0, Ordering::SeqCst);
+                shared
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((it.sink.clone(), it.key.clone(), record));
+                eng.emit(Event::Written {
+                    key: it.key.clone(),
+                    sink: it.sink.clone(),
+                    action: it.action,
+                    done: n,
+                });
+                self.flush(shared, false).await;
+            }
+            Err(e) if e.message() == STOPPED && shared.cancel.load(Ordering::SeqCst) => {
+                out.status = Status::NotAttempted;
+            }
+            Err(e) => {
+                out.status = Status::Failed;
+                if let Some(reason) = render_failure {
+                    out.reason = reason;
+                } else if e.kind() == ErrorKind::UserNotFound {
+                    // Learnt only now (a sink that was not read first): say it as the plan
+                    // would have.
+                    out.reason = Reason::Unmatched;
+                } else if e.kind() == ErrorKind::PermissionDenied {
+                    out.reason = Reason::Refused;
+                }
+                out.error_kind = Some(e.kind());
+                out.message = Some(e.to_string());
+                eng.emit(Event::Failed {
+                    key: it.key.clone(),
+                    sink: tg.sink.name().to_owned(),
+                    kind: e.kind(),
+                    message: e.to_string(),
+                    done: n,
+                });
+                let limit = eng.max_consecutive_failures;
+                let tripped = render_failure.is_none()
+                    && counts_for_breaker(e.kind())
+                    && limit > 0
+                    && shared.consecutive[ti].fetch_add(1, Ordering::SeqCst) + 1 == limit;
+                if e.is_run_level() {
+                    shared.stop(e);
+                } else if tripped {
+                    // Every further write is most likely refused the same way.
+                    let stop = Error::new(
+                        e.kind(),
+                        format!(
+                            "stopped after {limit} writes in a row failed; the last: {e}. \
+                             The account or the directory, not the users, is the likely cause; \
+                             the rest were not tried (the limit is max_consecutive_failures, \
+                             --max-consecutive-failures on the command line)"
+                        ),
+                    )
+                    .with_backend(tg.sink.name().to_owned())
+                    .with_operation("apply")
+                    .run_level()
+                    .permanent();
+                    shared.stop(stop);
+                }
+            }
+        }
+        finish(out)
+    }
+
+    /// One put or delete: back up what it replaces, write, and return the state record
+    /// (`None` for a deletion).
+    pub(super) async fn change(
+        &self,
+        it: &PlanItem,
+        ti: usize,
+        sem: &Semaphore,
+        cancel: &AtomicBool,
+        out: &mut Outcome,
+        pre: Option<Bytes>,
+    ) -> Result<Option<StateRecord>> {
+        let eng = self.engine;
+        let tg = &eng.targets[ti];
+        let key = &it.key;
+        let sink = tg.sink.as_ref();
+        let jpeg_slot: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
+        // One sink call, retried; each attempt holds a call slot only while it runs.
+        let retried = |op: Op| {
+            let jpeg_for_put = &jpeg_slot;
+            async move {
+                let (r, attempts) =
+                    self.retrier
+                        .run(
+                            || async {
+                                let _permit = sem.acquire().await.map_err(|_| {
+                                    Error::new(ErrorKind::Other, "engine shut down")
+                                })?;
+                                // A run-level failure while this call waited for its slot:
+                                // send nothing more.
+                                if cancel.load(Ordering::SeqCst) {
+                                    return Err(Error::new(ErrorKind::Other, STOPPED).permanent());
+                                }
+                                match op {
+                                    Op::Fetch => sink.fetch(key).await.map(Fetched::Old),
+                                    Op::Put => {
+                                        let jpeg = jpeg_for_put.get().cloned().unwrap_or_default();
+                                        sink.put(key, &jpeg).await.map(Fetched::Version)
+                                    }
+                                    Op::Delete => {
+                                        sink.delete(key).await.map(|()| Fetched::Version(None))
+                                    }
+                                }
+                            },
+                            |e, after| eng.retrying(key, sink.name(), e, after),
+                        )
+                        .await;
+                (r, attempts)
+            }
+        };
+        if it.action == Action::Put {
+            let jpeg = match pre {
+                Some(b) => b,
+                None => self.rendition(it, ti).await?,
+            };
+            let _ = jpeg_slot.set(jpeg);
+        }
+        // Keep what is about to be replaced or removed. A user who had no photo when the
+        // plan was made (reason `New`) has nothing to keep.
+        let mut had_none = it.reason == Reason::New;
+        if let (Some(backups), false) = (&eng.backups, had_none) {
+            let (old, attempts) = retried(Op::Fetch).await;
+            out.attempts += attempts;
+            let old = old?;
+            had_none = matches!(old, Fetched::Old(None));
+            if let Fetched::Old(Some(old)) = old {
+                let (b, name, k, new) = (
+                    backups.clone(),
+                    sink.name().to_owned(),
+                    key.clone(),
+                    it.rendition_sha256
+                        .clone()
+                        .or_else(|| jpeg_slot.get().map(|b| sha256_hex(b))),
+                );
+                tokio::task::spawn_blocking(move || {
+                    b.save(&name, &k, &old, new.as_deref()).map(|_| ())
+                })
+                .await
+                .map_err(|e| Error::new(ErrorKind::Other, format!("backup task failed: {e}")))?
+                .map_err(|e| e.with_user(key.clone()))?;
+            }
+        }
+        let Some(jpeg) = jpeg_slot.get() else {
+            let (r, attempts) = retried(Op::Delete).await;
+            out.attempts += attempts;
+            return r.map(|_| None);
+        };
+        let (r, attempts) = retried(Op::Put).await;
+        out.attempts += attempts;
+        let version = match r? {
+            Fetched::Version(v) => v,
+            Fetched::Old(_) => None,
+        };
+        let sha = sha256_hex(jpeg);
+        // A first photo: note it, so that a restore removes it.
+        if let (Some(backups), true) = (&eng.backups, had_none) {
+            // On the blocking pool: the journal's lock may be held by a backup's flush.
+            let (b, name, k, s) = (
+                backups.clone(),
+                sink.name().to_owned(),
+                key.clone(),
+                sha.clone(),
+            );
+            tokio::task::spawn_blocking(move || b.note_added(&name, &k, &s))
+                .await
+                .map_err(|e| Error::new(ErrorKind::Other, format!("backup task failed: {e}")))?
+                .map_err(|e| e.with_user(key.clone()))?;
+        }
+        let fingerprint = self
+            .refs
+            .get(key)
+            .map(|r| r.fingerprint.as_str())
+            .unwrap_or_default();
+        Ok(Some(StateRecord {
+            source_fingerprint: format!("{}:{fingerprint}", tg.profile_id),
+            rendition_sha256: sha,
+            bytes: jpeg.len(),
+            version,
+            time: now_secs(),
+        }))
+    }
+}
