@@ -6,7 +6,7 @@
 //!   or Kerberos bind), configured with an [`LdapConfig`].
 //! * [`GraphSink`]: Microsoft 365 profile photos through Microsoft Graph (client secret or
 //!   certificate, national clouds, `Retry-After`, at most 4 requests in flight); the
-//!   [`graph`] module explains its etag handling, batching and throughput.
+//!   [`graph`] module explains its etag handling, batching and requests per run.
 //!
 //! A sink that can carry a snapshot of the directory from one run to the next (the AD sink)
 //! offers the optional [`Incremental`] extension.
