@@ -61,6 +61,22 @@ cargo clippy --workspace --all-targets --all-features --release -- -D warnings
 step "cargo clippy (every package, all targets, the default features, warnings are errors)"
 cargo clippy --workspace --all-targets --release -- -D warnings
 
+step "the offline library builds without the network backends"
+# Each backend alone and neither (`ad`: AD sink, LDAP source; `graph`: Graph sink), warnings
+# are errors; without both, none of ldap3, hyper, rustls or ring is in the build.
+for features in mozjpeg pure-rust mozjpeg,ad mozjpeg,graph; do
+  cargo clippy --release -p userphoto --lib --no-default-features --features "$features" -- -D warnings
+done
+cargo clippy --release -p userphoto --lib -- -D warnings
+for features in mozjpeg pure-rust; do
+  tree=$(cargo tree -p userphoto --no-default-features --features "$features" -e normal --prefix none)
+  if net=$(grep -E '^(ldap3|hyper|hyper-[a-z-]+|rustls|rustls-[a-z-]+|tokio-rustls|ring) v' <<<"$tree"); then
+    echo "--no-default-features --features $features still builds network crates:" >&2
+    sort -u <<<"$net" >&2
+    exit 1
+  fi
+done
+
 step "a panic = \"abort\" build with the libjpeg codec is refused (its errors unwind)"
 # Only the library crate gets -C panic=abort here; the compile_error! fires before codegen.
 if out=$(cargo rustc --release --quiet -p userphoto --lib -- -C panic=abort 2>&1); then

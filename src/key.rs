@@ -241,7 +241,8 @@ impl FromStr for MatchAttribute {
 }
 
 /// The 16 bytes AD stores for a canonical GUID string (Windows layout: the first three
-/// fields little-endian).
+/// fields little-endian). Only the AD sink writes GUIDs into searches.
+#[cfg(any(feature = "ad", test))]
 pub(crate) fn guid_to_bytes(canonical: &str) -> Option<[u8; 16]> {
     let hex: String = canonical.chars().filter(|c| *c != '-').collect();
     if hex.len() != 32 {

@@ -37,10 +37,16 @@
 //! | feature | default | what it does |
 //! |---|---|---|
 //! | `mozjpeg` | yes | JPEG through libjpeg-turbo's code (vendored by `mozjpeg-sys`): DCT-scaled decoding, the fastest path. Needs a C compiler; uses SIMD when `nasm` is installed at build time. |
+//! | `ad` | yes | The Active Directory sink ([`sink::AdSink`]), the LDAP source ([`source::LdapSource`]) and their LDAP transport ([`ldap`]): ldap3 and rustls (ring provider). |
+//! | `graph` | yes | The Microsoft Graph sink ([`sink::GraphSink`]): hyper, hyper-rustls, rustls and ring. |
 //! | `heic` | no | HEIC/HEIF input (iPhone photos) through the system libheif (`apt install libheif-dev`). Without it HEIC is a typed `Unsupported` error naming the format. |
 //! | `conformance` | no | `userphoto::conformance`: the contract suites that every source and sink implementation must pass (not covered by semver). |
-//! | `gssapi` | no | Kerberos (GSSAPI) binds for the AD sink and the LDAP source, through the system's MIT Kerberos (`apt install libkrb5-dev libclang-dev`). |
+//! | `gssapi` | no | Kerberos (GSSAPI) binds for the AD sink and the LDAP source, through the system's MIT Kerberos (`apt install libkrb5-dev libclang-dev`). Turns on `ad`. |
 //! | `pure-rust` | no | JPEG through zune-jpeg and jpeg-encoder when `mozjpeg` is off: no C toolchain, slower on large photos. |
+//!
+//! With `default-features = false, features = ["mozjpeg"]` (or `["pure-rust"]`) the crate is
+//! the normalizer and the offline path: the folder, CSV and memory sources, the LDIF and memory
+//! sinks, the engine, its state store and backups, without ldap3, hyper, rustls or ring.
 //!
 //! ## Panics
 //!
@@ -53,6 +59,12 @@
 //! With the default `mozjpeg` feature this software is based in part on the work of the
 //! Independent JPEG Group (libjpeg, via libjpeg-turbo and mozjpeg).
 #![cfg_attr(docsrs, feature(doc_cfg))]
+// The crate and module docs name the AD and Graph backends; a build without one of them
+// (`default-features = false`) has nothing for those links to point at.
+#![cfg_attr(
+    not(all(feature = "ad", feature = "graph")),
+    allow(rustdoc::broken_intra_doc_links)
+)]
 
 // The libjpeg-turbo codec reports a corrupt JPEG by unwinding out of the C decoder into a
 // `catch_unwind` (see `normalize::codec::mozjpeg`). With `panic = "abort"` that unwind would
@@ -71,6 +83,8 @@ pub mod conformance;
 mod digest;
 mod error;
 mod key;
+#[cfg(feature = "ad")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ad")))]
 pub mod ldap;
 pub mod ldif;
 pub mod normalize;

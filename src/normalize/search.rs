@@ -5,8 +5,7 @@
 //! The search keeps a bracket (`lo` fits, `hi` does not), predicts the crossing from the
 //! probes by that model (a secant step), and probes the prediction; the bracket shrinks on
 //! every probe, so it ends, and it ends on adjacent qualities, so the answer is the highest
-//! quality that fits (given monotonic sizes). Plain bisection over 30..=90 takes 6-7
-//! encodes; this takes 2-4 in practice (see `benches/`).
+//! quality that fits (given monotonic sizes), in fewer encodes than a bisection over 30..=90.
 
 use super::codec::encode_rgb;
 use super::error::NormalizeError;

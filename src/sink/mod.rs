@@ -6,12 +6,15 @@
 //!   or Kerberos bind), configured with an [`LdapConfig`].
 //! * [`GraphSink`]: Microsoft 365 profile photos through Microsoft Graph (client secret or
 //!   certificate, national clouds, `Retry-After`, at most 4 requests in flight); the
-//!   [`graph`] module explains its etag handling, batching and throughput.
+//!   [`graph`] module explains its etag handling, batching and requests per run.
 //!
 //! A sink that can carry a snapshot of the directory from one run to the next (the AD sink)
 //! offers the optional [`Incremental`] extension.
 
+#[cfg(feature = "ad")]
 mod ad;
+#[cfg(feature = "graph")]
+#[cfg_attr(docsrs, doc(cfg(feature = "graph")))]
 pub mod graph;
 mod ldif;
 mod memory;
@@ -22,12 +25,18 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 /// Moved: the canonical path is [`crate::ldap::LdapConfig`]; this one stays for existing code.
+#[cfg(feature = "ad")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ad")))]
 #[doc(no_inline)]
 pub use crate::ldap::LdapConfig;
 /// Moved: the canonical path is [`crate::Secret`]; this one stays for existing code.
 #[doc(no_inline)]
 pub use crate::Secret;
+#[cfg(feature = "ad")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ad")))]
 pub use ad::{AdSink, AdSinkBuilder, ReadStats, AD_MAX_BYTES, GSSAPI_PLAIN_MAX_BYTES};
+#[cfg(feature = "graph")]
+#[cfg_attr(docsrs, doc(cfg(feature = "graph")))]
 pub use graph::{
     AssertionAlgorithm, GraphCertificate, GraphCloud, GraphCredential, GraphSink, GraphSinkBuilder,
     GRAPH_DEFAULT_MAX_IN_FLIGHT, GRAPH_MAX_BYTES,

@@ -11,6 +11,7 @@
 
 mod csv;
 mod folder;
+#[cfg(feature = "ad")]
 mod ldap;
 mod memory;
 
@@ -22,6 +23,8 @@ use futures::stream::BoxStream;
 
 pub use self::csv::CsvSource;
 pub use folder::{FolderSource, KeyRule};
+#[cfg(feature = "ad")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ad")))]
 pub use ldap::{LdapSource, LdapSourceBuilder};
 pub use memory::MemorySource;
 

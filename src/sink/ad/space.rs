@@ -230,10 +230,10 @@ pub(super) fn next_watermark(h0: u64, h_end: u64, mods: u64, exact: bool) -> u64
 /// reads again (see [`next_watermark`]). A full pass needs no deletion search: whoever it
 /// does not find is gone.
 ///
-/// [`SCAN_FROM`]: super::SCAN_FROM
+/// [`SCAN_FROM`]: super::incremental::SCAN_FROM
 pub(super) fn full_pass_is_cheaper(usn_delta: u64, entries: Option<usize>, keys: usize) -> bool {
     match entries {
-        Some(n) => keys >= super::SCAN_FROM && usn_delta > n as u64,
+        Some(n) => keys >= super::incremental::SCAN_FROM && usn_delta > n as u64,
         None => false,
     }
 }
@@ -266,7 +266,7 @@ mod tests {
 
     #[test]
     fn a_full_pass_replaces_reading_more_changes_than_users() {
-        let many = super::super::SCAN_FROM;
+        let many = super::super::incremental::SCAN_FROM;
         assert!(!full_pass_is_cheaper(0, Some(2_000), many));
         assert!(!full_pass_is_cheaper(2_000, Some(2_000), many));
         assert!(full_pass_is_cheaper(2_001, Some(2_000), many));

@@ -315,7 +315,8 @@ impl Engine {
 
     /// Prepares a run that is going to be applied: like [`prepare`](Self::prepare), but the
     /// photos of users whose every sink that needs them holds no photo (or was not read) are
-    /// not normalized yet. Their plan items are puts of a [`SourceState::Deferred`] photo
+    /// not normalized yet. Their plan items are puts of a
+    /// [`SourceState::Deferred`](super::SourceState::Deferred) photo
     /// (no rendition hash or size), made by [`Prepared::apply`] while it writes the others,
     /// so a first sync starts writing at once; a photo that turns out invalid fails then,
     /// with the reason the plan would have given. Use [`prepare`](Self::prepare) for a plan
