@@ -21,7 +21,7 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 
 pub use self::csv::CsvSource;
-pub use folder::{FolderSource, KeyRule};
+pub use folder::{FolderSource, KeyPattern, KeyRule};
 pub use ldap::{LdapSource, LdapSourceBuilder};
 pub use memory::MemorySource;
 
