@@ -320,6 +320,8 @@ impl Engine {
     /// so a first sync starts writing at once; a photo that turns out invalid fails then,
     /// with the reason the plan would have given. Use [`prepare`](Self::prepare) for a plan
     /// to show or a dry run.
+    ///
+    /// [`SourceState::Deferred`]: crate::sync::SourceState::Deferred
     pub async fn prepare_to_apply(&self) -> Result<Prepared<'_>> {
         self.prepare_with(true).await
     }
@@ -327,6 +329,8 @@ impl Engine {
     /// [`prepare`](Self::prepare); with `defer`, users whose decision does not depend on
     /// their rendition (every sink that needs it holds no photo, or was not read) are
     /// planned as [`SourceState::Deferred`] and normalized during the apply stage.
+    ///
+    /// [`SourceState::Deferred`]: crate::sync::SourceState::Deferred
     async fn prepare_with(&self, defer: bool) -> Result<Prepared<'_>> {
         let started = Instant::now();
         self.check()?;
