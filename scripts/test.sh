@@ -111,7 +111,7 @@ step "cargo test (pure-Rust codec, no C JPEG code)"
 cargo test --release -p userphoto --no-default-features --features pure-rust --lib \
   --test normalize_api --test normalize_corpus --test normalize_hostile \
   --test normalize_jpeg_variants --test normalize_props \
-  --test sources --test sinks --test sink_ldif --test sync_engine
+  --test sources --test sinks --test sink_ldif --test sync_engine --test apply_sequence
 # The CLI's offline tests on the same codec (normalize, and sync/plan/restore on LDIF).
 cargo test --release -p userphoto-cli --no-default-features --features pure-rust \
   --test cli --test cli_sync

@@ -175,10 +175,8 @@ fn batch_reads_files_and_applies_the_input_limit() {
     std::fs::create_dir_all(&dir).unwrap();
     let small = dir.join("small.jpg");
     std::fs::write(&small, testimage::gradient_jpeg(300, 300)).unwrap();
-    let n = Normalizer::new().with_limits(userphoto::normalize::Limits {
-        max_input_bytes: 50_000,
-        ..Default::default()
-    });
+    let n = Normalizer::new()
+        .with_limits(userphoto::normalize::Limits::default().with_max_input_bytes(50_000));
     let big = dir.join("big.png");
     std::fs::write(&big, common::noise_png(400, 400, 1)).unwrap();
     let mut results = std::collections::BTreeMap::new();

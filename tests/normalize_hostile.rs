@@ -104,10 +104,7 @@ fn jpeg_bombs_are_refused_from_the_header() {
         }
     }
     // The same header with room in the limits decodes as far as the data goes: corrupt.
-    let small_limits = Limits {
-        max_pixels: 1000,
-        ..Limits::default()
-    };
+    let small_limits = Limits::default().with_max_pixels(1000);
     let err = Normalizer::new()
         .with_limits(small_limits)
         .normalize(&testimage::gradient_jpeg(64, 64), &Profile::ad_thumbnail());
@@ -134,10 +131,7 @@ fn png_bombs_are_refused_from_the_header() {
         );
     }
     // 16000x16000 passes width and height but not the pixel count.
-    let lim = Limits {
-        max_pixels: 100_000_000,
-        ..Limits::default()
-    };
+    let lim = Limits::default().with_max_pixels(100_000_000);
     let r = Normalizer::new()
         .with_limits(lim)
         .normalize(&png_claiming(16000, 16000), &Profile::ad_thumbnail());
@@ -186,10 +180,7 @@ fn gif_bmp_tiff_bombs_are_refused() {
 
 #[test]
 fn input_size_limit_applies_before_anything_else() {
-    let lim = Limits {
-        max_input_bytes: 100,
-        ..Limits::default()
-    };
+    let lim = Limits::default().with_max_input_bytes(100);
     let r = Normalizer::new()
         .with_limits(lim)
         .normalize(&testimage::gradient_jpeg(64, 64), &Profile::ad_thumbnail());

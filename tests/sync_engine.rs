@@ -251,10 +251,7 @@ async fn withheld_is_removed_and_leavers_are_kept_unless_asked() {
     let s = sink();
     let r = Engine::new(source())
         .with_sink(s.clone(), Profile::ad_thumbnail())
-        .with_policy(Policy {
-            remove_leavers: true,
-            ..Policy::default()
-        })
+        .with_policy(Policy::default().with_remove_leavers(true))
         .run()
         .await
         .unwrap();
@@ -298,10 +295,7 @@ async fn a_source_that_cannot_be_listed_whole_never_removes_leavers() {
         MemorySource::new().with_photo("alice", photo(1)),
     ))
     .with_sink(s.clone(), Profile::ad_thumbnail())
-    .with_policy(Policy {
-        remove_leavers: true,
-        ..Policy::default()
-    })
+    .with_policy(Policy::default().with_remove_leavers(true))
     .run()
     .await
     .unwrap();
@@ -321,10 +315,7 @@ async fn removing_leavers_with_an_empty_source_is_refused() {
     let s = Arc::new(MemorySink::new(102_400).with_photo("leo", photo(9)));
     let e = Engine::new(MemorySource::new())
         .with_sink(s.clone(), Profile::ad_thumbnail())
-        .with_policy(Policy {
-            remove_leavers: true,
-            ..Policy::default()
-        })
+        .with_policy(Policy::default().with_remove_leavers(true))
         .prepare()
         .await
         .unwrap_err();

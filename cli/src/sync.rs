@@ -553,10 +553,11 @@ fn engine_for(
     state: Option<StateStore>,
 ) -> Result<Engine, String> {
     let mut engine = Engine::new(source)
-        .with_policy(Policy {
-            remove_leavers: a.remove_leavers,
-            remove_withheld: !a.keep_withheld,
-        })
+        .with_policy(
+            Policy::default()
+                .with_remove_leavers(a.remove_leavers)
+                .with_remove_withheld(!a.keep_withheld),
+        )
         .with_concurrency(a.concurrency)
         .with_max_consecutive_failures(a.max_consecutive_failures)
         .with_events(progress());

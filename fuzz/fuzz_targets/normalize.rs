@@ -7,13 +7,11 @@ use userphoto::normalize::{Limits, Normalizer, Profile};
 
 fuzz_target!(|data: &[u8]| {
     // Limits small enough that no accepted input can make a large allocation.
-    let limits = Limits {
-        max_input_bytes: 4 << 20,
-        max_width: 4096,
-        max_height: 4096,
-        max_pixels: 4_000_000,
-        max_decoded_bytes: 64 << 20,
-    };
+    let limits = Limits::default()
+        .with_max_input_bytes(4 << 20)
+        .with_max_dimensions(4096, 4096)
+        .with_max_pixels(4_000_000)
+        .with_max_decoded_bytes(64 << 20);
     let n = Normalizer::new().with_limits(limits);
     let _ = n.probe(data);
     let profile = Profile::custom("fuzz", 48, 48, 4000).with_min_width(16);

@@ -19,6 +19,7 @@ use super::error::NormalizeError;
 /// `min_quality` does not fit, the size steps down (keeping the aspect ratio) towards
 /// `min_width`; below that the result is [`NormalizeError::CannotFit`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Profile {
     /// A short name, used in reports and errors (`ad-thumbnail`, `graph`, ...).
     pub name: String,
@@ -233,6 +234,7 @@ impl From<BuiltinProfile> for Profile {
 /// The defaults take any real photo (phones write up to 200 MP JPEGs) and refuse
 /// decompression bombs: a header claiming 60000x60000 is refused from the header alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Limits {
     /// Largest input file, in bytes (default 64 MiB).
     pub max_input_bytes: u64,
@@ -260,6 +262,31 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// The same limits with another largest input file, in bytes.
+    pub fn with_max_input_bytes(mut self, max_input_bytes: u64) -> Self {
+        self.max_input_bytes = max_input_bytes;
+        self
+    }
+
+    /// The same limits with another largest width and height.
+    pub fn with_max_dimensions(mut self, max_width: u32, max_height: u32) -> Self {
+        self.max_width = max_width;
+        self.max_height = max_height;
+        self
+    }
+
+    /// The same limits with another largest pixel count.
+    pub fn with_max_pixels(mut self, max_pixels: u64) -> Self {
+        self.max_pixels = max_pixels;
+        self
+    }
+
+    /// The same limits with another largest decoded buffer, in bytes.
+    pub fn with_max_decoded_bytes(mut self, max_decoded_bytes: u64) -> Self {
+        self.max_decoded_bytes = max_decoded_bytes;
+        self
+    }
+
     pub(crate) fn check_input_len(&self, len: u64) -> Result<(), NormalizeError> {
         check("input bytes", len, self.max_input_bytes)
     }

@@ -19,19 +19,44 @@ pub enum KeyRule {
     Stem,
     /// A regular expression matched against the file stem; the key is the capture group
     /// named `key`, or else group 1, or else the whole match. A stem that does not match
-    /// is reported as an error item.
-    Regex(regex::Regex),
+    /// is reported as an error item. Made with [`KeyRule::regex`] or [`KeyPattern::new`].
+    Regex(KeyPattern),
     /// A template with one `{key}` placeholder matched against the stem, for example
     /// `photo_{key}` or `{key}-2024`.
     Template(String),
 }
 
+/// A compiled regular expression for [`KeyRule::Regex`] (the `regex` crate's syntax), kept
+/// behind this type so that the crate's public API does not name the `regex` crate.
+#[derive(Debug, Clone)]
+pub struct KeyPattern(regex::Regex);
+
+impl KeyPattern {
+    /// Compiles `pattern`; a bad pattern is a [`Config`](ErrorKind::Config) error.
+    pub fn new(pattern: &str) -> Result<Self> {
+        regex::Regex::new(pattern)
+            .map(Self)
+            .map_err(|e| Error::new(ErrorKind::Config, format!("bad key regex {pattern:?}: {e}")))
+    }
+
+    /// The pattern as it was given.
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl std::str::FromStr for KeyPattern {
+    type Err = Error;
+
+    fn from_str(pattern: &str) -> Result<Self> {
+        Self::new(pattern)
+    }
+}
+
 impl KeyRule {
     /// A `Regex` rule; a bad pattern is a [`Config`](ErrorKind::Config) error.
     pub fn regex(pattern: &str) -> Result<Self> {
-        regex::Regex::new(pattern)
-            .map(Self::Regex)
-            .map_err(|e| Error::new(ErrorKind::Config, format!("bad key regex {pattern:?}: {e}")))
+        KeyPattern::new(pattern).map(Self::Regex)
     }
 
     /// A `Template` rule; it must contain `{key}` exactly once.
@@ -49,7 +74,7 @@ impl KeyRule {
         match self {
             Self::Stem => Some(stem.to_owned()),
             Self::Regex(re) => {
-                let c = re.captures(stem)?;
+                let c = re.0.captures(stem)?;
                 c.name("key")
                     .or_else(|| c.get(1))
                     .or_else(|| c.get(0))

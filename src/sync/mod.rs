@@ -9,6 +9,25 @@
 //!   unchanged sources decodes nothing and an interrupted run resumes.
 //! * [`BackupStore`] keeps every photo a sync replaces or removes and notes every first
 //!   photo it adds, so a restore undoes the run.
+//!
+//! # How it is tested: fakes and real servers, mocks for exact sequences
+//!
+//! Most of the engine's tests run it on hand-written fakes: the [`MemorySink`] and
+//! [`MemorySource`], and a probe sink that wraps the memory sink to fail, throttle, slow down
+//! and count on demand. A fake keeps real state, so a test asserts what the directory holds
+//! after a run (the photo written, the leaver removed, the backup restored), not which calls
+//! were made; refactoring the engine (batching reads, reordering stages, retrying
+//! differently) then breaks no test unless the behaviour changes. The memory sink and source
+//! pass the same conformance suite (`userphoto::conformance`) as the real ones, so they keep
+//! the same contract, and the real sinks are tested against real servers (a Samba AD DC for
+//! the AD sink, the test kit's Graph server for the Graph sink), because a mock of LDAP or
+//! HTTP would only repeat our own reading of the protocol. Mocks (`mockall`, a
+//! dev-dependency) serve where the call sequence is itself the behaviour under test:
+//! `tests/apply_sequence.rs` requires, for one user, a read, a put refused as rate-limited,
+//! then exactly one more put after the wait the sink asked for.
+//!
+//! [`MemorySink`]: crate::sink::MemorySink
+//! [`MemorySource`]: crate::source::MemorySource
 
 mod backup;
 pub(crate) mod engine;

@@ -135,6 +135,7 @@ pub struct Recorded {
 
 /// Everything known about one user for one sink.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Observation {
     /// The user.
     pub key: UserKey,
@@ -150,8 +151,37 @@ pub struct Observation {
     pub recorded: Option<Recorded>,
 }
 
+impl Observation {
+    /// What is known of `key` in the sink named `sink` (whose byte limit is `max_bytes`):
+    /// the source side and the sink side, with no state store record (add one with
+    /// [`with_recorded`](Self::with_recorded)).
+    pub fn new(
+        key: UserKey,
+        sink: impl Into<String>,
+        max_bytes: usize,
+        source: SourceState,
+        current: SinkState,
+    ) -> Self {
+        Self {
+            key,
+            sink: sink.into(),
+            max_bytes,
+            source,
+            current,
+            recorded: None,
+        }
+    }
+
+    /// The same observation with the state store's record.
+    pub fn with_recorded(mut self, recorded: Option<Recorded>) -> Self {
+        self.recorded = recorded;
+        self
+    }
+}
+
 /// Rules the planner follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Policy {
     /// Remove the photos of users the source no longer lists (off by default: leavers are
     /// kept and listed).
@@ -169,8 +199,23 @@ impl Default for Policy {
     }
 }
 
+impl Policy {
+    /// The same policy, removing (or keeping) the photos of leavers.
+    pub fn with_remove_leavers(mut self, remove: bool) -> Self {
+        self.remove_leavers = remove;
+        self
+    }
+
+    /// The same policy, removing (or keeping) the photos of people who withdrew consent.
+    pub fn with_remove_withheld(mut self, remove: bool) -> Self {
+        self.remove_withheld = remove;
+        self
+    }
+}
+
 /// One decision.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct PlanItem {
     /// The user.
     pub key: UserKey,
@@ -218,14 +263,13 @@ impl Plan {
 /// ```
 /// use userphoto::sync::{plan, Action, Observation, Policy, Reason, SinkState, SourceState};
 /// use userphoto::UserKey;
-/// let obs = Observation {
-///     key: UserKey::new("alice"),
-///     sink: "ad".into(),
-///     max_bytes: 102_400,
-///     source: SourceState::Photo { fingerprint: "f1".into(), rendition: Ok(("ab12".into(), 3_000)) },
-///     current: SinkState::NoPhoto,
-///     recorded: None,
-/// };
+/// let obs = Observation::new(
+///     UserKey::new("alice"),
+///     "ad",
+///     102_400,
+///     SourceState::Photo { fingerprint: "f1".into(), rendition: Ok(("ab12".into(), 3_000)) },
+///     SinkState::NoPhoto,
+/// );
 /// let p = plan(vec![obs], Policy::default());
 /// assert_eq!((p.items[0].action, p.items[0].reason), (Action::Put, Reason::New));
 /// ```

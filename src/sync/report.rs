@@ -27,6 +27,7 @@ pub enum Status {
 
 /// One user in one sink.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Outcome {
     /// The user.
     pub key: UserKey,
@@ -65,6 +66,7 @@ pub struct SourceFailure {
 
 /// Counts for one sink.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Counts {
     /// Photos written (or, in a dry run, to be written).
     pub put: usize,
@@ -84,6 +86,7 @@ pub struct Counts {
 
 /// Wall-clock time per stage, in milliseconds, and how much decoding the run needed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Timings {
     /// Listing the source.
     pub list_ms: u64,
@@ -110,6 +113,7 @@ pub struct Timings {
 
 /// The result of a run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Report {
     /// Whether nothing was applied.
     pub dry_run: bool,

@@ -17,6 +17,7 @@ const SNAPSHOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("userphoto-
 
 /// What the store keeps per sink and user after a successful write.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct StateRecord {
     /// The source's fingerprint of the photo that was written (or withheld).
     pub source_fingerprint: String,
@@ -31,6 +32,35 @@ pub struct StateRecord {
 }
 
 impl StateRecord {
+    /// A record of a write: the source's fingerprint, the rendition written (hex SHA-256)
+    /// and its size; no version tag and a time of 0 (set them with
+    /// [`with_version`](Self::with_version) and [`with_time`](Self::with_time)).
+    pub fn new(
+        source_fingerprint: impl Into<String>,
+        rendition_sha256: impl Into<String>,
+        bytes: usize,
+    ) -> Self {
+        Self {
+            source_fingerprint: source_fingerprint.into(),
+            rendition_sha256: rendition_sha256.into(),
+            bytes,
+            version: None,
+            time: 0,
+        }
+    }
+
+    /// The same record with the sink's version tag seen after the write.
+    pub fn with_version(mut self, version: Option<String>) -> Self {
+        self.version = version;
+        self
+    }
+
+    /// The same record with another time, in seconds since the Unix epoch.
+    pub fn with_time(mut self, time: u64) -> Self {
+        self.time = time;
+        self
+    }
+
     /// The part of the record the planner compares with.
     pub fn recorded(&self) -> Recorded {
         Recorded {

@@ -316,11 +316,13 @@ impl Engine {
     /// Prepares a run that is going to be applied: like [`prepare`](Self::prepare), but the
     /// photos of users whose every sink that needs them holds no photo (or was not read) are
     /// not normalized yet. Their plan items are puts of a
-    /// [`SourceState::Deferred`](super::SourceState::Deferred) photo
+    /// [`SourceState::Deferred`] photo
     /// (no rendition hash or size), made by [`Prepared::apply`] while it writes the others,
     /// so a first sync starts writing at once; a photo that turns out invalid fails then,
     /// with the reason the plan would have given. Use [`prepare`](Self::prepare) for a plan
     /// to show or a dry run.
+    ///
+    /// [`SourceState::Deferred`]: crate::sync::SourceState::Deferred
     pub async fn prepare_to_apply(&self) -> Result<Prepared<'_>> {
         self.prepare_with(true).await
     }
@@ -328,6 +330,8 @@ impl Engine {
     /// [`prepare`](Self::prepare); with `defer`, users whose decision does not depend on
     /// their rendition (every sink that needs it holds no photo, or was not read) are
     /// planned as [`SourceState::Deferred`] and normalized during the apply stage.
+    ///
+    /// [`SourceState::Deferred`]: crate::sync::SourceState::Deferred
     async fn prepare_with(&self, defer: bool) -> Result<Prepared<'_>> {
         let started = Instant::now();
         self.check()?;
