@@ -471,17 +471,7 @@ impl<'e> Prepared<'e> {
     }
 
     fn outcome(item: &PlanItem, status: Status) -> Outcome {
-        Outcome {
-            key: item.key.clone(),
-            sink: item.sink.clone(),
-            action: item.action,
-            reason: item.reason,
-            status,
-            bytes: item.bytes,
-            attempts: 0,
-            error_kind: None,
-            message: item.detail.clone(),
-        }
+        Self::into_outcome(item.clone(), status)
     }
 
     fn report(&self, outcomes: Vec<Outcome>, dry_run: bool, aborted: Option<Error>) -> Report {

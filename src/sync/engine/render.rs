@@ -21,6 +21,19 @@ use crate::normalize::Profile;
 use crate::source::PhotoRef;
 use crate::{Error, ErrorKind, Result, UserKey};
 
+/// A deferred put's failure to normalize: the reason its outcome reports, and the error.
+fn normalize_failure(
+    it: &PlanItem,
+    reason: Reason,
+    kind: ErrorKind,
+    msg: String,
+) -> (Reason, Error) {
+    let e = Error::new(kind, msg)
+        .with_operation("normalize")
+        .with_user(it.key.clone());
+    (reason, e)
+}
+
 /// Per (user, target): where its rendition went in the spill file, if it went.
 type SpillNotes = Vec<((UserKey, usize), Option<Spilled>)>;
 
@@ -333,14 +346,7 @@ impl Prepared<'_> {
         if it.action != Action::Put || it.rendition_sha256.is_some() {
             return Ok(None);
         }
-        let fail = |reason, kind, msg: String| {
-            Err((
-                reason,
-                Error::new(kind, msg)
-                    .with_operation("normalize")
-                    .with_user(it.key.clone()),
-            ))
-        };
+        let fail = |reason, kind, msg| Err(normalize_failure(it, reason, kind, msg));
         let Some(r) = self.refs.get(&it.key) else {
             return fail(
                 Reason::SourceError,
@@ -424,14 +430,7 @@ impl Prepared<'_> {
         it: &PlanItem,
         made: Option<RenditionResult>,
     ) -> std::result::Result<Option<Bytes>, (Reason, Error)> {
-        let fail = |reason, kind, msg: String| {
-            Err((
-                reason,
-                Error::new(kind, msg)
-                    .with_operation("normalize")
-                    .with_user(it.key.clone()),
-            ))
-        };
+        let fail = |reason, kind, msg| Err(normalize_failure(it, reason, kind, msg));
         match made {
             Some(Ok(Rend { bytes: Some(b), .. })) => Ok(Some(b)),
             Some(Err((kind, msg))) => {
