@@ -126,6 +126,12 @@ grep -q '"ok":true' "$demo_dir/demo.jsonl"
 rm -rf "$demo_dir"
 custom=$(cargo run --release --quiet -p userphoto --example custom_source)
 grep -q "E1001: 96x96 JPEG" <<<"$custom"
+# The library's plan-only and normalize examples (the demo directory; a generated photo).
+plan=$(cargo run --release --quiet -p userphoto --example plan_only)
+grep -q "planned: 5 to write" <<<"$plan"
+norm_dir=$(mktemp -d)
+cargo run --release --quiet -p userphoto --example normalize -- "$norm_dir" | grep -q "ad-thumbnail: 96x96"
+rm -rf "$norm_dir"
 # README's first command, on the shipped demo directory (in a scratch folder).
 repo=$PWD
 sync_dir=$(mktemp -d)

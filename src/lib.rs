@@ -17,6 +17,87 @@
 //! reports ([`sync::Report`], [`sync::Event`]). Every failure is an [`Error`] with an
 //! [`ErrorKind`].
 //!
+//! ## Workflows
+//!
+//! **Normalize** a photo for the built-in profiles (no I/O, no async):
+//!
+//! ```
+//! use userphoto::normalize::{testimage, Normalizer, Profile};
+//!
+//! let photo = testimage::photo_jpeg(1200, 900, 7); // any common image format
+//! let normalizer = Normalizer::new();
+//! let renditions = normalizer
+//!     .normalize_many(&photo, &[Profile::ad_thumbnail(), Profile::graph()])
+//!     .expect("a readable photo");
+//! let ad = renditions[0].as_ref().expect("fits");
+//! assert_eq!((ad.width, ad.height), (96, 96));
+//! assert!(ad.bytes.len() <= Profile::ad_thumbnail().max_bytes);
+//! ```
+//!
+//! **Plan only** (a dry run): what a sync would change, nothing written. Here the source and
+//! the sink are in memory; [`source::FolderSource`], [`source::CsvSource`] and
+//! [`sink::LdifSink`] work the same way on files.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use userphoto::normalize::{testimage, Profile};
+//! use userphoto::sink::MemorySink;
+//! use userphoto::source::MemorySource;
+//! use userphoto::sync::{Action, Engine, Reason, Status};
+//! # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+//! let source = MemorySource::new()
+//!     .with_photo("alice", testimage::photo_jpeg(400, 500, 1))
+//!     .with_photo("nobody", testimage::photo_jpeg(400, 500, 2));
+//! let sink = Arc::new(MemorySink::new(102_400).with_users(["alice", "bob"]));
+//! let engine = Engine::new(source).with_sink(sink.clone(), Profile::ad_thumbnail());
+//!
+//! let report = engine.dry_run().await?;
+//! let alice = report.outcomes.iter().find(|o| o.key.as_str() == "alice").unwrap();
+//! assert_eq!((alice.action, alice.status), (Action::Put, Status::Planned));
+//! let nobody = report.outcomes.iter().find(|o| o.key.as_str() == "nobody").unwrap();
+//! assert_eq!(nobody.reason, Reason::Unmatched); // not in the directory
+//! assert!(sink.photo(&"alice".into()).is_none()); // nothing written
+//! # Ok::<(), userphoto::Error>(()) }).unwrap();
+//! ```
+//!
+//! **Sync** with a state store and backups: a re-run with nothing changed decodes nothing
+//! and writes nothing; what a sync replaces can be restored.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use userphoto::normalize::{testimage, Profile};
+//! use userphoto::sink::MemorySink;
+//! use userphoto::source::MemorySource;
+//! use userphoto::sync::{BackupStore, Engine, StateStore};
+//! # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+//! let dir = std::env::temp_dir().join(format!("userphoto-doc-sync-{}", std::process::id()));
+//! std::fs::create_dir_all(&dir)?;
+//! let sink = Arc::new(
+//!     MemorySink::new(102_400).with_photo("alice", testimage::photo_jpeg(96, 96, 9)),
+//! );
+//! let engine = || {
+//!     Engine::new(MemorySource::new().with_photo("alice", testimage::photo_jpeg(400, 500, 1)))
+//!         .with_sink(sink.clone(), Profile::ad_thumbnail())
+//!         .with_state(StateStore::open(dir.join("state")).unwrap())
+//!         .with_backups(BackupStore::open(dir.join("backup")).unwrap())
+//! };
+//! let first = engine().run().await?;
+//! assert_eq!((first.sinks["memory"].put, first.exit_code()), (1, 0));
+//! let again = engine().run().await?;
+//! assert_eq!((again.sinks["memory"].unchanged, again.timings.decoded), (1, 0));
+//! // The photo the first run replaced is in the backups; `BackupStore::restore` puts it back.
+//! let backups = BackupStore::open(dir.join("backup"))?;
+//! backups.restore(sink.as_ref(), None).await?;
+//! assert_eq!(sink.photo(&"alice".into()).unwrap(), testimage::photo_jpeg(96, 96, 9));
+//! # std::fs::remove_dir_all(&dir).ok();
+//! # Ok::<(), userphoto::Error>(()) }).unwrap();
+//! ```
+//!
+//! **Into Active Directory or Microsoft 365**: the same engine with [`sink::AdSink`] (LDAPS,
+//! a bind account that may write `thumbnailPhoto`) or [`sink::GraphSink`] (an app
+//! registration with `ProfilePhoto.ReadWrite.All`); their docs show the builders. A source of
+//! your own implements [`source::PhotoSource`] (`examples/custom_source.rs`).
+//!
 //! ## Modules and their layers
 //!
 //! * At the bottom, [`normalize`]: it imports nothing else of the crate.
