@@ -16,7 +16,7 @@
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
@@ -27,9 +27,14 @@ pub(crate) struct Spilled {
     len: usize,
 }
 
-/// An append-only temporary file of renditions.
-#[derive(Debug)]
+/// An append-only temporary file of renditions. Clones share the file.
+#[derive(Debug, Clone)]
 pub(crate) struct Spill {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
     // The file, made on first use, and the end of what was written to it. A failed write
     // moves nothing: the next one starts at the same end.
     file: Mutex<Option<(File, u64)>>,
@@ -39,13 +44,36 @@ impl Spill {
     /// A spill that makes its file on first use.
     pub(crate) fn new() -> Self {
         Self {
-            file: Mutex::new(None),
+            inner: Arc::new(Inner {
+                file: Mutex::new(None),
+            }),
         }
+    }
+
+    /// [`put`](Self::put) on the blocking pool (file I/O stays off the async workers).
+    pub(crate) async fn put_blocking(&self, bytes: bytes::Bytes) -> Option<Spilled> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.put(&bytes))
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// [`get`](Self::get) on the blocking pool, checked there against `sha256_hex`.
+    pub(crate) async fn get_blocking(&self, at: Spilled, sha256_hex: String) -> Option<Bytes> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            this.get(at)
+                .filter(|b| crate::digest::sha256_hex(b) == sha256_hex)
+        })
+        .await
+        .ok()
+        .flatten()
     }
 
     /// Appends `bytes`; `None` when the file cannot be made or written.
     pub(crate) fn put(&self, bytes: &[u8]) -> Option<Spilled> {
-        let mut g = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        let mut g = self.inner.file.lock().unwrap_or_else(|p| p.into_inner());
         if g.is_none() {
             g.replace((tempfile::tempfile().ok()?, 0));
         }
@@ -68,7 +96,7 @@ impl Spill {
 
     /// Reads a rendition back; `None` when it cannot be read.
     pub(crate) fn get(&self, at: Spilled) -> Option<Bytes> {
-        let mut g = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        let mut g = self.inner.file.lock().unwrap_or_else(|p| p.into_inner());
         let (file, end) = g.as_mut()?;
         if at.offset.checked_add(at.len as u64)? > *end {
             return None;

@@ -16,7 +16,6 @@ use super::super::report::Timings;
 use super::super::spill::{Spill, Spilled};
 use super::super::{Action, PlanItem, Reason, SinkState};
 use super::*;
-use crate::digest::sha256_hex;
 use crate::normalize::Profile;
 use crate::source::PhotoRef;
 use crate::{Error, ErrorKind, Result, UserKey};
@@ -170,6 +169,7 @@ impl Engine {
                     // temporary file (the apply stage reads them back, or makes them again
                     // if that failed). A rendition the sink already shows is not written,
                     // so its bytes are never kept.
+                    let mut to_spill: Vec<(usize, Bytes)> = Vec::new();
                     let res = res.map(|v| {
                         v.into_iter()
                             .map(|(ti, x)| {
@@ -190,10 +190,7 @@ impl Engine {
                                             .is_ok();
                                     if !kept {
                                         if let (false, Some(b)) = (shown, rend.bytes.take()) {
-                                            spilled
-                                                .lock()
-                                                .unwrap_or_else(|p| p.into_inner())
-                                                .push(((key.clone(), ti), spill.put(&b)));
+                                            to_spill.push((ti, b));
                                         }
                                     }
                                     rend
@@ -202,6 +199,13 @@ impl Engine {
                             })
                             .collect()
                     });
+                    for (ti, b) in to_spill {
+                        let at = spill.put_blocking(b).await;
+                        spilled
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(((key.clone(), ti), at));
+                    }
                     (key.clone(), res)
                 }
             })
@@ -455,8 +459,8 @@ impl Prepared<'_> {
         match self.renditions.get(&(it.key.clone(), ti)) {
             Some(Kept::Memory(b)) => return Ok(b.clone()),
             Some(Kept::Spilled(at)) => {
-                if let Some(b) = self.spill.get(*at) {
-                    if Some(&sha256_hex(&b)) == it.rendition_sha256.as_ref() {
+                if let Some(sha) = &it.rendition_sha256 {
+                    if let Some(b) = self.spill.get_blocking(*at, sha.clone()).await {
                         return Ok(b);
                     }
                 }
