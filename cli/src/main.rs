@@ -17,7 +17,13 @@
 //! userphoto restore --sink ldif:EXPORT.ldif --out CHANGES.ldif [--backup-dir DIR] [--user KEY]...
 //!                   [--run ID] [--force]
 //! userphoto runs [--backup-dir DIR]
+//! userphoto config init                  (prints a commented example config file)
+//! userphoto completions bash|zsh|fish|powershell|elvish
+//! userphoto manpage [SUBCOMMAND]
 //! ```
+//!
+//! `sync`, `plan` and `restore` take `--config FILE`: a TOML file whose keys are their long
+//! options without the dashes (see the `config` module); the command line wins.
 //!
 //! `normalize` writes `DIR/<file stem>.jpg` for every input and prints one JSON object per
 //! input on stdout: `input`, `output`, `ok`, `bytes`, `width`, `height`, `quality`, and on
@@ -38,8 +44,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
+mod config;
 mod graph;
 mod sync;
 use serde_json::json;
@@ -118,10 +125,36 @@ enum Command {
         #[arg(long, default_value = "userphoto-demo")]
         out: PathBuf,
     },
+    /// The config file that `--config FILE` reads.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// Print the shell completion script for SHELL on stdout.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) on stdout: userphoto(1), or one subcommand's.
+    Manpage {
+        /// The subcommand whose page to print, as in `userphoto manpage sync`.
+        subcommand: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigAction {
+    /// Print a commented example config file on stdout (`userphoto config init > userphoto.toml`).
+    Init,
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let argv = match config::apply(Cli::command(), std::env::args_os().collect()) {
+        Ok(a) => a,
+        Err(e) => return sync::fail_msg(e),
+    };
+    let cli = match Cli::try_parse_from(argv) {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
@@ -169,6 +202,44 @@ fn main() -> ExitCode {
         Command::Runs(a) => sync::runs(a),
         Command::Demo { out } => demo(&out),
         Command::DemoFixtures { out } => demo_fixtures(&out),
+        Command::Config {
+            action: ConfigAction::Init,
+        } => {
+            print!("{}", config::EXAMPLE);
+            ExitCode::SUCCESS
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "userphoto",
+                &mut std::io::stdout(),
+            );
+            ExitCode::SUCCESS
+        }
+        Command::Manpage { subcommand } => manpage(subcommand.as_deref()),
+    }
+}
+
+/// `userphoto manpage [SUBCOMMAND]`: the roff page of the CLI or of one subcommand
+/// (`userphoto-sync(1)`), from the clap definition.
+fn manpage(subcommand: Option<&str>) -> ExitCode {
+    let mut cmd = Cli::command();
+    cmd.build();
+    let page = match subcommand {
+        None => cmd,
+        Some(name) => match cmd.find_subcommand(name) {
+            Some(sc) => sc.clone().name(format!("userphoto-{}", sc.get_name())),
+            None => return sync::fail_msg(format!("manpage: no subcommand {name:?}")),
+        },
+    };
+    let mut out = Vec::new();
+    if let Err(e) = clap_mangen::Man::new(page).render(&mut out) {
+        return sync::fail_msg(format!("manpage: {e}"));
+    }
+    match std::io::stdout().write_all(&out) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => sync::fail_msg(format!("manpage: {e}")),
     }
 }
 

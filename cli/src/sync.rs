@@ -227,6 +227,10 @@ pub struct RunArgs {
     /// Print the report as one JSON object on stdout instead of the human summary.
     #[arg(long)]
     json: bool,
+    /// Read options from this TOML file: each key is an option's long name without the
+    /// dashes (`userphoto config init` prints an example); the command line wins.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
 }
 
 /// `restore` options.
@@ -251,6 +255,10 @@ pub struct RestoreArgs {
     /// backed up).
     #[arg(long)]
     force: bool,
+    /// Read options from this TOML file: each key is an option's long name without the
+    /// dashes; the command line wins.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
 }
 
 /// `runs` options.
