@@ -103,12 +103,7 @@ pub fn apply(cmd: Command, argv: Vec<OsString>) -> Result<Vec<OsString>, ConfigE
         return Ok(argv);
     };
     let file = PathBuf::from(path);
-    let text = std::fs::read_to_string(&file).map_err(|e| {
-        ConfigError(format!(
-            "cannot read the config file {}: {e}",
-            file.display()
-        ))
-    })?;
+    let text = read(&file)?;
     let tokens = tokens(c, m, &names.join(" "), &file, &text, &built)?;
     let mut argv = argv;
     let at = argv
@@ -118,6 +113,49 @@ pub fn apply(cmd: Command, argv: Vec<OsString>) -> Result<Vec<OsString>, ConfigE
         .map_or(argv.len(), |i| i + 1);
     argv.splice(at..at, tokens);
     Ok(argv)
+}
+
+/// The most a config file may hold: far more than any real one, and a bound on what
+/// `--config /dev/zero` reads.
+const MAX_BYTES: u64 = 1 << 20;
+
+/// The file as text: UTF-8 (a byte order mark is dropped), or UTF-16 with its byte order mark,
+/// as Windows PowerShell 5.1 writes `userphoto config init > userphoto.toml`.
+fn read(file: &Path) -> Result<String, ConfigError> {
+    use std::io::Read;
+    let cannot = |why: String| {
+        ConfigError(format!(
+            "cannot read the config file {}: {why}",
+            file.display()
+        ))
+    };
+    let mut bytes = Vec::new();
+    std::fs::File::open(file)
+        .and_then(|f| f.take(MAX_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|e| cannot(e.to_string()))?;
+    if bytes.len() as u64 > MAX_BYTES {
+        return Err(cannot(format!("larger than {MAX_BYTES} bytes")));
+    }
+    let utf16 = |be: bool| {
+        let units = bytes[2..].chunks(2).map(|c| match (be, c) {
+            (true, [a, b]) => u16::from_be_bytes([*a, *b]),
+            (false, [a, b]) => u16::from_le_bytes([*a, *b]),
+            _ => 0xDC00, // an odd trailing byte: a lone surrogate, refused below
+        });
+        char::decode_utf16(units)
+            .collect::<Result<String, _>>()
+            .map_err(|_| cannot("not valid UTF-16".into()))
+    };
+    let utf8 = |b: &[u8]| {
+        String::from_utf8(b.to_vec())
+            .map_err(|_| cannot("not UTF-8 text (save it as UTF-8)".into()))
+    };
+    match bytes.as_slice() {
+        [0xFF, 0xFE, ..] => utf16(false),
+        [0xFE, 0xFF, ..] => utf16(true),
+        [0xEF, 0xBB, 0xBF, rest @ ..] => utf8(rest),
+        all => utf8(all),
+    }
 }
 
 /// A key of the file, found as an option of the subcommand, with its values as tokens.

@@ -534,6 +534,33 @@ fn a_restore_takes_its_options_from_a_config_file() {
 }
 
 #[test]
+fn a_file_saved_as_utf16_or_with_a_byte_order_mark_is_read() {
+    let d = tempdir("encodings");
+    world(&d, "export.ldif", &["alice"], &[]);
+    let text = format!("{BASE}# Ünïcödé comment\n");
+    let mut le = vec![0xFF, 0xFE];
+    le.extend(text.encode_utf16().flat_map(u16::to_le_bytes));
+    let mut be = vec![0xFE, 0xFF];
+    be.extend(text.encode_utf16().flat_map(u16::to_be_bytes));
+    let mut bom = vec![0xEF, 0xBB, 0xBF];
+    bom.extend(text.as_bytes());
+    for (name, bytes) in [("le.toml", le), ("be.toml", be), ("bom.toml", bom)] {
+        std::fs::write(d.join(name), bytes).unwrap();
+        let out = ok(&run(&d, &["plan", "--config", name]));
+        assert!(out.contains("plan: 1 to write"), "{name}: {out}");
+    }
+    // UTF-16 keeps the line numbers.
+    let mut bad = vec![0xFF, 0xFE];
+    bad.extend("\n\nsinks = 1\n".encode_utf16().flat_map(u16::to_le_bytes));
+    std::fs::write(d.join("bad.toml"), bad).unwrap();
+    let err = refused(&run(&d, &["plan", "--config", "bad.toml"]));
+    assert!(err.contains("bad.toml:3: unknown key `sinks`"), "{err}");
+    std::fs::write(d.join("latin1.toml"), b"source = \"folder:ph\xf6tos\"\n").unwrap();
+    let err = refused(&run(&d, &["plan", "--config", "latin1.toml"]));
+    assert!(err.contains("latin1.toml: not UTF-8 text"), "{err}");
+}
+
+#[test]
 fn an_unreadable_config_file_is_named() {
     let d = tempdir("missing");
     let err = refused(&run(&d, &["sync", "--config", "nowhere/userphoto.toml"]));
@@ -544,6 +571,15 @@ fn an_unreadable_config_file_is_named() {
     std::fs::create_dir_all(d.join("adir")).unwrap();
     let err = refused(&run(&d, &["plan", "--config", "adir"]));
     assert!(err.contains("cannot read the config file adir"), "{err}");
+    // Not the whole of an endless file.
+    #[cfg(unix)]
+    {
+        let err = refused(&run(&d, &["plan", "--config", "/dev/zero"]));
+        assert!(
+            err.contains("/dev/zero: larger than 1048576 bytes"),
+            "{err}"
+        );
+    }
 }
 
 #[test]
