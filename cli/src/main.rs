@@ -56,7 +56,15 @@ use userphoto::normalize::{testimage, BatchOptions, Input, Normalizer, Profile};
 #[command(
     name = "userphoto",
     version,
-    about = "One photo per person, written everywhere it is shown"
+    about = "One photo per person, written everywhere it is shown",
+    after_long_help = "Config file: sync, plan and restore read their options from a TOML \
+        file with --config FILE, one key per long option without the dashes (source, sink, \
+        out, state, ldap-url, bind-password-env, ...); options on the command line win, and \
+        relative paths in the file are taken from its folder. Secrets are never values in the \
+        file: name an environment variable (*-env) or a file (*-file). `userphoto config init` \
+        prints a commented example.\n\n\
+        Exit codes: 0 everything planned was applied, 1 some users failed (see the report), \
+        2 bad usage or a run-level failure."
 )]
 struct Cli {
     #[command(subcommand)]

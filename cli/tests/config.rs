@@ -601,6 +601,10 @@ fn the_man_page_is_roff_and_names_the_subcommands() {
     let out = ok(&run(&d, &["manpage"]));
     assert!(out.contains(".TH"), "{out}");
     assert!(out.contains("sync") && out.contains("restore"), "{out}");
+    assert!(
+        out.contains("config init") && out.contains("Exit codes"),
+        "the config file and exit codes: {out}"
+    );
     let sync = ok(&run(&d, &["manpage", "sync"]));
     assert!(
         sync.contains(".TH") && sync.contains("userphoto\\-sync"),
