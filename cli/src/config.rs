@@ -318,9 +318,16 @@ fn is_secret_name(key: &str) -> bool {
     lower
         .split(['-', '_', '.'])
         .any(|w| SECRET_WORDS.contains(&w))
-        || ["password", "secret", "token"]
-            .iter()
-            .any(|w| lower.contains(w))
+        || [
+            "password",
+            "secret",
+            "token",
+            "api-key",
+            "api_key",
+            "private_key",
+        ]
+        .iter()
+        .any(|w| lower.contains(w))
 }
 
 /// "secrets are never values...", with the `*-env` / `*-file` options of `c` that fit.
@@ -698,6 +705,18 @@ mod tests {
         let e = run(cli(), &f, &["sync"]).unwrap_err();
         assert!(e.contains("secret.toml:1: `client-secret`: secrets are never values in the config file: use client-secret-env = \"VAR\""), "{e}");
         assert!(!e.contains("s3cr3t"), "{e}");
+        for key in [
+            "api-key",
+            "private-key",
+            "accessToken",
+            "db_password",
+            "sas-token",
+        ] {
+            assert!(is_secret_name(key), "{key}");
+        }
+        for key in ["sinks", "bypass-cache", "monkey", "key"] {
+            assert!(!is_secret_name(key), "{key}");
+        }
         let f = file("password.toml", "\n\npassword = \"hunter2\"\n");
         let e = run(cli(), &f, &["sync"]).unwrap_err();
         assert!(
