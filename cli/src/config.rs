@@ -1,7 +1,8 @@
 //! `--config FILE`: a subcommand's options from a TOML file.
 //!
 //! Generic over the clap definition: every long option of the subcommand that is run (the
-//! global ones included) is a key of the same name without the dashes, and nothing here
+//! global ones included, and the top-level command's own options, which go before the
+//! subcommand's name) is a key of the same name without the dashes, and nothing here
 //! lists them, so an option added to the CLI later is a config key without a change here.
 //! [`apply`] parses the command line once leniently to find the subcommand and its
 //! `--config`, reads the file, turns every key whose option the command line (or its
@@ -104,14 +105,18 @@ pub fn apply(cmd: Command, argv: Vec<OsString>) -> Result<Vec<OsString>, ConfigE
     };
     let file = PathBuf::from(path);
     let text = read(&file)?;
-    let tokens = tokens(c, m, &names.join(" "), &file, &text, &built)?;
+    let scopes = [(c, m), (&built, &matches)];
+    let [sub, top] = tokens(&scopes, &names.join(" "), &file, &text)?;
     let mut argv = argv;
     let at = argv
         .iter()
         .skip(1)
         .position(|a| a == "--")
         .map_or(argv.len(), |i| i + 1);
-    argv.splice(at..at, tokens);
+    argv.splice(at..at, sub);
+    // The top-level command's own (not global) options go before the subcommand's name.
+    let first = argv.len().min(1);
+    argv.splice(first..first, top);
     Ok(argv)
 }
 
@@ -161,19 +166,21 @@ fn read(file: &Path) -> Result<String, ConfigError> {
 /// A key of the file, found as an option of the subcommand, with its values as tokens.
 struct Applied<'c> {
     arg: &'c Arg,
+    /// 0: the subcommand's, 1: the top-level command's.
+    scope: usize,
     key: String,
     line: usize,
 }
 
-/// The `--key=value` tokens for the file's keys that the command line did not give.
+/// The `--key=value` tokens for the file's keys that the command line did not give: for
+/// the subcommand run (`scopes[0]`, with the global options it inherits) and for the
+/// top-level command's own options (`scopes[1]`), each with its matches.
 fn tokens(
-    c: &Command,
-    m: &ArgMatches,
+    scopes: &[(&Command, &ArgMatches); 2],
     cmd_name: &str,
     file: &Path,
     text: &str,
-    root: &Command,
-) -> Result<Vec<OsString>, ConfigError> {
+) -> Result<[Vec<OsString>; 2], ConfigError> {
     let here = |span: Range<usize>, msg: String| {
         ConfigError(format!(
             "{}:{}: {msg}",
@@ -195,19 +202,28 @@ fn tokens(
         .unwrap_or_default();
     let mut entries: Vec<_> = table.get_ref().iter().collect();
     entries.sort_by_key(|(k, _)| k.span().start);
-    let given: Vec<&Arg> = c.get_arguments().filter(|a| from_outside(m, a)).collect();
-    let mut out = Vec::new();
+    let (c, root) = (scopes[0].0, scopes[1].0);
+    let is_root = std::ptr::eq(c, root);
+    let mut out = [Vec::new(), Vec::new()];
     let mut applied: Vec<Applied> = Vec::new();
     for (k, v) in entries {
         let key: &str = k.get_ref();
-        let arg = find_arg(c, key)
-            .ok_or_else(|| here(k.span(), not_an_option(c, root, key, cmd_name)))?;
-        if from_outside(m, arg) || given.iter().any(|g| conflict(c, g, arg)) {
+        // The subcommand's options first; then the top-level command's own.
+        let found = find_arg(c, key).map(|a| (0, a)).or_else(|| {
+            find_arg(root, key)
+                .filter(|a| !is_root && !a.is_global_set())
+                .map(|a| (1, a))
+        });
+        let (scope, arg) =
+            found.ok_or_else(|| here(k.span(), not_an_option(c, root, key, cmd_name)))?;
+        let (cmd, m) = scopes[scope];
+        let given = cmd.get_arguments().filter(|a| from_outside(m, a));
+        if from_outside(m, arg) || given.into_iter().any(|g| conflict(cmd, g, arg)) {
             continue;
         }
         let long = arg.get_long().unwrap_or(key);
         for t in values(arg, key, v).map_err(|(span, msg)| here(span, msg))? {
-            out.push(match t {
+            out[scope].push(match t {
                 Token::Switch => OsString::from(format!("--{long}")),
                 Token::Value(s) => {
                     let mut t = OsString::from(format!("--{long}="));
@@ -216,7 +232,10 @@ fn tokens(
                 }
             });
         }
-        if let Some(other) = applied.iter().find(|o| conflict(c, o.arg, arg)) {
+        if let Some(other) = applied
+            .iter()
+            .find(|o| o.scope == scope && conflict(cmd, o.arg, arg))
+        {
             return Err(here(
                 k.span(),
                 format!(
@@ -227,6 +246,7 @@ fn tokens(
         }
         applied.push(Applied {
             arg,
+            scope,
             key: key.to_owned(),
             line: line_of(text, k.span().start),
         });
@@ -661,6 +681,38 @@ mod tests {
         assert!(
             e.contains("speed.toml:1: `speed`:") && e.contains("300"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn a_top_level_option_that_is_not_global_goes_before_the_subcommand() {
+        let cmd = Command::new("tool")
+            .arg(
+                Arg::new("log-file")
+                    .long("log-file")
+                    .value_parser(clap::value_parser!(PathBuf)),
+            )
+            .subcommand(Command::new("go").arg(Arg::new("config").long("config")));
+        let f = file("top.toml", "log-file = \"run.log\"\n");
+        let argv = run(cmd.clone(), &f, &["go"]).unwrap();
+        let log = f.parent().unwrap().join("run.log");
+        assert_eq!(argv[1], format!("--log-file={}", log.display()), "{argv:?}");
+        assert_eq!(argv[2], "go", "{argv:?}");
+        cmd.try_get_matches_from(&argv)
+            .expect("the new argument list parses");
+        // Given on the command line, the file's is left out.
+        let argv = run(
+            Command::new("tool")
+                .arg(Arg::new("log-file").long("log-file"))
+                .subcommand(Command::new("go").arg(Arg::new("config").long("config"))),
+            &f,
+            &["--log-file", "x", "go"],
+        )
+        .unwrap();
+        assert_eq!(
+            argv.iter().filter(|a| a.starts_with("--log-file")).count(),
+            1,
+            "{argv:?}"
         );
     }
 
