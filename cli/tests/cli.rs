@@ -9,10 +9,7 @@ mod common;
 use common::cli;
 
 fn tempdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("userphoto-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::tempdir("cli", name)
 }
 
 fn lines(stdout: &[u8]) -> Vec<serde_json::Value> {

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::cli;
+use common::{cli, dn};
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -13,14 +13,7 @@ use userphoto::normalize::testimage;
 use userphoto_testkit::ldif::{self, Entry};
 
 fn tempdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("userphoto-config-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn dn(user: &str) -> String {
-    format!("CN={user},OU=Staff,DC=example,DC=test")
+    common::tempdir("config", name)
 }
 
 /// `dir/photos/<user>.jpg` for each user and `dir/<export>` listing them, `with_photo` of
