@@ -576,6 +576,11 @@ state = "userphoto.state"
 backup-dir = "userphoto-backup"
 report = "report.json"
 
+# The log: one JSON object a line (timestamp, level, target, fields, spans), appended;
+# never a secret, a token or a photo. log-level: error, warn, info (default), debug, trace.
+# log-file = "userphoto.log.jsonl"
+# log-level = "info"
+
 # Remove the photos of users the source no longer lists.
 # remove-leavers = true
 # Calls in flight per sink, and when to stop a run whose writes all fail.

@@ -48,6 +48,7 @@ use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 mod config;
 mod graph;
+mod log;
 mod sync;
 use serde_json::json;
 use userphoto::normalize::{testimage, BatchOptions, Input, Normalizer, Profile};
@@ -69,6 +70,8 @@ use userphoto::normalize::{testimage, BatchOptions, Input, Normalizer, Profile};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    log: log::LogArgs,
 }
 
 #[derive(Copy, Clone, Debug, ValueEnum)]
@@ -173,6 +176,9 @@ fn main() -> ExitCode {
             };
         }
     };
+    if let Err(e) = log::init(&cli.log) {
+        return sync::fail_msg(e);
+    }
     match cli.command {
         Command::Normalize {
             profile,

@@ -275,6 +275,7 @@ pub fn fail_msg(msg: impl std::fmt::Display) -> ExitCode {
 }
 
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
+    tracing::error!(target: "userphoto::cli", reason = %msg, exit_code = 2, "stopped");
     eprintln!("userphoto: {msg}");
     ExitCode::from(2)
 }
@@ -594,6 +595,35 @@ pub fn plan(mut a: RunArgs) -> ExitCode {
 }
 
 fn run(a: RunArgs, plan_only: bool) -> ExitCode {
+    let command = if plan_only { "plan" } else { "sync" };
+    let span = tracing::info_span!("run", command, dry_run = a.dry_run);
+    let _entered = span.enter();
+    tracing::info!(
+        target: "userphoto::cli",
+        version = env!("CARGO_PKG_VERSION"),
+        source = %a.source.source,
+        sinks = ?a.sink.sinks,
+        "run starts"
+    );
+    let code = run_in_span(a, plan_only);
+    tracing::info!(target: "userphoto::cli", exit_code = code.0, "run ends");
+    code.1
+}
+
+/// [`run`]'s work; the exit code twice: as a number for the log, and as the process's.
+fn run_in_span(a: RunArgs, plan_only: bool) -> (u8, ExitCode) {
+    let code = run_inner(a, plan_only);
+    let n = if code == ExitCode::SUCCESS {
+        0
+    } else if code == ExitCode::from(1) {
+        1
+    } else {
+        2
+    };
+    (n, code)
+}
+
+fn run_inner(a: RunArgs, plan_only: bool) -> ExitCode {
     let source = match open_source(&a.source, &a.sink) {
         Ok(s) => s,
         Err(e) => return fail(e),

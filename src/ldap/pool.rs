@@ -426,7 +426,53 @@ impl Pool {
         if let Some(e) = self.fatal(op, user) {
             return Err(e);
         }
-        let ldap = self.open().await.map_err(|e| {
+        let lost_before = self
+            .dropped
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let started = std::time::Instant::now();
+        let opened = self.open().await;
+        let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        match (&opened, &lost_before) {
+            (Ok(_), Some(why)) => tracing::warn!(
+                target: "userphoto::ldap",
+                backend = self.backend,
+                url = %self.cfg.url,
+                slot,
+                lost = %why,
+                duration_ms,
+                "reconnected"
+            ),
+            (Err(e), Some(why)) => tracing::warn!(
+                target: "userphoto::ldap",
+                backend = self.backend,
+                url = %self.cfg.url,
+                slot,
+                lost = %why,
+                error = %e,
+                duration_ms,
+                "reconnecting failed"
+            ),
+            (Ok(_), None) => tracing::debug!(
+                target: "userphoto::ldap",
+                backend = self.backend,
+                url = %self.cfg.url,
+                slot,
+                duration_ms,
+                "connected and bound"
+            ),
+            (Err(e), None) => tracing::warn!(
+                target: "userphoto::ldap",
+                backend = self.backend,
+                url = %self.cfg.url,
+                slot,
+                error = %e,
+                duration_ms,
+                "connecting failed"
+            ),
+        }
+        let ldap = opened.map_err(|e| {
             let lost = self
                 .dropped
                 .lock()

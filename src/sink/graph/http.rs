@@ -490,6 +490,7 @@ impl Http {
             .ok()
             .and_then(|u| u.authority().map(|a| a.to_string()))
             .unwrap_or_else(|| shown.clone());
+        let method_name = method.to_string();
         let mut req = hyper::Request::builder().method(method).uri(url);
         for (k, v) in headers {
             req = req.header(*k, *v);
@@ -565,14 +566,58 @@ impl Http {
                 body,
             })
         };
-        match tokio::time::timeout(self.timeout, fut).await {
+        let started = std::time::Instant::now();
+        let r = match tokio::time::timeout(self.timeout, fut).await {
             Ok(r) => r,
             Err(_) => Err(Error::new(
                 ErrorKind::Timeout,
                 format!("request to {shown} timed out after {:?}", self.timeout),
             )
             .temporary(None)),
+        };
+        log_request(&method_name, &shown, headers, &r, started.elapsed());
+        r
+    }
+}
+
+/// One `tracing` event per request (target `userphoto::graph`): method, URL without its
+/// query, status, Graph's `request-id` and our `client-request-id`, duration. Never a header
+/// value other than those two ids, never a body: they hold tokens, secrets and photos.
+fn log_request(method: &str, url: &str, sent: &[(&str, &str)], r: &Result<Raw>, took: Duration) {
+    let client_request_id = sent
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("client-request-id"))
+        .map(|(_, v)| *v);
+    let duration_ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
+    match r {
+        Ok(raw) => {
+            // A server's value goes into the log: keep it short and printable.
+            let request_id = raw.header("request-id").map(|v| {
+                v.chars()
+                    .filter(|c| c.is_ascii_graphic())
+                    .take(64)
+                    .collect::<String>()
+            });
+            tracing::info!(
+                target: "userphoto::graph",
+                method,
+                url,
+                status = raw.status,
+                request_id,
+                client_request_id,
+                duration_ms,
+                "graph request"
+            );
         }
+        Err(e) => tracing::warn!(
+            target: "userphoto::graph",
+            method,
+            url,
+            client_request_id,
+            duration_ms,
+            error = %e,
+            "graph request failed"
+        ),
     }
 }
 

@@ -79,7 +79,13 @@ impl<'e> Prepared<'e> {
     /// Applies the plan and reports. Never fails as a whole: a run-level failure stops the
     /// run and is in [`Report::aborted`]; the changes not tried are
     /// [`Status::NotAttempted`].
-    pub async fn apply(mut self) -> Report {
+    pub async fn apply(self) -> Report {
+        self.apply_all()
+            .instrument(tracing::info_span!("apply"))
+            .await
+    }
+
+    async fn apply_all(mut self) -> Report {
         let t = Instant::now();
         let eng = self.engine;
         if let Some(b) = &eng.backups {
@@ -256,19 +262,31 @@ impl<'e> Prepared<'e> {
         // A deferred photo is normalized now; a failure is the photo's, as the plan would
         // have said.
         let mut render_failure = None;
-        let res = match self.deferred_rendition(it, ti).await {
-            Ok(pre) => {
-                if let Some(b) = &pre {
-                    out.bytes = Some(b.len());
+        let started = Instant::now();
+        let span = tracing::info_span!(
+            "write",
+            user = %it.key,
+            sink = %it.sink,
+            action = ?it.action
+        );
+        let res = async {
+            match self.deferred_rendition(it, ti).await {
+                Ok(pre) => {
+                    if let Some(b) = &pre {
+                        out.bytes = Some(b.len());
+                    }
+                    self.change(it, ti, sem, &shared.cancel, &mut out, pre)
+                        .await
                 }
-                self.change(it, ti, sem, &shared.cancel, &mut out, pre)
-                    .await
+                Err((reason, e)) => {
+                    render_failure = Some(reason);
+                    Err(e)
+                }
             }
-            Err((reason, e)) => {
-                render_failure = Some(reason);
-                Err(e)
-            }
-        };
+        }
+        .instrument(span.clone())
+        .await;
+        let duration_ms = ms(started.elapsed());
         let n = shared.done.fetch_add(1, Ordering::Relaxed) + 1;
         match res {
             Ok(record) => {
@@ -278,6 +296,18 @@ impl<'e> Prepared<'e> {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .push((it.sink.clone(), it.key.clone(), record));
+                span.in_scope(|| {
+                    tracing::info!(
+                        target: "userphoto::sync",
+                        user = %it.key,
+                        sink = %it.sink,
+                        action = ?it.action,
+                        outcome = "done",
+                        bytes = out.bytes,
+                        duration_ms,
+                        "written"
+                    )
+                });
                 eng.emit(Event::Written {
                     key: it.key.clone(),
                     sink: it.sink.clone(),
@@ -287,6 +317,15 @@ impl<'e> Prepared<'e> {
                 self.flush(shared, false).await;
             }
             Err(e) if e.message() == STOPPED && shared.cancel.load(Ordering::SeqCst) => {
+                span.in_scope(|| {
+                    tracing::debug!(
+                        target: "userphoto::sync",
+                        user = %it.key,
+                        sink = %it.sink,
+                        outcome = "not_attempted",
+                        "not written: the run was stopped"
+                    )
+                });
                 out.status = Status::NotAttempted;
             }
             Err(e) => {
@@ -302,6 +341,19 @@ impl<'e> Prepared<'e> {
                 }
                 out.error_kind = Some(e.kind());
                 out.message = Some(e.to_string());
+                span.in_scope(|| {
+                    tracing::warn!(
+                        target: "userphoto::sync",
+                        user = %it.key,
+                        sink = %it.sink,
+                        action = ?it.action,
+                        outcome = "failed",
+                        kind = e.kind().as_str(),
+                        error = %e,
+                        duration_ms,
+                        "write failed"
+                    )
+                });
                 eng.emit(Event::Failed {
                     key: it.key.clone(),
                     sink: tg.sink.name().to_owned(),

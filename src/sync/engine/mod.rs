@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::Semaphore;
+use tracing::Instrument;
 
 use super::event::Event;
 use super::report::{Outcome, Report, SourceFailure, Status, Timings};
@@ -41,6 +42,31 @@ fn now_secs() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+/// The engine's events as `tracing` events (target `userphoto::sync`): stages, counts and
+/// per-user progress. Writes, failures and retries are logged where they happen, with
+/// their durations and reasons.
+fn log_event(e: &Event) {
+    match e {
+        Event::Stage { stage, total } => {
+            tracing::info!(target: "userphoto::sync", stage = ?stage, total, "stage")
+        }
+        Event::Listed { photos, failures } => {
+            tracing::info!(target: "userphoto::sync", photos, failures, "listed")
+        }
+        Event::Read { done } => tracing::trace!(target: "userphoto::sync", done, "read"),
+        Event::Normalized { key, ok, done } => {
+            tracing::debug!(target: "userphoto::sync", user = %key, ok, done, "normalized")
+        }
+        Event::Planned { changes, items } => {
+            tracing::info!(target: "userphoto::sync", changes, items, "planned")
+        }
+        Event::Finished { applied, failed } => {
+            tracing::info!(target: "userphoto::sync", applied, failed, "finished")
+        }
+        Event::Written { .. } | Event::Failed { .. } | Event::Retrying { .. } => {}
+    }
 }
 
 fn ms(d: Duration) -> u64 {
@@ -263,6 +289,7 @@ impl Engine {
     }
 
     fn emit(&self, e: Event) {
+        log_event(&e);
         if let Some(f) = &self.events {
             f(&e);
         }
@@ -336,12 +363,20 @@ impl Engine {
         let started = Instant::now();
         self.check()?;
         let mut timings = Timings::default();
-        let listed = self.list(&mut timings).await?;
-        let read = self.read_sinks(&listed, &mut timings).await?;
+        let listed = self
+            .list(&mut timings)
+            .instrument(tracing::info_span!("list"))
+            .await?;
+        let read = self
+            .read_sinks(&listed, &mut timings)
+            .instrument(tracing::info_span!("read"))
+            .await?;
         let mut rendered = self
             .render_needed(&listed, &read, defer, &mut timings)
+            .instrument(tracing::info_span!("normalize", deferred = defer))
             .await;
-        let planned = self.plan_all(&listed, &read, &mut rendered, &mut timings);
+        let planned = tracing::info_span!("plan")
+            .in_scope(|| self.plan_all(&listed, &read, &mut rendered, &mut timings));
         let Listed { refs, failures, .. } = listed;
         Ok(Prepared {
             engine: self,
@@ -362,6 +397,14 @@ impl Engine {
     }
 
     fn retrying(&self, key: &UserKey, sink: &str, e: &Error, after: Duration) {
+        tracing::warn!(
+            user = %key,
+            sink,
+            kind = e.kind().as_str(),
+            wait_ms = ms(after),
+            reason = %e,
+            "retrying"
+        );
         self.emit(Event::Retrying {
             key: key.clone(),
             sink: sink.to_owned(),
@@ -376,7 +419,9 @@ impl Engine {
     /// normalizes the photos of users the sinks hold no photo for while it writes, so a
     /// first sync starts writing at once. [`dry_run`](Self::dry_run) plans without writing.
     pub async fn run(&self) -> Result<Report> {
-        Ok(self.prepare_to_apply().await?.apply().await)
+        async { Ok(self.prepare_to_apply().await?.apply().await) }
+            .instrument(tracing::info_span!("run", dry_run = false))
+            .await
     }
 
     /// Prepares and reports the plan, changing nothing: no sink is written, and no backup,
@@ -404,7 +449,9 @@ impl Engine {
     /// # Ok::<(), userphoto::Error>(()) }).unwrap();
     /// ```
     pub async fn dry_run(&self) -> Result<Report> {
-        Ok(self.prepare().await?.dry_run())
+        async { Ok(self.prepare().await?.dry_run()) }
+            .instrument(tracing::info_span!("run", dry_run = true))
+            .await
     }
 }
 
