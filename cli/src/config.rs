@@ -606,6 +606,15 @@ report = "report.json"
 # client-secret-env = "GRAPH_CLIENT_SECRET"
 # client-cert = "userphoto-app.crt.pem"
 # client-key = "userphoto-app.key.pem"
+# Or no stored secret (tenant and client-id are then not needed, or come from
+# AZURE_TENANT_ID and AZURE_CLIENT_ID): the managed identity of the Azure resource this
+# runs on (App Service, Functions, Automation, Azure Arc, a VM), system- or user-assigned,
+# graph-auth = "managed-identity"
+# managed-identity-client-id = "00000000-0000-0000-0000-000000000000"
+# or workload identity federation (Kubernetes, GitHub Actions): a token file, re-read as
+# it rotates (default AZURE_FEDERATED_TOKEN_FILE).
+# graph-auth = "workload-identity"
+# federated-token-file = "/var/run/secrets/azure/tokens/azure-identity-token"
 "#;
 
 #[cfg(test)]

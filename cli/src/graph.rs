@@ -6,14 +6,53 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use clap::Args;
-use userphoto::sink::{DirectorySink, GraphCertificate, GraphCloud, GraphSink, Secret};
+use clap::{Args, ValueEnum};
+use userphoto::sink::{
+    DirectorySink, GraphCertificate, GraphCloud, GraphSink, ManagedIdentity, Secret,
+    WorkloadIdentity,
+};
 use userphoto::MatchAttribute;
 
+/// How the CLI signs in to Graph (`--graph-auth`).
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GraphAuth {
+    /// The app's client secret, from the variable --client-secret-env names.
+    Secret,
+    /// The app's certificate and key (--client-cert, --client-key).
+    Certificate,
+    /// The Azure resource's managed identity (App Service, Functions, Automation, Azure Arc,
+    /// a VM's instance metadata service); --managed-identity-client-id for a user-assigned one.
+    ManagedIdentity,
+    /// Workload identity federation: a token file (--federated-token-file or
+    /// AZURE_FEDERATED_TOKEN_FILE) sent as the client assertion (Kubernetes, GitHub Actions).
+    WorkloadIdentity,
+}
+
 /// How to reach Microsoft Graph (`--sink graph`): the tenant, the app and its credential (a
-/// client secret from an environment variable, or a certificate and its key).
+/// client secret from an environment variable, a certificate and its key, a managed
+/// identity, or a federated token file).
 #[derive(Args, Debug, Clone, Default)]
 pub struct GraphArgs {
+    /// How to sign in: secret, certificate, managed-identity or workload-identity. Without
+    /// it: secret with --client-secret-env, certificate with --client-cert, workload-identity
+    /// with --federated-token-file or AZURE_FEDERATED_TOKEN_FILE, managed-identity with
+    /// --managed-identity-client-id, --imds-url or IDENTITY_ENDPOINT (App Service, Arc).
+    #[arg(long = "graph-auth", value_name = "MODE", value_enum)]
+    pub graph_auth: Option<GraphAuth>,
+    /// A user-assigned managed identity, by its client id (without it: the system-assigned
+    /// identity).
+    #[arg(long = "managed-identity-client-id", value_name = "ID")]
+    pub managed_identity_client_id: Option<String>,
+    /// Workload identity: the file that holds the federated token (re-read on every token
+    /// request; default AZURE_FEDERATED_TOKEN_FILE). --tenant and --client-id default to
+    /// AZURE_TENANT_ID and AZURE_CLIENT_ID, the login URL to AZURE_AUTHORITY_HOST.
+    #[arg(long = "federated-token-file", value_name = "FILE")]
+    pub federated_token_file: Option<PathBuf>,
+    /// Managed identity: the instance metadata service's host root instead of
+    /// http://169.254.169.254 (a test server, a pod identity proxy; also
+    /// AZURE_POD_IDENTITY_AUTHORITY_HOST).
+    #[arg(long = "imds-url", value_name = "URL")]
+    pub imds_url: Option<String>,
     /// The Entra tenant: its id (GUID) or a domain such as contoso.onmicrosoft.com.
     #[arg(long)]
     pub tenant: Option<String>,
@@ -99,31 +138,130 @@ pub fn open_graph_sink(
             _ => Err(format!("--sink graph needs {flag}")),
         }
     };
-    let tenant = need(&args.tenant, "--tenant TENANT (the tenant id or domain)")?;
-    let client_id = need(&args.client_id, "--client-id ID (the app's client id)")?;
-    let builder = match (&args.client_secret_env, &args.client_cert, &args.client_key) {
-        (Some(var), None, None) => {
-            let secret = Secret::from_env(var).map_err(|e| format!("--client-secret-env: {e}"))?;
-            GraphSink::builder(tenant, client_id, secret)
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    let mode = match args.graph_auth {
+        Some(m) => m,
+        None if args.client_secret_env.is_some() => GraphAuth::Secret,
+        None if args.client_cert.is_some() || args.client_key.is_some() => GraphAuth::Certificate,
+        None if args.federated_token_file.is_some()
+            || env("AZURE_FEDERATED_TOKEN_FILE").is_some() =>
+        {
+            GraphAuth::WorkloadIdentity
         }
-        (None, Some(cert), Some(key)) => {
-            let c = GraphCertificate::from_files(cert, key)
-                .map_err(|e| format!("--client-cert/--client-key: {e}"))?;
-            GraphSink::builder(tenant, client_id, c)
+        None if args.managed_identity_client_id.is_some()
+            || args.imds_url.is_some()
+            || env("IDENTITY_ENDPOINT").is_some() =>
+        {
+            GraphAuth::ManagedIdentity
         }
-        (None, Some(_), None) => return Err("--client-cert needs --client-key FILE".into()),
-        (None, None, Some(_)) => return Err("--client-key needs --client-cert FILE".into()),
-        (None, None, None) => {
+        None => {
             return Err(
-                "--sink graph needs a credential: --client-secret-env VAR, or --client-cert FILE \
-                 with --client-key FILE"
+                "--sink graph needs a credential: --client-secret-env VAR, --client-cert FILE \
+                 with --client-key FILE, --graph-auth managed-identity, or --graph-auth \
+                 workload-identity (with --federated-token-file FILE or \
+                 AZURE_FEDERATED_TOKEN_FILE)"
                     .into(),
             )
         }
-        _ => {
-            return Err(
-                "give either --client-secret-env or --client-cert/--client-key, not both".into(),
-            )
+    };
+    let name = mode
+        .to_possible_value()
+        .map(|v| v.get_name().to_owned())
+        .unwrap_or_default();
+    // Flags of another mode are a mistake, not something to ignore silently.
+    let stray: &[(bool, &str)] = &[
+        (
+            args.client_secret_env.is_some() && mode != GraphAuth::Secret,
+            "--client-secret-env",
+        ),
+        (
+            (args.client_cert.is_some() || args.client_key.is_some())
+                && mode != GraphAuth::Certificate,
+            "--client-cert/--client-key",
+        ),
+        (
+            args.managed_identity_client_id.is_some() && mode != GraphAuth::ManagedIdentity,
+            "--managed-identity-client-id",
+        ),
+        (
+            args.imds_url.is_some() && mode != GraphAuth::ManagedIdentity,
+            "--imds-url",
+        ),
+        (
+            args.federated_token_file.is_some() && mode != GraphAuth::WorkloadIdentity,
+            "--federated-token-file",
+        ),
+    ];
+    if let Some((_, flag)) = stray.iter().find(|(bad, _)| *bad) {
+        return Err(format!("{flag} does not go with --graph-auth {name}"));
+    }
+    let builder = match mode {
+        GraphAuth::Secret | GraphAuth::Certificate => {
+            let tenant = need(&args.tenant, "--tenant TENANT (the tenant id or domain)")?;
+            let client_id = need(&args.client_id, "--client-id ID (the app's client id)")?;
+            match (&args.client_secret_env, &args.client_cert, &args.client_key) {
+                (Some(var), None, None) => {
+                    let secret =
+                        Secret::from_env(var).map_err(|e| format!("--client-secret-env: {e}"))?;
+                    GraphSink::builder(tenant, client_id, secret)
+                }
+                (None, Some(cert), Some(key)) => {
+                    let c = GraphCertificate::from_files(cert, key)
+                        .map_err(|e| format!("--client-cert/--client-key: {e}"))?;
+                    GraphSink::builder(tenant, client_id, c)
+                }
+                (None, Some(_), None) => return Err("--client-cert needs --client-key FILE".into()),
+                (None, None, Some(_)) => return Err("--client-key needs --client-cert FILE".into()),
+                (None, None, None) if mode == GraphAuth::Secret => {
+                    return Err("--graph-auth secret needs --client-secret-env VAR".into())
+                }
+                (None, None, None) => {
+                    return Err(
+                        "--graph-auth certificate needs --client-cert FILE and --client-key FILE"
+                            .into(),
+                    )
+                }
+                _ => {
+                    return Err(
+                        "give either --client-secret-env or --client-cert/--client-key, not both"
+                            .into(),
+                    )
+                }
+            }
+        }
+        GraphAuth::ManagedIdentity => {
+            if args.client_id.is_some() {
+                return Err(
+                    "--graph-auth managed-identity takes no --client-id: choose a user-assigned \
+                     identity with --managed-identity-client-id ID"
+                        .into(),
+                );
+            }
+            let mut mi = match &args.imds_url {
+                Some(u) => ManagedIdentity::imds().imds_url(u),
+                None => ManagedIdentity::from_env()
+                    .map_err(|e| format!("--graph-auth managed-identity: {e}"))?,
+            };
+            if let Some(id) = &args.managed_identity_client_id {
+                mi = mi.client_id(id);
+            }
+            GraphSink::builder_for(mi)
+        }
+        GraphAuth::WorkloadIdentity => {
+            let tenant = args.tenant.clone().or_else(|| env("AZURE_TENANT_ID"));
+            let tenant = need(&tenant, "--tenant TENANT or AZURE_TENANT_ID")?;
+            let client = args.client_id.clone().or_else(|| env("AZURE_CLIENT_ID"));
+            let client = need(&client, "--client-id ID or AZURE_CLIENT_ID")?;
+            let file = args
+                .federated_token_file
+                .clone()
+                .or_else(|| env("AZURE_FEDERATED_TOKEN_FILE").map(PathBuf::from))
+                .ok_or("--graph-auth workload-identity needs --federated-token-file FILE or AZURE_FEDERATED_TOKEN_FILE")?;
+            let mut w = WorkloadIdentity::new(tenant, client, file);
+            if let Some(h) = env("AZURE_AUTHORITY_HOST") {
+                w = w.authority_host(h);
+            }
+            GraphSink::builder_for(w)
         }
     };
     let mut b = builder;
@@ -204,11 +342,32 @@ mod tests {
         assert!(err(
             &GraphArgs {
                 tenant: None,
+                client_secret_env: Some("USERPHOTO_TEST_GRAPH_SECRET".into()),
                 ..base.clone()
             },
             "upn"
         )
         .contains("--tenant"));
+        // The mode is inferred from the flags; a flag of another mode is named.
+        assert!(err(
+            &GraphArgs {
+                graph_auth: Some(GraphAuth::Certificate),
+                managed_identity_client_id: Some("x".into()),
+                ..base.clone()
+            },
+            "upn"
+        )
+        .contains("--managed-identity-client-id does not go with --graph-auth certificate"));
+        let mi = open_graph_sink(
+            &GraphArgs {
+                imds_url: Some("http://127.0.0.1:9".into()),
+                ..GraphArgs::default()
+            },
+            "upn",
+            4,
+        )
+        .unwrap();
+        assert!(format!("{mi:?}").contains("Imds"), "{mi:?}");
         std::env::set_var("USERPHOTO_TEST_GRAPH_SECRET", "s3cret-value");
         let with_secret = GraphArgs {
             client_secret_env: Some("USERPHOTO_TEST_GRAPH_SECRET".into()),

@@ -39,7 +39,8 @@ pub use ad::{AdSink, AdSinkBuilder, ReadStats, AD_MAX_BYTES, GSSAPI_PLAIN_MAX_BY
 #[cfg_attr(docsrs, doc(cfg(feature = "graph")))]
 pub use graph::{
     AssertionAlgorithm, GraphCertificate, GraphCloud, GraphCredential, GraphSink, GraphSinkBuilder,
-    GRAPH_DEFAULT_MAX_IN_FLIGHT, GRAPH_MAX_BYTES,
+    ManagedIdentity, ManagedIdentityKind, WorkloadIdentity, GRAPH_DEFAULT_MAX_IN_FLIGHT,
+    GRAPH_MAX_BYTES,
 };
 pub use ldif::LdifSink;
 pub use memory::MemorySink;

@@ -32,6 +32,12 @@ use rsa::sha2::{Digest, Sha256};
 use rsa::signature::{SignatureEncoding, Signer, Verifier};
 use serde_json::{json, Map, Value};
 
+// Managed identity endpoints and federated credentials (graph_server/identity.rs).
+mod identity;
+pub use identity::{
+    FederatedCredential, IdentityAnswer, ManagedIdentityConfig, TestIssuer, TOKEN_EXCHANGE_AUDIENCE,
+};
+
 // ---------------------------------------------------------------------------------------------
 // Constants
 // ---------------------------------------------------------------------------------------------
@@ -642,6 +648,7 @@ struct ServerState {
     etag_counter: u64,
     tokens_issued: u64,
     assertion_jtis: Vec<String>,
+    identity: identity::IdentityState,
 }
 
 impl ServerState {
@@ -891,6 +898,7 @@ impl GraphServer {
             etag_counter: 0,
             tokens_issued: 0,
             assertion_jtis: Vec::new(),
+            identity: Default::default(),
         };
         for seed in seeds {
             add_user(&mut state, seed);
@@ -1274,7 +1282,8 @@ async fn entry(State(inner): State<Arc<Inner>>, req: Request) -> Response {
     let segs = decoded_segments(&path);
     let token_tenant = token_path_tenant(&segs);
     let is_batch = segs.len() == 2 && segs[0] == "v1.0" && segs[1].eq_ignore_ascii_case("$batch");
-    let kind = if token_tenant.is_some() {
+    let identity_route = identity::route(&path);
+    let kind = if token_tenant.is_some() || identity_route.is_some() {
         RequestKind::Token
     } else if is_batch {
         RequestKind::Batch
@@ -1293,7 +1302,9 @@ async fn entry(State(inner): State<Arc<Inner>>, req: Request) -> Response {
         received_wall,
     };
     let corr = Corr::new(op.header("client-request-id"));
-    let reply = if let Some(tenant) = token_tenant {
+    let reply = if let Some(route) = identity_route {
+        identity::handle(&inner, &op, &corr, route)
+    } else if let Some(tenant) = token_tenant {
         token_endpoint(&inner, &op, &tenant, &corr)
     } else if body_too_large {
         graph_error(
@@ -2873,7 +2884,11 @@ fn token_endpoint(inner: &Inner, op: &Op, tenant: &str, corr: &Corr) -> Reply {
                 .iter()
                 .map(|t| format!("{login}/{t}/oauth2/v2.0/token"))
                 .collect();
-            match verify_assertion(&assertion, &app, &audiences, st.cfg.assertion_clock_skew) {
+            let checked = identity::verify_federated(&st.identity, &app, &assertion)
+                .unwrap_or_else(|| {
+                    verify_assertion(&assertion, &app, &audiences, st.cfg.assertion_clock_skew)
+                });
+            match checked {
                 Ok(jti) => st.assertion_jtis.push(jti),
                 Err((code, msg)) => return with_app(err(401, "invalid_client", code, &msg)),
             }

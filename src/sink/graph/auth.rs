@@ -1,5 +1,6 @@
-//! OAuth2 client credentials against the Microsoft identity platform: a client secret or a
-//! certificate (a signed JWT client assertion), national clouds, the token cache.
+//! OAuth2 client credentials against the Microsoft identity platform: a client secret, a
+//! certificate (a signed JWT client assertion) or a federated token (workload identity), or a
+//! managed identity's token (`identity.rs`); national clouds; the token cache.
 
 use std::fmt;
 use std::path::Path;
@@ -15,10 +16,11 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use sha2::{Digest, Sha256};
 
 use super::http::{new_guid, parse_retry_after, rewrap, Limits};
+use super::identity::{managed_token, ManagedIdentity, WorkloadIdentity};
 use crate::{Error, ErrorKind, Result, Secret};
 
 /// `application/x-www-form-urlencoded` values: all but unreserved characters encoded.
-const FORM: &AsciiSet = &NON_ALPHANUMERIC
+pub(crate) const FORM: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'.')
     .remove(b'_')
@@ -237,6 +239,24 @@ pub enum GraphCredential {
     Secret(Secret),
     /// A certificate (a signed JWT sent as `client_assertion`).
     Certificate(GraphCertificate),
+    /// An Azure managed identity: the token comes from the resource's local identity
+    /// endpoint, not from the token endpoint; no tenant or app id is needed.
+    ManagedIdentity(ManagedIdentity),
+    /// Workload identity federation: another issuer's token, read from a file on every
+    /// token request, sent as `client_assertion`.
+    WorkloadIdentity(WorkloadIdentity),
+}
+
+impl From<ManagedIdentity> for GraphCredential {
+    fn from(m: ManagedIdentity) -> Self {
+        Self::ManagedIdentity(m)
+    }
+}
+
+impl From<WorkloadIdentity> for GraphCredential {
+    fn from(w: WorkloadIdentity) -> Self {
+        Self::WorkloadIdentity(w)
+    }
 }
 
 impl From<Secret> for GraphCredential {
@@ -356,6 +376,23 @@ impl TokenSource {
                     c.assertion(&self.client_id, &self.token_url)?,
                 ));
             }
+            GraphCredential::WorkloadIdentity(w) => {
+                form.push((
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_owned(),
+                ));
+                form.push((
+                    "client_assertion",
+                    w.assertion().map_err(|e| {
+                        e.with_backend(self.backend.clone()).with_operation("token")
+                    })?,
+                ));
+            }
+            GraphCredential::ManagedIdentity(mi) => {
+                // Not the token endpoint: the resource's identity endpoint, by `resource`.
+                let resource = self.scope.trim_end_matches("/.default");
+                return managed_token(&self.http, mi, resource, &self.backend).await;
+            }
         }
         let crid = new_guid();
         let body: String = form
@@ -463,7 +500,7 @@ const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// `expires_in` (seconds, a number or, from managed identity, a string) as a lifetime at
 /// most [`MAX_TOKEN_LIFETIME`]; absent or unreadable (negative, NaN, not a number): 3599 s,
 /// Entra's usual value (a token that dies sooner is refreshed on its first 401).
-fn token_lifetime(v: Option<&serde_json::Value>) -> Duration {
+pub(crate) fn token_lifetime(v: Option<&serde_json::Value>) -> Duration {
     let secs: Option<f64> = v.and_then(|x| {
         x.as_f64()
             .or_else(|| x.as_str().and_then(|s| s.trim().parse::<f64>().ok()))

@@ -9,12 +9,12 @@ use tokio::sync::Semaphore;
 
 use super::auth::TokenSource;
 use super::http;
-#[cfg(doc)]
-use super::GraphCertificate;
 use super::{
     Addressing, GraphCloud, GraphCredential, GraphSink, Inner, GRAPH_DEFAULT_MAX_IN_FLIGHT,
     GRAPH_MAX_BYTES, PATH,
 };
+#[cfg(doc)]
+use super::{GraphCertificate, ManagedIdentity, WorkloadIdentity};
 use crate::normalize::BuiltinProfile;
 #[cfg(doc)]
 use crate::sink::DirectorySink;
@@ -73,6 +73,7 @@ impl GraphSinkBuilder {
 
     /// The login authority root instead of the cloud's, as in
     /// `https://login.microsoftonline.com` (the sink adds `/{tenant}/oauth2/v2.0/token`).
+    /// It wins over a [`WorkloadIdentity`]'s authority host; a managed identity does not use it.
     pub fn login_url(mut self, url: impl Into<String>) -> Self {
         self.login_url = Some(url.into());
         self
@@ -180,11 +181,43 @@ impl GraphSinkBuilder {
                 .with_backend(self.name.clone())
                 .with_operation("build")
         };
-        if self.tenant.trim().is_empty() {
+        // Workload identity names its tenant and app; given to the builder too, they must agree.
+        let (tenant, client_id) = match &self.credential {
+            GraphCredential::WorkloadIdentity(w) => {
+                let pick = |given: &str, own: &str, what: &str| -> Result<String> {
+                    let given = given.trim();
+                    if !given.is_empty() && !own.is_empty() && !given.eq_ignore_ascii_case(own) {
+                        return Err(cfg(format!(
+                            "the {what} given ({given}) is not the workload identity's ({own})"
+                        )));
+                    }
+                    Ok(if own.is_empty() { given } else { own }.to_owned())
+                };
+                (
+                    pick(&self.tenant, w.tenant(), "tenant")?,
+                    pick(&self.client_id, w.client_id(), "client id")?,
+                )
+            }
+            GraphCredential::ManagedIdentity(m) => (
+                String::new(),
+                m.user_assigned_id()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| "system-assigned managed identity".to_owned()),
+            ),
+            _ => (
+                self.tenant.trim().to_owned(),
+                self.client_id.trim().to_owned(),
+            ),
+        };
+        let managed = matches!(self.credential, GraphCredential::ManagedIdentity(_));
+        if !managed && tenant.is_empty() {
             return Err(cfg("the Graph sink needs a tenant (id or domain)".into()));
         }
-        if self.client_id.trim().is_empty() {
+        if !managed && client_id.is_empty() {
             return Err(cfg("the Graph sink needs a client (application) id".into()));
+        }
+        if let GraphCredential::ManagedIdentity(m) = &self.credential {
+            m.check(self.allow_insecure_http).map_err(cfg)?;
         }
         let addressing = match &self.match_attribute {
             MatchAttribute::UserPrincipalName | MatchAttribute::ObjectGuid => Addressing::Path,
@@ -216,8 +249,15 @@ impl GraphSinkBuilder {
             self.graph_url.as_deref().unwrap_or(self.cloud.graph_url()),
             "Graph",
         )?;
+        let authority = match &self.credential {
+            GraphCredential::WorkloadIdentity(w) => w.authority(),
+            _ => None,
+        };
         let login_root = url(
-            self.login_url.as_deref().unwrap_or(self.cloud.login_url()),
+            self.login_url
+                .as_deref()
+                .or(authority)
+                .unwrap_or(self.cloud.login_url()),
             "login",
         )?;
         let scope = self
@@ -226,7 +266,7 @@ impl GraphSinkBuilder {
             .unwrap_or_else(|| format!("{}/.default", self.cloud.graph_url()));
         let token_url = format!(
             "{login_root}/{}/oauth2/v2.0/token",
-            utf8_percent_encode(self.tenant.trim(), PATH)
+            utf8_percent_encode(&tenant, PATH)
         );
         let ca = match &self.ca_file {
             Some(p) => Some(std::fs::read(p).map_err(|e| {
@@ -245,7 +285,7 @@ impl GraphSinkBuilder {
         let token = TokenSource::new(
             client.clone(),
             token_url,
-            self.client_id.trim().to_owned(),
+            client_id,
             scope,
             self.credential.clone(),
             self.name.clone(),
@@ -270,6 +310,13 @@ impl GraphSinkBuilder {
 }
 
 impl GraphSink {
+    /// A builder whose tenant and app come from the credential: a [`ManagedIdentity`] (it
+    /// needs neither) or a [`WorkloadIdentity`] (it names both). With a secret or a
+    /// certificate, [`build`](GraphSinkBuilder::build) asks for the tenant and app id.
+    pub fn builder_for(credential: impl Into<GraphCredential>) -> GraphSinkBuilder {
+        Self::builder("", "", credential)
+    }
+
     /// A builder for `tenant` (GUID or domain) and the app `client_id`, with a credential: a
     /// [`Secret`](crate::Secret) or a [`GraphCertificate`].
     pub fn builder(

@@ -7,7 +7,10 @@
 //!   with a client secret or a certificate (a PS256/RS256 JWT client assertion with
 //!   `x5t#S256`), scope `{graph resource}/.default`. The token is cached until shortly before
 //!   it expires (10% of its lifetime, at most 5 minutes) and fetched by one call at a time.
-//!   A 401 from Graph refreshes it once and repeats that one request once.
+//!   A 401 from Graph refreshes it once and repeats that one request once. Without a stored
+//!   secret: a managed identity's endpoint (App Service, Azure Arc, the instance metadata
+//!   service) or a federated token file (workload identity), see [`ManagedIdentity`] and
+//!   [`WorkloadIdentity`].
 //! * **Photos** (1.2–1.5): `PUT …/photo/$value` (`Content-Type: image/jpeg`, at most
 //!   4,000,000 bytes, refused before sending), `GET …/photo` for `@odata.mediaEtag`,
 //!   `GET …/photo/$value` for backups, `DELETE …/photo/$value`. Any 2xx is success.
@@ -89,6 +92,7 @@
 mod auth;
 mod builder;
 mod http;
+mod identity;
 mod read;
 mod resolve;
 mod write;
@@ -106,6 +110,7 @@ use tokio::sync::Semaphore;
 
 pub use auth::{AssertionAlgorithm, GraphCertificate, GraphCloud, GraphCredential};
 pub use builder::GraphSinkBuilder;
+pub use identity::{ManagedIdentity, ManagedIdentityKind, WorkloadIdentity, IMDS_DEFAULT_HOST};
 
 use self::auth::TokenSource;
 use self::http::{parse_retry_after, Answer, Limits};
