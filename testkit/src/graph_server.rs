@@ -8,6 +8,11 @@
 //! ([`RequestRecord`]) so tests can check waits after `Retry-After`, the concurrency the client
 //! used and how often it fetched tokens.
 //!
+//! The managed identity endpoints of Azure resources (App Service's `/msi/token`, Azure Arc's
+//! challenge, the instance metadata service) and federated credentials for workload identity
+//! are in `graph_server/identity.rs` ([`GraphServer::enable_managed_identity`],
+//! [`GraphServer::add_federated_credential`], [`TestIssuer`]).
+//!
 //! Where the contract leaves a behaviour open, the choice made here is named in the doc comment
 //! of the item that implements it (search for "Contract choice").
 #![allow(dead_code)]

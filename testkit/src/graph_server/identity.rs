@@ -19,8 +19,9 @@
 //!   issuer's key, `sub`, `aud` (by default `api://AzureADTokenExchange`), `exp`.
 //!
 //! Tokens are issued like the token endpoint's (the app registration of each identity's
-//! client id, [`GraphServerConfig::token_lifetime`]) and counted in
-//! [`GraphServer::tokens_issued`]; requests are recorded as [`RequestKind::Token`].
+//! client id, [`GraphServerConfig::token_lifetime`](super::GraphServerConfig::token_lifetime))
+//! and counted in [`GraphServer::tokens_issued`]; requests are recorded as
+//! [`RequestKind::Token`](super::RequestKind::Token).
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -221,7 +222,7 @@ impl GraphServer {
     }
 
     /// Registers a federated credential (its app must be registered, as with
-    /// [`GraphServerConfig::with_app`]).
+    /// [`GraphServerConfig::with_app`](super::GraphServerConfig::with_app)).
     pub fn add_federated_credential(&self, cred: FederatedCredential) {
         self.inner.lock().identity.federated.push(cred);
     }
