@@ -89,6 +89,7 @@
 mod auth;
 mod builder;
 mod http;
+mod preflight;
 mod read;
 mod resolve;
 mod write;
@@ -106,6 +107,7 @@ use tokio::sync::Semaphore;
 
 pub use auth::{AssertionAlgorithm, GraphCertificate, GraphCloud, GraphCredential};
 pub use builder::GraphSinkBuilder;
+pub use preflight::{GraphPreflight, GRAPH_PHOTO_WRITE_ROLES};
 
 use self::auth::TokenSource;
 use self::http::{parse_retry_after, Answer, Limits};
