@@ -142,6 +142,8 @@ impl AdSink {
             })
             .await
             .map_err(|e| self.named(e))?;
+        // A directory that ignores the size limit sends everyone: the sample is cut here.
+        let complete = complete && entries.len() <= sample.max(1);
         let mut p = AdPreflight {
             base_dn,
             attribute: self.attribute.clone(),
