@@ -806,17 +806,20 @@ pub fn restore(a: RestoreArgs) -> ExitCode {
 
 /// A `--sink` of `check`, opened as its own type and never for writing.
 pub enum Opened {
-    /// `--sink ad[:NAME]`.
-    Ad(AdSink),
+    /// `--sink ad[:NAME]` (the large sinks boxed: one per `--sink`).
+    Ad(Box<AdSink>),
     /// `--sink graph`.
     Graph(userphoto::sink::GraphSink),
     /// `--sink ldif:EXPORT.ldif` (the export read; no change file).
-    Ldif(LdifSink, PathBuf),
+    Ldif(Box<LdifSink>, PathBuf),
 }
 
-/// The `--sink` specs of a `check`, each opened read-only, or why it cannot be (the error
-/// kind, `config` for a usage error, and the message).
-pub fn open_for_check(a: &RunArgs) -> Vec<(String, Result<Opened, (&'static str, String)>)> {
+/// Why a `--sink` cannot be opened for `check`: the error kind (`config` for a usage error)
+/// and the message.
+pub type OpenError = (&'static str, String);
+
+/// The `--sink` specs of a `check`, each opened read-only, or why it cannot be.
+pub fn open_for_check(a: &RunArgs) -> Vec<(String, Result<Opened, OpenError>)> {
     let s = &a.sink;
     let usage = |m: String| ("config", m);
     let matcher: Result<MatchAttribute, _> = s
@@ -832,9 +835,11 @@ pub fn open_for_check(a: &RunArgs) -> Vec<(String, Result<Opened, (&'static str,
                     "--sink ldif:EXPORT.ldif needs the export's path".into(),
                 )),
                 "ldif" => LdifSink::open_with_attribute(arg, m, &s.attribute)
-                    .map(|l| Opened::Ldif(l, PathBuf::from(arg)))
+                    .map(|l| Opened::Ldif(Box::new(l), PathBuf::from(arg)))
                     .map_err(|e| (e.kind().as_str(), format!("--sink {spec}: {e}"))),
-                "ad" => ad_sink(s, spec, arg, &m).map(Opened::Ad).map_err(usage),
+                "ad" => ad_sink(s, spec, arg, &m)
+                    .map(|a| Opened::Ad(Box::new(a)))
+                    .map_err(usage),
                 "graph" => super::graph::graph_sink(&s.graph, s.match_name(), a.concurrency)
                     .map(Opened::Graph)
                     .map_err(usage),
