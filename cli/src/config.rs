@@ -542,9 +542,10 @@ fn line_of(text: &str, offset: usize) -> usize {
 
 /// What `userphoto config init` prints: a commented example that `--config` takes as it is
 /// (the LDIF lines active, AD and Graph commented out). Relative paths are from its folder.
-pub const EXAMPLE: &str = r#"# userphoto.toml: the options of `userphoto sync` and `plan`, one key per
+pub const EXAMPLE: &str = r#"# userphoto.toml: the options of `userphoto sync`, `plan` and `check`, one key per
 # command-line option without the leading dashes (`userphoto sync --help` lists them).
 #
+#     userphoto check --config userphoto.toml    (checks that a sync could run, writes nothing)
 #     userphoto sync --config userphoto.toml
 #
 # An option on the command line wins over the file (for `sink`, its list replaces the

@@ -132,6 +132,15 @@ pub fn open_graph_sink(
     match_attr: &str,
     concurrency: usize,
 ) -> Result<Arc<dyn DirectorySink>, String> {
+    Ok(Arc::new(graph_sink(args, match_attr, concurrency)?))
+}
+
+/// [`open_graph_sink`], as the sink's own type (for `check`).
+pub fn graph_sink(
+    args: &GraphArgs,
+    match_attr: &str,
+    concurrency: usize,
+) -> Result<GraphSink, String> {
     let need = |v: &Option<String>, flag: &str| -> Result<String, String> {
         match v.as_deref().map(str::trim) {
             Some(s) if !s.is_empty() => Ok(s.to_owned()),
@@ -297,7 +306,7 @@ pub fn open_graph_sink(
         .confirm_uploads(args.confirm_uploads)
         .build()
         .map_err(|e| format!("--sink graph: {e}"))?;
-    Ok(Arc::new(sink))
+    Ok(sink)
 }
 
 #[cfg(test)]

@@ -14,6 +14,8 @@
 //!                --client-key FILE) [--cloud global|usgov|usgov-dod|china] [--graph-url URL]
 //!                [--login-url URL] [--graph-confirm-uploads]
 //! userphoto plan    (the same options; prints the plan, changes nothing)
+//! userphoto check   (the same options, --source optional; [--check-sample N]: checks
+//!                   that a sync could run, writes nothing; exit 0 or 2)
 //! userphoto restore --sink ldif:EXPORT.ldif --out CHANGES.ldif [--backup-dir DIR] [--user KEY]...
 //!                   [--run ID] [--force]
 //! userphoto runs [--backup-dir DIR]
@@ -46,6 +48,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
+mod check;
 mod config;
 mod graph;
 mod log;
@@ -58,7 +61,7 @@ use userphoto::normalize::{testimage, BatchOptions, Input, Normalizer, Profile};
     name = "userphoto",
     version,
     about = "One photo per person, written everywhere it is shown",
-    after_long_help = "Config file: sync, plan and restore read their options from a TOML \
+    after_long_help = "Config file: sync, plan, check and restore read their options from a TOML \
         file with --config FILE, one key per long option without the dashes (source, sink, \
         out, state, ldap-url, bind-password-env, ...); options on the command line win, and \
         relative paths in the file are taken from its folder. Secrets are never values in the \
@@ -118,6 +121,11 @@ enum Command {
     Sync(sync::RunArgs),
     /// Print what `sync` would do; change nothing.
     Plan(sync::RunArgs),
+    /// Check, writing nothing, that a sync could run: the account may write photos (AD:
+    /// asks the DC on a sample of users; Graph: the token's roles and one user read; LDIF:
+    /// the export's users and photos). Exit 0 when it could, 2 with the reason when not.
+    #[command(mut_arg("source", |a| a.required(false)))]
+    Check(check::CheckArgs),
     /// Undo a sync: put back the photos it replaced or removed, remove the first photos it
     /// added.
     Restore(sync::RestoreArgs),
@@ -212,6 +220,7 @@ fn main() -> ExitCode {
         }
         Command::Sync(a) => sync::sync(a),
         Command::Plan(a) => sync::plan(a),
+        Command::Check(a) => check::check(a),
         Command::Restore(a) => sync::restore(a),
         Command::Runs(a) => sync::runs(a),
         Command::Demo { out } => demo(&out),

@@ -26,8 +26,8 @@ pub struct SourceArgs {
     /// The photos: `folder:DIR` (files named by user key), `csv:FILE` (a `key,path[,withheld]`
     /// manifest) or `ldap[:ATTRIBUTE]` (a directory's `thumbnailPhoto` or another attribute,
     /// through the `--ldap-url` options; keys from `--match`).
-    #[arg(long)]
-    source: String,
+    #[arg(long, required = true)]
+    source: Option<String>,
     /// Folder source: look in subfolders too.
     #[arg(long)]
     recursive: bool,
@@ -281,13 +281,14 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
 }
 
 fn open_source(a: &SourceArgs, sink: &SinkArgs) -> Result<Box<dyn PhotoSource>, String> {
-    let (kind, arg) = match a.source.split_once(':') {
+    // Required by clap for sync and plan (only `check` goes without).
+    let source = a.source.as_deref().ok_or("--source is required")?;
+    let (kind, arg) = match source.split_once(':') {
         Some(x) => x,
-        None if a.source == "ldap" => ("ldap", ""),
+        None if source == "ldap" => ("ldap", ""),
         None => {
             return Err(format!(
-                "--source {:?}: expected folder:DIR, csv:FILE or ldap[:ATTRIBUTE]",
-                a.source
+                "--source {source:?}: expected folder:DIR, csv:FILE or ldap[:ATTRIBUTE]"
             ))
         }
     };
@@ -310,8 +311,7 @@ fn open_source(a: &SourceArgs, sink: &SinkArgs) -> Result<Box<dyn PhotoSource>, 
                 b = b.user_filter(f);
             }
             Ok(Box::new(
-                b.build()
-                    .map_err(|e| format!("--source {}: {e}", a.source))?,
+                b.build().map_err(|e| format!("--source {source}: {e}"))?,
             ))
         }
         // A folder or manifest that cannot be read stops the run with the source's reason.
@@ -364,21 +364,7 @@ fn open_sinks(
                 }
                 sinks.push(Arc::new(s));
             }
-            "ad" => {
-                let cfg = ldap_config(&a.ldap, "--sink ad")?;
-                let mut b = AdSink::builder(cfg)
-                    .match_attribute(matcher.clone())
-                    .attribute(&a.attribute);
-                if !arg.is_empty() {
-                    b = b.name(arg);
-                }
-                if let Some(f) = &a.ldap.ldap_filter {
-                    b = b.user_filter(f);
-                }
-                sinks.push(Arc::new(
-                    b.build().map_err(|e| format!("--sink {spec}: {e}"))?,
-                ));
-            }
+            "ad" => sinks.push(Arc::new(ad_sink(a, spec, arg, &matcher)?)),
             "graph" => sinks.push(open_graph_sink(&a.graph, a.match_name(), concurrency)?),
             other => {
                 return Err(format!(
@@ -388,6 +374,26 @@ fn open_sinks(
         }
     }
     Ok(sinks)
+}
+
+/// The AD sink of `--sink ad[:NAME]`.
+fn ad_sink(
+    a: &SinkArgs,
+    spec: &str,
+    name: &str,
+    matcher: &MatchAttribute,
+) -> Result<AdSink, String> {
+    let cfg = ldap_config(&a.ldap, "--sink ad")?;
+    let mut b = AdSink::builder(cfg)
+        .match_attribute(matcher.clone())
+        .attribute(&a.attribute);
+    if !name.is_empty() {
+        b = b.name(name);
+    }
+    if let Some(f) = &a.ldap.ldap_filter {
+        b = b.user_filter(f);
+    }
+    b.build().map_err(|e| format!("--sink {spec}: {e}"))
 }
 
 fn profile_for(sink: &dyn DirectorySink, chosen: Option<ProfileName>) -> Profile {
@@ -601,7 +607,7 @@ fn run(a: RunArgs, plan_only: bool) -> ExitCode {
     tracing::info!(
         target: "userphoto::cli",
         version = env!("CARGO_PKG_VERSION"),
-        source = %a.source.source,
+        source = a.source.source.as_deref().unwrap_or_default(),
         sinks = ?a.sink.sinks,
         "run starts"
     );
@@ -826,4 +832,52 @@ pub fn restore(a: RestoreArgs) -> ExitCode {
         println!("  this restore is backup run {run} (restore --run {run} undoes it)");
     }
     ExitCode::from(u8::from(incomplete))
+}
+
+/// A `--sink` of `check`, opened as its own type and never for writing.
+pub enum Opened {
+    /// `--sink ad[:NAME]` (the large sinks boxed: one per `--sink`).
+    Ad(Box<AdSink>),
+    /// `--sink graph`.
+    Graph(userphoto::sink::GraphSink),
+    /// `--sink ldif:EXPORT.ldif` (the export read; no change file).
+    Ldif(Box<LdifSink>, PathBuf),
+}
+
+/// Why a `--sink` cannot be opened for `check`: the error kind (`config` for a usage error)
+/// and the message.
+pub type OpenError = (&'static str, String);
+
+/// The `--sink` specs of a `check`, each opened read-only, or why it cannot be.
+pub fn open_for_check(a: &RunArgs) -> Vec<(String, Result<Opened, OpenError>)> {
+    let s = &a.sink;
+    let usage = |m: String| ("config", m);
+    let matcher: Result<MatchAttribute, _> = s
+        .match_name()
+        .parse()
+        .map_err(|e: Error| usage(format!("--match: {e}")));
+    s.sinks
+        .iter()
+        .map(|spec| {
+            let (kind, arg) = spec.split_once(':').unwrap_or((spec.as_str(), ""));
+            let opened = matcher.clone().and_then(|m| match kind {
+                "ldif" if arg.is_empty() => Err(usage(
+                    "--sink ldif:EXPORT.ldif needs the export's path".into(),
+                )),
+                "ldif" => LdifSink::open_with_attribute(arg, m, &s.attribute)
+                    .map(|l| Opened::Ldif(Box::new(l), PathBuf::from(arg)))
+                    .map_err(|e| (e.kind().as_str(), format!("--sink {spec}: {e}"))),
+                "ad" => ad_sink(s, spec, arg, &m)
+                    .map(|a| Opened::Ad(Box::new(a)))
+                    .map_err(usage),
+                "graph" => super::graph::graph_sink(&s.graph, s.match_name(), a.concurrency)
+                    .map(Opened::Graph)
+                    .map_err(usage),
+                other => Err(usage(format!(
+                    "--sink: unknown kind {other:?} (expected ldif:FILE, ad or graph)"
+                ))),
+            });
+            (spec.clone(), opened)
+        })
+        .collect()
 }

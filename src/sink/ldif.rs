@@ -54,6 +54,24 @@ struct Out {
     lines: usize,
 }
 
+/// What an LDIF export holds ([`LdifSink::summary`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct LdifSummary {
+    /// Entries (records with a DN) in the export.
+    pub entries: usize,
+    /// Entries with a value of the photo attribute.
+    pub with_photos: usize,
+    /// Entries without a value of the match attribute (no key can find them).
+    pub without_key: usize,
+    /// Keys that more than one entry has (never written: ambiguous).
+    pub ambiguous_keys: usize,
+    /// The photo attribute.
+    pub attribute: String,
+    /// The match attribute.
+    pub match_attribute: String,
+}
+
 /// A directory known from an LDIF export, written through an LDIF change file.
 ///
 /// For administrators whose change control forbids a tool holding write credentials: export
@@ -207,6 +225,30 @@ impl LdifSink {
     /// How many entries of the export hold a photo (in the sink's photo attribute).
     pub fn photo_count(&self) -> usize {
         self.lock().iter().filter(|e| e.photo.is_some()).count()
+    }
+
+    /// What the export holds, for a preflight (`userphoto check`): entries, photos, entries
+    /// without a match value and keys on several entries. Reading the export is what
+    /// [`open`](Self::open) does; a file that cannot be read or parsed fails there, with the
+    /// line.
+    ///
+    /// ```
+    /// # fn f() -> userphoto::Result<()> {
+    /// use userphoto::sink::LdifSink;
+    /// let s = LdifSink::open("users.ldif", userphoto::MatchAttribute::SamAccountName)?.summary();
+    /// println!("{} users, {} with photos", s.entries, s.with_photos);
+    /// # Ok(()) }
+    /// ```
+    pub fn summary(&self) -> LdifSummary {
+        let entries = self.lock();
+        LdifSummary {
+            entries: entries.len(),
+            with_photos: entries.iter().filter(|e| e.photo.is_some()).count(),
+            without_key: entries.iter().filter(|e| e.key.is_none()).count(),
+            ambiguous_keys: self.index.values().filter(|v| v.len() > 1).count(),
+            attribute: self.attribute.clone(),
+            match_attribute: self.matcher.ldap_name().to_owned(),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Entry>> {

@@ -34,15 +34,15 @@ pub use crate::ldap::LdapConfig;
 pub use crate::Secret;
 #[cfg(feature = "ad")]
 #[cfg_attr(docsrs, doc(cfg(feature = "ad")))]
-pub use ad::{AdSink, AdSinkBuilder, ReadStats, AD_MAX_BYTES, GSSAPI_PLAIN_MAX_BYTES};
+pub use ad::{AdPreflight, AdSink, AdSinkBuilder, ReadStats, AD_MAX_BYTES, GSSAPI_PLAIN_MAX_BYTES};
 #[cfg(feature = "graph")]
 #[cfg_attr(docsrs, doc(cfg(feature = "graph")))]
 pub use graph::{
-    AssertionAlgorithm, GraphCertificate, GraphCloud, GraphCredential, GraphSink, GraphSinkBuilder,
-    ManagedIdentity, ManagedIdentityKind, WorkloadIdentity, GRAPH_DEFAULT_MAX_IN_FLIGHT,
-    GRAPH_MAX_BYTES,
+    AssertionAlgorithm, GraphCertificate, GraphCloud, GraphCredential, GraphPreflight, GraphSink,
+    GraphSinkBuilder, ManagedIdentity, ManagedIdentityKind, WorkloadIdentity,
+    GRAPH_DEFAULT_MAX_IN_FLIGHT, GRAPH_MAX_BYTES, GRAPH_PHOTO_WRITE_ROLES,
 };
-pub use ldif::LdifSink;
+pub use ldif::{LdifSink, LdifSummary};
 pub use memory::MemorySink;
 
 use crate::normalize::BuiltinProfile;

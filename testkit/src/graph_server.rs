@@ -197,6 +197,9 @@ pub struct GraphServerConfig {
     pub denied_code: String,
     /// Clock skew allowed on a client assertion's `exp` and `nbf`.
     pub assertion_clock_skew: Duration,
+    /// Issue opaque tokens (`fakegraph.<hex>`) instead of the RS256-signed JWTs that Entra
+    /// issues (for clients that must cope with a token they cannot read). Default `false`.
+    pub opaque_tokens: bool,
 }
 
 impl Default for GraphServerConfig {
@@ -229,6 +232,7 @@ impl Default for GraphServerConfig {
             photo_write_denied: Vec::new(),
             denied_code: codes::ACCESS_DENIED.to_string(),
             assertion_clock_skew: Duration::from_secs(5),
+            opaque_tokens: false,
         }
     }
 }
@@ -249,6 +253,22 @@ impl GraphServerConfig {
     /// Registers another app.
     pub fn with_app(mut self, app: AppRegistration) -> Self {
         self.apps.push(app);
+        self
+    }
+
+    /// Grants these app roles (instead of [`DEFAULT_APP_ROLES`]) to every app registered so
+    /// far; they appear in the `roles` claim of its tokens (none: no `roles` claim at all,
+    /// as Entra omits it).
+    pub fn with_app_roles(mut self, roles: &[&str]) -> Self {
+        for a in &mut self.apps {
+            a.roles = roles.iter().map(|r| r.to_string()).collect();
+        }
+        self
+    }
+
+    /// Issues opaque tokens instead of JWTs ([`Self::opaque_tokens`]).
+    pub fn with_opaque_tokens(mut self) -> Self {
+        self.opaque_tokens = true;
         self
     }
 }
@@ -1010,7 +1030,9 @@ impl GraphServer {
     }
 
     /// Issues a token for a registered app without going through the token endpoint (not
-    /// recorded, not counted in [`Self::tokens_issued`]).
+    /// recorded, not counted in [`Self::tokens_issued`]): an RS256 JWT with the app's roles
+    /// (see [`token_signer`]), or an opaque string under
+    /// [`GraphServerConfig::opaque_tokens`].
     pub fn mint_token(&self, client_id: &str) -> String {
         let mut st = self.inner.lock();
         let app = st
@@ -1245,12 +1267,60 @@ fn add_user(st: &mut ServerState, seed: UserSeed) {
     });
 }
 
+/// The key that signs the fake's access tokens: one self-signed certificate per process
+/// (made on first use with the `openssl` tool, as [`TestCertificate::generate`] does).
+pub fn token_signer() -> &'static TestCertificate {
+    static SIGNER: std::sync::LazyLock<TestCertificate> =
+        std::sync::LazyLock::new(|| TestCertificate::generate("graph-fake-token-signer"));
+    &SIGNER
+}
+
+/// An access token as Entra issues one for the client credentials flow (a v1.0 app-only
+/// token for Graph): an RS256 JWT, `x5t` and `kid` naming [`token_signer`]'s certificate,
+/// with `aud`, `iss`, `appid`, `tid`, `idtyp: app`, `iat`/`nbf`/`exp` and, when the app has
+/// any, `roles`. Clients must treat it as opaque; a preflight may read its claims.
+fn jwt_token(st: &ServerState, app: &AppRegistration) -> String {
+    let signer = token_signer();
+    let now = unix_secs(SystemTime::now());
+    let tid = st.cfg.tenant_id.clone();
+    let header = json!({
+        "typ": "JWT",
+        "alg": "RS256",
+        "x5t": signer.x5t_sha1,
+        "kid": signer.x5t_sha1,
+    });
+    let mut claims = json!({
+        "aud": st.cfg.graph_resource.trim_end_matches('/'),
+        "iss": format!("https://sts.windows.net/{tid}/"),
+        "iat": now,
+        "nbf": now,
+        "exp": now + st.cfg.token_lifetime.as_secs(),
+        "appid": app.client_id,
+        "appidacr": if app.client_secret.is_some() { "1" } else { "2" },
+        "idp": format!("https://sts.windows.net/{tid}/"),
+        "idtyp": "app",
+        "oid": new_guid(),
+        "sub": new_guid(),
+        "tid": tid,
+        "uti": uuid::Uuid::new_v4().simple().to_string(),
+        "ver": "1.0",
+    });
+    if !app.roles.is_empty() {
+        claims["roles"] = json!(app.roles);
+    }
+    sign_jwt(&header, &claims, &signer.private_key_pem)
+}
+
 fn issue_token(st: &mut ServerState, app: &AppRegistration) -> String {
-    let token = format!(
-        "fakegraph.{}{}",
-        uuid::Uuid::new_v4().simple(),
-        uuid::Uuid::new_v4().simple()
-    );
+    let token = if st.cfg.opaque_tokens {
+        format!(
+            "fakegraph.{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        )
+    } else {
+        jwt_token(st, app)
+    };
     let info = TokenInfo {
         app_id: app.client_id.clone(),
         roles: app.roles.clone(),

@@ -1761,3 +1761,81 @@ async fn photo_write_denied_refuses_only_the_named_users() {
     let resp = put_photo(&c, &srv, &token, BOB, test_jpeg(64, 64)).await;
     graph_error_of(resp, 403, codes::AUTHORIZATION_REQUEST_DENIED).await;
 }
+
+/// The claims of a JWT access token, after checking its RS256 signature with the fake's
+/// token signer (independently of any client code).
+fn verified_claims(token: &str) -> Value {
+    use rsa::pkcs8::DecodePublicKey;
+    use rsa::signature::Verifier;
+    let parts: Vec<&str> = token.split('.').collect();
+    assert_eq!(parts.len(), 3, "not a compact JWS: {token}");
+    let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
+    assert_eq!(header["alg"], "RS256");
+    assert_eq!(header["typ"], "JWT");
+    assert_eq!(header["x5t"], token_signer().x5t_sha1.as_str());
+    let key = rsa::PublicKey::from_public_key_pem(&token_signer().public_key_pem).unwrap();
+    let sig =
+        rsa::pkcs1v15::Signature::try_from(URL_SAFE_NO_PAD.decode(parts[2]).unwrap().as_slice())
+            .unwrap();
+    rsa::pkcs1v15::VerifyingKey::<rsa::sha2::Sha256>::new(key)
+        .verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &sig)
+        .expect("the token's signature verifies with the token signer's key");
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap()
+}
+
+/// Tokens are RS256 JWTs with Entra's app-only claims and the app's roles; an app with no
+/// roles gets no `roles` claim; `opaque_tokens` issues non-JWT tokens; every kind works on
+/// Graph.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_are_signed_jwts_with_the_apps_roles() {
+    let c = client();
+    let srv = start(GraphServerConfig::default()).await;
+    let token = secret_token(&srv, &c).await;
+    let claims = verified_claims(&token);
+    assert_eq!(claims["aud"], GRAPH_RESOURCE);
+    assert_eq!(claims["appid"], DEFAULT_CLIENT_ID);
+    assert_eq!(claims["tid"], DEFAULT_TENANT_ID);
+    assert_eq!(claims["idtyp"], "app");
+    assert_eq!(
+        claims["iss"],
+        format!("https://sts.windows.net/{DEFAULT_TENANT_ID}/")
+    );
+    assert_eq!(claims["roles"], json!(DEFAULT_APP_ROLES));
+    let (iat, exp) = (
+        claims["iat"].as_u64().unwrap(),
+        claims["exp"].as_u64().unwrap(),
+    );
+    assert_eq!(exp - iat, 3599);
+    let me = c
+        .get(srv.graph_url(&format!("/users/{ALICE}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200);
+    // Minted tokens are JWTs too, each one its own.
+    let minted = srv.mint_token(DEFAULT_CLIENT_ID);
+    assert_ne!(minted, token);
+    assert_eq!(verified_claims(&minted)["appid"], DEFAULT_CLIENT_ID);
+
+    let srv = start(GraphServerConfig::default().with_app_roles(&["User.ReadWrite.All"])).await;
+    let claims = verified_claims(&secret_token(&srv, &c).await);
+    assert_eq!(claims["roles"], json!(["User.ReadWrite.All"]));
+    let srv = start(GraphServerConfig::default().with_app_roles(&[])).await;
+    let claims = verified_claims(&secret_token(&srv, &c).await);
+    assert!(claims.get("roles").is_none(), "{claims}");
+
+    let srv = start(GraphServerConfig::default().with_opaque_tokens()).await;
+    let token = secret_token(&srv, &c).await;
+    assert!(
+        token.starts_with("fakegraph.") && token.split('.').count() == 2,
+        "{token}"
+    );
+    let me = c
+        .get(srv.graph_url(&format!("/users/{ALICE}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200);
+}

@@ -6,6 +6,7 @@
 
 mod builder;
 mod incremental;
+mod preflight;
 mod resolve;
 mod space;
 mod write;
@@ -150,6 +151,7 @@ struct State {
 }
 
 pub use builder::AdSinkBuilder;
+pub use preflight::AdPreflight;
 
 impl AdSink {
     /// Connects and binds now (otherwise the first call does): a quick check of the URL,

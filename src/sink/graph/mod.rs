@@ -93,6 +93,7 @@ mod auth;
 mod builder;
 mod http;
 mod identity;
+mod preflight;
 mod read;
 mod resolve;
 mod write;
@@ -111,6 +112,7 @@ use tokio::sync::Semaphore;
 pub use auth::{AssertionAlgorithm, GraphCertificate, GraphCloud, GraphCredential};
 pub use builder::GraphSinkBuilder;
 pub use identity::{ManagedIdentity, ManagedIdentityKind, WorkloadIdentity, IMDS_DEFAULT_HOST};
+pub use preflight::{GraphPreflight, GRAPH_PHOTO_WRITE_ROLES};
 
 use self::auth::TokenSource;
 use self::http::{parse_retry_after, Answer, Limits};

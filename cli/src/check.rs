@@ -1,0 +1,219 @@
+//! `check`: a preflight of every `--sink`, with the options (or config file) of `sync`, that
+//! writes nothing.
+//!
+//! * AD: binds, reads the base DN, samples up to `--check-sample` users below it and asks
+//!   the DC (`allowedAttributesEffective`) whether the account may write the photo
+//!   attribute on each; counts and names those it may not write and those with
+//!   `adminCount=1` (protected admin accounts).
+//! * Graph: gets a token, reads its `roles` claim for `ProfilePhoto.ReadWrite.All` or
+//!   `User.ReadWrite.All`, reads one user.
+//! * LDIF: reads the export and counts its users and photos.
+//!
+//! Output: human lines on stderr, one JSON object per sink on stdout (`sink`, `kind`, `ok`,
+//! the findings, `reason` when not ok). Exit code 0 when a sync could run on every sink, 2
+//! otherwise (or on bad usage). Users the account may not write do not make a sink fail
+//! while some sampled users are writable: a sync would run and fail those users one by one
+//! (exit 1), which the check reports beforehand.
+
+use std::process::ExitCode;
+
+use clap::Args;
+use serde_json::{json, Value};
+
+use super::sync::{self, Opened, RunArgs};
+
+/// How many not-writable or protected DNs are named on stderr and in the JSON.
+const NAMED: usize = 10;
+
+/// `check` options: those of `sync` (`--source` is optional here), and the sample size.
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    run: RunArgs,
+    /// AD sinks: how many users below the base DN to ask the DC about.
+    #[arg(long, default_value_t = 50, value_name = "N")]
+    check_sample: usize,
+}
+
+/// The findings of one sink: whether a sync could run, its JSON object and its human lines.
+struct Finding {
+    ok: bool,
+    json: Value,
+    lines: Vec<String>,
+}
+
+impl Finding {
+    fn failed(spec: &str, kind: &str, error_kind: Option<&str>, reason: String) -> Self {
+        Self {
+            ok: false,
+            json: json!({
+                "sink": spec, "kind": kind, "ok": false,
+                "error_kind": error_kind, "reason": reason,
+            }),
+            lines: vec![format!("FAIL: {reason}")],
+        }
+    }
+}
+
+fn kind_of(spec: &str) -> &str {
+    spec.split_once(':').map_or(spec, |(k, _)| k)
+}
+
+/// `check`: every sink's preflight; exit 0 when a sync could run on all of them, else 2.
+pub fn check(a: CheckArgs) -> ExitCode {
+    if a.check_sample == 0 {
+        return sync::fail_msg("--check-sample must be at least 1");
+    }
+    let opened = sync::open_for_check(&a.run);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return sync::fail_msg(format!("cannot start the runtime: {e}")),
+    };
+    let mut all_ok = true;
+    for (spec, sink) in opened {
+        let f = match sink {
+            Err((kind, reason)) => Finding::failed(&spec, kind_of(&spec), Some(kind), reason),
+            Ok(Opened::Ad(s)) => rt.block_on(check_ad(&spec, &s, a.check_sample)),
+            Ok(Opened::Graph(s)) => rt.block_on(check_graph(&spec, &s)),
+            Ok(Opened::Ldif(s, path)) => check_ldif(&spec, &s, &path),
+        };
+        all_ok &= f.ok;
+        for l in &f.lines {
+            eprintln!("userphoto check: {spec}: {l}");
+        }
+        println!("{}", f.json);
+    }
+    if all_ok {
+        eprintln!("userphoto check: a sync can run (nothing was written)");
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("userphoto check: a sync cannot run (nothing was written)");
+        ExitCode::from(2)
+    }
+}
+
+async fn check_ad(spec: &str, s: &userphoto::sink::AdSink, sample: usize) -> Finding {
+    let p = match s.preflight(sample).await {
+        Ok(p) => p,
+        Err(e) => return Finding::failed(spec, "ad", Some(e.kind().as_str()), e.to_string()),
+    };
+    let reason = p.reason();
+    let mut lines = vec![format!(
+        "bound; base DN {}; {} of {} sampled users writable ({}{})",
+        p.base_dn,
+        p.writable,
+        p.sampled,
+        p.attribute,
+        if p.complete {
+            ", every user below the base DN"
+        } else {
+            ""
+        }
+    )];
+    if !p.not_writable.is_empty() {
+        lines.push(format!(
+            "may not write {} on {} sampled users (a sync fails them): {}{}",
+            p.attribute,
+            p.not_writable.len(),
+            p.not_writable
+                .iter()
+                .take(NAMED)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(" | "),
+            if p.not_writable.len() > NAMED {
+                " | ..."
+            } else {
+                ""
+            }
+        ));
+    }
+    if !p.protected.is_empty() {
+        lines.push(format!(
+            "{} sampled users are protected admin accounts (adminCount=1)",
+            p.protected.len()
+        ));
+    }
+    lines.push(match &reason {
+        None => "OK".to_owned(),
+        Some(r) => format!("FAIL: {r}"),
+    });
+    let named = |v: &[String]| v.iter().take(NAMED).cloned().collect::<Vec<_>>();
+    Finding {
+        ok: reason.is_none(),
+        json: json!({
+            "sink": spec, "kind": "ad", "ok": reason.is_none(),
+            "base_dn": p.base_dn, "attribute": p.attribute,
+            "sampled": p.sampled, "complete": p.complete, "writable": p.writable,
+            "not_writable": p.not_writable.len(), "not_writable_dns": named(&p.not_writable),
+            "protected": p.protected.len(), "protected_dns": named(&p.protected),
+            "reason": reason,
+        }),
+        lines,
+    }
+}
+
+async fn check_graph(spec: &str, s: &userphoto::sink::GraphSink) -> Finding {
+    let p = match s.preflight().await {
+        Ok(p) => p,
+        Err(e) => return Finding::failed(spec, "graph", Some(e.kind().as_str()), e.to_string()),
+    };
+    let reason = p.reason();
+    let mut lines = vec![if p.token_decoded {
+        format!(
+            "token granted; roles: {}",
+            if p.roles.is_empty() {
+                "none".to_owned()
+            } else {
+                p.roles.join(", ")
+            }
+        )
+    } else {
+        "token granted; it is not a JWT, so its roles are unknown (a sync finds out)".to_owned()
+    }];
+    match (&p.user, &p.user_error) {
+        (Some(u), _) => lines.push(format!("read user {u}")),
+        (None, Some(_)) => {}
+        (None, None) => lines.push("the tenant lists no users".to_owned()),
+    }
+    lines.push(match &reason {
+        None => "OK".to_owned(),
+        Some(r) => format!("FAIL: {r}"),
+    });
+    Finding {
+        ok: reason.is_none(),
+        json: json!({
+            "sink": spec, "kind": "graph", "ok": reason.is_none(),
+            "token_decoded": p.token_decoded, "roles": p.roles, "photo_role": p.photo_role,
+            "user": p.user, "user_error": p.user_error, "reason": reason,
+        }),
+        lines,
+    }
+}
+
+fn check_ldif(spec: &str, s: &userphoto::sink::LdifSink, path: &std::path::Path) -> Finding {
+    let sum = s.summary();
+    let mut lines = vec![format!(
+        "{} users, {} with a photo ({}), {} without a {} value, {} keys on several entries",
+        sum.entries,
+        sum.with_photos,
+        sum.attribute,
+        sum.without_key,
+        sum.match_attribute,
+        sum.ambiguous_keys
+    )];
+    lines.push("OK".to_owned());
+    Finding {
+        ok: true,
+        json: json!({
+            "sink": spec, "kind": "ldif", "ok": true, "path": path.display().to_string(),
+            "users": sum.entries, "with_photos": sum.with_photos,
+            "without_key": sum.without_key, "ambiguous_keys": sum.ambiguous_keys,
+            "attribute": sum.attribute, "match": sum.match_attribute, "reason": null,
+        }),
+        lines,
+    }
+}
