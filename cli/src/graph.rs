@@ -53,6 +53,12 @@ pub struct GraphArgs {
     /// AZURE_POD_IDENTITY_AUTHORITY_HOST).
     #[arg(long = "imds-url", value_name = "URL")]
     pub imds_url: Option<String>,
+    /// Managed identity on an Azure Arc server: the folder the agent writes its challenge key
+    /// files to, instead of its documented one (/var/opt/azcmagent/tokens, or
+    /// %ProgramData%\AzureConnectedMachineAgent\Tokens); a key file the challenge names
+    /// anywhere else is refused.
+    #[arg(long = "arc-key-dir", value_name = "DIR")]
+    pub arc_key_dir: Option<PathBuf>,
     /// The Entra tenant: its id (GUID) or a domain such as contoso.onmicrosoft.com.
     #[arg(long)]
     pub tenant: Option<String>,
@@ -197,6 +203,10 @@ pub fn graph_sink(
             "--imds-url",
         ),
         (
+            args.arc_key_dir.is_some() && mode != GraphAuth::ManagedIdentity,
+            "--arc-key-dir",
+        ),
+        (
             args.federated_token_file.is_some() && mode != GraphAuth::WorkloadIdentity,
             "--federated-token-file",
         ),
@@ -251,6 +261,9 @@ pub fn graph_sink(
                 None => ManagedIdentity::from_env()
                     .map_err(|e| format!("--graph-auth managed-identity: {e}"))?,
             };
+            if let Some(d) = &args.arc_key_dir {
+                mi = mi.arc_key_dir(d);
+            }
             if let Some(id) = &args.managed_identity_client_id {
                 mi = mi.client_id(id);
             }

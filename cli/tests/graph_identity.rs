@@ -274,3 +274,65 @@ async fn cli_syncs_with_workload_identity() {
         assert!(err.contains(says), "{args:?}: {err}");
     }
 }
+
+/// Azure Arc's environment (`IDENTITY_ENDPOINT` + `IMDS_ENDPOINT`): the agent's 401
+/// challenge names a key file, which is read only inside the agent's key folder
+/// (`--arc-key-dir` here, as the fake writes its keys to a folder of the test's); without it
+/// the key file is outside the documented folder and the run exits 2, the key never shown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_syncs_with_an_azure_arc_managed_identity() {
+    let issuer = TestIssuer::generate(ISSUER);
+    let srv = server(1, &issuer).await;
+    let dir = tempdir("graph-identity", "arc");
+    let keys = dir.join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    srv.enable_managed_identity(ManagedIdentityConfig::new(SYSTEM_ID, HEADER).arc(&keys));
+    photos(&dir, 1, 7);
+    let arc = |extra: &[&str]| {
+        let mut c = sync(&dir, &srv);
+        c.env(
+            "IDENTITY_ENDPOINT",
+            format!("{}/metadata/identity/oauth2/token", srv.base_url()),
+        )
+        .env("IMDS_ENDPOINT", srv.base_url())
+        .args(extra);
+        c
+    };
+    let keys_arg = keys.display().to_string();
+    let o = run(arc(&["--arc-key-dir", &keys_arg])).await;
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(put_apps(&srv), [SYSTEM_ID]);
+    let md: Vec<RequestRecord> = srv
+        .records()
+        .into_iter()
+        .filter(|r| r.path == "/metadata/identity/oauth2/token")
+        .collect();
+    assert_eq!(md.len(), 2, "the challenge, then the answer with the key");
+    assert!(md[0].header("authorization").is_none());
+    assert!(md[1]
+        .header("authorization")
+        .is_some_and(|a| a.starts_with("Basic ")));
+    let mut secrets = bearer_tokens(&srv);
+    secrets.extend(
+        md[1]
+            .header("authorization")
+            .and_then(|a| a.strip_prefix("Basic "))
+            .map(str::to_owned),
+    );
+    assert_hidden(&o, &secrets);
+
+    // The agent's documented folder is not where this fake writes: refused, exit 2.
+    photos(&dir, 1, 20);
+    let o = run(arc(&[])).await;
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert_hidden(&o, &bearer_tokens(&srv));
+    // The folder flag belongs to managed identity only.
+    let o = run(arc(&["--arc-key-dir", &keys_arg, "--graph-auth", "secret"])).await;
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--arc-key-dir"));
+}
