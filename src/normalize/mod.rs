@@ -161,7 +161,9 @@ impl Normalizer {
             limits: Limits::default(),
             crop: Arc::new(CenterCrop),
             shared_decode: false,
-            native_progressive: true,
+            // A benchmark switch (benches/progressive_memory.sh): the outputs are the same.
+            native_progressive: std::env::var_os("USERPHOTO_PROGRESSIVE")
+                .is_none_or(|v| v != "libjpeg"),
         }
     }
 
