@@ -147,7 +147,7 @@ fn jpegtran_progressive_files_match() {
 }
 
 /// The final rendition (what a sink receives) against today's libjpeg path, at every
-/// profile: pixels within mean 1, max 4 levels after decoding both outputs, and deterministic.
+/// profile (3000x2700 so that graph decodes at 1/2): the same bytes, and deterministic.
 #[test]
 fn renditions_stay_within_tolerance_of_the_libjpeg_path() {
     if !tools() {
@@ -159,7 +159,7 @@ fn renditions_stay_within_tolerance_of_the_libjpeg_path() {
         Profile::graph(),
     ];
     for (sample, q) in [("2x2", 100), ("1x1", 95), ("2x2", 80)] {
-        let jpeg = cjpeg(2600, 1800, 11, q, sample, &[]);
+        let jpeg = cjpeg(3000, 2700, 11, q, sample, &[]);
         let ours = Normalizer::new();
         let lib = Normalizer::new().with_native_progressive(false);
         for p in &profiles {
