@@ -1014,22 +1014,6 @@ fn ac_refine(
     } else {
         ((1u64 << (se + 1)) - 1) & (!0u64 << ss)
     };
-    // Applies a correction bit to a previously nonzero stored coefficient.
-    #[inline(always)]
-    fn correct(st: &mut Store, b: usize, sl: usize, p1: i16) {
-        let v = st.get(b, sl);
-        if v & p1 == 0 {
-            st.set(
-                b,
-                sl,
-                if v >= 0 {
-                    v.wrapping_add(p1)
-                } else {
-                    v.wrapping_sub(p1)
-                },
-            );
-        }
-    }
     for by in 0..c.bh {
         for bx in 0..c.bw {
             if rst.step(bits)? {
@@ -1043,7 +1027,7 @@ fn ac_refine(
                 while k <= se {
                     bits.refill();
                     let rs = bits.symbol(h)?;
-                    let (mut r, s) = ((rs >> 4) as i32, rs & 15);
+                    let (r, s) = ((rs >> 4) as u32, rs & 15);
                     let mut newval: i16 = 0;
                     if s != 0 {
                         // jdphuff.c warns on s != 1 and goes on as if it were 1.
@@ -1051,31 +1035,31 @@ fn ac_refine(
                     } else if r != 15 {
                         eobrun = 1 << r;
                         if r > 0 {
-                            eobrun += bits.bits(r as u32);
+                            eobrun += bits.bits(r);
                         }
                         break;
                     }
-                    // Skip already-nonzero coefficients (each takes a correction bit) and r
-                    // zero ones; stop at the next zero one.
-                    loop {
-                        if k > se {
-                            break;
-                        }
-                        if mask & (1u64 << k) != 0 {
-                            if bits.bit() {
-                                let sl = slot[k];
-                                if sl != 255 {
-                                    correct(coefs, b, sl as usize, p1);
-                                }
-                            }
-                        } else {
-                            r -= 1;
-                            if r < 0 {
-                                break;
-                            }
-                        }
-                        k += 1;
+                    // jdphuff.c walks the band one position at a time: every previously
+                    // nonzero coefficient takes a correction bit, and the walk stops at the
+                    // (r+1)-th still-zero one. Here the stop is found on the history mask
+                    // and the correction bits are read in one go.
+                    let ahead = band & (!0u64 << k);
+                    let mut zeros = !mask & ahead;
+                    for _ in 0..r {
+                        zeros &= zeros.wrapping_sub(1);
                     }
+                    let target = if zeros != 0 {
+                        zeros.trailing_zeros() as usize
+                    } else {
+                        se + 1
+                    };
+                    let below = if target >= 64 {
+                        !0u64
+                    } else {
+                        (1u64 << target) - 1
+                    };
+                    corrections(bits, coefs, b, mask & ahead & below, &slot, p1);
+                    k = target;
                     if newval != 0 {
                         if k > se {
                             return Err(Irregular);
@@ -1091,21 +1075,8 @@ fn ac_refine(
             }
             if eobrun > 0 {
                 // The rest of the band: one correction bit per previously nonzero coefficient.
-                let rest = if k > se {
-                    0
-                } else {
-                    mask & band & (!0u64 << k)
-                };
-                let mut m = rest;
-                while m != 0 {
-                    let kk = m.trailing_zeros() as usize;
-                    m &= m - 1;
-                    if bits.bit() {
-                        let sl = slot[kk];
-                        if sl != 255 {
-                            correct(coefs, b, sl as usize, p1);
-                        }
-                    }
+                if k <= se {
+                    corrections(bits, coefs, b, mask & band & (!0u64 << k), &slot, p1);
                 }
                 eobrun -= 1;
             }
@@ -1113,4 +1084,49 @@ fn ac_refine(
         }
     }
     Ok(())
+}
+
+/// Reads one correction bit for each position set in `nz` (ascending) and applies the set
+/// ones to the stored coefficients (jdphuff.c: add p1 away from zero unless already set).
+#[inline(always)]
+fn corrections(
+    bits: &mut Bits<'_>,
+    st: &mut Store,
+    b: usize,
+    mut nz: u64,
+    slot: &[u8; 64],
+    p1: i16,
+) {
+    while nz != 0 {
+        bits.refill();
+        let n = nz.count_ones().min(32);
+        let mut word = bits.take(n);
+        if word == 0 {
+            for _ in 0..n {
+                nz &= nz - 1;
+            }
+            continue;
+        }
+        // The first bit read belongs to the lowest position: align it at bit 31.
+        word <<= 32 - n;
+        for _ in 0..n {
+            let kk = nz.trailing_zeros() as usize;
+            nz &= nz - 1;
+            if word & 0x8000_0000 != 0 {
+                let sl = slot[kk];
+                if sl != 255 {
+                    let v = st.get(b, sl as usize);
+                    if v & p1 == 0 {
+                        let nv = if v >= 0 {
+                            v.wrapping_add(p1)
+                        } else {
+                            v.wrapping_sub(p1)
+                        };
+                        st.set(b, sl as usize, nv);
+                    }
+                }
+            }
+            word <<= 1;
+        }
+    }
 }
