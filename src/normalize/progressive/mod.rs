@@ -1088,6 +1088,8 @@ fn ac_refine(
 
 /// Reads one correction bit for each position set in `nz` (ascending) and applies the set
 /// ones to the stored coefficients (jdphuff.c: add p1 away from zero unless already set).
+/// Only the 1 bits are visited (leading_zeros over the word read), so the about-half zero
+/// bits cost no branch.
 #[inline(always)]
 fn corrections(
     bits: &mut Bits<'_>,
@@ -1097,36 +1099,26 @@ fn corrections(
     slot: &[u8; 64],
     p1: i16,
 ) {
+    let mut pos = [0u8; 32];
     while nz != 0 {
         bits.refill();
         let n = nz.count_ones().min(32);
-        let mut word = bits.take(n);
-        if word == 0 {
-            for _ in 0..n {
-                nz &= nz - 1;
-            }
-            continue;
+        for p in pos.iter_mut().take(n as usize) {
+            *p = nz.trailing_zeros() as u8;
+            nz &= nz - 1;
         }
         // The first bit read belongs to the lowest position: align it at bit 31.
-        word <<= 32 - n;
-        for _ in 0..n {
-            let kk = nz.trailing_zeros() as usize;
-            nz &= nz - 1;
-            if word & 0x8000_0000 != 0 {
-                let sl = slot[kk];
-                if sl != 255 {
-                    let v = st.get(b, sl as usize);
-                    if v & p1 == 0 {
-                        let nv = if v >= 0 {
-                            v.wrapping_add(p1)
-                        } else {
-                            v.wrapping_sub(p1)
-                        };
-                        st.set(b, sl as usize, nv);
-                    }
-                }
+        let mut word = bits.take(n) << (32 - n);
+        while word != 0 {
+            let j = word.leading_zeros() as usize;
+            word &= !(0x8000_0000u32 >> j);
+            let sl = slot[pos[j] as usize];
+            if sl != 255 {
+                let v = st.get(b, sl as usize);
+                let step = if v >= 0 { p1 } else { -p1 };
+                let nv = if v & p1 == 0 { v.wrapping_add(step) } else { v };
+                st.set(b, sl as usize, nv);
             }
-            word <<= 1;
         }
     }
 }
