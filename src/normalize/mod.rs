@@ -19,7 +19,9 @@
 //!    TIFF, WebP; HEIC and others give [`NormalizeError::Unsupported`] naming the format.
 //! 3. **Decode**. JPEGs decode at the smallest DCT scale (1/8, 1/4, 1/2) that still leaves the
 //!    resize filter at least 2x to work with, so a 24 MP photo becomes a few hundred pixels
-//!    wide inside the decoder. For a progressive JPEG at 1/8 only its DC scans are decoded.
+//!    wide inside the decoder. Progressive JPEGs at a reduced scale go through the crate's
+//!    own progressive decoder, which keeps only the coefficients that scale reads (only the
+//!    DC scans are decoded at 1/8), so memory and time follow the output, not the input.
 //! 4. **Crop** by a [`CropStrategy`] in upright coordinates (EXIF orientation applied, all
 //!    eight values), mapped back onto the stored pixels, then **Lanczos3 resize**.
 //! 5. **Colour** to 8-bit sRGB on the small result: ICC profiles converted, CMYK/YCCK
@@ -39,6 +41,7 @@ mod error;
 mod format;
 mod geometry;
 mod profile;
+mod progressive;
 mod resize;
 mod search;
 #[doc(hidden)]
@@ -123,6 +126,7 @@ pub struct Normalizer {
     limits: Limits,
     crop: Arc<dyn CropStrategy>,
     shared_decode: bool,
+    native_progressive: bool,
 }
 
 /// A header that passed the guards.
@@ -157,7 +161,19 @@ impl Normalizer {
             limits: Limits::default(),
             crop: Arc::new(CenterCrop),
             shared_decode: false,
+            // A benchmark switch (benches/progressive_memory.sh): the outputs are the same.
+            native_progressive: std::env::var_os("USERPHOTO_PROGRESSIVE")
+                .is_none_or(|v| v != "libjpeg"),
         }
+    }
+
+    /// Whether progressive JPEGs decoded at 1/2, 1/4 or 1/8 go through the crate's own
+    /// scale-aware progressive decoder (on by default) or through libjpeg. For tests and
+    /// benchmarks that compare the two.
+    #[doc(hidden)]
+    pub fn with_native_progressive(mut self, on: bool) -> Self {
+        self.native_progressive = on;
+        self
     }
 
     /// Decode a JPEG once, at the finest scale any requested profile needs, for all profiles
@@ -374,7 +390,16 @@ impl Normalizer {
         let scaled = (w as u64).div_ceil(denom as u64) * (h as u64).div_ceil(denom as u64);
         self.limits.check_decoded(scaled * channels)?;
         let progressive = matches!(info.coding, Some(JpegCoding::Progressive));
-        let raster = if progressive && denom == 8 {
+        // The scale-aware progressive decoder; `None` (out of its scope, or anything
+        // irregular in the file) leaves the file to libjpeg exactly as before.
+        let native = if progressive && denom > 1 && self.native_progressive {
+            progressive::decode(bytes, denom)
+        } else {
+            None
+        };
+        let raster = if let Some(r) = native {
+            r
+        } else if progressive && denom == 8 {
             let full = format::walk_jpeg(bytes, true)?;
             match format::dc_only_stream(bytes, &full) {
                 Some(dc) => codec::decode_jpeg(&dc, info, denom)?,

@@ -92,3 +92,37 @@ pub fn rgba_png(w: u32, h: u32) -> Vec<u8> {
     let _ = image::ImageEncoder::write_image(enc, &rgba, w, h, image::ExtendedColorType::Rgba8);
     out
 }
+
+/// A progressive JPEG decoded at 1/`denom` by the crate's progressive decoder and by the
+/// libjpeg path it replaces (at 1/8: the DC-only stream, as before): `(width, height,
+/// channels, ours, libjpeg)`. `None` when the progressive decoder leaves the file to libjpeg.
+/// For the exactness tests.
+pub fn progressive_rasters(
+    bytes: &[u8],
+    denom: u32,
+) -> Option<(u32, u32, usize, Vec<u8>, Vec<u8>)> {
+    let ours = super::progressive::decode(bytes, denom)?;
+    let info = super::format::walk_jpeg(bytes, true).ok()?;
+    let theirs = if denom == 8 {
+        let dc = super::format::dc_only_stream(bytes, &info)?;
+        codec::decode_jpeg(&dc, &info, denom).ok()?
+    } else {
+        codec::decode_jpeg(bytes, &info, denom).ok()?
+    };
+    if (ours.width, ours.height) != (theirs.width, theirs.height) {
+        return Some((
+            ours.width,
+            ours.height,
+            ours.layout.channels(),
+            ours.data,
+            Vec::new(),
+        ));
+    }
+    Some((
+        ours.width,
+        ours.height,
+        ours.layout.channels(),
+        ours.data,
+        theirs.data,
+    ))
+}
