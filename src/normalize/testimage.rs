@@ -93,14 +93,14 @@ pub fn rgba_png(w: u32, h: u32) -> Vec<u8> {
     out
 }
 
+/// `(width, height, channels, ours, libjpeg)`: what [`progressive_rasters`] returns.
+pub type RasterPair = (u32, u32, usize, Vec<u8>, Vec<u8>);
+
 /// A progressive JPEG decoded at 1/`denom` by the crate's progressive decoder and by the
 /// libjpeg path it replaces (at 1/8: the DC-only stream, as before): `(width, height,
 /// channels, ours, libjpeg)`. `None` when the progressive decoder leaves the file to libjpeg.
 /// For the exactness tests.
-pub fn progressive_rasters(
-    bytes: &[u8],
-    denom: u32,
-) -> Option<(u32, u32, usize, Vec<u8>, Vec<u8>)> {
+pub fn progressive_rasters(bytes: &[u8], denom: u32) -> Option<RasterPair> {
     let ours = super::progressive::decode(bytes, denom)?;
     let info = super::format::walk_jpeg(bytes, true).ok()?;
     let theirs = if denom == 8 {

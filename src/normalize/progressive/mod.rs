@@ -540,8 +540,8 @@ impl Decoder {
             // upsampling when the factors allow it: 4:2:0 chroma gets twice the luma size.
             let mut size = min_size;
             while size < 8
-                && (hmax * min_size) % (h * size * 2) == 0
-                && (vmax * min_size) % (v * size * 2) == 0
+                && (hmax * min_size).is_multiple_of(h * size * 2)
+                && (vmax * min_size).is_multiple_of(v * size * 2)
             {
                 size *= 2;
             }
