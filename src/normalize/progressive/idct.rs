@@ -21,11 +21,13 @@ const CONST_BITS: u32 = 13;
 const PASS1_BITS: u32 = 2;
 
 /// 1x1: the DC alone.
+#[inline(always)]
 pub(super) fn idct1(c: &[i32; 64], out: &mut [u8], _stride: usize) {
     out[0] = limit(descale(c[0] as i64, 3));
 }
 
 /// 2x2 from rows/columns 0, 1, 3, 5, 7.
+#[inline(always)]
 pub(super) fn idct2(c: &[i32; 64], out: &mut [u8], stride: usize) {
     let mut ws = [0i64; 16];
     for col in [0usize, 1, 3, 5, 7] {
@@ -47,99 +49,143 @@ pub(super) fn idct2(c: &[i32; 64], out: &mut [u8], stride: usize) {
     }
 }
 
+/// Eight lanes: one pass of a 2-D IDCT runs on all 8 columns (or, transposed, rows) at
+/// once, written so that the compiler vectorizes it. i32 with wrapping arithmetic, as
+/// libjpeg-turbo's 32-bit and SIMD IDCTs: for coefficients a conforming 8-bit file can hold
+/// nothing overflows, and a hostile file gets deterministic garbage, never a panic.
+type V = [i32; 8];
+
 #[inline(always)]
-fn odd4(z1: i64, z2: i64, z3: i64, z4: i64) -> (i64, i64) {
-    let t0 = z1 * -1730 + z2 * 11893 + z3 * -17799 + z4 * 8697;
-    let t2 = z1 * -4176 + z2 * -4926 + z3 * 7373 + z4 * 20995;
+fn v2(a: V, b: V, f: impl Fn(i32, i32) -> i32) -> V {
+    std::array::from_fn(|i| f(a[i], b[i]))
+}
+
+#[inline(always)]
+fn add(a: V, b: V) -> V {
+    v2(a, b, i32::wrapping_add)
+}
+
+#[inline(always)]
+fn sub(a: V, b: V) -> V {
+    v2(a, b, i32::wrapping_sub)
+}
+
+#[inline(always)]
+fn mulc(a: V, k: i32) -> V {
+    a.map(|x| x.wrapping_mul(k))
+}
+
+#[inline(always)]
+fn shl(a: V, n: u32) -> V {
+    a.map(|x| x.wrapping_shl(n))
+}
+
+#[inline(always)]
+fn desc(a: V, n: u32) -> V {
+    a.map(|x| x.wrapping_add(1 << (n - 1)) >> n)
+}
+
+/// Row `r` of a block (8 coefficients, one per column lane).
+#[inline(always)]
+fn row(c: &[i32; 64], r: usize) -> V {
+    c[r * 8..r * 8 + 8].try_into().expect("8 values")
+}
+
+#[inline(always)]
+fn transpose(m: [V; 8]) -> [V; 8] {
+    std::array::from_fn(|i| std::array::from_fn(|j| m[j][i]))
+}
+
+/// The odd part of the 4-point reduced IDCT (jidctred.c), on 8 lanes.
+#[inline(always)]
+fn odd4(z1: V, z2: V, z3: V, z4: V) -> (V, V) {
+    let t0 = add(
+        add(mulc(z1, -1730), mulc(z2, 11893)),
+        add(mulc(z3, -17799), mulc(z4, 8697)),
+    );
+    let t2 = add(
+        add(mulc(z1, -4176), mulc(z2, -4926)),
+        add(mulc(z3, 7373), mulc(z4, 20995)),
+    );
     (t0, t2)
 }
 
+/// One 4-point pass (from inputs 0, 1, 2, 3, 5, 6, 7) on 8 lanes, before its descale.
+#[inline(always)]
+fn red4_1d(g: [V; 8]) -> [V; 4] {
+    let t0 = shl(g[0], CONST_BITS + 1);
+    let t2 = add(mulc(g[2], 15137), mulc(g[6], -6270));
+    let (t10, t12) = (add(t0, t2), sub(t0, t2));
+    let (o0, o2) = odd4(g[7], g[5], g[3], g[1]);
+    [add(t10, o2), add(t12, o0), sub(t12, o0), sub(t10, o2)]
+}
+
 /// 4x4 from rows/columns 0, 1, 2, 3, 5, 6, 7.
+#[inline(always)]
 pub(super) fn idct4(c: &[i32; 64], out: &mut [u8], stride: usize) {
-    let mut ws = [0i64; 32];
-    for col in [0usize, 1, 2, 3, 5, 6, 7] {
-        let g = |r: usize| c[r * 8 + col] as i64;
-        let t0 = g(0) << (CONST_BITS + 1);
-        let t2 = g(2) * 15137 + g(6) * -6270;
-        let (t10, t12) = (t0 + t2, t0 - t2);
-        let (o0, o2) = odd4(g(7), g(5), g(3), g(1));
-        let s = CONST_BITS - PASS1_BITS + 1;
-        ws[col] = descale(t10 + o2, s) as i32 as i64;
-        ws[24 + col] = descale(t10 - o2, s) as i32 as i64;
-        ws[8 + col] = descale(t12 + o0, s) as i32 as i64;
-        ws[16 + col] = descale(t12 - o0, s) as i32 as i64;
-    }
-    for row in 0..4 {
-        let w = &ws[row * 8..row * 8 + 8];
-        let t0 = w[0] << (CONST_BITS + 1);
-        let t2 = w[2] * 15137 + w[6] * -6270;
-        let (t10, t12) = (t0 + t2, t0 - t2);
-        let (o0, o2) = odd4(w[7], w[5], w[3], w[1]);
-        let s = CONST_BITS + PASS1_BITS + 3 + 1;
-        let o = &mut out[row * stride..row * stride + 4];
-        o[0] = limit(descale(t10 + o2, s));
-        o[3] = limit(descale(t10 - o2, s));
-        o[1] = limit(descale(t12 + o0, s));
-        o[2] = limit(descale(t12 - o0, s));
+    let g: [V; 8] = std::array::from_fn(|r| row(c, r));
+    let p = red4_1d(g).map(|v| desc(v, CONST_BITS - PASS1_BITS + 1));
+    // The 4 work rows, transposed: lane = output row, vector = work column.
+    let z = [0i32; 8];
+    let t = transpose([p[0], p[1], p[2], p[3], z, z, z, z]);
+    let r = red4_1d(t).map(|v| desc(v, CONST_BITS + PASS1_BITS + 3 + 1));
+    for (y, line) in out.chunks_mut(stride).take(4).enumerate() {
+        for (x, o) in line[..4].iter_mut().enumerate() {
+            *o = limit(r[x][y] as i64);
+        }
     }
 }
 
-/// One 8-point pass of the islow IDCT over `g(0..8)`, returning the 8 outputs before descale.
+/// One 8-point pass of the islow IDCT on 8 lanes, returning the 8 outputs before descale.
 #[inline(always)]
-fn islow_1d(g: [i64; 8]) -> [i64; 8] {
+fn islow_1d(g: [V; 8]) -> [V; 8] {
     let (z2, z3) = (g[2], g[6]);
-    let z1 = (z2 + z3) * 4433;
-    let tmp2 = z1 + z3 * -15137;
-    let tmp3 = z1 + z2 * 6270;
-    let tmp0 = (g[0] + g[4]) << CONST_BITS;
-    let tmp1 = (g[0] - g[4]) << CONST_BITS;
-    let (t10, t13, t11, t12) = (tmp0 + tmp3, tmp0 - tmp3, tmp1 + tmp2, tmp1 - tmp2);
-    let (mut a0, mut a1, mut a2, mut a3) = (g[7], g[5], g[3], g[1]);
-    let z1 = a0 + a3;
-    let z2 = a1 + a2;
-    let z3 = a0 + a2;
-    let z4 = a1 + a3;
-    let z5 = (z3 + z4) * 9633;
-    a0 *= 2446;
-    a1 *= 16819;
-    a2 *= 25172;
-    a3 *= 12299;
-    let z1 = z1 * -7373;
-    let z2 = z2 * -20995;
-    let z3 = z3 * -16069 + z5;
-    let z4 = z4 * -3196 + z5;
-    a0 += z1 + z3;
-    a1 += z2 + z4;
-    a2 += z2 + z3;
-    a3 += z1 + z4;
+    let z1 = mulc(add(z2, z3), 4433);
+    let tmp2 = add(z1, mulc(z3, -15137));
+    let tmp3 = add(z1, mulc(z2, 6270));
+    let tmp0 = shl(add(g[0], g[4]), CONST_BITS);
+    let tmp1 = shl(sub(g[0], g[4]), CONST_BITS);
+    let (t10, t13, t11, t12) = (
+        add(tmp0, tmp3),
+        sub(tmp0, tmp3),
+        add(tmp1, tmp2),
+        sub(tmp1, tmp2),
+    );
+    let (a0, a1, a2, a3) = (g[7], g[5], g[3], g[1]);
+    let z1 = add(a0, a3);
+    let z2 = add(a1, a2);
+    let z3 = add(a0, a2);
+    let z4 = add(a1, a3);
+    let z5 = mulc(add(z3, z4), 9633);
+    let z1 = mulc(z1, -7373);
+    let z2 = mulc(z2, -20995);
+    let z3 = add(mulc(z3, -16069), z5);
+    let z4 = add(mulc(z4, -3196), z5);
+    let a0 = add(mulc(a0, 2446), add(z1, z3));
+    let a1 = add(mulc(a1, 16819), add(z2, z4));
+    let a2 = add(mulc(a2, 25172), add(z2, z3));
+    let a3 = add(mulc(a3, 12299), add(z1, z4));
     [
-        t10 + a3,
-        t11 + a2,
-        t12 + a1,
-        t13 + a0,
-        t13 - a0,
-        t12 - a1,
-        t11 - a2,
-        t10 - a3,
+        add(t10, a3),
+        add(t11, a2),
+        add(t12, a1),
+        add(t13, a0),
+        sub(t13, a0),
+        sub(t12, a1),
+        sub(t11, a2),
+        sub(t10, a3),
     ]
 }
 
 /// The full 8x8 islow IDCT.
+#[inline(always)]
 pub(super) fn idct8(c: &[i32; 64], out: &mut [u8], stride: usize) {
-    let mut ws = [0i64; 64];
-    for col in 0..8 {
-        let g = std::array::from_fn(|r| c[r * 8 + col] as i64);
-        let r = islow_1d(g);
-        for (i, v) in r.into_iter().enumerate() {
-            ws[i * 8 + col] = descale(v, CONST_BITS - PASS1_BITS) as i32 as i64;
-        }
-    }
-    for row in 0..8 {
-        let g: [i64; 8] = ws[row * 8..row * 8 + 8].try_into().expect("8 values");
-        let r = islow_1d(g);
-        let o = &mut out[row * stride..row * stride + 8];
-        for (d, v) in o.iter_mut().zip(r) {
-            *d = limit(descale(v, CONST_BITS + PASS1_BITS + 3));
+    let g: [V; 8] = std::array::from_fn(|r| row(c, r));
+    let p = islow_1d(g).map(|v| desc(v, CONST_BITS - PASS1_BITS));
+    let r = islow_1d(transpose(p)).map(|v| desc(v, CONST_BITS + PASS1_BITS + 3));
+    for (y, line) in out.chunks_mut(stride).take(8).enumerate() {
+        for (x, o) in line[..8].iter_mut().enumerate() {
+            *o = limit(r[x][y] as i64);
         }
     }
 }

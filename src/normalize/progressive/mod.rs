@@ -1,11 +1,16 @@
-//! A progressive-JPEG decoder whose memory and work follow the DCT scale the output needs.
+//! A progressive-JPEG decoder whose memory follows one MCU row and whose work follows the
+//! DCT scale the output needs.
 //!
 //! libjpeg decodes a progressive file into a whole-image coefficient buffer (64 coefficients
-//! of 2 bytes per block) and runs every scan, whatever the output scale: 105 MB and 0.6 s for
-//! a 16 MB, 18-megapixel quality-100 file. This decoder keeps, per block, only the
-//! coefficients the chosen scale's inverse DCT reads, plus a 64-bit "has been nonzero" mask
-//! that the refinement scans need to parse correctly, and it skips the AC scans entirely at
-//! 1/8 (where only the DC is read).
+//! of 2 bytes per block) and runs every scan over it, whatever the output scale: 105 MB and
+//! 0.6 s for a 16 MB, 18-megapixel quality-100 file. This decoder first reads every header
+//! (each scan's tables, restart interval and where its data lies), then decodes all the
+//! scans together, one MCU row at a time: each scan keeps its own place in its data (bit
+//! position, EOB run, DC predictions, restart count), and a row is rendered as soon as the
+//! last scan has been through it. So only one MCU row of coefficients is ever held (the
+//! output raster aside), and it stays in cache while ten or so scans refine it, where
+//! libjpeg streams its buffer through memory once per scan. At 1/8 the AC scans are not
+//! decoded at all (only the DC is read).
 //!
 //! Why a hand-written decoder (safe Rust) and not:
 //! - libjpeg's buffered-image mode: `jpeg_read_coefficients` and buffered mode allocate the
@@ -17,23 +22,18 @@
 //! YCbCr with 4:4:4 or 4:2:0 sampling, at 1/2, 1/4 and 1/8. Anything else (arithmetic
 //! coding, 12-bit, CMYK, 4:2:2, 4:4:0, odd factors, RGB-coded files), and any file this
 //! decoder finds irregular (bad Huffman code, data running into a marker, a missing or
-//! unexpected restart marker, a progression libjpeg would warn about, no EOI) returns
-//! `None`, and the caller decodes with libjpeg as before. So every output is either this
-//! decoder's or libjpeg's, and irregular input behaves exactly as it did before.
+//! unexpected restart marker, a progression libjpeg would warn about, no EOI, more than
+//! [`MAX_SCANS`] scans or [`MAX_TABLES`] Huffman tables) returns `None`, and the caller
+//! decodes with libjpeg as before. So every output is either this decoder's or libjpeg's,
+//! and irregular input behaves exactly as it did before.
 //!
-//! Exactness: at 1/8 and 1/4 the stored coefficients are exactly those libjpeg-turbo's
-//! reduced IDCTs read (1/8: the DC; 1/4: rows/columns 0, 1, 3, 5, 7 for luma, the 4x4 set
-//! 0-3, 5-7 for 4:2:0 chroma) and the IDCT and the YCbCr conversion are integer-exact, so
-//! the raster equals libjpeg's bit for bit (at 1/8 it equals the DC-only decode the crate
-//! already did). At 1/2 the exact set is 49 luma (4x4 IDCT) and 64 chroma (4:2:0 chroma gets
-//! the 8x8 IDCT) coefficients per block: 45 MB as i16 for 18 MP. Keeping only the low 4x4
-//! met the memory target but moved final renditions by up to 12-16 levels on real q100
-//! photos, so all of them are kept, compactly ([`Store`]: i16 for the 16 lowest, i8 with a
-//! side table for the rest), and the output stays byte-identical to libjpeg's.
+//! Exactness: the coefficients are libjpeg's (the order in which the scans are decoded does
+//! not change any value: a refinement scan's row only depends on the earlier scans' same
+//! row), and the scaled IDCTs (libjpeg-turbo's `jpeg_idct_4x4`/`2x2`/`1x1` and islow for
+//! chroma that libjpeg enlarges instead of upsampling) and the YCbCr conversion are
+//! integer-exact, so the raster equals libjpeg's bit for bit.
 
 mod idct;
-
-use std::collections::HashMap;
 
 use super::codec::{Layout, Raster};
 
@@ -226,7 +226,7 @@ impl<'a> Bits<'a> {
         self.n -= k;
     }
 
-    /// `k` in 1..=16 bits; the caller refilled.
+    /// `k` in 1..=32 bits; the caller refilled (57 available).
     #[inline(always)]
     fn take(&mut self, k: u32) -> u32 {
         let v = (self.buf >> (64 - k)) as u32;
@@ -305,65 +305,13 @@ impl<'a> Bits<'a> {
     }
 }
 
-/// The kept coefficients of every block of a component. The first 16 slots (the lowest
-/// zigzag frequencies, where the large values are) are i16; the others are i8, and the rare
-/// value outside -127..=127 lives in a side table under its (block, slot). This halves the
-/// memory of the 1/2 scale (49 or 64 coefficients a block) without changing any value, so
-/// the output stays exact. (Hand-written: no crate offers a mixed-width block store.)
-struct Store {
-    nlo: usize,
-    nhi: usize,
-    lo: Vec<i16>,
-    hi: Vec<i8>,
-    over: HashMap<u64, i16>,
-}
-
-impl Store {
-    fn new(blocks: usize, nkeep: usize) -> Self {
-        let nlo = nkeep.min(16);
-        let nhi = nkeep - nlo;
-        Store {
-            nlo,
-            nhi,
-            lo: vec![0; blocks * nlo],
-            hi: vec![0; blocks * nhi],
-            over: HashMap::new(),
-        }
-    }
-
-    #[inline(always)]
-    fn get(&self, b: usize, s: usize) -> i16 {
-        if s < self.nlo {
-            self.lo[b * self.nlo + s]
-        } else {
-            let v = self.hi[b * self.nhi + s - self.nlo];
-            if v == i8::MIN {
-                self.over.get(&((b * 64 + s) as u64)).copied().unwrap_or(0)
-            } else {
-                v as i16
-            }
-        }
-    }
-
-    #[inline(always)]
-    fn set(&mut self, b: usize, s: usize, v: i16) {
-        if s < self.nlo {
-            self.lo[b * self.nlo + s] = v;
-            return;
-        }
-        let at = b * self.nhi + s - self.nlo;
-        let key = (b * 64 + s) as u64;
-        if self.hi[at] == i8::MIN {
-            self.over.remove(&key);
-        }
-        if v > i8::MIN as i16 && v <= i8::MAX as i16 {
-            self.hi[at] = v as i8;
-        } else {
-            self.hi[at] = i8::MIN;
-            self.over.insert(key, v);
-        }
-    }
-}
+/// Huffman table definitions one file may make (each DHT entry is one); beyond this the file
+/// is left to libjpeg. Real encoders write one or two per scan; the cap bounds the memory a
+/// hostile file can make this decoder spend on tables (about 3.5 KB each).
+const MAX_TABLES: usize = 1024;
+/// Scans one file may have before it is left to libjpeg (jpegtran writes 10, custom scripts
+/// a few dozen); every MCU row visits every scan, so this bounds the per-row work too.
+const MAX_SCANS: usize = 1024;
 
 /// One frame component.
 struct Comp {
@@ -378,26 +326,16 @@ struct Comp {
     stride: usize,
     /// IDCT output size (1, 2, 4 or 8) at the chosen scale.
     size: usize,
-    /// Slot of each zigzag coefficient in a block's stored coefficients (255: not kept).
-    slot: [u8; 64],
-    nkeep: usize,
-    coefs: Store,
-    /// Per block: bit k set once zigzag coefficient k has been nonzero.
-    masks: Vec<u64>,
     quant: Option<[u16; 64]>,
     /// Successive-approximation bit of each coefficient (-1: not seen yet), as libjpeg tracks.
     coef_bits: [i8; 64],
-    pred: i32,
 }
 
-/// The rows/columns of coefficients each IDCT size reads (jidctred.c / jidctint.c).
-fn rows_read(size: usize) -> &'static [usize] {
-    match size {
-        1 => &[0],
-        2 => &[0, 1, 3, 5, 7],
-        4 => &[0, 1, 2, 3, 5, 6, 7],
-        _ => &[0, 1, 2, 3, 4, 5, 6, 7],
-    }
+/// The coefficients of one MCU row of a component: `v` block rows of `stride` blocks, each
+/// block in natural order, with its "has been nonzero" mask over zigzag positions.
+struct Row {
+    coefs: Vec<[i16; 64]>,
+    masks: Vec<u64>,
 }
 
 struct Frame {
@@ -408,6 +346,31 @@ struct Frame {
     vmax: usize,
     mcus_x: usize,
     mcus_y: usize,
+}
+
+/// A scan's header, with the tables in force at its SOS and its entropy-coded data.
+struct Scan {
+    /// Frame component indices (1 to 4).
+    comps: Vec<usize>,
+    /// Per scan component: its DC table (an index into `Decoder::tables`), for DC first scans.
+    dc: Vec<Option<usize>>,
+    /// The AC table, for AC scans.
+    ac: Option<usize>,
+    ss: usize,
+    se: usize,
+    ah: i8,
+    al: u32,
+    restart_interval: usize,
+    start: usize,
+    end: usize,
+}
+
+/// Where a scan's decoding stands between MCU rows.
+struct ScanState<'a> {
+    bits: Bits<'a>,
+    rst: Restarts,
+    eobrun: u32,
+    pred: [i32; 4],
 }
 
 /// Decodes a progressive JPEG at 1/`denom` (2, 4 or 8). `None`: not in scope or irregular;
@@ -421,28 +384,30 @@ pub(crate) fn decode(data: &[u8], denom: u32) -> Option<Raster> {
 
 struct Decoder {
     frame: Option<Frame>,
-    dc: [Option<Huff>; 4],
-    ac: [Option<Huff>; 4],
+    tables: Vec<Huff>,
+    dc: [Option<usize>; 4],
+    ac: [Option<usize>; 4],
     quant: [Option<[u16; 64]>; 4],
     restart_interval: usize,
     denom: usize,
     jfif: bool,
     adobe: Option<u8>,
-    eoi: bool,
+    scans: Vec<Scan>,
 }
 
 impl Decoder {
     fn run(b: &[u8], denom: usize) -> R<Raster> {
         let mut d = Decoder {
             frame: None,
-            dc: [None, None, None, None],
-            ac: [None, None, None, None],
+            tables: Vec::new(),
+            dc: [None; 4],
+            ac: [None; 4],
             quant: [None; 4],
             restart_interval: 0,
             denom,
             jfif: false,
             adobe: None,
-            eoi: false,
+            scans: Vec::new(),
         };
         if !b.starts_with(&[0xFF, 0xD8]) {
             return Err(Irregular);
@@ -458,10 +423,8 @@ impl Decoder {
             let marker = *b.get(pos).ok_or(Irregular)?;
             pos += 1;
             match marker {
-                0xD9 => {
-                    d.eoi = true;
-                    break;
-                }
+                // The loop only ends here: a file without EOI is irregular.
+                0xD9 => break,
                 0xD8 | 0x01 | 0xD0..=0xD7 => return Err(Irregular),
                 _ => {}
             }
@@ -486,16 +449,13 @@ impl Decoder {
                 0xEE if seg.len() >= 12 && seg.starts_with(b"Adobe") => d.adobe = Some(seg[11]),
                 0xDA => {
                     let end = scan_end(b, pos);
-                    d.sos(seg, &b[pos..end])?;
+                    d.sos(seg, pos, end)?;
                     pos = end;
                 }
                 _ => {}
             }
         }
-        if !d.eoi {
-            return Err(Irregular);
-        }
-        d.render()
+        d.decode(b)
     }
 
     fn sof(&mut self, seg: &[u8]) -> R<()> {
@@ -547,23 +507,6 @@ impl Decoder {
             }
             let cw = (width * h).div_ceil(hmax);
             let ch = (height * v).div_ceil(vmax);
-            let (stride, rows) = (mcus_x * h, mcus_y * v);
-            let mut slot = [255u8; 64];
-            let mut nkeep = 0usize;
-            // At 1/8 only the DC scans are decoded (the DC-only decode the crate did before).
-            let read: &[usize] = if self.denom == 8 {
-                &[0]
-            } else {
-                rows_read(size)
-            };
-            for (k, &nat) in ZIGZAG.iter().enumerate() {
-                let (r, c) = (nat as usize / 8, nat as usize % 8);
-                if read.contains(&r) && read.contains(&c) {
-                    slot[k] = nkeep as u8;
-                    nkeep += 1;
-                }
-            }
-            let blocks = stride * rows;
             comps.push(Comp {
                 id,
                 h,
@@ -571,19 +514,10 @@ impl Decoder {
                 tq,
                 bw: cw.div_ceil(8),
                 bh: ch.div_ceil(8),
-                stride,
+                stride: mcus_x * h,
                 size,
-                slot,
-                nkeep,
-                coefs: Store::new(blocks, nkeep),
-                masks: if self.denom == 8 {
-                    Vec::new()
-                } else {
-                    vec![0; blocks]
-                },
                 quant: None,
                 coef_bits: [-1; 64],
-                pred: 0,
             });
         }
         self.frame = Some(Frame {
@@ -600,7 +534,7 @@ impl Decoder {
 
     fn dht(&mut self, mut seg: &[u8]) -> R<()> {
         while !seg.is_empty() {
-            if seg.len() < 17 {
+            if seg.len() < 17 || self.tables.len() >= MAX_TABLES {
                 return Err(Irregular);
             }
             let (class, id) = (seg[0] >> 4, (seg[0] & 15) as usize);
@@ -610,11 +544,12 @@ impl Decoder {
             let counts: [u8; 16] = seg[1..17].try_into().expect("16 counts");
             let total: usize = counts.iter().map(|&c| c as usize).sum();
             let syms = seg.get(17..17 + total).ok_or(Irregular)?;
-            let h = Huff::new(&counts, syms)?;
+            self.tables.push(Huff::new(&counts, syms)?);
+            let at = Some(self.tables.len() - 1);
             if class == 0 {
-                self.dc[id] = Some(h);
+                self.dc[id] = at;
             } else {
-                self.ac[id] = Some(h);
+                self.ac[id] = at;
             }
             seg = &seg[17 + total..];
         }
@@ -644,21 +579,23 @@ impl Decoder {
         Ok(())
     }
 
-    fn sos(&mut self, seg: &[u8], data: &[u8]) -> R<()> {
+    /// Checks a scan header as libjpeg would at its SOS and records it with the tables in
+    /// force; the data is decoded later, row by row, with every other scan.
+    fn sos(&mut self, seg: &[u8], start: usize, end: usize) -> R<()> {
         let f = self.frame.as_mut().ok_or(Irregular)?;
         let ns = *seg.first().ok_or(Irregular)? as usize;
         if ns == 0 || ns > 4 || seg.len() != 4 + 2 * ns {
             return Err(Irregular);
         }
-        let mut idx = Vec::with_capacity(ns);
+        let mut comps = Vec::with_capacity(ns);
         let mut tables = Vec::with_capacity(ns);
         for i in 0..ns {
             let cid = seg[1 + 2 * i];
             let ci = f.comps.iter().position(|c| c.id == cid).ok_or(Irregular)?;
-            if idx.contains(&ci) {
+            if comps.contains(&ci) {
                 return Err(Irregular);
             }
-            idx.push(ci);
+            comps.push(ci);
             let t = seg[2 + 2 * i];
             if t >> 4 > 3 || t & 15 > 3 {
                 return Err(Irregular);
@@ -684,7 +621,7 @@ impl Decoder {
         if (ah != 0 && al != ah - 1) || al > 13 {
             return Err(Irregular);
         }
-        for &ci in &idx {
+        for &ci in &comps {
             let c = &mut f.comps[ci];
             if !dc_scan && c.coef_bits[0] < 0 {
                 return Err(Irregular);
@@ -700,89 +637,42 @@ impl Decoder {
             if c.quant.is_none() {
                 c.quant = Some(self.quant[c.tq].ok_or(Irregular)?);
             }
-            c.pred = 0;
         }
         // At 1/8 the AC scans are not needed.
         if self.denom == 8 && !dc_scan {
             return Ok(());
         }
-        let mut bits = Bits::new(data);
-        let ri = self.restart_interval;
-        let al = al as u32;
-        if dc_scan {
-            let hs: Vec<Option<&Huff>> =
-                tables.iter().map(|&(td, _)| self.dc[td].as_ref()).collect();
-            if ah == 0 && hs.iter().any(|h| h.is_none()) {
-                return Err(Irregular);
-            }
-            let interleaved = ns > 1;
-            let (units_x, units_y) = if interleaved {
-                (f.mcus_x, f.mcus_y)
-            } else {
-                let c = &f.comps[idx[0]];
-                (c.bw, c.bh)
-            };
-            let mut togo = ri;
-            let mut next_rst = 0u8;
-            for my in 0..units_y {
-                for mx in 0..units_x {
-                    if ri > 0 {
-                        if togo == 0 {
-                            bits.restart(next_rst)?;
-                            next_rst = (next_rst + 1) & 7;
-                            togo = ri;
-                            for &ci in &idx {
-                                f.comps[ci].pred = 0;
-                            }
-                        }
-                        togo -= 1;
-                    }
-                    for (si, &ci) in idx.iter().enumerate() {
-                        let c = &mut f.comps[ci];
-                        let (bh, bv) = if interleaved { (c.h, c.v) } else { (1, 1) };
-                        for v in 0..bv {
-                            for h in 0..bh {
-                                let (bx, by) = if interleaved {
-                                    (mx * c.h + h, my * c.v + v)
-                                } else {
-                                    (mx, my)
-                                };
-                                let at = by * c.stride + bx;
-                                if ah == 0 {
-                                    let hf = hs[si].ok_or(Irregular)?;
-                                    bits.refill();
-                                    let s = bits.symbol(hf)? as u32;
-                                    if s > 15 {
-                                        return Err(Irregular);
-                                    }
-                                    let diff = extend(bits.bits(s), s);
-                                    c.pred = c.pred.wrapping_add(diff);
-                                    c.coefs.set(at, 0, c.pred.wrapping_shl(al) as i16);
-                                } else if bits.bit() {
-                                    let v = c.coefs.get(at, 0) | (1 << al);
-                                    c.coefs.set(at, 0, v);
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        } else {
-            let c = &mut f.comps[idx[0]];
-            let h = self.ac[tables[0].1].as_ref().ok_or(Irregular)?;
-            if ah == 0 {
-                ac_first(&mut bits, h, c, ss, se, al, ri)?;
-            } else {
-                ac_refine(&mut bits, h, c, ss, se, al, ri)?;
-            }
-        }
-        if !bits.sound() {
+        if self.scans.len() >= MAX_SCANS {
             return Err(Irregular);
         }
+        let dc: Vec<Option<usize>> = tables.iter().map(|&(td, _)| self.dc[td]).collect();
+        if dc_scan && ah == 0 && dc.iter().any(|t| t.is_none()) {
+            return Err(Irregular);
+        }
+        let ac = if dc_scan {
+            None
+        } else {
+            Some(self.ac[tables[0].1].ok_or(Irregular)?)
+        };
+        self.scans.push(Scan {
+            comps,
+            dc,
+            ac,
+            ss,
+            se,
+            ah,
+            al: al as u32,
+            restart_interval: self.restart_interval,
+            start,
+            end,
+        });
         Ok(())
     }
 
-    fn render(self) -> R<Raster> {
+    /// Decodes every scan one MCU row at a time (each scan keeps its own place in its data)
+    /// and renders each row as soon as its last scan has been through it, so only one MCU
+    /// row of coefficients is ever held, and it stays in cache across the scans.
+    fn decode(self, b: &[u8]) -> R<Raster> {
         let f = self.frame.ok_or(Irregular)?;
         let ncomp = f.comps.len();
         // Every component needs its DC, or libjpeg would warn.
@@ -796,75 +686,264 @@ impl Decoder {
                 return Err(Irregular);
             }
         }
-        let out_w = f.width.div_ceil(self.denom);
-        let out_h = f.height.div_ceil(self.denom);
-        let ch = if colour { 3 } else { 1 };
-        let mut data = vec![0u8; out_w * out_h * ch];
-        // One MCU row of every component's pixels at a time (all planes have the output's
-        // pixel density: 4:2:0 chroma is decoded with a doubled IDCT, as libjpeg does).
-        let strip_w = f.mcus_x * f.hmax * (8 / self.denom);
-        let strip_h = f.vmax * (8 / self.denom);
-        let mut planes: Vec<Vec<u8>> = (0..ncomp).map(|_| vec![0u8; strip_w * strip_h]).collect();
-        let mut block = [0i32; 64];
+        let mut states: Vec<ScanState<'_>> = self
+            .scans
+            .iter()
+            .map(|s| ScanState {
+                bits: Bits::new(&b[s.start..s.end]),
+                rst: Restarts::new(s.restart_interval),
+                eobrun: 0,
+                pred: [0; 4],
+            })
+            .collect();
+        let mut rows: Vec<Row> = f
+            .comps
+            .iter()
+            .map(|c| Row {
+                coefs: vec![[0i16; 64]; c.stride * c.v],
+                masks: vec![0u64; c.stride * c.v],
+            })
+            .collect();
+        let mut out = Render::new(&f, self.denom)?;
         for my in 0..f.mcus_y {
-            for (c, plane) in f.comps.iter().zip(planes.iter_mut()) {
-                let q = c.quant.as_ref().ok_or(Irregular)?;
-                let sz = c.size;
-                // The natural index of each stored slot.
-                let mut natural = vec![0u8; c.nkeep];
-                for (k, &s) in c.slot.iter().enumerate() {
-                    if s != 255 {
-                        natural[s as usize] = ZIGZAG[k];
-                    }
-                }
-                let idct: fn(&[i32; 64], &mut [u8], usize) = match sz {
-                    1 => idct::idct1,
-                    2 => idct::idct2,
-                    4 => idct::idct4,
-                    _ => idct::idct8,
-                };
-                for v in 0..c.v {
-                    let by = my * c.v + v;
-                    for bx in 0..c.stride {
-                        let at = by * c.stride + bx;
-                        block.fill(0);
-                        for (si, &n) in natural.iter().enumerate() {
-                            block[n as usize] = c.coefs.get(at, si) as i32 * q[n as usize] as i32;
-                        }
-                        let off = v * sz * strip_w + bx * sz;
-                        idct(&block, &mut plane[off..], strip_w);
-                    }
-                }
+            for row in rows.iter_mut() {
+                row.coefs.fill([0; 64]);
+                row.masks.fill(0);
             }
-            let y0 = my * strip_h;
-            let rows = strip_h.min(out_h.saturating_sub(y0));
-            for r in 0..rows {
-                let dst = &mut data[(y0 + r) * out_w * ch..(y0 + r + 1) * out_w * ch];
-                if colour {
-                    let (py, pb, pr) = (
-                        &planes[0][r * strip_w..r * strip_w + out_w],
-                        &planes[1][r * strip_w..r * strip_w + out_w],
-                        &planes[2][r * strip_w..r * strip_w + out_w],
-                    );
-                    for (((px, &y), &cb), &cr) in dst.chunks_exact_mut(3).zip(py).zip(pb).zip(pr) {
-                        let (y, cb, cr) = (y as i32, cb as i32 - 128, cr as i32 - 128);
-                        // jdcolor.c's fixed-point YCbCr -> RGB (16-bit fractions).
-                        px[0] = (y + ((91881 * cr + 32768) >> 16)).clamp(0, 255) as u8;
-                        px[1] =
-                            (y + ((-22554 * cb - 46802 * cr + 32768) >> 16)).clamp(0, 255) as u8;
-                        px[2] = (y + ((116130 * cb + 32768) >> 16)).clamp(0, 255) as u8;
+            for (scan, st) in self.scans.iter().zip(states.iter_mut()) {
+                decode_row(scan, st, &f, &mut rows, my, &self.tables)?;
+            }
+            out.row(&f, &rows, my);
+        }
+        if states.iter().any(|s| !s.bits.sound()) {
+            return Err(Irregular);
+        }
+        Ok(out.finish())
+    }
+}
+
+/// One MCU row of one scan: the blocks of row `my` that the scan codes, in its order.
+#[inline(never)]
+fn decode_row(
+    s: &Scan,
+    st: &mut ScanState<'_>,
+    f: &Frame,
+    rows: &mut [Row],
+    my: usize,
+    tables: &[Huff],
+) -> R<()> {
+    let bits = &mut st.bits;
+    if s.comps.len() > 1 {
+        // Interleaved (DC only): whole MCUs, dummy edge blocks included.
+        for mx in 0..f.mcus_x {
+            if st.rst.step(bits)? {
+                st.pred = [0; 4];
+            }
+            for (si, &ci) in s.comps.iter().enumerate() {
+                let c = &f.comps[ci];
+                let row = &mut rows[ci];
+                for v in 0..c.v {
+                    for h in 0..c.h {
+                        let at = v * c.stride + mx * c.h + h;
+                        dc_block(bits, s, si, &mut st.pred[si], &mut row.coefs[at], tables)?;
                     }
-                } else {
-                    dst.copy_from_slice(&planes[0][r * strip_w..r * strip_w + out_w]);
                 }
             }
         }
-        Ok(Raster {
-            width: out_w as u32,
-            height: out_h as u32,
-            layout: if colour { Layout::Rgb } else { Layout::Gray },
-            data,
+        return Ok(());
+    }
+    let ci = s.comps[0];
+    let c = &f.comps[ci];
+    let row = &mut rows[ci];
+    let ac = s.ac.map(|t| &tables[t]);
+    for v in 0..c.v {
+        if my * c.v + v >= c.bh {
+            break;
+        }
+        let base = v * c.stride;
+        let coefs = &mut row.coefs[base..base + c.bw];
+        let masks = &mut row.masks[base..base + c.bw];
+        for (coef, mask) in coefs.iter_mut().zip(masks.iter_mut()) {
+            let restarted = st.rst.step(bits)?;
+            if restarted {
+                st.pred = [0; 4];
+                st.eobrun = 0;
+            }
+            match ac {
+                None => dc_block(bits, s, 0, &mut st.pred[0], coef, tables)?,
+                Some(h) if s.ah == 0 => {
+                    ac_first(bits, h, coef, mask, s.ss, s.se, s.al, &mut st.eobrun)?
+                }
+                Some(h) => ac_refine(bits, h, coef, mask, s.ss, s.se, s.al, &mut st.eobrun)?,
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The DC of one block, first scan or refinement.
+#[inline(never)]
+fn dc_block(
+    bits: &mut Bits<'_>,
+    s: &Scan,
+    si: usize,
+    pred: &mut i32,
+    coef: &mut [i16; 64],
+    tables: &[Huff],
+) -> R<()> {
+    if s.ah == 0 {
+        let h = &tables[s.dc[si].ok_or(Irregular)?];
+        bits.refill();
+        let n = bits.symbol(h)? as u32;
+        if n > 15 {
+            return Err(Irregular);
+        }
+        let diff = extend(bits.bits(n), n);
+        *pred = pred.wrapping_add(diff);
+        coef[0] = pred.wrapping_shl(s.al) as i16;
+    } else if bits.bit() {
+        coef[0] |= 1 << s.al;
+    }
+    Ok(())
+}
+
+/// The output raster, filled one MCU row at a time.
+struct Render {
+    out_w: usize,
+    out_h: usize,
+    colour: bool,
+    data: Vec<u8>,
+    strip_w: usize,
+    strip_h: usize,
+    /// One MCU row of every component's pixels (all planes have the output's pixel density:
+    /// 4:2:0 chroma is decoded with a doubled IDCT, as libjpeg does).
+    planes: Vec<Vec<u8>>,
+    arch: pulp::Arch,
+}
+
+impl Render {
+    fn new(f: &Frame, denom: usize) -> R<Self> {
+        let colour = f.comps.len() == 3;
+        let out_w = f.width.div_ceil(denom);
+        let out_h = f.height.div_ceil(denom);
+        let ch = if colour { 3 } else { 1 };
+        let strip_w = f.mcus_x * f.hmax * (8 / denom);
+        let strip_h = f.vmax * (8 / denom);
+        if f.comps.iter().any(|c| c.quant.is_none()) {
+            return Err(Irregular);
+        }
+        Ok(Render {
+            out_w,
+            out_h,
+            colour,
+            data: vec![0u8; out_w * out_h * ch],
+            strip_w,
+            strip_h,
+            planes: f
+                .comps
+                .iter()
+                .map(|_| vec![0u8; strip_w * strip_h])
+                .collect(),
+            arch: pulp::Arch::new(),
         })
+    }
+
+    #[inline(never)]
+    fn row(&mut self, f: &Frame, rows: &[Row], my: usize) {
+        let strip_w = self.strip_w;
+        let planes = &mut self.planes;
+        // The dequantization and IDCTs of the row, compiled for the best vector unit the CPU
+        // has (pulp detects it once); every path computes the same integers.
+        self.arch.dispatch(RowIdct {
+            f,
+            rows,
+            planes,
+            strip_w,
+        });
+        let (out_w, ch) = (self.out_w, if self.colour { 3 } else { 1 });
+        let y0 = my * self.strip_h;
+        let nrows = self.strip_h.min(self.out_h.saturating_sub(y0));
+        for r in 0..nrows {
+            let dst = &mut self.data[(y0 + r) * out_w * ch..(y0 + r + 1) * out_w * ch];
+            let line = r * strip_w..r * strip_w + out_w;
+            if self.colour {
+                let (py, pb, pr) = (
+                    &self.planes[0][line.clone()],
+                    &self.planes[1][line.clone()],
+                    &self.planes[2][line],
+                );
+                for (((px, &y), &cb), &cr) in dst.chunks_exact_mut(3).zip(py).zip(pb).zip(pr) {
+                    let (y, cb, cr) = (y as i32, cb as i32 - 128, cr as i32 - 128);
+                    // jdcolor.c's fixed-point YCbCr -> RGB (16-bit fractions).
+                    px[0] = (y + ((91881 * cr + 32768) >> 16)).clamp(0, 255) as u8;
+                    px[1] = (y + ((-22554 * cb - 46802 * cr + 32768) >> 16)).clamp(0, 255) as u8;
+                    px[2] = (y + ((116130 * cb + 32768) >> 16)).clamp(0, 255) as u8;
+                }
+            } else {
+                dst.copy_from_slice(&self.planes[0][line]);
+            }
+        }
+    }
+
+    fn finish(self) -> Raster {
+        Raster {
+            width: self.out_w as u32,
+            height: self.out_h as u32,
+            layout: if self.colour {
+                Layout::Rgb
+            } else {
+                Layout::Gray
+            },
+            data: self.data,
+        }
+    }
+}
+
+/// The dequantization and IDCTs of one MCU row, as a pulp operation.
+struct RowIdct<'a> {
+    f: &'a Frame,
+    rows: &'a [Row],
+    planes: &'a mut [Vec<u8>],
+    strip_w: usize,
+}
+
+impl pulp::WithSimd for RowIdct<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) {
+        let strip_w = self.strip_w;
+        let mut block = [0i32; 64];
+        for ((c, row), plane) in self
+            .f
+            .comps
+            .iter()
+            .zip(self.rows)
+            .zip(self.planes.iter_mut())
+        {
+            let q = c.quant.as_ref().expect("checked in Render::new");
+            let sz = c.size;
+            for v in 0..c.v {
+                for bx in 0..c.stride {
+                    let coef = &row.coefs[v * c.stride + bx];
+                    let out = &mut plane[v * sz * strip_w + bx * sz..];
+                    if sz == 1 {
+                        block[0] = coef[0] as i32 * q[0] as i32;
+                        idct::idct1(&block, out, strip_w);
+                        continue;
+                    }
+                    // All 64 (the IDCT reads only its set): one vectorized pass.
+                    for ((b, &x), &m) in block.iter_mut().zip(coef).zip(q) {
+                        *b = x as i32 * m as i32;
+                    }
+                    match sz {
+                        2 => idct::idct2(&block, out, strip_w),
+                        4 => idct::idct4(&block, out, strip_w),
+                        _ => idct::idct8(&block, out, strip_w),
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -887,7 +966,8 @@ fn scan_end(b: &[u8], from: usize) -> usize {
     }
 }
 
-/// Restart bookkeeping for single-component scans (one block per MCU).
+/// Restart bookkeeping: `interval` MCUs between RSTn markers (a block, in a single-component
+/// scan).
 struct Restarts {
     interval: usize,
     togo: usize,
@@ -903,7 +983,7 @@ impl Restarts {
         }
     }
 
-    /// Before each block: true when a restart happened (EOB run reset).
+    /// Before each MCU: true when a restart happened (predictions and EOB run reset).
     #[inline(always)]
     fn step(&mut self, bits: &mut Bits<'_>) -> R<bool> {
         if self.interval == 0 {
@@ -921,204 +1001,245 @@ impl Restarts {
     }
 }
 
+/// One block of an AC first scan (spectral selection `ss..=se`, point transform `al`).
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
 fn ac_first(
     bits: &mut Bits<'_>,
     h: &Huff,
-    c: &mut Comp,
+    coef: &mut [i16; 64],
+    mask: &mut u64,
     ss: usize,
     se: usize,
     al: u32,
-    ri: usize,
+    eobrun: &mut u32,
 ) -> R<()> {
-    let mut rst = Restarts::new(ri);
-    let mut eobrun = 0u32;
-    let slot = c.slot;
+    if *eobrun > 0 {
+        *eobrun -= 1;
+        return Ok(());
+    }
     // The one-step table holds magnitudes of up to 8 bits; with a larger point transform a
     // value could leave i16, which the slow path refuses.
     let use_fast = al <= 7;
-    for by in 0..c.bh {
-        for bx in 0..c.bw {
-            if rst.step(bits)? {
-                eobrun = 0;
-            }
-            if eobrun > 0 {
-                eobrun -= 1;
-                continue;
-            }
-            let b = by * c.stride + bx;
-            let coefs = &mut c.coefs;
-            let mut mask = c.masks[b];
-            let mut k = ss;
-            while k <= se {
-                bits.refill();
-                let fast = if use_fast {
-                    h.fast_ac[(bits.buf >> (64 - LOOKAHEAD)) as usize]
-                } else {
-                    0
-                };
-                let (r, val) = if fast != 0 {
-                    bits.consume((fast & 0xFF) as u32);
-                    (((fast >> 8) & 0xFF) as usize, fast >> 16)
-                } else {
-                    let rs = bits.symbol(h)?;
-                    let (r, s) = ((rs >> 4) as usize, (rs & 15) as u32);
-                    if s == 0 {
-                        if r == 15 {
-                            k += 16;
-                            continue;
-                        }
-                        eobrun = 1 << r;
-                        if r > 0 {
-                            eobrun += bits.bits(r as u32);
-                        }
-                        eobrun -= 1;
-                        break;
-                    }
-                    if s + al > 15 {
-                        return Err(Irregular);
-                    }
-                    (r, extend(bits.take(s), s))
-                };
-                k += r;
-                if k > se {
-                    return Err(Irregular);
+    let mut m = *mask;
+    let mut k = ss;
+    while k <= se {
+        bits.refill();
+        let fast = if use_fast {
+            h.fast_ac[(bits.buf >> (64 - LOOKAHEAD)) as usize]
+        } else {
+            0
+        };
+        let (r, val) = if fast != 0 {
+            bits.consume((fast & 0xFF) as u32);
+            (((fast >> 8) & 0xFF) as usize, fast >> 16)
+        } else {
+            let rs = bits.symbol(h)?;
+            let (r, s) = ((rs >> 4) as usize, (rs & 15) as u32);
+            if s == 0 {
+                if r == 15 {
+                    k += 16;
+                    continue;
                 }
-                mask |= 1u64 << k;
-                let sl = slot[k];
-                if sl != 255 {
-                    coefs.set(b, sl as usize, (val << al) as i16);
+                let mut run = 1 << r;
+                if r > 0 {
+                    run += bits.bits(r as u32);
                 }
-                k += 1;
+                *eobrun = run - 1;
+                break;
             }
-            c.masks[b] = mask;
+            if s + al > 15 {
+                return Err(Irregular);
+            }
+            (r, extend(bits.take(s), s))
+        };
+        k += r;
+        if k > se {
+            return Err(Irregular);
         }
+        m |= 1u64 << k;
+        coef[ZIGZAG[k] as usize] = (val << al) as i16;
+        k += 1;
     }
+    *mask = m;
     Ok(())
 }
 
+/// One block of an AC refinement scan.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
 fn ac_refine(
     bits: &mut Bits<'_>,
     h: &Huff,
-    c: &mut Comp,
+    coef: &mut [i16; 64],
+    mask: &mut u64,
     ss: usize,
     se: usize,
     al: u32,
-    ri: usize,
+    eobrun: &mut u32,
 ) -> R<()> {
-    let mut rst = Restarts::new(ri);
-    let mut eobrun = 0u32;
-    let slot = c.slot;
     let p1: i16 = 1 << al;
     let band: u64 = if se == 63 {
         !0u64 << ss
     } else {
         ((1u64 << (se + 1)) - 1) & (!0u64 << ss)
     };
-    for by in 0..c.bh {
-        for bx in 0..c.bw {
-            if rst.step(bits)? {
-                eobrun = 0;
-            }
-            let b = by * c.stride + bx;
-            let coefs = &mut c.coefs;
-            let mut mask = c.masks[b];
-            let mut k = ss;
-            if eobrun == 0 {
-                while k <= se {
-                    bits.refill();
-                    let rs = bits.symbol(h)?;
-                    let (r, s) = ((rs >> 4) as u32, rs & 15);
-                    let mut newval: i16 = 0;
-                    if s != 0 {
-                        // jdphuff.c warns on s != 1 and goes on as if it were 1.
-                        newval = if bits.take(1) != 0 { p1 } else { -p1 };
-                    } else if r != 15 {
-                        eobrun = 1 << r;
-                        if r > 0 {
-                            eobrun += bits.bits(r);
-                        }
-                        break;
-                    }
-                    // jdphuff.c walks the band one position at a time: every previously
-                    // nonzero coefficient takes a correction bit, and the walk stops at the
-                    // (r+1)-th still-zero one. Here the stop is found on the history mask
-                    // and the correction bits are read in one go.
-                    let ahead = band & (!0u64 << k);
-                    let mut zeros = !mask & ahead;
-                    for _ in 0..r {
-                        zeros &= zeros.wrapping_sub(1);
-                    }
-                    let target = if zeros != 0 {
-                        zeros.trailing_zeros() as usize
-                    } else {
-                        se + 1
-                    };
-                    let below = if target >= 64 {
-                        !0u64
-                    } else {
-                        (1u64 << target) - 1
-                    };
-                    corrections(bits, coefs, b, mask & ahead & below, &slot, p1);
-                    k = target;
-                    if newval != 0 {
-                        if k > se {
-                            return Err(Irregular);
-                        }
-                        mask |= 1u64 << k;
-                        let sl = slot[k];
-                        if sl != 255 {
-                            coefs.set(b, sl as usize, newval);
-                        }
-                    }
-                    k += 1;
+    let mut m = *mask;
+    let mut k = ss;
+    if *eobrun == 0 {
+        while k <= se {
+            bits.refill();
+            let rs = bits.symbol(h)?;
+            let (r, s) = ((rs >> 4) as u32, rs & 15);
+            let mut newval: i16 = 0;
+            if s != 0 {
+                // jdphuff.c warns on s != 1 and goes on as if it were 1.
+                newval = if bits.take(1) != 0 { p1 } else { -p1 };
+            } else if r != 15 {
+                let mut run = 1 << r;
+                if r > 0 {
+                    run += bits.bits(r);
                 }
+                *eobrun = run;
+                break;
             }
-            if eobrun > 0 {
-                // The rest of the band: one correction bit per previously nonzero coefficient.
-                if k <= se {
-                    corrections(bits, coefs, b, mask & band & (!0u64 << k), &slot, p1);
+            // jdphuff.c walks the band one position at a time: every previously nonzero
+            // coefficient takes a correction bit, and the walk stops at the (r+1)-th
+            // still-zero one. Here the stop is found on the history mask and the correction
+            // bits are read in one go.
+            let ahead = band & (!0u64 << k);
+            let target = select(!m & ahead, r).min(se + 1);
+            let below = if target >= 64 {
+                !0u64
+            } else {
+                (1u64 << target) - 1
+            };
+            corrections(bits, coef, m & ahead & below, p1);
+            k = target;
+            if newval != 0 {
+                if k > se {
+                    return Err(Irregular);
                 }
-                eobrun -= 1;
+                m |= 1u64 << k;
+                coef[ZIGZAG[k] as usize] = newval;
             }
-            c.masks[b] = mask;
+            k += 1;
         }
     }
+    if *eobrun > 0 {
+        // The rest of the band: one correction bit per previously nonzero coefficient.
+        if k <= se {
+            corrections(bits, coef, m & band & (!0u64 << k), p1);
+        }
+        *eobrun -= 1;
+    }
+    *mask = m;
     Ok(())
 }
 
-/// Reads one correction bit for each position set in `nz` (ascending) and applies the set
-/// ones to the stored coefficients (jdphuff.c: add p1 away from zero unless already set).
-/// Only the 1 bits are visited (leading_zeros over the word read), so the about-half zero
-/// bits cost no branch.
+/// For each byte value and rank r, the position of its r-th (from 0) set bit (8: none).
+const SELECT_IN_BYTE: [[u8; 8]; 256] = {
+    let mut t = [[8u8; 8]; 256];
+    let mut b = 0;
+    while b < 256 {
+        let (mut bit, mut rank) = (0, 0);
+        while bit < 8 {
+            if b & (1 << bit) != 0 {
+                t[b][rank] = bit as u8;
+                rank += 1;
+            }
+            bit += 1;
+        }
+        b += 1;
+    }
+    t
+};
+
+/// The position of the `r`-th (from 0) set bit of `x`, or 64 when `x` has at most `r` set
+/// bits. Branch-free (byte counts, their prefix sums by one multiplication, a table for the
+/// byte): the run lengths of refinement scans vary from symbol to symbol, and a loop over
+/// them mispredicts.
 #[inline(always)]
-fn corrections(
-    bits: &mut Bits<'_>,
-    st: &mut Store,
-    b: usize,
-    mut nz: u64,
-    slot: &[u8; 64],
-    p1: i16,
-) {
-    let mut pos = [0u8; 32];
+fn select(x: u64, r: u32) -> usize {
+    const L: u64 = 0x0101_0101_0101_0101;
+    const H: u64 = 0x8080_8080_8080_8080;
+    let mut c = x - ((x >> 1) & 0x5555_5555_5555_5555);
+    c = (c & 0x3333_3333_3333_3333) + ((c >> 2) & 0x3333_3333_3333_3333);
+    c = (c + (c >> 4)) & 0x0F0F_0F0F_0F0F_0F0F;
+    // Byte i: the set bits in bytes 0..=i (at most 64, so no carry between bytes).
+    let prefix = c.wrapping_mul(L);
+    // High bit of byte i set where that count exceeds r.
+    let over = ((prefix | H) - (r as u64 + 1) * L) & H;
+    if over == 0 {
+        return 64;
+    }
+    let byte = over.trailing_zeros() as usize / 8;
+    let before = if byte == 0 {
+        0
+    } else {
+        (prefix >> (byte * 8 - 8)) & 0xFF
+    };
+    let rank = r as usize - before as usize;
+    byte * 8 + SELECT_IN_BYTE[((x >> (byte * 8)) & 0xFF) as usize][rank & 7] as usize
+}
+
+/// Reads one correction bit for each zigzag position set in `nz` (ascending) and applies it
+/// (jdphuff.c: add p1 away from zero unless that bit is already set), without a branch on
+/// the bit.
+#[inline(never)]
+fn corrections(bits: &mut Bits<'_>, coef: &mut [i16; 64], mut nz: u64, p1: i16) {
     while nz != 0 {
         bits.refill();
         let n = nz.count_ones().min(32);
-        for p in pos.iter_mut().take(n as usize) {
-            *p = nz.trailing_zeros() as u8;
-            nz &= nz - 1;
-        }
         // The first bit read belongs to the lowest position: align it at bit 31.
         let mut word = bits.take(n) << (32 - n);
-        while word != 0 {
-            let j = word.leading_zeros() as usize;
-            word &= !(0x8000_0000u32 >> j);
-            let sl = slot[pos[j] as usize];
-            if sl != 255 {
-                let v = st.get(b, sl as usize);
-                let step = if v >= 0 { p1 } else { -p1 };
-                let nv = if v & p1 == 0 { v.wrapping_add(step) } else { v };
-                st.set(b, sl as usize, nv);
+        for _ in 0..n {
+            let at = ZIGZAG[nz.trailing_zeros() as usize] as usize;
+            nz &= nz - 1;
+            let bit = (word >> 31) as i16;
+            word <<= 1;
+            let v = coef[at];
+            let apply = bit & ((v & p1) == 0) as i16;
+            // v is nonzero (its history bit is set): its sign is that of v.
+            let step = ((v >> 15) | 1).wrapping_mul(p1);
+            coef[at] = v.wrapping_add(apply.wrapping_mul(step));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::select;
+
+    /// `select` against the plain loop it replaces, on words from sparse to dense.
+    #[test]
+    fn select_finds_the_rth_set_bit() {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for i in 0..20_000u32 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let w = match i % 4 {
+                0 => x,
+                1 => x & (x >> 3),
+                2 => x | (x << 5),
+                _ => x & (x >> 1) & (x >> 9),
+            };
+            for r in 0..16u32 {
+                let mut z = w;
+                for _ in 0..r {
+                    z &= z.wrapping_sub(1);
+                }
+                let want = if z == 0 {
+                    64
+                } else {
+                    z.trailing_zeros() as usize
+                };
+                assert_eq!(select(w, r), want, "select({w:#x}, {r})");
             }
         }
+        assert_eq!(select(0, 0), 64);
+        assert_eq!(select(!0, 15), 15);
+        assert_eq!(select(1 << 63, 0), 63);
     }
 }
