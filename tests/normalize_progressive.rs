@@ -304,3 +304,69 @@ fn hostile_inputs_never_panic() {
         }
     }
 }
+
+/// Past its cap on Huffman table definitions (1024), the decoder leaves a file to libjpeg,
+/// which decodes it as before: the renditions are libjpeg's. (The cap on scans, 1024, is not
+/// tested here: jpegtran's `-scans` takes at most 100.)
+#[test]
+fn files_past_the_table_cap_are_left_to_libjpeg() {
+    if !tools() {
+        return;
+    }
+    let p = Profile::custom("t", 24, 24, 20_000).with_min_width(16);
+    let ours = Normalizer::new();
+    let lib = Normalizer::new().with_native_progressive(false);
+    let same = |f: &[u8], what: &str| {
+        let a = ours.normalize(f, &p).expect(what).bytes;
+        let b = lib.normalize(f, &p).expect(what).bytes;
+        assert_eq!(a, b, "{what}");
+    };
+    // 1,100 copies of the first DHT segment before the first scan (each a valid redefinition).
+    let jpeg = cjpeg(120, 96, 5, 90, "2x2", &[]);
+    assert!(progressive_rasters(&jpeg, 4).is_some());
+    let d = find(&jpeg, 0xC4)[0];
+    let len = ((jpeg[d + 2] as usize) << 8) | jpeg[d + 3] as usize;
+    let seg = jpeg[d..d + 2 + len].to_vec();
+    let mut many = jpeg[..d].to_vec();
+    for _ in 0..1100 {
+        many.extend_from_slice(&seg);
+    }
+    many.extend_from_slice(&jpeg[d..]);
+    assert!(progressive_rasters(&many, 4).is_none(), "1,100 tables");
+    same(&many, "1,100 tables");
+}
+
+/// A restart interval that changes between scans (DRI is allowed before any SOS): each scan
+/// is decoded with the interval in force at its own SOS.
+#[test]
+fn restart_interval_is_per_scan() {
+    if !tools() {
+        return;
+    }
+    // Two files of the same image, with restart intervals of 1 and 3 MCUs: splice the first
+    // scans of one with the last scans of the other, each preceded by its DRI.
+    let input = pnm(160, 112, 9, false);
+    let q = ["-progressive", "-quality", "85", "-sample", "2x2"];
+    let a = run("cjpeg", &[&q[..], &["-restart", "1B"]].concat(), &input);
+    let b = run("cjpeg", &[&q[..], &["-restart", "3B"]].concat(), &input);
+    let (sa, sb) = (find(&a, 0xDA), find(&b, 0xDA));
+    assert_eq!(sa.len(), sb.len());
+    // The segment run (DHTs and DRI, if any) between scans: the splice point is a scan start
+    // of each, with b's DRI written in front.
+    let half = sa.len() / 2;
+    let dri_b = find(&b, 0xDD)[0];
+    let mut f = a[..sa[half]].to_vec();
+    // b's tables for the scans from `half` on are those in force in b at that point: b's
+    // DHTs between its previous scan and `half` scan are copied with the data.
+    let from_b = find(&b, 0xC4)
+        .into_iter()
+        .filter(|&d| d > sb[half - 1] && d < sb[half])
+        .min()
+        .unwrap_or(sb[half]);
+    f.extend_from_slice(&b[dri_b..dri_b + 6]);
+    f.extend_from_slice(&b[from_b..]);
+    let (w, h, ch, ours, theirs) =
+        progressive_rasters(&f, 2).expect("a spliced file with two restart intervals");
+    assert_eq!(ours.len(), (w * h) as usize * ch);
+    assert!(ours == theirs, "spliced restart intervals");
+}

@@ -782,7 +782,7 @@ fn decode_row(
 }
 
 /// The DC of one block, first scan or refinement.
-#[inline(never)]
+#[inline(always)]
 fn dc_block(
     bits: &mut Bits<'_>,
     s: &Scan,
@@ -848,7 +848,6 @@ impl Render {
         })
     }
 
-    #[inline(never)]
     fn row(&mut self, f: &Frame, rows: &[Row], my: usize) {
         let strip_w = self.strip_w;
         let planes = &mut self.planes;
@@ -1003,7 +1002,7 @@ impl Restarts {
 
 /// One block of an AC first scan (spectral selection `ss..=se`, point transform `al`).
 #[allow(clippy::too_many_arguments)]
-#[inline(never)]
+#[inline(always)]
 fn ac_first(
     bits: &mut Bits<'_>,
     h: &Huff,
@@ -1067,7 +1066,7 @@ fn ac_first(
 
 /// One block of an AC refinement scan.
 #[allow(clippy::too_many_arguments)]
-#[inline(never)]
+#[inline(always)]
 fn ac_refine(
     bits: &mut Bits<'_>,
     h: &Huff,
@@ -1186,7 +1185,7 @@ fn select(x: u64, r: u32) -> usize {
 /// Reads one correction bit for each zigzag position set in `nz` (ascending) and applies it
 /// (jdphuff.c: add p1 away from zero unless that bit is already set), without a branch on
 /// the bit.
-#[inline(never)]
+#[inline(always)]
 fn corrections(bits: &mut Bits<'_>, coef: &mut [i16; 64], mut nz: u64, p1: i16) {
     while nz != 0 {
         bits.refill();
