@@ -2,7 +2,10 @@
 # Seeds and runs the progressive JPEG fuzz target (fuzz_targets/progressive.rs), which
 # compares the crate's own progressive decoder with the libjpeg path through the normalizer.
 #
-#   fuzz/progressive.sh [SECONDS]    (default 60)
+#   fuzz/progressive.sh [SECONDS [LIBFUZZER-FLAGS...]]    (default 60 seconds)
+#
+# e.g. `fuzz/progressive.sh 600 -fork=1 -ignore_crashes=1` keeps going after a crash (each
+# one is saved under fuzz/artifacts/progressive) and counts them.
 #
 # Seeds (written to fuzz/corpus/progressive, which git ignores) are made here at run time,
 # never copied from ../shared/corpus: small synthetic pictures (python3 writes them as
@@ -132,7 +135,7 @@ n=$(wc -c <"$CORPUS/420-200.jpg")
 head -c $((n / 2)) "$CORPUS/420-200.jpg" >"$CORPUS/truncated-420-200-half.jpg"
 head -c $((n - 2)) "$CORPUS/420-200.jpg" >"$CORPUS/truncated-420-200-no-eoi.jpg"
 
-ARGS=(-max_total_time="$SECS" -rss_limit_mb=2048 -timeout=10 -max_len=1000000)
+ARGS=(-max_total_time="$SECS" -rss_limit_mb=2048 -timeout=10 -max_len=1000000 "${@:2}")
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install --locked cargo-fuzz || true
 if command -v cargo-fuzz >/dev/null 2>&1; then
   export RUSTC_BOOTSTRAP=1
