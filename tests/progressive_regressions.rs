@@ -26,7 +26,7 @@ fn check(data: &[u8]) -> Result<(), String> {
         .with_max_dimensions(4096, 4096)
         .with_max_pixels(4_000_000)
         .with_max_decoded_bytes(64 << 20);
-    let ours = Normalizer::new().with_limits(limits.clone());
+    let ours = Normalizer::new().with_limits(limits);
     let lib = Normalizer::new()
         .with_limits(limits)
         .with_native_progressive(false);
