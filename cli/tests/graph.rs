@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::cli;
+use common::graph_sync_with_secret;
 use userphoto::normalize::testimage::photo_jpeg;
 use userphoto_testkit::graph_server::*;
 
@@ -60,24 +60,8 @@ async fn cli_syncs_a_folder_into_graph() {
         .unwrap();
     }
     let run = |secret: String| {
-        let mut c = cli();
-        c.current_dir(&dir)
-            .env("GRAPH_TEST_SECRET", secret)
-            .args(["sync", "--source", "folder:photos", "--sink", "graph"])
-            .args([
-                "--tenant",
-                &srv.tenant_id(),
-                "--client-id",
-                &srv.client_id(),
-            ])
-            .args(["--client-secret-env", "GRAPH_TEST_SECRET"])
-            .args([
-                "--graph-url",
-                &srv.base_url(),
-                "--login-url",
-                &srv.login_url(),
-            ])
-            .args(["--state", "state.redb", "--report", "report.json"]);
+        let mut c = graph_sync_with_secret(&dir, &srv, &secret);
+        c.args(["--state", "state.redb", "--report", "report.json"]);
         c
     };
     let secret = srv.client_secret().unwrap();
@@ -164,24 +148,8 @@ async fn cli_https_through_ssl_cert_file_and_graph_ca_cert() {
         .unwrap();
     }
     let run = |env_ca: Option<&std::path::Path>, flag_ca: Option<&std::path::Path>| {
-        let mut c = cli();
-        c.current_dir(&dir)
-            .env("GRAPH_TEST_SECRET", srv.client_secret().unwrap())
-            .env_remove("SSL_CERT_DIR")
-            .args(["sync", "--source", "folder:photos", "--sink", "graph"])
-            .args([
-                "--tenant",
-                &srv.tenant_id(),
-                "--client-id",
-                &srv.client_id(),
-            ])
-            .args(["--client-secret-env", "GRAPH_TEST_SECRET"])
-            .args([
-                "--graph-url",
-                &srv.base_url(),
-                "--login-url",
-                &srv.login_url(),
-            ])
+        let mut c = graph_sync_with_secret(&dir, &srv, &srv.client_secret().unwrap());
+        c.env_remove("SSL_CERT_DIR")
             .args(["--graph-request-timeout", "10"]);
         match env_ca {
             Some(p) => c.env("SSL_CERT_FILE", p),
@@ -253,24 +221,8 @@ async fn cli_per_user_403_exits_1_and_names_the_two() {
         )
         .unwrap();
     }
-    let mut c = cli();
-    c.current_dir(&dir)
-        .env("GRAPH_TEST_SECRET", srv.client_secret().unwrap())
-        .args(["sync", "--source", "folder:photos", "--sink", "graph"])
-        .args([
-            "--tenant",
-            &srv.tenant_id(),
-            "--client-id",
-            &srv.client_id(),
-        ])
-        .args(["--client-secret-env", "GRAPH_TEST_SECRET"])
-        .args([
-            "--graph-url",
-            &srv.base_url(),
-            "--login-url",
-            &srv.login_url(),
-        ])
-        .args(["--report", "report.json"]);
+    let mut c = graph_sync_with_secret(&dir, &srv, &srv.client_secret().unwrap());
+    c.args(["--report", "report.json"]);
     let o = tokio::task::spawn_blocking(move || c.output().unwrap())
         .await
         .unwrap();

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::{cli, tempdir};
+use common::{graph_sync, tempdir};
 use userphoto::normalize::testimage::photo_jpeg;
 use userphoto_testkit::graph_server::*;
 
@@ -73,13 +73,10 @@ fn photos(dir: &Path, n: usize, seed: u32) {
 /// `userphoto sync --sink graph --graph-url …` in `dir`, no state file, identity variables
 /// cleared.
 fn sync(dir: &Path, srv: &GraphServer) -> Command {
-    let mut c = cli();
+    let mut c = graph_sync(dir, srv);
     for v in IDENTITY_VARS {
         c.env_remove(v);
     }
-    c.current_dir(dir)
-        .args(["sync", "--source", "folder:photos", "--sink", "graph"])
-        .args(["--graph-url", &srv.base_url()]);
     c
 }
 

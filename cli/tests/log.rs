@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{cli, tempdir};
+use common::{cli, graph_sync_with_secret, tempdir};
 use serde_json::Value;
 use userphoto::normalize::testimage::photo_jpeg;
 use userphoto_testkit::ad::{password, run_id, NewUser, Ou};
@@ -223,24 +223,8 @@ async fn a_graph_run_logs_requests_and_retries_and_never_the_secret_or_a_token()
         .unwrap();
     }
     let secret = srv.client_secret().unwrap();
-    let mut c = cli();
-    c.current_dir(&dir)
-        .env("RUST_LOG", "trace")
-        .env("GRAPH_TEST_SECRET", &secret)
-        .args(["sync", "--source", "folder:photos", "--sink", "graph"])
-        .args([
-            "--tenant",
-            &srv.tenant_id(),
-            "--client-id",
-            &srv.client_id(),
-        ])
-        .args(["--client-secret-env", "GRAPH_TEST_SECRET"])
-        .args([
-            "--graph-url",
-            &srv.base_url(),
-            "--login-url",
-            &srv.login_url(),
-        ])
+    let mut c = graph_sync_with_secret(&dir, &srv, &secret);
+    c.env("RUST_LOG", "trace")
         .args(["--no-backup", "--log-file", "graph.jsonl"]);
     let o = tokio::task::spawn_blocking(move || c.output().unwrap())
         .await

@@ -1,8 +1,11 @@
 //! What the CLI's tests share: the binary under test, a fresh temporary folder, the DN of
-//! a generated user. Each test binary uses a part of it, hence the `dead_code` allowances.
+//! a generated user, the `sync --sink graph` command run against the testkit's Graph
+//! server. Each test binary uses a part of it, hence the `dead_code` allowances.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use userphoto_testkit::graph_server::GraphServer;
 
 /// A command for the `userphoto` binary that cargo built for these tests
 /// (`CARGO_BIN_EXE_userphoto`), with the crash-test hook cleared.
@@ -25,4 +28,34 @@ pub fn tempdir(suite: &str, name: &str) -> PathBuf {
 #[allow(dead_code)]
 pub fn dn(user: &str) -> String {
     format!("CN={user},OU=Staff,DC=example,DC=test")
+}
+
+/// `userphoto sync --source folder:photos --sink graph --graph-url URL`, run in `dir`
+/// against `srv`: what every Graph run shares. The caller adds the credential (see
+/// [`graph_sync_with_secret`]) and its own flags.
+#[allow(dead_code)]
+pub fn graph_sync(dir: &Path, srv: &GraphServer) -> Command {
+    let mut c = cli();
+    c.current_dir(dir)
+        .args(["sync", "--source", "folder:photos", "--sink", "graph"])
+        .args(["--graph-url", &srv.base_url()]);
+    c
+}
+
+/// [`graph_sync`] with an app's client secret: `--tenant` and `--client-id` of `srv`'s
+/// app, `secret` in `GRAPH_TEST_SECRET` named by `--client-secret-env`, `--login-url`
+/// of `srv`.
+#[allow(dead_code)]
+pub fn graph_sync_with_secret(dir: &Path, srv: &GraphServer, secret: &str) -> Command {
+    let mut c = graph_sync(dir, srv);
+    c.env("GRAPH_TEST_SECRET", secret)
+        .args([
+            "--tenant",
+            &srv.tenant_id(),
+            "--client-id",
+            &srv.client_id(),
+        ])
+        .args(["--client-secret-env", "GRAPH_TEST_SECRET"])
+        .args(["--login-url", &srv.login_url()]);
+    c
 }
