@@ -2,7 +2,24 @@
 //! `jpeg_idct_2x2`, `jpeg_idct_4x4` (jidctred.c) and `jpeg_idct_islow` (jidctint.c), so the
 //! pixels equal the libjpeg path's. The arithmetic is written out from the published
 //! algorithm (Loeffler-Ligtenberg-Moschytz with 13-bit constants, two passes with 2 extra
-//! bits between them); i64 intermediates so no input, however hostile, can overflow.
+//! bits between them).
+//!
+//! Each IDCT also reports whether its block stayed where every implementation agrees: the
+//! first pass's results within 16 bits (libjpeg-turbo's SIMD IDCTs keep them in 16-bit
+//! lanes, with saturation) and the outputs within -384..=383 before the +128 (where
+//! libjpeg's C range-limit table, the SIMD saturation and [`limit`] give the same byte).
+//! A conforming file never leaves that range; a hostile one that does is left to libjpeg by
+//! the caller, so the output is libjpeg's either way.
+
+/// 1 when `x` is outside `lo..=hi`.
+#[inline(always)]
+fn outside(x: i32, lo: i32, hi: i32) -> u32 {
+    (x.wrapping_sub(lo) as u32 > (hi - lo) as u32) as u32
+}
+
+/// The output range every implementation agrees on (before the +128).
+const OUT_LO: i32 = -384;
+const OUT_HI: i32 = 383;
 
 /// Output of the IDCT: libjpeg's post-IDCT range limit (a 10-bit wrap, then a clamp to 0..=255
 /// around the centre 128).
@@ -22,14 +39,17 @@ const PASS1_BITS: u32 = 2;
 
 /// 1x1: the DC alone.
 #[inline(always)]
-pub(super) fn idct1(c: &[i32; 64], out: &mut [u8], _stride: usize) {
-    out[0] = limit(descale(c[0] as i64, 3));
+pub(super) fn idct1(c: &[i32; 64], out: &mut [u8], _stride: usize) -> u32 {
+    let x = descale(c[0] as i64, 3);
+    out[0] = limit(x);
+    outside(x as i32, OUT_LO, OUT_HI)
 }
 
 /// 2x2 from rows/columns 0, 1, 3, 5, 7.
 #[inline(always)]
-pub(super) fn idct2(c: &[i32; 64], out: &mut [u8], stride: usize) {
+pub(super) fn idct2(c: &[i32; 64], out: &mut [u8], stride: usize) -> u32 {
     let mut ws = [0i64; 16];
+    let mut bad = 0;
     for col in [0usize, 1, 3, 5, 7] {
         let t10 = (c[col] as i64) << (CONST_BITS + 2);
         let t0 = (c[56 + col] as i64) * -5906
@@ -38,15 +58,22 @@ pub(super) fn idct2(c: &[i32; 64], out: &mut [u8], stride: usize) {
             + (c[8 + col] as i64) * 29692;
         ws[col] = descale(t10 + t0, CONST_BITS - PASS1_BITS + 2) as i32 as i64;
         ws[8 + col] = descale(t10 - t0, CONST_BITS - PASS1_BITS + 2) as i32 as i64;
+        bad |= outside(ws[col] as i32, -32768, 32767) | outside(ws[8 + col] as i32, -32768, 32767);
     }
     for row in 0..2 {
         let w = &ws[row * 8..row * 8 + 8];
         let t10 = w[0] << (CONST_BITS + 2);
         let t0 = w[7] * -5906 + w[5] * 6967 + w[3] * -10426 + w[1] * 29692;
         let o = &mut out[row * stride..row * stride + 2];
-        o[0] = limit(descale(t10 + t0, CONST_BITS + PASS1_BITS + 3 + 2));
-        o[1] = limit(descale(t10 - t0, CONST_BITS + PASS1_BITS + 3 + 2));
+        let (a, b) = (
+            descale(t10 + t0, CONST_BITS + PASS1_BITS + 3 + 2),
+            descale(t10 - t0, CONST_BITS + PASS1_BITS + 3 + 2),
+        );
+        o[0] = limit(a);
+        o[1] = limit(b);
+        bad |= outside(a as i32, OUT_LO, OUT_HI) | outside(b as i32, OUT_LO, OUT_HI);
     }
+    bad
 }
 
 /// Eight lanes: one pass of a 2-D IDCT runs on all 8 columns (or, transposed, rows) at
@@ -83,6 +110,12 @@ fn shl(a: V, n: u32) -> V {
 #[inline(always)]
 fn desc(a: V, n: u32) -> V {
     a.map(|x| x.wrapping_add(1 << (n - 1)) >> n)
+}
+
+/// 1 when any lane is outside `lo..=hi`.
+#[inline(always)]
+fn outside_v(v: &V, lo: i32, hi: i32) -> u32 {
+    v.iter().fold(0, |a, &x| a | outside(x, lo, hi))
 }
 
 /// Row `r` of a block (8 coefficients, one per column lane).
@@ -122,9 +155,15 @@ fn red4_1d(g: [V; 8]) -> [V; 4] {
 
 /// 4x4 from rows/columns 0, 1, 2, 3, 5, 6, 7.
 #[inline(always)]
-pub(super) fn idct4(c: &[i32; 64], out: &mut [u8], stride: usize) {
+pub(super) fn idct4(c: &[i32; 64], out: &mut [u8], stride: usize) -> u32 {
     let g: [V; 8] = std::array::from_fn(|r| row(c, r));
     let p = red4_1d(g).map(|v| desc(v, CONST_BITS - PASS1_BITS + 1));
+    // Lane 4 (column 4, which the 4x4 IDCT does not read) is left out of the check.
+    let mut bad = p.iter().fold(0, |a, v| {
+        let mut v = *v;
+        v[4] = 0;
+        a | outside_v(&v, -32768, 32767)
+    });
     // The 4 work rows, transposed: lane = output row, vector = work column.
     let z = [0i32; 8];
     let t = transpose([p[0], p[1], p[2], p[3], z, z, z, z]);
@@ -134,6 +173,9 @@ pub(super) fn idct4(c: &[i32; 64], out: &mut [u8], stride: usize) {
             *o = limit(r[x][y] as i64);
         }
     }
+    // Lanes 4..8 of `r` come from zero rows: always in range.
+    bad |= r.iter().fold(0, |a, v| a | outside_v(v, OUT_LO, OUT_HI));
+    bad
 }
 
 /// One 8-point pass of the islow IDCT on 8 lanes, returning the 8 outputs before descale.
@@ -179,7 +221,7 @@ fn islow_1d(g: [V; 8]) -> [V; 8] {
 
 /// The full 8x8 islow IDCT.
 #[inline(always)]
-pub(super) fn idct8(c: &[i32; 64], out: &mut [u8], stride: usize) {
+pub(super) fn idct8(c: &[i32; 64], out: &mut [u8], stride: usize) -> u32 {
     let g: [V; 8] = std::array::from_fn(|r| row(c, r));
     let p = islow_1d(g).map(|v| desc(v, CONST_BITS - PASS1_BITS));
     let r = islow_1d(transpose(p)).map(|v| desc(v, CONST_BITS + PASS1_BITS + 3));
@@ -188,4 +230,6 @@ pub(super) fn idct8(c: &[i32; 64], out: &mut [u8], stride: usize) {
             *o = limit(r[x][y] as i64);
         }
     }
+    p.iter().fold(0, |a, v| a | outside_v(v, -32768, 32767))
+        | r.iter().fold(0, |a, v| a | outside_v(v, OUT_LO, OUT_HI))
 }

@@ -90,6 +90,11 @@ impl Huff {
             if n > 0 {
                 valoffset[len as usize] = k as i32 - code as i32;
                 for _ in 0..n {
+                    // libjpeg refuses a table whose codes overflow their length; checked
+                    // before the code indexes the lookahead tables.
+                    if code >= (1u32 << len) {
+                        return Err(Irregular);
+                    }
                     if len <= LOOKAHEAD {
                         let shift = LOOKAHEAD - len;
                         let sym = vals[k];
@@ -713,7 +718,7 @@ impl Decoder {
             for (scan, st) in self.scans.iter().zip(states.iter_mut()) {
                 decode_row(scan, st, &f, &mut rows, my, &self.tables)?;
             }
-            out.row(&f, &rows, my);
+            out.row(&f, &rows, my)?;
         }
         if states.iter().any(|s| !s.bits.sound()) {
             return Err(Irregular);
@@ -848,17 +853,19 @@ impl Render {
         })
     }
 
-    fn row(&mut self, f: &Frame, rows: &[Row], my: usize) {
+    fn row(&mut self, f: &Frame, rows: &[Row], my: usize) -> R<()> {
         let strip_w = self.strip_w;
         let planes = &mut self.planes;
         // The dequantization and IDCTs of the row, compiled for the best vector unit the CPU
         // has (pulp detects it once); every path computes the same integers.
-        self.arch.dispatch(RowIdct {
+        if !self.arch.dispatch(RowIdct {
             f,
             rows,
             planes,
             strip_w,
-        });
+        }) {
+            return Err(Irregular);
+        }
         let (out_w, ch) = (self.out_w, if self.colour { 3 } else { 1 });
         let y0 = my * self.strip_h;
         let nrows = self.strip_h.min(self.out_h.saturating_sub(y0));
@@ -882,6 +889,7 @@ impl Render {
                 dst.copy_from_slice(&self.planes[0][line]);
             }
         }
+        Ok(())
     }
 
     fn finish(self) -> Raster {
@@ -907,12 +915,14 @@ struct RowIdct<'a> {
 }
 
 impl pulp::WithSimd for RowIdct<'_> {
-    type Output = ();
+    /// Whether every dequantized coefficient was within [`CONFORMING`].
+    type Output = bool;
 
     #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, _simd: S) {
+    fn with_simd<S: pulp::Simd>(self, _simd: S) -> bool {
         let strip_w = self.strip_w;
         let mut block = [0i32; 64];
+        let (mut peak, mut bad) = (0u32, 0u32);
         for ((c, row), plane) in self
             .f
             .comps
@@ -928,23 +938,35 @@ impl pulp::WithSimd for RowIdct<'_> {
                     let out = &mut plane[v * sz * strip_w + bx * sz..];
                     if sz == 1 {
                         block[0] = coef[0] as i32 * q[0] as i32;
-                        idct::idct1(&block, out, strip_w);
+                        peak |= block[0].unsigned_abs();
+                        bad |= idct::idct1(&block, out, strip_w);
                         continue;
                     }
                     // All 64 (the IDCT reads only its set): one vectorized pass.
                     for ((b, &x), &m) in block.iter_mut().zip(coef).zip(q) {
                         *b = x as i32 * m as i32;
                     }
-                    match sz {
+                    peak |= block.iter().fold(0, |a, &b| a | b.unsigned_abs());
+                    bad |= match sz {
                         2 => idct::idct2(&block, out, strip_w),
                         4 => idct::idct4(&block, out, strip_w),
                         _ => idct::idct8(&block, out, strip_w),
-                    }
+                    };
                 }
             }
         }
+        peak <= CONFORMING && bad == 0
     }
 }
+
+/// The largest dequantized coefficient magnitude this decoder renders itself (an OR of
+/// magnitudes per row is checked, so a power of two minus one). A conforming 8-bit file's
+/// dequantized coefficients stay within about +-1024 plus half a quantization step; far
+/// beyond, libjpeg-turbo's SIMD IDCTs dequantize in 16 bits and wrap where the 32-bit ones
+/// here do not. Such a (hostile or broken) file is left to libjpeg, as is any block whose
+/// IDCT leaves the range where every implementation agrees (see `idct`), so that every
+/// output stays equal to libjpeg's. (Found by the fuzz target.)
+const CONFORMING: u32 = (1 << 11) - 1;
 
 /// The end of a scan's entropy-coded data: the first marker that is not RSTn or a stuffed
 /// 0xFF00.
