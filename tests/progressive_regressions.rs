@@ -3,6 +3,16 @@
 //! tests/data/progressive/. Each one goes through the same check as the target: the crate's
 //! own progressive decoder and the libjpeg path, with the target's limits and profiles, may
 //! both fail but must not panic, and when both produce a rendition it is the same bytes.
+//!
+//! The files, and what they showed when they were found:
+//! - `dht-code-overflow.jpg`: an AC table whose counts overflow their code length (two 1-bit
+//!   codes, then four 2-bit ones) panics in `Huff::new` (index 512 of `fast`), before the
+//!   overflow check after the length's loop runs.
+//! - `mismatch-dc-scans-only.jpg`, `mismatch-non-interleaved-dc-then-ac.jpg`,
+//!   `mismatch-ac-first-al10.jpg`: the renditions differ at 16 px (the last also at 32 px),
+//!   the same at 64 px. The difference goes away when the quantization tables are set to 1
+//!   (the first two) or the AC scan's Al is lowered to 2 (the last): coefficients far out of
+//!   a conforming file's range, where the reduced IDCTs' arithmetic overflows differently.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
