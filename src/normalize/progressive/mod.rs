@@ -710,16 +710,17 @@ impl Decoder {
             })
             .collect();
         let mut out = Render::new(&f, self.denom)?;
-        for my in 0..f.mcus_y {
-            for row in rows.iter_mut() {
-                row.coefs.fill([0; 64]);
-                row.masks.fill(0);
-            }
-            for (scan, st) in self.scans.iter().zip(states.iter_mut()) {
-                decode_row(scan, st, &f, &mut rows, my, &self.tables)?;
-            }
-            out.row(&f, &rows, my)?;
-        }
+        // The whole decode is compiled for the best instruction set the CPU has (pulp
+        // detects it once): POPCNT/TZCNT for the bit masks, AVX2 for the IDCTs; every path
+        // computes the same integers.
+        pulp::Arch::new().dispatch(DecodeAll {
+            scans: &self.scans,
+            states: &mut states,
+            f: &f,
+            rows: &mut rows,
+            tables: &self.tables,
+            out: &mut out,
+        })?;
         if states.iter().any(|s| !s.bits.sound()) {
             return Err(Irregular);
         }
@@ -727,8 +728,37 @@ impl Decoder {
     }
 }
 
+/// Every MCU row: each scan through it, then its rendering.
+struct DecodeAll<'a, 'b> {
+    scans: &'a [Scan],
+    states: &'a mut [ScanState<'b>],
+    f: &'a Frame,
+    rows: &'a mut [Row],
+    tables: &'a [Huff],
+    out: &'a mut Render,
+}
+
+impl pulp::WithSimd for DecodeAll<'_, '_> {
+    type Output = R<()>;
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, simd: S) -> R<()> {
+        for my in 0..self.f.mcus_y {
+            for row in self.rows.iter_mut() {
+                row.coefs.fill([0; 64]);
+                row.masks.fill(0);
+            }
+            for (scan, st) in self.scans.iter().zip(self.states.iter_mut()) {
+                decode_row(scan, st, self.f, self.rows, my, self.tables)?;
+            }
+            self.out.row(self.f, self.rows, my, simd)?;
+        }
+        Ok(())
+    }
+}
+
 /// One MCU row of one scan: the blocks of row `my` that the scan codes, in its order.
-#[inline(never)]
+#[inline(always)]
 fn decode_row(
     s: &Scan,
     st: &mut ScanState<'_>,
@@ -823,7 +853,6 @@ struct Render {
     /// One MCU row of every component's pixels (all planes have the output's pixel density:
     /// 4:2:0 chroma is decoded with a doubled IDCT, as libjpeg does).
     planes: Vec<Vec<u8>>,
-    arch: pulp::Arch,
 }
 
 impl Render {
@@ -849,21 +878,22 @@ impl Render {
                 .iter()
                 .map(|_| vec![0u8; strip_w * strip_h])
                 .collect(),
-            arch: pulp::Arch::new(),
         })
     }
 
-    fn row(&mut self, f: &Frame, rows: &[Row], my: usize) -> R<()> {
+    #[inline(always)]
+    fn row<S: pulp::Simd>(&mut self, f: &Frame, rows: &[Row], my: usize, simd: S) -> R<()> {
         let strip_w = self.strip_w;
         let planes = &mut self.planes;
-        // The dequantization and IDCTs of the row, compiled for the best vector unit the CPU
-        // has (pulp detects it once); every path computes the same integers.
-        if !self.arch.dispatch(RowIdct {
-            f,
-            rows,
-            planes,
-            strip_w,
-        }) {
+        if !pulp::WithSimd::with_simd(
+            RowIdct {
+                f,
+                rows,
+                planes,
+                strip_w,
+            },
+            simd,
+        ) {
             return Err(Irregular);
         }
         let (out_w, ch) = (self.out_w, if self.colour { 3 } else { 1 });
