@@ -145,6 +145,7 @@ fn extend(bits: u32, s: u32) -> i32 {
 
 /// The entropy-coded bit stream of one scan, with 0xFF00 unstuffing. At a marker (RSTn or
 /// the end) it feeds zero bits and counts them, so running into padding is detected.
+#[derive(Clone, Copy)]
 struct Bits<'a> {
     data: &'a [u8],
     pos: usize,
@@ -767,7 +768,11 @@ fn decode_row(
     my: usize,
     tables: &[Huff],
 ) -> R<()> {
-    let bits = &mut st.bits;
+    // The bit reader and the EOB run as locals for the row (kept in registers, where the
+    // compiler cannot keep a struct's fields behind a pointer), stored back at the end. An
+    // error abandons the whole decode, so the state needs no care on that path.
+    let mut b = st.bits;
+    let bits = &mut b;
     if s.comps.len() > 1 {
         // Interleaved (DC only): whole MCUs, dummy edge blocks included.
         for mx in 0..f.mcus_x {
@@ -785,12 +790,14 @@ fn decode_row(
                 }
             }
         }
+        st.bits = b;
         return Ok(());
     }
     let ci = s.comps[0];
     let c = &f.comps[ci];
     let row = &mut rows[ci];
     let ac = s.ac.map(|t| &tables[t]);
+    let mut eobrun = st.eobrun;
     for v in 0..c.v {
         if my * c.v + v >= c.bh {
             break;
@@ -799,20 +806,21 @@ fn decode_row(
         let coefs = &mut row.coefs[base..base + c.bw];
         let masks = &mut row.masks[base..base + c.bw];
         for (coef, mask) in coefs.iter_mut().zip(masks.iter_mut()) {
-            let restarted = st.rst.step(bits)?;
-            if restarted {
+            if st.rst.step(bits)? {
                 st.pred = [0; 4];
-                st.eobrun = 0;
+                eobrun = 0;
             }
             match ac {
                 None => dc_block(bits, s, 0, &mut st.pred[0], coef, tables)?,
                 Some(h) if s.ah == 0 => {
-                    ac_first(bits, h, coef, mask, s.ss, s.se, s.al, &mut st.eobrun)?
+                    ac_first(bits, h, coef, mask, s.ss, s.se, s.al, &mut eobrun)?
                 }
-                Some(h) => ac_refine(bits, h, coef, mask, s.ss, s.se, s.al, &mut st.eobrun)?,
+                Some(h) => ac_refine(bits, h, coef, mask, s.ss, s.se, s.al, &mut eobrun)?,
             }
         }
     }
+    st.bits = b;
+    st.eobrun = eobrun;
     Ok(())
 }
 
