@@ -17,16 +17,4 @@ printf 'dn: CN=a,DC=x\nthumbnailPhoto:: /9j/\n \n' >"$CORPUS/seed-fold.ldif"
 printf '\xff\xfed\x00n\x00:\x00 \x00x\x00\n\x00' >"$CORPUS/seed-utf16.ldif"
 printf '# search result\nsearch: 2\nresult: 0 Success\n\n' >"$CORPUS/seed-result.ldif"
 ARGS=(-max_total_time="$SECS" -rss_limit_mb=2048 -timeout=10 -max_len=1000000)
-if command -v cargo-fuzz >/dev/null 2>&1; then
-  export RUSTC_BOOTSTRAP=1
-  exec cargo fuzz run --fuzz-dir fuzz ldif "$CORPUS" -- "${ARGS[@]}"
-fi
-# What cargo-fuzz passes to rustc for libFuzzer's coverage instrumentation.
-export RUSTFLAGS="--cfg fuzzing -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
--Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
--Cllvm-args=-sanitizer-coverage-trace-compares -Cdebug-assertions -Coverflow-checks"
-# An explicit --target keeps those flags off build scripts and proc macros, as cargo-fuzz does.
-TARGET=${CARGO_TARGET_DIR:-fuzz/target}/fuzz
-HOST=$(rustc +nightly -vV | sed -n 's/^host: //p')
-(cd fuzz && CARGO_TARGET_DIR="$TARGET" cargo +nightly build --release --target "$HOST" --bin ldif)
-"$TARGET/$HOST/release/ldif" "$CORPUS" "${ARGS[@]}"
+exec fuzz/run-target.sh ldif "$CORPUS" "${ARGS[@]}"

@@ -137,16 +137,4 @@ head -c $((n - 2)) "$CORPUS/420-200.jpg" >"$CORPUS/truncated-420-200-no-eoi.jpg"
 
 ARGS=(-max_total_time="$SECS" -rss_limit_mb=2048 -timeout=10 -max_len=1000000 "${@:2}")
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install --locked cargo-fuzz || true
-if command -v cargo-fuzz >/dev/null 2>&1; then
-  export RUSTC_BOOTSTRAP=1
-  exec cargo fuzz run --fuzz-dir fuzz progressive "$CORPUS" -- "${ARGS[@]}"
-fi
-# What cargo-fuzz passes to rustc for libFuzzer's coverage instrumentation.
-export RUSTFLAGS="--cfg fuzzing -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
--Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
--Cllvm-args=-sanitizer-coverage-trace-compares -Cdebug-assertions -Coverflow-checks"
-# An explicit --target keeps those flags off build scripts and proc macros, as cargo-fuzz does.
-TARGET=${CARGO_TARGET_DIR:-fuzz/target}/fuzz
-HOST=$(rustc +nightly -vV | sed -n 's/^host: //p')
-(cd fuzz && CARGO_TARGET_DIR="$TARGET" cargo +nightly build --release --target "$HOST" --bin progressive)
-"$TARGET/$HOST/release/progressive" "$CORPUS" "${ARGS[@]}"
+exec fuzz/run-target.sh progressive "$CORPUS" "${ARGS[@]}"
