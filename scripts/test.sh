@@ -131,7 +131,10 @@ grep -q "E1001: 96x96 JPEG" <<<"$custom"
 plan=$(cargo run --release --quiet -p userphoto --example plan_only)
 grep -q "planned: 5 to write" <<<"$plan"
 norm_dir=$(mktemp -d)
-cargo run --release --quiet -p userphoto --example normalize -- "$norm_dir" | grep -q "ad-thumbnail: 96x96"
+# (output captured first: `cmd | grep -q` lets grep exit at its match, and the example then
+# dies of a broken pipe, which pipefail makes a failure)
+norm=$(cargo run --release --quiet -p userphoto --example normalize -- "$norm_dir")
+grep -q "ad-thumbnail: 96x96" <<<"$norm"
 rm -rf "$norm_dir"
 # README's first command, on the shipped demo directory (in a scratch folder).
 repo=$PWD
@@ -143,7 +146,8 @@ grep -q "5 written" "$sync_dir/summary.txt"
 ldapmodify -n -f "$sync_dir/changes.ldif" >/dev/null
 rm -rf "$sync_dir"
 # The sync bench, small: a re-run with nothing changed decodes nothing.
-cargo run --release --quiet -p userphoto --example bench_sync -- 300 "$(mktemp -d)/bench" | grep -q '"rerun_decoded":0'
+bench=$(cargo run --release --quiet -p userphoto --example bench_sync -- 300 "$(mktemp -d)/bench")
+grep -q '"rerun_decoded":0' <<<"$bench"
 
 step "breadth: Pillow's test images never crash, hang or blow up; >= 90% of what Pillow opens normalizes"
 bash scripts/breadth.sh

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::graph_sync_with_secret;
+use common::{graph_sync_with_secret, succeeded};
 use userphoto::normalize::testimage::photo_jpeg;
 use userphoto_testkit::graph_server::*;
 
@@ -71,13 +71,7 @@ async fn cli_syncs_a_folder_into_graph() {
     })
     .await
     .unwrap();
-    let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{out}\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let out = succeeded(&o);
     assert!(out.contains("graph: 3 written"), "{out}");
     for i in 0..3 {
         let u = srv.user(&upn_of(i)).expect("user");

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::{graph_sync, tempdir};
+use common::{graph_sync, succeeded, tempdir};
 use userphoto::normalize::testimage::photo_jpeg;
 use userphoto_testkit::graph_server::*;
 
@@ -130,13 +130,7 @@ async fn cli_syncs_with_an_app_service_managed_identity() {
     c.env("IDENTITY_ENDPOINT", &endpoint)
         .env("IDENTITY_HEADER", HEADER);
     let o = run(c).await;
-    let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{out}\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let out = succeeded(&o);
     assert!(out.contains("graph: 2 written"), "{out}");
     assert_eq!(put_apps(&srv), [SYSTEM_ID, SYSTEM_ID]);
     let mut secrets = bearer_tokens(&srv);
@@ -208,13 +202,7 @@ async fn cli_syncs_with_workload_identity() {
         .env("AZURE_TENANT_ID", srv.tenant_id())
         .env("AZURE_AUTHORITY_HOST", srv.login_url());
     let o = run(c).await;
-    let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{out}\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let out = succeeded(&o);
     assert!(out.contains("graph: 2 written"), "{out}");
     assert_eq!(put_apps(&srv), [WI_APP, WI_APP]);
     let mut secrets = bearer_tokens(&srv);
@@ -297,12 +285,7 @@ async fn cli_syncs_with_an_azure_arc_managed_identity() {
     };
     let keys_arg = keys.display().to_string();
     let o = run(arc(&["--arc-key-dir", &keys_arg])).await;
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    succeeded(&o);
     assert_eq!(put_apps(&srv), [SYSTEM_ID]);
     let md: Vec<RequestRecord> = srv
         .records()

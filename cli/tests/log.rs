@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{cli, graph_sync_with_secret, tempdir};
+use common::{cli, graph_sync_with_secret, succeeded, tempdir};
 use serde_json::Value;
 use userphoto::normalize::testimage::photo_jpeg;
 use userphoto_testkit::ad::{password, run_id, NewUser, Ou};
@@ -65,12 +65,7 @@ fn log_file_has_one_json_event_a_line_for_the_run_its_stages_and_each_write() {
         c
     };
     let o = sync().output().unwrap();
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    succeeded(&o);
     // The human lines on stderr are as without a log file.
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(stderr.contains("userphoto: applying"), "{stderr}");
@@ -229,12 +224,7 @@ async fn a_graph_run_logs_requests_and_retries_and_never_the_secret_or_a_token()
     let o = tokio::task::spawn_blocking(move || c.output().unwrap())
         .await
         .unwrap();
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    succeeded(&o);
     let path = dir.join("graph.jsonl");
     let text = std::fs::read_to_string(&path).unwrap();
     let ev = events(&path);
@@ -324,12 +314,7 @@ async fn an_ad_run_never_logs_the_password() {
         .args(["--base-dn", &ou.dn, "--no-backup", "--log-file", "ad.jsonl"])
         .output()
         .unwrap();
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    succeeded(&o);
     let path = dir.join("ad.jsonl");
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(!pw.trim().is_empty());

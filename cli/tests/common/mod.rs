@@ -3,7 +3,7 @@
 //! server. Each test binary uses a part of it, hence the `dead_code` allowances.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
 use userphoto_testkit::graph_server::GraphServer;
 
@@ -58,4 +58,17 @@ pub fn graph_sync_with_secret(dir: &Path, srv: &GraphServer, secret: &str) -> Co
         .args(["--client-secret-env", "GRAPH_TEST_SECRET"])
         .args(["--login-url", &srv.login_url()]);
     c
+}
+
+/// Asserts that a run exited 0 (showing its stdout and stderr if not) and returns its stdout.
+#[allow(dead_code)]
+pub fn succeeded(o: &Output) -> String {
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    out
 }
