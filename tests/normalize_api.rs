@@ -3,8 +3,8 @@
 use userphoto_testkit as common;
 
 use userphoto::normalize::{
-    testimage, BatchOptions, CropContext, CropRect, CropStrategy, FocusCrop, Input, NormalizeError,
-    Normalizer, Profile, RegionCrop,
+    testimage, BatchOptions, CropContext, CropMethod, CropMode, CropRect, CropStrategy, FocusCrop,
+    Input, NormalizeError, Normalizer, Placement, Profile, RegionCrop, Scene,
 };
 
 fn mean_rgb(img: &image::RgbImage) -> [f64; 3] {
@@ -68,7 +68,7 @@ fn crop_strategies_choose_the_region() {
         |n: Normalizer| mean_rgb(&common::decode_rgb(&n.normalize(&jpeg, &p).unwrap().bytes))[1];
     let left = mean(Normalizer::new().with_crop_strategy(FocusCrop { x: 0.0, y: 0.5 }));
     let right = mean(Normalizer::new().with_crop_strategy(FocusCrop { x: 1.0, y: 0.5 }));
-    let centre = mean(Normalizer::new());
+    let centre = mean(Normalizer::new().with_crop(CropMode::Centre));
     assert!(left < 10.0, "left crop is black: {left}");
     assert!(right > 245.0, "right crop is white: {right}");
     assert!(
@@ -89,14 +89,20 @@ fn crop_strategies_choose_the_region() {
 struct RecordingCrop(std::sync::Mutex<Vec<(u32, u32)>>);
 
 impl CropStrategy for RecordingCrop {
-    fn crop(&self, ctx: &CropContext) -> CropRect {
+    fn cache_key(&self) -> String {
+        "recording".into()
+    }
+    fn place(&self, _scene: &Scene<'_>, ctx: &CropContext) -> Placement {
         self.0.lock().unwrap().push((ctx.width, ctx.height));
-        CropRect {
-            x: 0.0,
-            y: 0.0,
-            width: ctx.width as f64,
-            height: ctx.width as f64,
-        }
+        Placement::new(
+            CropRect {
+                x: 0.0,
+                y: 0.0,
+                width: ctx.width as f64,
+                height: ctx.width as f64,
+            },
+            CropMethod::Custom,
+        )
     }
 }
 
@@ -106,8 +112,11 @@ fn a_custom_strategy_sees_upright_dimensions() {
     #[derive(Debug)]
     struct Shared(std::sync::Arc<RecordingCrop>);
     impl CropStrategy for Shared {
-        fn crop(&self, ctx: &CropContext) -> CropRect {
-            self.0.crop(ctx)
+        fn cache_key(&self) -> String {
+            self.0.cache_key()
+        }
+        fn place(&self, scene: &Scene<'_>, ctx: &CropContext) -> Placement {
+            self.0.place(scene, ctx)
         }
     }
     let n = Normalizer::new().with_crop_strategy(Shared(rec.clone()));

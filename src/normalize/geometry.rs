@@ -1,6 +1,4 @@
-//! Orientation, crop rectangles and the pluggable crop strategy.
-
-use std::fmt::Debug;
+//! Orientation, crop rectangles and what a crop strategy is told about the picture.
 
 /// An EXIF orientation (TIFF tag 0x0112), 1 to 8.
 ///
@@ -165,74 +163,6 @@ impl CropContext {
     }
 }
 
-/// Chooses the part of the upright picture that becomes the rendition.
-///
-/// The returned rectangle should have the target's aspect ratio (any other is stretched to
-/// fit); it is clamped into the picture. Implement this to crop around a face box from your
-/// own detector; [`CenterCrop`] and [`FocusCrop`] are provided.
-///
-/// Must be deterministic: the same context must give the same rectangle, or renditions stop
-/// being byte-identical across runs.
-pub trait CropStrategy: Send + Sync + Debug {
-    /// The rectangle to keep, in upright pixel coordinates.
-    fn crop(&self, ctx: &CropContext) -> CropRect;
-}
-
-/// The largest centred box with the target's aspect ratio (the default).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CenterCrop;
-
-impl CropStrategy for CenterCrop {
-    fn crop(&self, ctx: &CropContext) -> CropRect {
-        FocusCrop { x: 0.5, y: 0.5 }.crop(ctx)
-    }
-}
-
-/// The largest box with the target's aspect ratio, centred as near as possible on a focus
-/// point given as fractions of the upright picture (`0.5, 0.5` is the centre; `0.5, 0.3`
-/// keeps more of the top, where faces usually are in portraits).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct FocusCrop {
-    /// Horizontal focus, 0.0 (left) to 1.0 (right).
-    pub x: f64,
-    /// Vertical focus, 0.0 (top) to 1.0 (bottom).
-    pub y: f64,
-}
-
-impl CropStrategy for FocusCrop {
-    fn crop(&self, ctx: &CropContext) -> CropRect {
-        let (bw, bh) = ctx.largest_box();
-        let fx = if self.x.is_finite() {
-            self.x.clamp(0.0, 1.0)
-        } else {
-            0.5
-        };
-        let fy = if self.y.is_finite() {
-            self.y.clamp(0.0, 1.0)
-        } else {
-            0.5
-        };
-        let x = (fx * ctx.width as f64 - bw / 2.0).clamp(0.0, ctx.width as f64 - bw);
-        let y = (fy * ctx.height as f64 - bh / 2.0).clamp(0.0, ctx.height as f64 - bh);
-        CropRect {
-            x,
-            y,
-            width: bw,
-            height: bh,
-        }
-    }
-}
-
-/// A fixed rectangle (for example a face box widened by your own rule), used as it is.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RegionCrop(pub CropRect);
-
-impl CropStrategy for RegionCrop {
-    fn crop(&self, _ctx: &CropContext) -> CropRect {
-        self.0
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,40 +213,5 @@ mod tests {
             );
             assert_eq!((s.width, s.height), (1.0, 1.0));
         }
-    }
-
-    #[test]
-    fn center_and_focus_crops() {
-        let ctx = CropContext::new(400, 200, 96, 96);
-        assert_eq!(
-            CenterCrop.crop(&ctx),
-            CropRect {
-                x: 100.0,
-                y: 0.0,
-                width: 200.0,
-                height: 200.0
-            }
-        );
-        let left = FocusCrop { x: 0.0, y: 0.5 }.crop(&ctx);
-        assert_eq!(left.x, 0.0);
-        let ctx = CropContext::new(200, 400, 100, 50);
-        let r = CenterCrop.crop(&ctx);
-        assert_eq!((r.width, r.height, r.y), (200.0, 100.0, 150.0));
-        let bad = CropRect {
-            x: f64::NAN,
-            y: -5.0,
-            width: 1e9,
-            height: 3.0,
-        }
-        .clamped(10, 10);
-        assert_eq!(
-            bad,
-            CropRect {
-                x: 0.0,
-                y: 0.0,
-                width: 10.0,
-                height: 3.0
-            }
-        );
     }
 }

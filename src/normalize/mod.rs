@@ -23,7 +23,12 @@
 //!    own progressive decoder, which keeps only the coefficients that scale reads (only the
 //!    DC scans are decoded at 1/8), so memory and time follow the output, not the input.
 //! 4. **Crop** by a [`CropStrategy`] in upright coordinates (EXIF orientation applied, all
-//!    eight values), mapped back onto the stored pixels, then **Lanczos3 resize**.
+//!    eight values), mapped back onto the stored pixels, then **Lanczos3 resize**. The
+//!    default, [`FaceCrop`], looks once per photo at a small upright copy (a JPEG decoded at
+//!    the coarsest DCT scale that leaves it 320 pixels on its longer side) with the face
+//!    detector shipped in the crate, and puts a head-and-shoulders square around the main
+//!    face; [`AttentionCrop`] when there is none. Every [`Rendition`] reports its crop
+//!    ([`CropReport`]).
 //! 5. **Colour** to 8-bit sRGB on the small result: ICC profiles converted, CMYK/YCCK
 //!    converted, alpha composited on the profile's background.
 //! 6. **Orientation** applied to the small result.
@@ -34,10 +39,14 @@
 //! Everything is deterministic: the same bytes and profile give the same JPEG bytes on
 //! every run, with any number of threads.
 
+mod attention;
 mod batch;
 mod codec;
 mod color;
+mod crop;
 mod error;
+#[cfg(feature = "face")]
+mod face;
 mod format;
 mod geometry;
 mod profile;
@@ -55,9 +64,11 @@ use sha2::{Digest, Sha256};
 pub use batch::{BatchItem, BatchOptions, BatchProgress, Input};
 pub use error::{NormalizeError, NormalizeErrorKind};
 pub use format::ImageFormat;
-pub use geometry::{
-    CenterCrop, CropContext, CropRect, CropStrategy, FocusCrop, Orientation, RegionCrop,
+pub use crop::{
+    AttentionCrop, CenterCrop, CropMethod, CropMode, CropReport, CropStrategy, CropWarning, Face,
+    FaceCrop, FocusCrop, Picture, PixelRect, Placement, RegionCrop, Scene, SceneNeeds,
 };
+pub use geometry::{CropContext, CropRect, Orientation};
 pub use profile::{BuiltinProfile, Limits, Profile};
 
 use codec::{Layout, Raster};
@@ -81,6 +92,9 @@ pub struct Rendition {
     pub quality: u8,
     /// How many JPEG encodes the byte-budget search took, over all sizes tried.
     pub encodes: u32,
+    /// How the photo was cropped: the rule, the square in upright source pixels, the faces
+    /// found and the warnings.
+    pub crop: CropReport,
 }
 
 impl Rendition {
@@ -100,6 +114,7 @@ impl std::fmt::Debug for Rendition {
             .field("height", &self.height)
             .field("quality", &self.quality)
             .field("encodes", &self.encodes)
+            .field("crop", &self.crop)
             .finish()
     }
 }
@@ -127,6 +142,42 @@ pub struct Normalizer {
     crop: Arc<dyn CropStrategy>,
     shared_decode: bool,
     native_progressive: bool,
+    simd: bool,
+}
+
+/// What the crop strategy is shown, made once per photo.
+#[derive(Default)]
+struct Analysis {
+    /// The small upright sRGB copy and its size.
+    picture: Option<(Vec<u8>, u32, u32)>,
+    /// Upright source size.
+    upright: (u32, u32),
+    faces: Vec<Face>,
+}
+
+impl Analysis {
+    fn scene(&self) -> Scene<'_> {
+        let picture = self
+            .picture
+            .as_ref()
+            .map(|(rgb, w, h)| Picture::new(rgb, *w, *h, self.upright.0, self.upright.1));
+        Scene::new(picture, &self.faces)
+    }
+}
+
+/// The longest side of the upright copy a crop strategy looks at.
+const ANALYSIS_SIDE: u32 = 320;
+
+/// The detector's input side, for crop cache keys (0 without the `face` feature).
+pub(crate) fn face_input_side() -> u32 {
+    #[cfg(feature = "face")]
+    {
+        face::INPUT_SIDE
+    }
+    #[cfg(not(feature = "face"))]
+    {
+        0
+    }
 }
 
 /// A header that passed the guards.
@@ -155,12 +206,14 @@ struct Decoded {
 }
 
 impl Normalizer {
-    /// A normalizer with default [`Limits`] and [`CenterCrop`].
+    /// A normalizer with default [`Limits`] and the default crop, [`CropMode::Face`]
+    /// ([`FaceCrop`] with the `face` feature, [`AttentionCrop`] without it).
     pub fn new() -> Self {
         Self {
             limits: Limits::default(),
-            crop: Arc::new(CenterCrop),
+            crop: CropMode::Face.strategy(),
             shared_decode: false,
+            simd: true,
             // A benchmark switch (benches/progressive_memory.sh): the outputs are the same.
             native_progressive: std::env::var_os("USERPHOTO_PROGRESSIVE")
                 .is_none_or(|v| v != "libjpeg"),
@@ -195,6 +248,32 @@ impl Normalizer {
     pub fn with_crop_strategy(mut self, crop: impl CropStrategy + 'static) -> Self {
         self.crop = Arc::new(crop);
         self
+    }
+
+    /// One of the built-in crop strategies by name.
+    pub fn with_crop(mut self, mode: CropMode) -> Self {
+        self.crop = mode.strategy();
+        self
+    }
+
+    /// Whether the face detector may use the CPU's vector instructions (on by default).
+    /// The results are the same bits either way; for the tests that check exactly that.
+    #[doc(hidden)]
+    pub fn with_simd(mut self, on: bool) -> Self {
+        self.simd = on;
+        self
+    }
+
+    /// A stable key for everything that decides how renditions look, beyond the profile
+    /// and the codec: the crop strategy's [`CropStrategy::cache_key`] and the decode
+    /// sharing. The sync engine records renditions under it, so changing the crop makes
+    /// every rendition again and keeping it does not.
+    pub fn cache_key(&self) -> String {
+        format!(
+            "crop={};shared_decode={}",
+            self.crop.cache_key(),
+            self.shared_decode
+        )
     }
 
     /// The limits in force.
@@ -278,23 +357,44 @@ impl Normalizer {
         for p in profiles {
             p.validate()?;
         }
+        let needs = self.crop.needs();
+        let analyse = needs.picture || needs.faces;
         match self.prepare(bytes)? {
             Prepared::Other(format) => {
                 let decoded = self.decode_other(bytes, format)?;
-                Ok(profiles.iter().map(|p| self.render(&decoded, p)).collect())
+                let analysis = if analyse {
+                    self.analyse(&decoded)
+                } else {
+                    Analysis::default()
+                };
+                let scene = analysis.scene();
+                Ok(profiles
+                    .iter()
+                    .map(|p| self.render(&decoded, p, &scene))
+                    .collect())
             }
             Prepared::Jpeg { info, orientation } => {
+                // One decode per distinct scale, so that a profile's rendition never depends
+                // on which other profiles were asked for at the same time. The crop's look
+                // at the photo has a scale of its own (from the photo's size alone), shared
+                // with the profiles that want the same scale.
+                let mut decodes: Vec<(u32, Decoded)> = Vec::new();
+                let analysis = if analyse {
+                    let d = self.analysis_denom(&info);
+                    decodes.push((d, self.decode_jpeg_at(bytes, &info, orientation, d)?));
+                    self.analyse(&decodes[0].1)
+                } else {
+                    Analysis::default()
+                };
+                let scene = analysis.scene();
                 let mut denoms: Vec<u32> = profiles
                     .iter()
-                    .map(|p| self.jpeg_denom(&info, orientation, p))
+                    .map(|p| self.jpeg_denom(&info, orientation, p, &scene))
                     .collect();
                 if self.shared_decode {
                     let finest = denoms.iter().copied().min().unwrap_or(1);
                     denoms.iter_mut().for_each(|d| *d = finest);
                 }
-                // One decode per distinct scale, so that a profile's rendition never depends
-                // on which other profiles were asked for at the same time.
-                let mut decodes: Vec<(u32, Decoded)> = Vec::new();
                 let mut out = Vec::with_capacity(profiles.len());
                 for (p, d) in profiles.iter().zip(denoms) {
                     if !decodes.iter().any(|(x, _)| *x == d) {
@@ -305,15 +405,132 @@ impl Normalizer {
                         .find(|(x, _)| *x == d)
                         .expect("decoded above")
                         .1;
-                    out.push(self.render(decoded, p));
+                    out.push(self.render(decoded, p, &scene));
                 }
                 Ok(out)
             }
         }
     }
 
-    /// The crop rectangle for a profile, in stored full-size coordinates, and the stored-
-    /// orientation target size.
+    /// The coarsest DCT scale that leaves the crop's look at the photo [`ANALYSIS_SIDE`]
+    /// pixels on the longer side (or the whole photo when it is smaller).
+    fn analysis_denom(&self, info: &format::JpegInfo<'_>) -> u32 {
+        if !codec::DECODER_SCALES {
+            return 1;
+        }
+        let long = info.width.max(info.height);
+        codec::SCALE_DENOMS
+            .into_iter()
+            .find(|&d| long.div_ceil(d) >= ANALYSIS_SIDE)
+            .unwrap_or(1)
+    }
+
+    /// The small upright copy and the faces in it. Nothing here fails a photo: a picture
+    /// that cannot be made (or a detector panic, which would be a bug) leaves the strategy
+    /// without it, and it falls back to its next rule.
+    fn analyse(&self, d: &Decoded) -> Analysis {
+        let upright = if d.orientation.swaps_axes() {
+            (d.full_height, d.full_width)
+        } else {
+            (d.full_width, d.full_height)
+        };
+        let made = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.analyse_inner(d, upright)
+        }));
+        match made {
+            Ok(Some(a)) => a,
+            Ok(None) => Analysis {
+                upright,
+                ..Analysis::default()
+            },
+            Err(_) => {
+                tracing::warn!(
+                    target: "userphoto::normalize",
+                    "the crop analysis failed (a bug); the photo is cropped without it"
+                );
+                Analysis {
+                    upright,
+                    ..Analysis::default()
+                }
+            }
+        }
+    }
+
+    fn analyse_inner(&self, d: &Decoded, upright: (u32, u32)) -> Option<Analysis> {
+        let (uw, uh) = upright;
+        let long = uw.max(uh).max(1) as f64;
+        let s = (ANALYSIS_SIDE as f64 / long).min(1.0);
+        let pw = ((uw as f64 * s).round() as u32).clamp(1, uw.max(1));
+        let ph = ((uh as f64 * s).round() as u32).clamp(1, uh.max(1));
+        let (sw, sh) = if d.orientation.swaps_axes() {
+            (ph, pw)
+        } else {
+            (pw, ph)
+        };
+        let whole = CropRect {
+            x: 0.0,
+            y: 0.0,
+            width: d.raster.width as f64,
+            height: d.raster.height as f64,
+        };
+        let small = resize::crop_resize(&d.raster, whole, sw, sh).ok()?;
+        let rgb = color::to_srgb(&small, d.icc.as_deref(), [255, 255, 255]);
+        let (rgb, w, h) = d.orientation.apply(&rgb, sw as usize, sh as usize, 3);
+        let faces = if self.crop.needs().faces {
+            self.faces(&rgb, w, h, upright)
+        } else {
+            Vec::new()
+        };
+        Some(Analysis {
+            picture: Some((rgb, w as u32, h as u32)),
+            upright,
+            faces,
+        })
+    }
+
+    /// The detector's faces in upright source pixels, snapped to 1/128 of the longer side,
+    /// largest first.
+    #[cfg(feature = "face")]
+    fn faces(&self, rgb: &[u8], w: usize, h: usize, upright: (u32, u32)) -> Vec<Face> {
+        let (uw, uh) = (upright.0 as f64, upright.1 as f64);
+        let (fx, fy) = (uw / w.max(1) as f64, uh / h.max(1) as f64);
+        let grid = uw.max(uh) / 128.0;
+        let snap = |v: f64| (v / grid).round() * grid;
+        let mut faces: Vec<Face> = face::detect(rgb, w, h, self.simd)
+            .into_iter()
+            .filter_map(|d| {
+                let x0 = snap(d.x as f64 * fx).clamp(0.0, uw);
+                let y0 = snap(d.y as f64 * fy).clamp(0.0, uh);
+                let x1 = snap((d.x + d.w) as f64 * fx).clamp(0.0, uw);
+                let y1 = snap((d.y + d.h) as f64 * fy).clamp(0.0, uh);
+                let (x0, y0) = (x0.round() as u32, y0.round() as u32);
+                let (x1, y1) = (x1.round() as u32, y1.round() as u32);
+                (x1 > x0 && y1 > y0).then(|| Face {
+                    x: x0,
+                    y: y0,
+                    width: x1 - x0,
+                    height: y1 - y0,
+                    score: (d.score * 1000.0).round() / 1000.0,
+                })
+            })
+            .collect();
+        faces.sort_by(|a, b| {
+            (b.width as u64 * b.height as u64)
+                .cmp(&(a.width as u64 * a.height as u64))
+                .then(a.y.cmp(&b.y))
+                .then(a.x.cmp(&b.x))
+                .then(b.score.total_cmp(&a.score))
+        });
+        faces
+    }
+
+    #[cfg(not(feature = "face"))]
+    fn faces(&self, _rgb: &[u8], _w: usize, _h: usize, _upright: (u32, u32)) -> Vec<Face> {
+        Vec::new()
+    }
+
+    /// The crop for a profile: the rectangle in stored full-size coordinates, the stored-
+    /// orientation target size, and the report (upright, whole pixels).
     fn plan_crop(
         &self,
         full_w: u32,
@@ -321,19 +538,52 @@ impl Normalizer {
         o: Orientation,
         tw: u32,
         th: u32,
-    ) -> (CropRect, u32, u32) {
+        scene: &Scene<'_>,
+    ) -> (CropRect, u32, u32, CropReport) {
         let (dw, dh) = if o.swaps_axes() {
             (full_h, full_w)
         } else {
             (full_w, full_h)
         };
         let ctx = CropContext::new(dw, dh, tw, th);
-        let rect = self.crop.crop(&ctx).clamped(dw, dh);
+        let placement = self.crop.place(scene, &ctx);
+        let rect = placement.rect.clamped(dw, dh);
+        // Whole pixels: what is reported is exactly what is cropped.
+        let px = PixelRect {
+            x: rect.x.round() as u32,
+            y: rect.y.round() as u32,
+            width: (rect.width.round() as u32).max(1),
+            height: (rect.height.round() as u32).max(1),
+        };
+        let px = PixelRect {
+            width: px.width.min(dw.saturating_sub(px.x)).max(1),
+            height: px.height.min(dh.saturating_sub(px.y)).max(1),
+            ..px
+        };
+        let rect = CropRect {
+            x: px.x as f64,
+            y: px.y as f64,
+            width: px.width as f64,
+            height: px.height as f64,
+        }
+        .clamped(dw, dh);
+        let mut warnings = placement.warnings;
+        if (px.width as u64) * 2 < tw as u64 || (px.height as u64) * 2 < th as u64 {
+            warnings.push(CropWarning::LowResolution);
+        }
+        warnings.sort();
+        warnings.dedup();
+        let report = CropReport {
+            strategy: placement.method,
+            rect: px,
+            faces: scene.faces.to_vec(),
+            warnings,
+        };
         let stored = o
             .rect_to_stored(rect, full_w, full_h)
             .clamped(full_w, full_h);
         let (sw, sh) = if o.swaps_axes() { (th, tw) } else { (tw, th) };
-        (stored, sw, sh)
+        (stored, sw, sh, report)
     }
 
     /// Reads the header and applies the guards; nothing is decoded yet.
@@ -363,12 +613,13 @@ impl Normalizer {
         info: &format::JpegInfo<'_>,
         orientation: Orientation,
         p: &Profile,
+        scene: &Scene<'_>,
     ) -> u32 {
         if !codec::DECODER_SCALES {
             return 1;
         }
-        let (rect, sw, sh) =
-            self.plan_crop(info.width, info.height, orientation, p.width, p.height);
+        let (rect, sw, sh, _) =
+            self.plan_crop(info.width, info.height, orientation, p.width, p.height, scene);
         let fits = |d: u32| {
             rect.width / d as f64 >= 2.0 * sw as f64 && rect.height / d as f64 >= 2.0 * sh as f64
         };
@@ -474,12 +725,18 @@ impl Normalizer {
         })
     }
 
-    fn render(&self, d: &Decoded, p: &Profile) -> Result<Rendition, NormalizeError> {
+    fn render(
+        &self,
+        d: &Decoded,
+        p: &Profile,
+        scene: &Scene<'_>,
+    ) -> Result<Rendition, NormalizeError> {
         let (mut tw, mut th) = (p.width, p.height);
         let mut best: Option<(usize, u8, u32, u32)> = None;
         let mut total_encodes = 0;
         loop {
-            let (rect, sw, sh) = self.plan_crop(d.full_width, d.full_height, d.orientation, tw, th);
+            let (rect, sw, sh, report) =
+                self.plan_crop(d.full_width, d.full_height, d.orientation, tw, th, scene);
             // Map the full-size rectangle onto the (possibly DCT-scaled) raster.
             let fx = d.raster.width as f64 / d.full_width as f64;
             let fy = d.raster.height as f64 / d.full_height as f64;
@@ -518,6 +775,7 @@ impl Normalizer {
                         height: oh as u32,
                         quality,
                         encodes: total_encodes + encodes,
+                        crop: report,
                     });
                 }
                 Search::NoFit {
@@ -715,6 +973,24 @@ pub mod bench {
         format::walk_jpeg(bytes, false)
             .map(|i| matches!(i.coding, Some(format::JpegCoding::Progressive)))
             .unwrap_or(false)
+    }
+
+    /// The face detector's nine head maps (cls, obj, bbox at strides 8, 16, 32; as
+    /// `(channels, height, width, values)`, before the sigmoid) for a planar BGR input of
+    /// `h` x `w` (multiples of 32), for the test against onnxruntime.
+    #[cfg(feature = "face")]
+    pub fn face_heads(bgr_planar: Vec<f32>, h: usize, w: usize) -> Vec<(usize, usize, usize, Vec<f32>)> {
+        super::face::raw_heads(bgr_planar, h, w)
+    }
+
+    /// The faces the detector finds in an RGB picture (at most 320 px on its longer side),
+    /// as `(x, y, width, height, score)` in its pixels.
+    #[cfg(feature = "face")]
+    pub fn detect_faces(rgb: &[u8], w: usize, h: usize, simd: bool) -> Vec<[f32; 5]> {
+        super::face::detect(rgb, w, h, simd)
+            .into_iter()
+            .map(|d| [d.x, d.y, d.w, d.h, d.score])
+            .collect()
     }
 
     /// Encodes RGB at a fixed quality with the compiled-in encoder.

@@ -167,8 +167,9 @@ impl fmt::Debug for Engine {
 
 fn profile_id(normalizer: &Normalizer, profile: &Profile) -> String {
     let text = format!(
-        "{}|{normalizer:?}|{}|{}",
+        "{}|{}|{}|{}",
         serde_json::to_string(profile).unwrap_or_default(),
+        normalizer.cache_key(),
         Normalizer::codec_name(),
         env!("CARGO_PKG_VERSION")
     );
