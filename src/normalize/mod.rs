@@ -34,6 +34,8 @@
 //! Everything is deterministic: the same bytes and profile give the same JPEG bytes on
 //! every run, with any number of threads.
 
+#[allow(dead_code)]
+mod attention;
 mod batch;
 mod codec;
 mod color;
