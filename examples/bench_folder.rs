@@ -5,15 +5,16 @@
 //! ```
 //!
 //! Prints one JSON line per file (`file`, `class`, `ms` median, `floor_ms` median of a
-//! libjpeg-turbo 1/8-scale decode of the whole file, `bytes`, `quality`, `encodes`) and a
-//! final `summary` line with totals per class. `benches/compare.sh` runs it next to
+//! libjpeg-turbo 1/8-scale decode of the whole file, `bytes`, `quality`, `encodes`,
+//! `strategy`, `faces`) and a final `summary` line with totals per class. The crop is
+//! `BENCH_CROP` (`face`, `attention` or `centre`; default: the library's default, `face`). `benches/compare.sh` runs it next to
 //! `vipsthumbnail`; renditions go to OUT_DIR when given (for the SSIM comparison).
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use serde_json::json;
-use userphoto::normalize::{bench, ImageFormat, Normalizer, Profile};
+use userphoto::normalize::{bench, CropMode, ImageFormat, Normalizer, Profile};
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
@@ -41,7 +42,11 @@ fn main() {
         .map(|e| e.unwrap().path())
         .collect();
     files.sort();
-    let n = Normalizer::new();
+    let crop: CropMode = std::env::var("BENCH_CROP")
+        .ok()
+        .map(|s| s.parse().expect("BENCH_CROP: face, attention or centre"))
+        .unwrap_or(CropMode::Face);
+    let n = Normalizer::new().with_crop(crop);
     let mut totals: std::collections::BTreeMap<&str, (usize, f64, f64)> = Default::default();
     for f in files {
         let bytes = std::fs::read(&f).unwrap();
@@ -91,7 +96,8 @@ fn main() {
         println!(
             "{}",
             json!({"file": name, "class": class, "ms": ms, "floor_ms": if floor.is_finite() { json!(floor) } else { json!(null) },
-                   "bytes": r.bytes.len(), "quality": r.quality, "encodes": r.encodes})
+                   "bytes": r.bytes.len(), "quality": r.quality, "encodes": r.encodes,
+                   "strategy": r.crop.strategy.as_str(), "faces": r.crop.faces.len()})
         );
     }
     let summary: serde_json::Map<String, serde_json::Value> = totals

@@ -32,12 +32,12 @@ fn python() -> Option<PathBuf> {
     }
 }
 
-/// The detector's input for a photo: fitted into 320 px, padded to multiples of 32, planar
-/// BGR; and the RGB picture it came from.
+/// The detector's input for a photo: fitted into 256 px, padded to multiples of 32, BGR
+/// channels last; and the RGB picture it came from.
 fn input(path: &Path) -> (Vec<f32>, usize, usize, Vec<u8>, usize, usize) {
     let img = image::open(path).expect("open corpus photo").to_rgb8();
     let (w, h) = img.dimensions();
-    let s = (320.0 / w.max(h) as f64).min(1.0);
+    let s = (256.0 / w.max(h) as f64).min(1.0);
     let (rw, rh) = (
         ((w as f64 * s).round() as u32).max(1),
         ((h as f64 * s).round() as u32).max(1),
@@ -49,10 +49,10 @@ fn input(path: &Path) -> (Vec<f32>, usize, usize, Vec<u8>, usize, usize) {
     );
     let mut planar = vec![0f32; 3 * pw * ph];
     for (x, y, p) in small.enumerate_pixels() {
-        let d = y as usize * pw + x as usize;
+        let d = (y as usize * pw + x as usize) * 3;
         planar[d] = p[2] as f32;
-        planar[pw * ph + d] = p[1] as f32;
-        planar[2 * pw * ph + d] = p[0] as f32;
+        planar[d + 1] = p[1] as f32;
+        planar[d + 2] = p[0] as f32;
     }
     (
         planar,
@@ -149,7 +149,7 @@ fn the_forward_pass_matches_onnxruntime_on_corpus_photos() {
             let cells = mh * mw;
             for cell in 0..cells {
                 for ch in 0..*c {
-                    let mine = data[ch * cells + cell];
+                    let mine = data[cell * c + ch];
                     let mine = if i < 6 { sigmoid(mine) } else { mine };
                     let other = theirs[cell * c + ch];
                     let err = (mine - other).abs() / (1.0 + other.abs());

@@ -54,7 +54,7 @@ mod graph;
 mod log;
 mod sync;
 use serde_json::json;
-use userphoto::normalize::{testimage, BatchOptions, Input, Normalizer, Profile};
+use userphoto::normalize::{testimage, BatchOptions, CropMode, Input, Normalizer, Profile};
 
 #[derive(Parser)]
 #[command(
@@ -75,6 +75,28 @@ struct Cli {
     command: Command,
     #[command(flatten)]
     log: log::LogArgs,
+}
+
+/// The crop strategies (`--crop`).
+#[derive(Copy, Clone, Debug, Default, ValueEnum)]
+pub(crate) enum CropName {
+    /// A head-and-shoulders square around the main face; attention when there is none.
+    #[default]
+    Face,
+    /// The largest square, on what stands out (edges, skin tones, saturation).
+    Attention,
+    /// The largest centred square.
+    Centre,
+}
+
+impl CropName {
+    pub(crate) fn mode(self) -> CropMode {
+        match self {
+            Self::Face => CropMode::Face,
+            Self::Attention => CropMode::Attention,
+            Self::Centre => CropMode::Centre,
+        }
+    }
 }
 
 #[derive(Copy, Clone, Debug, ValueEnum)]
@@ -110,6 +132,10 @@ enum Command {
         /// Worker threads (default: one per core).
         #[arg(long, default_value_t = 0)]
         threads: usize,
+        /// Where the square goes: `face` (a head-and-shoulders square around the main face,
+        /// attention when there is none), `attention` or `centre`.
+        #[arg(long, value_enum, default_value_t = CropName::Face)]
+        crop: CropName,
         /// Output folder (created if missing).
         #[arg(long)]
         out: PathBuf,
@@ -193,6 +219,7 @@ fn main() -> ExitCode {
             size,
             max_bytes,
             threads,
+            crop,
             out,
             files,
         } => {
@@ -211,7 +238,7 @@ fn main() -> ExitCode {
                 eprintln!("userphoto: cannot create {}: {e}", out.display());
                 return ExitCode::from(2);
             }
-            let failed = normalize_files(&files, &[p], threads, &out);
+            let failed = normalize_files(&files, &[p], threads, crop.mode(), &out);
             if failed > 0 {
                 ExitCode::from(1)
             } else {
@@ -268,12 +295,18 @@ fn manpage(subcommand: Option<&str>) -> ExitCode {
 
 /// Normalizes files, writes `<out>/<stem>.jpg` (with `-<profile>` when several profiles),
 /// prints a JSON line per input and profile, and returns how many failed.
-fn normalize_files(files: &[PathBuf], profiles: &[Profile], threads: usize, out: &Path) -> usize {
+fn normalize_files(
+    files: &[PathBuf],
+    profiles: &[Profile],
+    threads: usize,
+    crop: CropMode,
+    out: &Path,
+) -> usize {
     let inputs = files.iter().cloned().map(|f| (f.clone(), Input::Path(f)));
     let stdout = std::io::stdout();
     let mut failed = 0;
     let options = BatchOptions { threads, queue: 0 };
-    Normalizer::new().normalize_batch(inputs, profiles, options, |item, _progress| {
+    Normalizer::new().with_crop(crop).normalize_batch(inputs, profiles, options, |item, _progress| {
         let stem = item.key.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "photo".into());
         let input = item.key.display().to_string();
         let mut lines = Vec::new();
@@ -295,6 +328,8 @@ fn normalize_files(files: &[PathBuf], profiles: &[Profile], threads: usize, out:
                             "input": input, "output": path.display().to_string(), "ok": true, "profile": p.name,
                             "bytes": r.bytes.len(), "width": r.width, "height": r.height, "quality": r.quality,
                             "sha256": r.sha256_hex(), "ms": item.elapsed.as_secs_f64() * 1000.0,
+                            "strategy": r.crop.strategy.as_str(), "crop": r.crop.rect,
+                            "faces": r.crop.faces, "warnings": r.crop.warnings,
                         })),
                         Err((kind, msg)) => {
                             failed += 1;
@@ -360,7 +395,7 @@ fn demo(out: &Path) -> ExitCode {
         Profile::ad_large(),
         Profile::graph(),
     ];
-    let failed = normalize_files(&paths, &profiles, 0, &renditions);
+    let failed = normalize_files(&paths, &profiles, 0, CropMode::Face, &renditions);
     eprintln!("userphoto demo: {failed} of {} inputs refused, as expected for the truncated file and the bomb", paths.len());
     ExitCode::SUCCESS
 }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use userphoto::normalize::Profile;
+use userphoto::normalize::{Normalizer, Profile};
 use userphoto::sink::{AdSink, DirectorySink, LdapConfig, LdifSink, Secret};
 use userphoto::source::{CsvSource, FolderSource, KeyRule, LdapSource, PhotoSource};
 use userphoto::sync::{
@@ -18,7 +18,7 @@ use userphoto::sync::{
 use userphoto::{Error, MatchAttribute, UserKey};
 
 use super::graph::{open_graph_sink, GraphArgs};
-use super::ProfileName;
+use super::{CropName, ProfileName};
 
 /// Where photos come from and how keys are read.
 #[derive(Args, Debug)]
@@ -191,6 +191,11 @@ pub struct RunArgs {
     /// The rendition profile (default: the sink's, `ad-thumbnail` for AD and LDIF).
     #[arg(long, value_enum)]
     profile: Option<ProfileName>,
+    /// Where the square goes: `face` (a head-and-shoulders square around the main face,
+    /// attention when there is none), `attention` or `centre`. Changing it makes every
+    /// rendition again (the state file records the crop).
+    #[arg(long, value_enum, default_value_t = CropName::Face)]
+    crop: CropName,
     /// Plan and report, change nothing.
     #[arg(long)]
     dry_run: bool,
@@ -568,6 +573,7 @@ fn engine_for(
     state: Option<StateStore>,
 ) -> Result<Engine, String> {
     let mut engine = Engine::new(source)
+        .with_normalizer(Normalizer::new().with_crop(a.crop.mode()))
         .with_policy(
             Policy::default()
                 .with_remove_leavers(a.remove_leavers)

@@ -72,8 +72,14 @@ pub struct Face {
     pub width: u32,
     /// Height.
     pub height: u32,
-    /// The detector's confidence, 0 to 1.
+    /// The detector's confidence, 0 to 1 (in thousandths).
+    #[serde(serialize_with = "thousandths")]
     pub score: f32,
+}
+
+/// A score as the decimal it was snapped to (`0.933`, not `0.9330000281333923`).
+fn thousandths<S: serde::Serializer>(v: &f32, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((*v as f64 * 1000.0).round() / 1000.0)
 }
 
 impl Eq for Face {}

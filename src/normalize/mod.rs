@@ -25,7 +25,7 @@
 //! 4. **Crop** by a [`CropStrategy`] in upright coordinates (EXIF orientation applied, all
 //!    eight values), mapped back onto the stored pixels, then **Lanczos3 resize**. The
 //!    default, [`FaceCrop`], looks once per photo at a small upright copy (a JPEG decoded at
-//!    the coarsest DCT scale that leaves it 320 pixels on its longer side) with the face
+//!    the coarsest DCT scale that leaves it 256 pixels on its longer side) with the face
 //!    detector shipped in the crate, and puts a head-and-shoulders square around the main
 //!    face; [`AttentionCrop`] when there is none. Every [`Rendition`] reports its crop
 //!    ([`CropReport`]).
@@ -166,7 +166,7 @@ impl Analysis {
 }
 
 /// The longest side of the upright copy a crop strategy looks at.
-const ANALYSIS_SIDE: u32 = 320;
+const ANALYSIS_SIDE: u32 = 256;
 
 /// The detector's input side, for crop cache keys (0 without the `face` feature).
 pub(crate) fn face_input_side() -> u32 {
@@ -976,11 +976,11 @@ pub mod bench {
     }
 
     /// The face detector's nine head maps (cls, obj, bbox at strides 8, 16, 32; as
-    /// `(channels, height, width, values)`, before the sigmoid) for a planar BGR input of
-    /// `h` x `w` (multiples of 32), for the test against onnxruntime.
+    /// `(channels, height, width, values)` channels last, before the sigmoid) for a BGR
+    /// input of `h` x `w` (multiples of 32, channels last), for the test against onnxruntime.
     #[cfg(feature = "face")]
-    pub fn face_heads(bgr_planar: Vec<f32>, h: usize, w: usize) -> Vec<(usize, usize, usize, Vec<f32>)> {
-        super::face::raw_heads(bgr_planar, h, w)
+    pub fn face_heads(bgr: Vec<f32>, h: usize, w: usize) -> Vec<(usize, usize, usize, Vec<f32>)> {
+        super::face::raw_heads(bgr, h, w)
     }
 
     /// The faces the detector finds in an RGB picture (at most 320 px on its longer side),

@@ -3,7 +3,7 @@
 
     yunet_ort.py MODEL.onnx INPUT.f32 HEIGHT WIDTH OUTPUT.f32
 
-INPUT.f32 is a planar BGR image (3 x HEIGHT x WIDTH little-endian f32, 0..255); OUTPUT.f32
+INPUT.f32 is a BGR image, channels last (HEIGHT x WIDTH x 3 little-endian f32, 0..255); OUTPUT.f32
 gets the nine maps cls_8, cls_16, cls_32, obj_8, obj_16, obj_32, bbox_8, bbox_16, bbox_32
 one after another, each as onnxruntime returns it (cls and obj after the sigmoid; all in
 (cell, channel) order). Used by tests/face_oracle.rs.
@@ -14,7 +14,7 @@ import numpy as np
 import onnxruntime as ort
 
 model, src, h, w, dst = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-x = np.fromfile(src, dtype="<f4").reshape(1, 3, h, w)
+x = np.fromfile(src, dtype="<f4").reshape(1, h, w, 3).transpose(0, 3, 1, 2).copy()
 opts = ort.SessionOptions()
 opts.intra_op_num_threads = 1
 sess = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])

@@ -16,9 +16,9 @@ mod net;
 use net::{Map, Net};
 
 /// The longest side of the picture the detector looks at. Faces down to about 3 % of the
-/// picture's longer side (10 px here) are found; a larger input finds smaller faces at a
+/// picture's longer side (8 px here) are found; a larger input finds smaller faces at a
 /// quadratic cost in time.
-pub(crate) const INPUT_SIDE: u32 = 320;
+pub(crate) const INPUT_SIDE: u32 = 256;
 
 /// Detections below this score are dropped (OpenCV's YuNet sample uses 0.9 for a
 /// high-precision demo; a crop wants recall on the main face, and the placement rule keeps
@@ -48,16 +48,15 @@ pub(crate) fn detect(rgb: &[u8], w: usize, h: usize, simd: bool) -> Vec<Detectio
     }
     // The network downsamples by 32: pad right and bottom with black, as OpenCV does.
     let (pw, ph) = (w.div_ceil(32) * 32, h.div_ceil(32) * 32);
-    let plane = pw * ph;
-    let mut data = vec![0f32; 3 * plane];
+    let mut data = vec![0f32; 3 * pw * ph];
     for y in 0..h {
         for x in 0..w {
             let s = (y * w + x) * 3;
-            let d = y * pw + x;
+            let d = (y * pw + x) * 3;
             // YuNet was trained on OpenCV's BGR order, 0..255, no mean or scale.
             data[d] = rgb[s + 2] as f32;
-            data[plane + d] = rgb[s + 1] as f32;
-            data[2 * plane + d] = rgb[s] as f32;
+            data[d + 1] = rgb[s + 1] as f32;
+            data[d + 2] = rgb[s] as f32;
         }
     }
     let heads = Net::get().run(
@@ -85,10 +84,11 @@ pub(crate) fn detect(rgb: &[u8], w: usize, h: usize, simd: bool) -> Vec<Detectio
             }
             let (row, col) = ((i / cls.w) as f32, (i % cls.w) as f32);
             let s = stride as f32;
-            let cx = (col + bbox.data[i]) * s;
-            let cy = (row + bbox.data[cells + i]) * s;
-            let bw = libm::expf(bbox.data[2 * cells + i]) * s;
-            let bh = libm::expf(bbox.data[3 * cells + i]) * s;
+            let b = &bbox.data[i * 4..i * 4 + 4];
+            let cx = (col + b[0]) * s;
+            let cy = (row + b[1]) * s;
+            let bw = libm::expf(b[2]) * s;
+            let bh = libm::expf(b[3]) * s;
             if !(cx.is_finite() && cy.is_finite() && bw.is_finite() && bh.is_finite()) {
                 continue;
             }
@@ -144,14 +144,15 @@ fn iou(a: &Detection, b: &Detection) -> f32 {
 }
 
 /// The raw head maps for the oracle test (`tests/face_oracle.rs` feeds the same input to
-/// onnxruntime): the input is planar BGR, `h` and `w` multiples of 32.
-pub(crate) fn raw_heads(bgr_planar: Vec<f32>, h: usize, w: usize) -> Vec<(usize, usize, usize, Vec<f32>)> {
+/// onnxruntime): the input is BGR, channels last, `h` and `w` multiples of 32; the maps are
+/// channels last too.
+pub(crate) fn raw_heads(bgr: Vec<f32>, h: usize, w: usize) -> Vec<(usize, usize, usize, Vec<f32>)> {
     let heads = Net::get().run(
         Map {
             c: 3,
             h,
             w,
-            data: bgr_planar,
+            data: bgr,
         },
         true,
     );
