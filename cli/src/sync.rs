@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use userphoto::normalize::{Normalizer, Profile};
+use userphoto::normalize::{CropWarning, Normalizer, Profile};
 use userphoto::sink::{AdSink, DirectorySink, LdapConfig, LdifSink, Secret};
 use userphoto::source::{CsvSource, FolderSource, KeyRule, LdapSource, PhotoSource};
 use userphoto::sync::{
@@ -508,6 +508,18 @@ fn reason(r: Reason) -> String {
         .unwrap_or_default()
 }
 
+/// A crop warning as people read it.
+fn warning_text(w: CropWarning) -> &'static str {
+    match w {
+        CropWarning::NoFace => "no face found",
+        CropWarning::SeveralFaces => "several faces",
+        CropWarning::FaceTooSmall => "face too small for the profile",
+        CropWarning::FaceAtEdge => "face at the edge",
+        CropWarning::LowResolution => "low resolution",
+        _ => w.as_str(),
+    }
+}
+
 /// The plan for people: every change and failure, leavers, the source's failures, and a
 /// count of the rest.
 fn print_plan(plan: &Plan, source_failures: &[SourceFailure], dry: bool) {
@@ -552,13 +564,19 @@ fn print_plan(plan: &Plan, source_failures: &[SourceFailure], dry: bool) {
                 }
                 _ => continue,
             };
+        let mut extra = extra.unwrap_or_default();
+        // The crop's warnings, for a reviewer: `(no face found; several faces)`.
+        if !it.warnings().is_empty() {
+            let w: Vec<&str> = it.warnings().iter().map(|w| warning_text(*w)).collect();
+            extra = format!("{extra} ({})", w.join("; ")).trim_start().to_owned();
+        }
         let _ = writeln!(
             out,
             "  {verb:6} {:24} {:10} {:14} {}",
             it.key.to_string(),
             it.sink,
             reason(it.reason),
-            extra.unwrap_or_default()
+            extra
         );
     }
     for f in source_failures {

@@ -403,8 +403,10 @@ fn attention_placement(scene: &Scene<'_>, ctx: &CropContext) -> Placement {
 ///    (warning `face-too-small` when the face ends up under a quarter of the box), and
 ///    never larger than the largest box with the profile's aspect that fits the photo.
 /// 3. **The place**: the face centred horizontally, its centre 40 % of the box's height
-///    from the top; then moved into the photo, never padded (warning `face-at-edge` when
-///    that moves the face more than 10 % of the box off its place, or cuts it).
+///    from the top. A face so near the photo's edge that the box would not fit there gets
+///    a tighter box (down to the face being 55 % of its height) that does; what still does
+///    not fit is moved into the photo, never padded (warning `face-at-edge` when that moves
+///    the face more than 10 % of the box off its place, or cuts it).
 /// 4. The box is rounded to whole pixels.
 ///
 /// A photo smaller than half the profile's size in the box's place gets the warning
@@ -416,6 +418,8 @@ pub struct FaceCrop;
 const FACE_FRACTION: f64 = 0.4;
 /// The face centre's height from the box's top, as a fraction of the box's height.
 const FACE_CENTRE_Y: f64 = 0.4;
+/// The tightest box a face at the photo's edge gets: the face this fraction of its height.
+const MAX_FACE_FRACTION: f64 = 0.55;
 /// Faces at least this fraction of the largest's area count as "the same size".
 const SIMILAR_AREA: f64 = 0.8;
 
@@ -423,7 +427,7 @@ impl CropStrategy for FaceCrop {
     fn cache_key(&self) -> String {
         // The detector, its input size and the rule's constants: change any, change this.
         format!(
-            "face-v1:yunet_n:{}:{FACE_FRACTION}:{FACE_CENTRE_Y}:{SIMILAR_AREA}:{}",
+            "face-v1:yunet_n:{}:{FACE_FRACTION}:{FACE_CENTRE_Y}:{MAX_FACE_FRACTION}:{SIMILAR_AREA}:{}",
             super::face_input_side(),
             AttentionCrop.cache_key()
         )
@@ -480,9 +484,17 @@ fn face_placement(face: &Face, ctx: &CropContext) -> Placement {
     let wanted_h = face_h / FACE_FRACTION;
     // Never below half the profile's size (at most 2x enlargement), never above the photo.
     let min_h = (ctx.target_height as f64 / 2.0).max(ctx.target_width as f64 / 2.0 / aspect);
-    let bh = wanted_h.max(min_h).min(largest_h);
-    let bw = bh * aspect;
+    let mut bh = wanted_h.max(min_h).min(largest_h);
     let (fcx, fcy) = face.centre();
+    // A face near the photo's edge: rather than slide the box off the face, tighten it
+    // (down to the face filling MAX_FACE_FRACTION of it) so the face can stay in place.
+    let fits_h = (2.0 * fcx.min(w - fcx) / aspect)
+        .min(fcy / FACE_CENTRE_Y)
+        .min((h - fcy) / (1.0 - FACE_CENTRE_Y));
+    if fits_h < bh {
+        bh = fits_h.max(face_h / MAX_FACE_FRACTION).max(min_h).min(bh);
+    }
+    let bw = bh * aspect;
     let want_x = fcx - bw / 2.0;
     let want_y = fcy - FACE_CENTRE_Y * bh;
     let x = want_x.clamp(0.0, (w - bw).max(0.0));

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::normalize::{CropReport, CropWarning};
 use crate::{ErrorKind, UserKey};
 
 /// What the plan does for one user in one sink.
@@ -149,6 +150,8 @@ pub struct Observation {
     pub current: SinkState,
     /// The state store's record, if any.
     pub recorded: Option<Recorded>,
+    /// How the source's rendition for this sink was cropped, when it was made.
+    pub crop: Option<CropReport>,
 }
 
 impl Observation {
@@ -169,7 +172,14 @@ impl Observation {
             source,
             current,
             recorded: None,
+            crop: None,
         }
+    }
+
+    /// The same observation with the rendition's crop report.
+    pub fn with_crop(mut self, crop: Option<CropReport>) -> Self {
+        self.crop = crop;
+        self
     }
 
     /// The same observation with the state store's record.
@@ -234,6 +244,17 @@ pub struct PlanItem {
     /// Details for failures.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// How the rendition was cropped (strategy, square, faces, warnings), when it was made
+    /// while planning.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub crop: Option<CropReport>,
+}
+
+impl PlanItem {
+    /// The crop's warnings (none when the rendition was not made while planning).
+    pub fn warnings(&self) -> &[CropWarning] {
+        self.crop.as_ref().map_or(&[], |c| &c.warnings)
+    }
 }
 
 /// The decisions for a run, sorted by user key, then sink.
@@ -276,7 +297,12 @@ impl Plan {
 pub fn plan(observations: impl IntoIterator<Item = Observation>, policy: Policy) -> Plan {
     let mut items: Vec<PlanItem> = observations
         .into_iter()
-        .map(|o| decide(o, policy))
+        .map(|o| {
+            let crop = o.crop.clone();
+            let mut it = decide(o, policy);
+            it.crop = crop;
+            it
+        })
         .collect();
     items.sort_by(|a, b| {
         a.key
@@ -296,6 +322,7 @@ fn decide(o: Observation, policy: Policy) -> PlanItem {
         rendition_sha256: None,
         bytes: None,
         detail,
+        crop: None,
     };
     // Source-side failures first: nothing is known about what to write.
     if let SourceState::Error { kind, message } = &o.source {

@@ -52,6 +52,9 @@ pub struct Outcome {
     /// The error or the plan's detail.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub message: Option<String>,
+    /// The crop's warnings for the photo written (no face found, several faces, ...).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub warnings: Vec<crate::normalize::CropWarning>,
 }
 
 /// A source item that could not be tied to a user (a broken manifest row, an unreadable

@@ -272,9 +272,11 @@ impl<'e> Prepared<'e> {
         let res = async {
             match self.deferred_rendition(it, ti).await {
                 Ok(pre) => {
-                    if let Some(b) = &pre {
+                    let pre = pre.map(|(b, warnings)| {
                         out.bytes = Some(b.len());
-                    }
+                        out.warnings = warnings;
+                        b
+                    });
                     self.change(it, ti, sem, &shared.cancel, &mut out, pre)
                         .await
                 }

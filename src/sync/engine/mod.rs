@@ -505,6 +505,7 @@ impl<'e> Prepared<'e> {
     }
 
     fn into_outcome(item: PlanItem, status: Status) -> Outcome {
+        let warnings = item.warnings().to_vec();
         Outcome {
             key: item.key,
             sink: item.sink,
@@ -515,6 +516,7 @@ impl<'e> Prepared<'e> {
             attempts: 0,
             error_kind: None,
             message: item.detail,
+            warnings,
         }
     }
 

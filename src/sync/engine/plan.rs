@@ -100,6 +100,10 @@ impl Engine {
                 } else {
                     SourceState::Absent
                 };
+                let crop = match made.get(&(key.clone(), ti)) {
+                    Some(Ok(x)) => x.crop.clone(),
+                    _ => None,
+                };
                 Observation {
                     key: key.clone(),
                     sink: tg.sink.name().to_owned(),
@@ -107,6 +111,7 @@ impl Engine {
                     source,
                     current: reads[ti][key].clone(),
                     recorded: records[ti].get(key).map(StateRecord::recorded),
+                    crop,
                 }
             })
         });

@@ -3,6 +3,7 @@
 //! rendition cache and beyond it in the spill file. Photos whose sinks hold none are
 //! rendered while applying ([`Prepared::deferred_rendition`]), so a first sync writes at once.
 
+use crate::normalize::CropWarning;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -289,6 +290,7 @@ impl Engine {
                         sha256: rend.sha256_hex(),
                         len: rend.bytes.len(),
                         bytes: Some(rend.bytes),
+                        crop: Some(rend.crop),
                     }),
                     Err(e) => {
                         let e = Error::from(e);
@@ -309,6 +311,7 @@ pub(super) struct Rend {
     pub(super) sha256: String,
     pub(super) len: usize,
     pub(super) bytes: Option<Bytes>,
+    pub(super) crop: Option<crate::normalize::CropReport>,
 }
 
 /// Where a planned put's rendition waits for the apply stage.
@@ -339,14 +342,15 @@ pub(super) struct Waiting {
 }
 
 impl Prepared<'_> {
-    /// The rendition of a deferred put (`Ok(None)` for any other item), made on the
+    /// The rendition of a deferred put and its crop warnings (`Ok(None)` for any other
+    /// item), made on the
     /// blocking pool within the engine's thread count. The error carries the reason the
     /// outcome reports.
     pub(super) async fn deferred_rendition(
         &self,
         it: &PlanItem,
         ti: usize,
-    ) -> std::result::Result<Option<Bytes>, (Reason, Error)> {
+    ) -> std::result::Result<Option<(Bytes, Vec<CropWarning>)>, (Reason, Error)> {
         if it.action != Action::Put || it.rendition_sha256.is_some() {
             return Ok(None);
         }
@@ -433,10 +437,14 @@ impl Prepared<'_> {
     pub(super) fn deferred_bytes(
         it: &PlanItem,
         made: Option<RenditionResult>,
-    ) -> std::result::Result<Option<Bytes>, (Reason, Error)> {
+    ) -> std::result::Result<Option<(Bytes, Vec<CropWarning>)>, (Reason, Error)> {
         let fail = |reason, kind, msg| Err(normalize_failure(it, reason, kind, msg));
         match made {
-            Some(Ok(Rend { bytes: Some(b), .. })) => Ok(Some(b)),
+            Some(Ok(Rend {
+                bytes: Some(b),
+                crop,
+                ..
+            })) => Ok(Some((b, crop.map(|c| c.warnings).unwrap_or_default()))),
             Some(Err((kind, msg))) => {
                 let reason = if kind == ErrorKind::PhotoTooLarge {
                     Reason::CannotFit
