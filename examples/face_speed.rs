@@ -3,7 +3,9 @@ use std::time::Instant;
 use userphoto::normalize::bench;
 fn main() {
     let (w, h) = (256usize, 192usize);
-    let rgb: Vec<u8> = (0..w * h * 3).map(|i| ((i * 31 + i / 977) % 251) as u8).collect();
+    let rgb: Vec<u8> = (0..w * h * 3)
+        .map(|i| ((i * 31 + i / 977) % 251) as u8)
+        .collect();
     for simd in [true] {
         let mut best = f64::MAX;
         for _ in 0..10 {

@@ -9,6 +9,7 @@
 # Environment:
 #   USERPHOTO_CORPUS  folder of real photos (default ../shared/corpus; tests skip without it)
 #   SKIP_APT=1        do not install packages (you installed them yourself)
+#   (the face detector's oracle test gets onnxruntime from PyPI in target/oracle-venv)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -98,6 +99,18 @@ scripts/samba-dc.sh start
 eval "$(scripts/samba-dc.sh env)"
 export USERPHOTO_REQUIRE_AD=1
 trap 'scripts/samba-dc.sh stop >/dev/null 2>&1 || true' EXIT
+
+# The face detector's oracle (tests/face_oracle.rs): onnxruntime running the ONNX model the
+# shipped weights were converted from. With USERPHOTO_REQUIRE_TOOLS=1 that test fails
+# instead of skipping when the oracle's Python is missing.
+step "onnxruntime for the face detector's oracle test (a venv in target/)"
+ORACLE_VENV=target/oracle-venv
+if ! "$ORACLE_VENV/bin/python" -c "import onnxruntime, numpy" >/dev/null 2>&1; then
+  python3 -m venv "$ORACLE_VENV"
+  "$ORACLE_VENV/bin/pip" install -q --disable-pip-version-check onnxruntime numpy
+fi
+export USERPHOTO_ORACLE_PYTHON="$PWD/$ORACLE_VENV/bin/python"
+export USERPHOTO_REQUIRE_TOOLS=1
 
 step "cargo test (the library and the test kit: libjpeg-turbo codec, HEIC through libheif)"
 cargo test --release -p userphoto -p userphoto-testkit --features heic

@@ -54,14 +54,7 @@ fn input(path: &Path) -> (Vec<f32>, usize, usize, Vec<u8>, usize, usize) {
         planar[d + 1] = p[1] as f32;
         planar[d + 2] = p[0] as f32;
     }
-    (
-        planar,
-        ph,
-        pw,
-        small.into_raw(),
-        rw as usize,
-        rh as usize,
-    )
+    (planar, ph, pw, small.into_raw(), rw as usize, rh as usize)
 }
 
 fn oracle(py: &Path, planar: &[f32], h: usize, w: usize) -> Vec<f32> {
@@ -124,12 +117,14 @@ fn the_forward_pass_matches_onnxruntime_on_corpus_photos() {
     let Some(corpus) = common::corpus() else {
         return;
     };
+    // (photo, whether a face is there at this input size: None when it is borderline, as
+    // the band's 8 px faces are; the crate and the oracle must then still agree)
     let photos = [
-        ("30_skimage_astronaut.png", true),
-        ("14_lomiri_friends_2056x3088.jpg", true),
-        ("35_exif_bsg1.tiff", true),
-        ("29_orient_portrait_6.jpg", false),
-        ("06_exif_olympus_ep3_4032x3024.jpg", false),
+        ("30_skimage_astronaut.png", Some(true)),
+        ("14_lomiri_friends_2056x3088.jpg", Some(true)),
+        ("35_exif_bsg1.tiff", None),
+        ("29_orient_portrait_6.jpg", Some(false)),
+        ("06_exif_olympus_ep3_4032x3024.jpg", Some(false)),
     ];
     for (name, has_face) in photos {
         let (planar, h, w, rgb, rw, rh) = input(&corpus.join(name));
@@ -161,10 +156,20 @@ fn the_forward_pass_matches_onnxruntime_on_corpus_photos() {
 
         let mine = bench::detect_faces(&rgb, rw, rh, true);
         let other = oracle_faces(&maps, h, w);
-        assert_eq!(!mine.is_empty(), has_face, "{name}: {mine:?}");
+        if let Some(has_face) = has_face {
+            assert_eq!(!mine.is_empty(), has_face, "{name}: {mine:?}");
+        }
+        assert_eq!(
+            mine.is_empty(),
+            other.is_empty(),
+            "{name}: {mine:?} vs {other:?}"
+        );
         if let (Some(a), Some(b)) = (mine.first(), other.first()) {
             for k in 0..4 {
-                assert!((a[k] - b[k]).abs() < 1.5, "{name}: best face {a:?} vs {b:?}");
+                assert!(
+                    (a[k] - b[k]).abs() < 1.5,
+                    "{name}: best face {a:?} vs {b:?}"
+                );
             }
             assert!((a[4] - b[4]).abs() < 0.01, "{name}: scores {a:?} vs {b:?}");
         }

@@ -568,7 +568,9 @@ fn print_plan(plan: &Plan, source_failures: &[SourceFailure], dry: bool) {
         // The crop's warnings, for a reviewer: `(no face found; several faces)`.
         if !it.warnings().is_empty() {
             let w: Vec<&str> = it.warnings().iter().map(|w| warning_text(*w)).collect();
-            extra = format!("{extra} ({})", w.join("; ")).trim_start().to_owned();
+            extra = format!("{extra} ({})", w.join("; "))
+                .trim_start()
+                .to_owned();
         }
         let _ = writeln!(
             out,

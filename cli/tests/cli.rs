@@ -219,3 +219,106 @@ fn renditions_do_not_depend_on_the_simd_level() {
     }
     std::fs::remove_dir_all(&d).ok();
 }
+
+/// `--crop` and the crop's JSON fields: `strategy`, `crop` {x, y, width, height} in upright
+/// source pixels, `faces` and `warnings`.
+#[test]
+fn normalize_reports_the_crop_and_takes_crop() {
+    let d = tempdir("crop");
+    let a = d.join("landscape.jpg");
+    std::fs::write(&a, testimage::gradient_jpeg(1200, 800)).unwrap();
+    let run = |crop: Option<&str>| {
+        let mut c = cli();
+        c.args(["normalize", "--profile", "ad-thumbnail", "--out"])
+            .arg(d.join("out"));
+        if let Some(crop) = crop {
+            c.args(["--crop", crop]);
+        }
+        let o = c.arg(&a).output().unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        lines(&o.stdout).remove(0)
+    };
+    let centre = run(Some("centre"));
+    assert_eq!(centre["strategy"], "centre");
+    assert_eq!(
+        centre["crop"],
+        serde_json::json!({"x": 200, "y": 0, "width": 800, "height": 800})
+    );
+    assert_eq!(centre["faces"], serde_json::json!([]));
+    assert_eq!(centre["warnings"], serde_json::json!([]));
+    // The default is the face crop: no face in a gradient, so it falls back and says so.
+    let default = run(None);
+    assert!(
+        default["strategy"] == "attention" || default["strategy"] == "centre",
+        "{default}"
+    );
+    assert_eq!(default["warnings"], serde_json::json!(["no-face"]));
+    assert_eq!(run(Some("face"))["sha256"], default["sha256"]);
+    let attention = run(Some("attention"));
+    assert!(
+        attention["warnings"].as_array().unwrap().is_empty(),
+        "{attention}"
+    );
+    let o = cli()
+        .args([
+            "normalize",
+            "--profile",
+            "ad-thumbnail",
+            "--crop",
+            "middle",
+            "--out",
+        ])
+        .arg(d.join("out"))
+        .arg(&a)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    std::fs::remove_dir_all(&d).ok();
+}
+
+/// On a real photo of a person (the corpus astronaut): the face and the square around it.
+#[test]
+fn normalize_finds_the_face_in_a_photo_of_a_person() {
+    let Some(dir) = userphoto_testkit::corpus() else {
+        return;
+    };
+    let d = tempdir("face");
+    let o = cli()
+        .args([
+            "normalize",
+            "--profile",
+            "ad-thumbnail",
+            "--crop",
+            "face",
+            "--out",
+        ])
+        .arg(d.join("out"))
+        .arg(dir.join("30_skimage_astronaut.png"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let l = lines(&o.stdout).remove(0);
+    assert_eq!(l["strategy"], "face", "{l}");
+    let f = &l["faces"][0];
+    for k in ["x", "y", "width", "height", "score"] {
+        assert!(f.get(k).is_some(), "{k} in {l}");
+    }
+    let (fx, fw) = (f["x"].as_u64().unwrap(), f["width"].as_u64().unwrap());
+    let (cx, cw) = (
+        l["crop"]["x"].as_u64().unwrap(),
+        l["crop"]["width"].as_u64().unwrap(),
+    );
+    assert!(fx >= cx && fx + fw <= cx + cw, "{l}");
+    assert!(f["score"].as_f64().unwrap() > 0.6);
+    std::fs::remove_dir_all(&d).ok();
+}

@@ -41,7 +41,13 @@ pub struct Picture<'a> {
 impl<'a> Picture<'a> {
     /// A picture of `width` x `height` RGB pixels standing for an upright source of
     /// `source_width` x `source_height` (mostly useful to test a strategy).
-    pub fn new(rgb: &'a [u8], width: u32, height: u32, source_width: u32, source_height: u32) -> Self {
+    pub fn new(
+        rgb: &'a [u8],
+        width: u32,
+        height: u32,
+        source_width: u32,
+        source_height: u32,
+    ) -> Self {
         let scale = (
             source_width as f64 / width.max(1) as f64,
             source_height as f64 / height.max(1) as f64,
@@ -525,8 +531,16 @@ fn face_placement(face: &Face, ctx: &CropContext) -> Placement {
 /// point given as fractions of the picture.
 fn focus_box(ctx: &CropContext, fx: f64, fy: f64) -> CropRect {
     let (bw, bh) = ctx.largest_box();
-    let fx = if fx.is_finite() { fx.clamp(0.0, 1.0) } else { 0.5 };
-    let fy = if fy.is_finite() { fy.clamp(0.0, 1.0) } else { 0.5 };
+    let fx = if fx.is_finite() {
+        fx.clamp(0.0, 1.0)
+    } else {
+        0.5
+    };
+    let fy = if fy.is_finite() {
+        fy.clamp(0.0, 1.0)
+    } else {
+        0.5
+    };
     let x = (fx * ctx.width as f64 - bw / 2.0).clamp(0.0, ctx.width as f64 - bw);
     let y = (fy * ctx.height as f64 - bh / 2.0).clamp(0.0, ctx.height as f64 - bh);
     CropRect {
@@ -590,5 +604,158 @@ impl std::str::FromStr for CropMode {
 impl std::fmt::Display for CropMode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn face(x: u32, y: u32, width: u32, height: u32) -> Face {
+        Face {
+            x,
+            y,
+            width,
+            height,
+            score: 0.9,
+        }
+    }
+
+    fn place(faces: &[Face], w: u32, h: u32, side: u32) -> Placement {
+        FaceCrop.place(
+            &Scene::new(None, faces),
+            &CropContext::new(w, h, side, side),
+        )
+    }
+
+    #[test]
+    fn head_and_shoulders_around_a_face_in_the_middle_of_a_large_photo() {
+        // A 200 px face in a 3000x4000 portrait: the box is 2.5 face heights, the face
+        // centred horizontally, its centre 40 % from the top.
+        let p = place(&[face(1400, 1000, 160, 200)], 3000, 4000, 96);
+        assert_eq!(p.method, CropMethod::Face);
+        assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+        let r = p.rect;
+        assert!((r.height - 500.0).abs() < 1e-9 && (r.width - 500.0).abs() < 1e-9);
+        assert!((r.x + r.width / 2.0 - 1480.0).abs() < 1e-9);
+        assert!((r.y + 0.4 * r.height - 1100.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_small_face_gets_a_looser_box_never_more_than_2x_enlargement() {
+        // A 40 px face and a 648 px profile: 2.5 x 40 = 100 px would be enlarged 6.5x; the
+        // box is 324 px (2x), and the face under a quarter of it is a warning.
+        let p = place(&[face(1000, 500, 32, 40)], 3000, 2000, 648);
+        assert_eq!(p.rect.height, 324.0);
+        assert!(p.warnings.contains(&CropWarning::FaceTooSmall));
+        // For the 96 px thumbnail the same face is fine.
+        let p = place(&[face(1000, 500, 32, 40)], 3000, 2000, 96);
+        assert_eq!(p.rect.height, 100.0);
+        assert!(!p.warnings.contains(&CropWarning::FaceTooSmall));
+    }
+
+    #[test]
+    fn a_face_at_the_edge_tightens_the_box_then_clamps_without_padding() {
+        // A face near the left edge of a narrow photo: the box shrinks so the face stays
+        // centred horizontally.
+        let p = place(&[face(60, 300, 100, 120)], 400, 1200, 96);
+        let r = p.rect;
+        assert!(r.x >= 0.0 && r.x + r.width <= 400.0 + 1e-9);
+        assert!((r.x + r.width / 2.0 - 110.0).abs() < 1e-6, "{r:?}");
+        assert!((r.height - 220.0).abs() < 1e-9, "{r:?}");
+        assert!(!p.warnings.contains(&CropWarning::FaceAtEdge));
+        // At the very edge even the tightest box cannot centre it: clamped, warned.
+        let p = place(&[face(0, 300, 100, 120)], 400, 1200, 96);
+        assert_eq!(p.rect.x, 0.0);
+        assert!(p.warnings.contains(&CropWarning::FaceAtEdge));
+        // A face larger than the photo allows: the largest box, never bigger.
+        let p = place(&[face(50, 50, 300, 380)], 400, 500, 96);
+        assert!(p.rect.width <= 400.0 && p.rect.height <= 500.0);
+    }
+
+    #[test]
+    fn in_a_group_the_face_nearest_the_centre_among_similar_sizes() {
+        let faces = [
+            face(100, 400, 100, 100),
+            face(900, 400, 95, 95),
+            face(1800, 400, 100, 100),
+            face(1000, 100, 60, 60), // small: not a candidate even though central
+        ];
+        let p = place(&faces, 2000, 1500, 96);
+        assert!(p.warnings.contains(&CropWarning::SeveralFaces));
+        let cx = p.rect.x + p.rect.width / 2.0;
+        assert!((cx - 947.5).abs() < 1e-6, "{:?}", p.rect);
+        // The same faces in another order: the same box.
+        let mut rev = faces;
+        rev.reverse();
+        assert_eq!(place(&rev, 2000, 1500, 96), p);
+        // One face clearly the largest: no warning.
+        let p = place(
+            &[face(100, 400, 200, 200), face(900, 400, 100, 100)],
+            2000,
+            1500,
+            96,
+        );
+        assert!(!p.warnings.contains(&CropWarning::SeveralFaces));
+    }
+
+    #[test]
+    fn no_face_falls_back_to_attention_then_the_centre() {
+        // No picture: the centre, with the warning.
+        let p = place(&[], 400, 200, 96);
+        assert_eq!(p.method, CropMethod::Centre);
+        assert_eq!(p.warnings, vec![CropWarning::NoFace]);
+        assert_eq!(p.rect.x, 100.0);
+        // A picture with something at the right: attention.
+        let (w, h) = (160u32, 80u32);
+        let mut rgb = vec![90u8; (w * h * 3) as usize];
+        for y in 20..60 {
+            for x in 130..150 {
+                let i = ((y * w + x) * 3) as usize;
+                rgb[i..i + 3].copy_from_slice(&[230, 20, 30]);
+            }
+        }
+        let pic = Picture::new(&rgb, w, h, 400, 200);
+        let p = FaceCrop.place(
+            &Scene::new(Some(pic), &[]),
+            &CropContext::new(400, 200, 96, 96),
+        );
+        assert_eq!(p.method, CropMethod::Attention);
+        assert!(p.rect.x > 100.0, "{:?}", p.rect);
+    }
+
+    #[test]
+    fn cache_keys_differ_by_strategy_and_are_stable() {
+        let keys = [
+            CropMode::Face.strategy().cache_key(),
+            CropMode::Attention.strategy().cache_key(),
+            CropMode::Centre.strategy().cache_key(),
+        ];
+        #[cfg(feature = "face")]
+        assert_ne!(keys[0], keys[1]);
+        assert_ne!(keys[1], keys[2]);
+        assert_eq!(keys[2], "centre");
+        assert_eq!(CropMode::Centre.strategy().cache_key(), keys[2]);
+        assert_eq!("center".parse::<CropMode>(), Ok(CropMode::Centre));
+        assert!("middle".parse::<CropMode>().is_err());
+    }
+
+    #[test]
+    fn centre_and_focus_boxes() {
+        let ctx = CropContext::new(400, 200, 96, 96);
+        let s = Scene::default();
+        assert_eq!(
+            CenterCrop.place(&s, &ctx).rect,
+            CropRect {
+                x: 100.0,
+                y: 0.0,
+                width: 200.0,
+                height: 200.0
+            }
+        );
+        assert_eq!(FocusCrop { x: 0.0, y: 0.5 }.place(&s, &ctx).rect.x, 0.0);
+        let ctx = CropContext::new(200, 400, 100, 50);
+        let r = CenterCrop.place(&s, &ctx).rect;
+        assert_eq!((r.width, r.height, r.y), (200.0, 100.0, 150.0));
     }
 }

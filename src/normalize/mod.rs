@@ -62,12 +62,12 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
 pub use batch::{BatchItem, BatchOptions, BatchProgress, Input};
-pub use error::{NormalizeError, NormalizeErrorKind};
-pub use format::ImageFormat;
 pub use crop::{
     AttentionCrop, CenterCrop, CropMethod, CropMode, CropReport, CropStrategy, CropWarning, Face,
     FaceCrop, FocusCrop, Picture, PixelRect, Placement, RegionCrop, Scene, SceneNeeds,
 };
+pub use error::{NormalizeError, NormalizeErrorKind};
+pub use format::ImageFormat;
 pub use geometry::{CropContext, CropRect, Orientation};
 pub use profile::{BuiltinProfile, Limits, Profile};
 
@@ -618,8 +618,14 @@ impl Normalizer {
         if !codec::DECODER_SCALES {
             return 1;
         }
-        let (rect, sw, sh, _) =
-            self.plan_crop(info.width, info.height, orientation, p.width, p.height, scene);
+        let (rect, sw, sh, _) = self.plan_crop(
+            info.width,
+            info.height,
+            orientation,
+            p.width,
+            p.height,
+            scene,
+        );
         let fits = |d: u32| {
             rect.width / d as f64 >= 2.0 * sw as f64 && rect.height / d as f64 >= 2.0 * sh as f64
         };

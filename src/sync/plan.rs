@@ -470,6 +470,7 @@ mod tests {
             source,
             current,
             recorded: None,
+            crop: None,
         }
     }
 

@@ -188,7 +188,11 @@ mod tests {
             h: 20.0,
             score: 0.9,
         };
-        let b = Detection { score: 0.8, x: 11.0, ..a };
+        let b = Detection {
+            score: 0.8,
+            x: 11.0,
+            ..a
+        };
         let c = Detection {
             x: 100.0,
             score: 0.7,

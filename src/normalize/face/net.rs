@@ -147,7 +147,8 @@ impl Reader<'_> {
         self.take(1).map(|b| b[0])
     }
     fn u16(&mut self) -> Option<usize> {
-        self.take(2).map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
+        self.take(2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
     }
     fn u32(&mut self) -> Option<usize> {
         self.take(4)
@@ -251,9 +252,9 @@ impl Net {
         let mut last_use = vec![usize::MAX; slots];
         for (i, op) in ops.iter().enumerate() {
             let inputs: &[usize] = match op {
-                Op::Conv { input, .. } | Op::Depthwise { input, .. } | Op::MaxPool { input, .. } => {
-                    std::slice::from_ref(input)
-                }
+                Op::Conv { input, .. }
+                | Op::Depthwise { input, .. }
+                | Op::MaxPool { input, .. } => std::slice::from_ref(input),
                 Op::UpAdd { small, skip, .. } => &[*small, *skip],
             };
             for &s in inputs {
@@ -434,7 +435,11 @@ fn gemm<S: pulp::Simd, const V: usize>(
         let mut a0 = [zero; V];
         let mut a1 = [zero; V];
         let x0 = &x[p * cin..(p + 1) * cin];
-        let x1 = if two { &x[(p + 1) * cin..(p + 2) * cin] } else { x0 };
+        let x1 = if two {
+            &x[(p + 1) * cin..(p + 2) * cin]
+        } else {
+            x0
+        };
         for ci in 0..cin {
             let w = &wt[ci * cout..(ci + 1) * cout];
             let s0 = simd.splat_f32s(x0[ci]);
@@ -596,7 +601,8 @@ fn c3<S: pulp::Simd, const V: usize>(
                             let v = simd.splat_f32s(x.data[base + (ky * x.w + kx) * x.c + ci]);
                             let wr = &w[(ci * 9 + ky * 3 + kx) * cout..][..cout];
                             for (k, a) in acc.iter_mut().enumerate() {
-                                *a = simd.add_f32s(*a, simd.mul_f32s(v, load::<S>(&wr[k * lanes..])));
+                                *a = simd
+                                    .add_f32s(*a, simd.mul_f32s(v, load::<S>(&wr[k * lanes..])));
                             }
                         }
                     }
@@ -641,7 +647,11 @@ fn depthwise<S: pulp::Simd>(
     relu: bool,
 ) -> Map {
     let lanes = S::F32_LANES;
-    let vectors = if channels % lanes == 0 { channels / lanes } else { 0 };
+    let vectors = if channels % lanes == 0 {
+        channels / lanes
+    } else {
+        0
+    };
     let (h, wd, c) = (x.h, x.w, channels);
     let mut out = take(h * wd * c);
     match vectors {
@@ -720,7 +730,8 @@ fn dw<S: pulp::Simd, const V: usize>(simd: S, x: &Map, w: &[f32], b: &[f32], out
                         }
                     } else {
                         for (k, a) in acc.iter_mut().enumerate() {
-                            *a = simd.add_f32s(*a, simd.mul_f32s(load::<S>(&wk[k * lanes..]), zero));
+                            *a =
+                                simd.add_f32s(*a, simd.mul_f32s(load::<S>(&wk[k * lanes..]), zero));
                         }
                     }
                 }
