@@ -36,6 +36,9 @@ fi
 PY="$VENV/bin/python"
 
 BENCH=$(scripts/cargo-exe.sh bench_folder -p userphoto --example bench_folder)
+# Centre crops on both sides (vipsthumbnail --smartcrop centre below); benches/crop_speed.sh
+# measures the face crop against vips' attention crop.
+export BENCH_CROP=${BENCH_CROP:-centre}
 CLI=$(scripts/cargo-exe.sh userphoto -p userphoto-cli)
 
 # Classify the files once (our bench prints the class of each file it can normalize).

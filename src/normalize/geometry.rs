@@ -126,7 +126,7 @@ impl CropRect {
     }
 }
 
-/// What a [`CropStrategy`] is told about the picture it crops.
+/// What a [`CropStrategy`](super::CropStrategy) is told about the picture it crops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct CropContext {

@@ -388,7 +388,11 @@ fn matmul<S: pulp::Simd>(
 ) -> Vec<f32> {
     let mut out = take(cout * pixels);
     let lanes = S::F32_LANES;
-    let vectors = if cout % lanes == 0 { cout / lanes } else { 0 };
+    let vectors = if cout.is_multiple_of(lanes) {
+        cout / lanes
+    } else {
+        0
+    };
     match vectors {
         16 => gemm::<S, 16>(simd, x, cin, pixels, wt, b, &mut out),
         8 => gemm::<S, 8>(simd, x, cin, pixels, wt, b, &mut out),
@@ -493,7 +497,11 @@ fn conv3x3<S: pulp::Simd>(
     let (oh, ow) = (x.h.div_ceil(stride), x.w.div_ceil(stride));
     let mut out = take(oh * ow * cout);
     let lanes = S::F32_LANES;
-    let vectors = if cout % lanes == 0 { cout / lanes } else { 0 };
+    let vectors = if cout.is_multiple_of(lanes) {
+        cout / lanes
+    } else {
+        0
+    };
     match vectors {
         16 => c3::<S, 16>(simd, x, stride, w, b, &mut out),
         8 => c3::<S, 8>(simd, x, stride, w, b, &mut out),
@@ -647,7 +655,7 @@ fn depthwise<S: pulp::Simd>(
     relu: bool,
 ) -> Map {
     let lanes = S::F32_LANES;
-    let vectors = if channels % lanes == 0 {
+    let vectors = if channels.is_multiple_of(lanes) {
         channels / lanes
     } else {
         0

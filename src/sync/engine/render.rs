@@ -320,6 +320,9 @@ pub(super) enum Kept {
     Spilled(Spilled),
 }
 
+/// A deferred put's rendition and its crop warnings.
+pub(super) type DeferredPut = (Bytes, Vec<CropWarning>);
+
 pub(super) type RenditionResult = std::result::Result<Rend, (ErrorKind, String)>;
 
 /// A user normalized at apply time: one decode for all the sinks that write them, made by
@@ -350,7 +353,7 @@ impl Prepared<'_> {
         &self,
         it: &PlanItem,
         ti: usize,
-    ) -> std::result::Result<Option<(Bytes, Vec<CropWarning>)>, (Reason, Error)> {
+    ) -> std::result::Result<Option<DeferredPut>, (Reason, Error)> {
         if it.action != Action::Put || it.rendition_sha256.is_some() {
             return Ok(None);
         }
@@ -437,7 +440,7 @@ impl Prepared<'_> {
     pub(super) fn deferred_bytes(
         it: &PlanItem,
         made: Option<RenditionResult>,
-    ) -> std::result::Result<Option<(Bytes, Vec<CropWarning>)>, (Reason, Error)> {
+    ) -> std::result::Result<Option<DeferredPut>, (Reason, Error)> {
         let fail = |reason, kind, msg| Err(normalize_failure(it, reason, kind, msg));
         match made {
             Some(Ok(Rend {
