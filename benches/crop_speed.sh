@@ -39,15 +39,8 @@ command -v vipsthumbnail >/dev/null || need+=(libvips-tools)
 command -v hyperfine >/dev/null || need+=(hyperfine)
 [ -x /usr/bin/time ] || need+=(time)
 python3 -m venv --help >/dev/null 2>&1 || need+=(python3-venv)
-if [ ${#need[@]} -gt 0 ]; then
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
-  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
-fi
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import cv2, PIL, numpy; assert cv2.__version__.startswith("4.")' 2>/dev/null; then
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q 'opencv-python-headless>=4.5,<5' numpy pillow
-fi
-PY="$VENV/bin/python"
+# shellcheck source=benches/crop_env.sh
+. benches/crop_env.sh
 
 BENCH=${USERPHOTO_BENCH_BIN:-$(scripts/cargo-exe.sh bench_folder -p userphoto --example bench_folder)}
 CLI=${USERPHOTO_BIN:-$(scripts/cargo-exe.sh userphoto -p userphoto-cli)}

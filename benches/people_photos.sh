@@ -37,16 +37,8 @@ need=()
 [ -d "$OPENCV_DATA" ] || need+=(opencv-doc)
 python3 -m venv --help >/dev/null 2>&1 || need+=(python3-venv)
 command -v unzip >/dev/null || need+=(unzip)
-if [ ${#need[@]} -gt 0 ]; then
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
-  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
-fi
-# opencv-python-headless 4.x: 5.0 moved the Haar cascades out of the main wheel.
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import cv2, PIL, numpy; assert cv2.__version__.startswith("4.")' 2>/dev/null; then
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q 'opencv-python-headless>=4.5,<5' numpy pillow
-fi
-PY="$VENV/bin/python"
+# shellcheck source=benches/crop_env.sh
+. benches/crop_env.sh
 
 # --- the packages -------------------------------------------------------------------------
 mkdir -p "$DL"
