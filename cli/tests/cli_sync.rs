@@ -717,3 +717,40 @@ fn restore_undoes_the_last_run_checks_hashes_and_can_itself_be_undone() {
     assert_eq!(code, Some(2));
     assert!(err.contains("no-such-run"), "{err}");
 }
+
+/// `--crop` is part of what the state file records: the same crop decodes nothing on a
+/// re-run, another crop makes every rendition again (and writes those that differ), and the
+/// plan's report items carry the crop.
+#[test]
+fn changing_the_crop_renders_again_and_keeping_it_does_not() {
+    let w = World::new(
+        "crop",
+        &["alice", "bob"],
+        &[("alice", None), ("bob", Some(old_photo(4)))],
+    );
+    ok(&w.sync(&["--crop", "centre"]));
+    assert_eq!(w.report()["timings"]["decoded"], 2);
+    w.apply_changes();
+    let out = ok(&w.sync(&["--crop", "centre"]));
+    assert!(out.contains("2 unchanged"), "{out}");
+    assert_eq!(
+        w.report()["timings"]["decoded"],
+        0,
+        "the same crop: nothing decoded"
+    );
+    // The default crop (face; attention on these generated photos without a face).
+    let out = ok(&w.sync(&[]));
+    assert_eq!(w.report()["timings"]["decoded"], 2, "another crop: {out}");
+    let outcomes = w.report()["outcomes"].as_array().unwrap().clone();
+    for o in &outcomes {
+        if o["action"] == "put" {
+            assert_eq!(o["warnings"], serde_json::json!(["no-face"]), "{o}");
+        }
+    }
+    w.apply_changes();
+    ok(&w.sync(&[]));
+    assert_eq!(w.report()["timings"]["decoded"], 0);
+    // A crop the tool does not know is a usage error.
+    let o = w.sync(&["--crop", "sideways"]);
+    assert_eq!(o.status.code(), Some(2));
+}
