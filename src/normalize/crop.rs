@@ -434,7 +434,7 @@ impl CropStrategy for FaceCrop {
         // The detector, its input size and the rule's constants: change any, change this.
         format!(
             "face-v1:yunet_n:{}:{FACE_FRACTION}:{FACE_CENTRE_Y}:{MAX_FACE_FRACTION}:{SIMILAR_AREA}:{}",
-            super::face_input_side(),
+            super::ANALYSIS_SIDE,
             AttentionCrop.cache_key()
         )
     }

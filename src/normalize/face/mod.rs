@@ -15,11 +15,6 @@ mod net;
 
 use net::{Map, Net};
 
-/// The longest side of the picture the detector looks at. Faces down to about 3 % of the
-/// picture's longer side (8 px here) are found; a larger input finds smaller faces at a
-/// quadratic cost in time.
-pub(crate) const INPUT_SIDE: u32 = 256;
-
 /// Detections below this score are dropped (OpenCV's YuNet sample uses 0.9 for a
 /// high-precision demo; a crop wants recall on the main face, and the placement rule keeps
 /// the largest face, so a stray low-score box in the background rarely matters).
@@ -39,7 +34,7 @@ pub(crate) struct Detection {
     pub(crate) score: f32,
 }
 
-/// Finds faces in an RGB picture (`rgb.len() == w * h * 3`, at most [`INPUT_SIDE`] on its
+/// Finds faces in an RGB picture (`rgb.len() == w * h * 3`, at most a few hundred pixels on its
 /// longer side, not enlarged when smaller). Sorted by score, best first, ties by position.
 /// `simd: false` forces the scalar code (the tests check both give the same bits).
 pub(crate) fn detect(rgb: &[u8], w: usize, h: usize, simd: bool) -> Vec<Detection> {

@@ -599,29 +599,9 @@ fn c3<S: pulp::Simd, const V: usize>(
                 ox += 4;
                 continue;
             }
+            // The rest of the row (its edges, and up to three pixels before them), with
+            // the padding checked per tap: the same sums in the same order.
             let mut acc = [zero; V];
-            if row_inside && inside(ox) {
-                // The whole window is in the map: no padding checks.
-                let base = ((oy * stride - 1) * x.w + ox * stride - 1) * x.c;
-                for ci in 0..x.c {
-                    for ky in 0..3 {
-                        for kx in 0..3 {
-                            let v = simd.splat_f32s(x.data[base + (ky * x.w + kx) * x.c + ci]);
-                            let wr = &w[(ci * 9 + ky * 3 + kx) * cout..][..cout];
-                            for (k, a) in acc.iter_mut().enumerate() {
-                                *a = simd
-                                    .add_f32s(*a, simd.mul_f32s(v, load::<S>(&wr[k * lanes..])));
-                            }
-                        }
-                    }
-                }
-                let o = &mut out[(oy * ow + ox) * cout..][..cout];
-                for (k, a) in acc.iter().enumerate() {
-                    store::<S>(&mut o[k * lanes..], simd.add_f32s(*a, bias[k]));
-                }
-                ox += 1;
-                continue;
-            }
             for ci in 0..x.c {
                 for ky in 0..3 {
                     for kx in 0..3 {
