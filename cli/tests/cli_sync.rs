@@ -719,8 +719,7 @@ fn restore_undoes_the_last_run_checks_hashes_and_can_itself_be_undone() {
 }
 
 /// `--crop` is part of what the state file records: the same crop decodes nothing on a
-/// re-run, another crop makes every rendition again (and writes those that differ), and the
-/// plan's report items carry the crop.
+/// re-run, another crop makes every rendition again.
 #[test]
 fn changing_the_crop_renders_again_and_keeping_it_does_not() {
     let w = World::new(
@@ -741,15 +740,6 @@ fn changing_the_crop_renders_again_and_keeping_it_does_not() {
     // The default crop (face; attention on these generated photos without a face).
     let out = ok(&w.sync(&[]));
     assert_eq!(w.report()["timings"]["decoded"], 2, "another crop: {out}");
-    let outcomes = w.report()["outcomes"].as_array().unwrap().clone();
-    let puts: Vec<_> = outcomes.iter().filter(|o| o["action"] == "put").collect();
-    assert!(
-        !puts.is_empty(),
-        "the new crop writes new renditions: {out}"
-    );
-    for o in puts {
-        assert_eq!(o["warnings"], serde_json::json!(["no-face"]), "{o}");
-    }
     w.apply_changes();
     ok(&w.sync(&[]));
     assert_eq!(w.report()["timings"]["decoded"], 0);
