@@ -115,12 +115,16 @@ async fn tricky_dns_round_trip_into_the_change_file() {
     let old = sink.fetch(&UserKey::new("obrien")).await.unwrap();
     assert_eq!(old.as_deref(), Some(&old_photo[..]));
     let new_photo = Bytes::from(userphoto::normalize::testimage::gradient_jpeg(48, 48));
-    for u in ["obrien", "mueller", "quoted"] {
+    // Written out of key order: the change file is sorted by key all the same.
+    for u in ["quoted", "obrien", "mueller"] {
         sink.put(&UserKey::new(u), &new_photo).await.unwrap();
     }
     sink.delete(&UserKey::new("obrien")).await.unwrap();
     // Deleting where there is no photo writes nothing.
     sink.delete(&UserKey::new("obrien")).await.unwrap();
+    // Nothing is in the change file until the sink finishes it.
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "");
+    sink.finish().await.unwrap();
     drop(sink);
     let text = std::fs::read_to_string(&out).unwrap();
     let records: Vec<&str> = text
@@ -128,18 +132,25 @@ async fn tricky_dns_round_trip_into_the_change_file() {
         .filter(|r| !r.trim().is_empty())
         .collect();
     assert_eq!(records.len(), 4, "{text}");
-    assert!(records[0].starts_with("dn: CN=O'Brien\\, Ann,OU=Staff,DC=contoso,DC=com\nchangetype: modify\nreplace: thumbnailPhoto\nthumbnailPhoto:: "));
     let mueller_dn = b64("CN=Müller\\, Jörg,OU=Zürich,DC=contoso,DC=com".as_bytes());
     assert!(
-        records[1]
+        records[0]
             .replace("\n ", "")
             .starts_with(&format!("dn:: {mueller_dn}\n")),
         "{}",
-        records[1]
+        records[0]
     );
-    assert!(records[3].contains("delete: thumbnailPhoto\n-"));
+    // One user's records in the order they were written: the replace, then the delete.
+    assert!(records[1].starts_with("dn: CN=O'Brien\\, Ann,OU=Staff,DC=contoso,DC=com\nchangetype: modify\nreplace: thumbnailPhoto\nthumbnailPhoto:: "));
+    assert!(records[2].starts_with("dn: CN=O'Brien\\, Ann,OU=Staff,DC=contoso,DC=com\n"));
+    assert!(records[2].contains("delete: thumbnailPhoto\n-"));
+    assert!(
+        records[3].starts_with("dn: CN=\\\"Quoted\\\" Name,"),
+        "{}",
+        records[3]
+    );
     // The value unfolds to the photo's base64.
-    let value: String = records[0]
+    let value: String = records[1]
         .lines()
         .skip(3)
         .take_while(|l| *l != "-")
@@ -411,10 +422,14 @@ async fn check_users(
             "{file}: {key}: read back from the changes"
         );
     }
+    sink.finish().await.unwrap();
     drop(sink);
     let changes = ldif_helper::parse_changes(&std::fs::read_to_string(&out).unwrap());
     let dns: Vec<&str> = changes.iter().map(|c| c.dn.as_str()).collect();
-    let want: Vec<&str> = users.iter().map(|u| u.1).collect();
+    // In key order.
+    let mut by_key: Vec<(UserKey, &str)> = users.iter().map(|u| (UserKey::new(u.0), u.1)).collect();
+    by_key.sort_by(|a, b| a.0.cmp(&b.0));
+    let want: Vec<&str> = by_key.iter().map(|u| u.1).collect();
     assert_eq!(dns, want, "{file}: DNs");
     for c in &changes {
         assert_eq!(c.ops[0].2, vec![new.to_vec()], "{file}: {}", c.dn);
@@ -637,5 +652,100 @@ fn hostile_encodings_and_records() {
         assert_eq!(e.kind(), ErrorKind::InvalidData, "{name}: {e}");
         assert!(e.to_string().contains(expect), "{name}: {e}");
     }
+    std::fs::remove_dir_all(&d).ok();
+}
+
+/// A sink that holds each put until the put of the next key (in key order) has landed, so the
+/// writes finish in reverse key order whatever the engine's concurrency.
+#[derive(Debug)]
+struct Reversed {
+    inner: LdifSink,
+    keys: Vec<UserKey>,
+    /// Per key: a permit once its successor's put is done.
+    gates: Vec<tokio::sync::Semaphore>,
+}
+
+#[async_trait::async_trait]
+impl DirectorySink for Reversed {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn capabilities(&self) -> userphoto::sink::SinkCapabilities {
+        self.inner.capabilities()
+    }
+    async fn current(&self, key: &UserKey) -> userphoto::Result<Option<CurrentPhoto>> {
+        self.inner.current(key).await
+    }
+    async fn put(&self, key: &UserKey, jpeg: &Bytes) -> userphoto::Result<Option<String>> {
+        let i = self.keys.iter().position(|k| k == key).unwrap();
+        if i + 1 < self.keys.len() {
+            self.gates[i].acquire().await.unwrap().forget();
+        }
+        let r = self.inner.put(key, jpeg).await;
+        if i > 0 {
+            self.gates[i - 1].add_permits(1);
+        }
+        r
+    }
+    async fn delete(&self, key: &UserKey) -> userphoto::Result<()> {
+        self.inner.delete(key).await
+    }
+    async fn finish(&self) -> userphoto::Result<()> {
+        self.inner.finish().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_change_file_is_in_key_order_whatever_order_the_writes_finish_in() {
+    use userphoto::normalize::{testimage, Profile};
+    use userphoto::source::MemorySource;
+    use userphoto::sync::{Engine, Status};
+    let d = tempdir("order");
+    let keys: Vec<UserKey> = (0..12)
+        .map(|i| UserKey::new(format!("user{i:02}")))
+        .collect();
+    let dns: Vec<String> = keys
+        .iter()
+        .map(|k| format!("CN={k},OU=Staff,DC=contoso,DC=com"))
+        .collect();
+    let users: Vec<(&str, &str, Option<&[u8]>)> = dns
+        .iter()
+        .zip(&keys)
+        .map(|(d, k)| (d.as_str(), k.as_str(), None))
+        .collect();
+    std::fs::write(d.join("export.ldif"), export(&users)).unwrap();
+    let mut source = MemorySource::new();
+    for (i, k) in keys.iter().enumerate() {
+        source = source.with_photo(k.as_str(), testimage::gradient_jpeg(120 + i as u32, 150));
+    }
+    let out = d.join("changes.ldif");
+    let sink = Reversed {
+        inner: LdifSink::open(d.join("export.ldif"), MatchAttribute::SamAccountName)
+            .unwrap()
+            .with_output(&out)
+            .unwrap(),
+        gates: keys
+            .iter()
+            .map(|_| tokio::sync::Semaphore::new(0))
+            .collect(),
+        keys: keys.clone(),
+    };
+    let report = Engine::new(source)
+        .with_sink(sink, Profile::ad_thumbnail())
+        .with_concurrency(keys.len())
+        .run()
+        .await
+        .unwrap();
+    assert!(
+        report.outcomes.iter().all(|o| o.status == Status::Done),
+        "{report:?}"
+    );
+    let changes = ldif_helper::parse_changes(&std::fs::read_to_string(&out).unwrap());
+    let got: Vec<&str> = changes.iter().map(|c| c.dn.as_str()).collect();
+    let want: Vec<&str> = dns.iter().map(String::as_str).collect();
+    assert_eq!(
+        got, want,
+        "the change file follows the keys, not the order of the writes"
+    );
     std::fs::remove_dir_all(&d).ok();
 }

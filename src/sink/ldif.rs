@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Seek, SeekFrom, Write};
+use std::io::{BufReader, BufWriter, Read as _, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -46,12 +46,26 @@ struct Entry {
     photo: Option<Photo>,
 }
 
-/// The change file and how far it is written.
+/// The change records written so far: appended to a spool file beside the change file as
+/// they come (in whatever order the concurrent writes finish), then copied into the change
+/// file in key order by [`LdifSink::finish`], so the same run gives the same file.
 #[derive(Debug)]
 struct Out {
+    /// The spool; its path is where [`read_back`] finds a photo this sink wrote.
+    spool: tempfile::NamedTempFile,
     w: BufWriter<File>,
     bytes: u64,
     lines: usize,
+    /// Per record written: the user key it was written for, and its byte range in the spool.
+    records: Vec<Spooled>,
+}
+
+/// One change record in the spool.
+#[derive(Debug)]
+struct Spooled {
+    key: UserKey,
+    start: u64,
+    len: u64,
 }
 
 /// What an LDIF export holds ([`LdifSink::summary`]).
@@ -192,18 +206,93 @@ impl LdifSink {
         })
     }
 
-    /// Writes changes to `path` (created or truncated now).
+    /// Writes changes to `path` (created or truncated now, so a path that cannot be written
+    /// fails here). The records are complete in `path` once [`finish`](Self::finish) (which
+    /// the sync engine and [`BackupStore::restore`](crate::sync::BackupStore::restore) call)
+    /// has returned: sorted by user key, whatever order the writes were made in. Until then
+    /// they wait in a temporary file in the same folder.
     pub fn with_output(mut self, path: impl AsRef<Path>) -> Result<Self> {
         let p = path.as_ref();
-        let f = File::create(p)
-            .map_err(|e| Error::from(e).with_backend("ldif").with_operation("open"))?;
+        let open_err =
+            |e: std::io::Error| Error::from(e).with_backend("ldif").with_operation("open");
+        File::create(p).map_err(open_err)?;
+        let dir = match p.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+            _ => std::path::PathBuf::from("."),
+        };
+        let spool = tempfile::Builder::new()
+            .prefix(".userphoto-ldif-")
+            .suffix(".spool")
+            .tempfile_in(&dir)
+            .map_err(open_err)?;
+        let f = spool.reopen().map_err(open_err)?;
         self.out = Some(Mutex::new(Out {
+            spool,
             w: BufWriter::new(f),
             bytes: 0,
             lines: 0,
+            records: Vec::new(),
         }));
         self.out_path = Some(Arc::from(p));
         Ok(self)
+    }
+
+    /// Another name than `ldif` (for logs, reports, the state store and backups), so two
+    /// LDIF sinks in one run (two forests' exports) can be told apart.
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Writes the change file: every record written so far, sorted by user key (a user's
+    /// records in the order they were written), through a temporary file renamed over the
+    /// change file, so it is whole or as it was. Calling it again rewrites it with the
+    /// records written since. A sink without an output file has nothing to do.
+    pub fn finish_blocking(&self) -> Result<()> {
+        let (Some(out), Some(path)) = (&self.out, &self.out_path) else {
+            return Ok(());
+        };
+        let mut o = out.lock().unwrap_or_else(|p| p.into_inner());
+        let err = |e: std::io::Error| {
+            Error::new(
+                ErrorKind::Io,
+                format!("cannot write the change file {}: {e}", path.display()),
+            )
+            .with_backend(self.name.clone())
+            .with_operation("finish")
+        };
+        o.w.flush().map_err(err)?;
+        let mut order: Vec<usize> = (0..o.records.len()).collect();
+        // Stable: one user's records keep the order they were written in.
+        order.sort_by(|&a, &b| o.records[a].key.cmp(&o.records[b].key));
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+            _ => std::path::PathBuf::from("."),
+        };
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".userphoto-ldif-")
+            .suffix(".tmp")
+            .tempfile_in(&dir)
+            .map_err(err)?;
+        {
+            let mut spool = BufReader::new(o.spool.reopen().map_err(err)?);
+            let mut w = BufWriter::new(tmp.as_file_mut());
+            for i in order {
+                let r = &o.records[i];
+                spool.seek(SeekFrom::Start(r.start)).map_err(err)?;
+                let copied = std::io::copy(&mut (&mut spool).take(r.len), &mut w).map_err(err)?;
+                if copied != r.len {
+                    return Err(err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "the spool file is shorter than what was written to it",
+                    )));
+                }
+            }
+            w.flush().map_err(err)?;
+        }
+        tmp.as_file().sync_all().map_err(err)?;
+        tmp.persist(path.as_ref()).map_err(|e| err(e.error))?;
+        Ok(())
     }
 
     /// Another byte limit than AD's 102,400.
@@ -318,6 +407,7 @@ impl LdifSink {
         let mut o = out.lock().unwrap_or_else(|p| p.into_inner());
         let (start, lines) = (o.bytes, o.lines);
         let written = write_modify(&mut o.w, dn, &self.attribute, value)
+            // (flushed, so a read-back of this photo finds it in the spool)
             .and_then(|w| o.w.flush().map(|()| w))
             .map_err(|e| {
                 self.fail(
@@ -329,6 +419,11 @@ impl LdifSink {
             })?;
         o.bytes += written.len;
         o.lines += written.lines;
+        o.records.push(Spooled {
+            key: key.clone(),
+            start,
+            len: written.len,
+        });
         Ok(written
             .value_at
             .map(|(off, line)| (start + off, lines + line + 1)))
@@ -411,8 +506,8 @@ impl DirectorySink for LdifSink {
         };
         let path = match photo.file {
             Which::Export => self.export.clone(),
-            Which::Changes => match &self.out_path {
-                Some(p) => p.clone(),
+            Which::Changes => match &self.out {
+                Some(o) => Arc::from(o.lock().unwrap_or_else(|p| p.into_inner()).spool.path()),
                 None => return Ok(None),
             },
         };
@@ -469,6 +564,10 @@ impl DirectorySink for LdifSink {
             self.lock()[i].photo = None;
         }
         Ok(())
+    }
+
+    async fn finish(&self) -> Result<()> {
+        self.finish_blocking()
     }
 
     async fn users_with_photos(&self) -> Result<Vec<UserKey>> {

@@ -212,6 +212,16 @@ pub trait DirectorySink: Send + Sync + Debug {
     fn incremental(&self) -> Option<&dyn Incremental> {
         None
     }
+
+    /// Completes what the writes so far produced, for a sink that writes a file for people
+    /// to read: the [`LdifSink`] writes its change file here, sorted by user key, so the same
+    /// run gives the same file whatever order the concurrent writes finished in. The sync
+    /// engine calls it once its apply stage is over (also after a stopped run, for the
+    /// writes that were made), and [`BackupStore::restore`](crate::sync::BackupStore::restore)
+    /// after a restore. The default does nothing: a directory is written as each call lands.
+    async fn finish(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// An optional extension of a [`DirectorySink`]: a sink that can carry what it learnt about
@@ -279,6 +289,9 @@ macro_rules! forward_sink {
             }
             fn incremental(&self) -> Option<&dyn Incremental> {
                 (**self).incremental()
+            }
+            async fn finish(&self) -> Result<()> {
+                (**self).finish().await
             }
         }
     };

@@ -645,6 +645,8 @@ impl BackupStore {
                 .map_err(|e| e.with_user(user.clone()));
             users.push((user, r));
         }
+        // A sink that writes a file (the LDIF change file) completes it now.
+        sink.finish().await?;
         Ok(Restoration {
             undone: target,
             run: self.run_id(),

@@ -141,6 +141,13 @@ impl<'e> Prepared<'e> {
         let results = futures::future::join_all(per_target).await;
         self.flush(&shared, true).await;
         self.save_snapshots().await;
+        // Sinks that write a file for people (the LDIF change file) complete it now, in key
+        // order; after a stopped run too, for the writes that were made.
+        for tg in &eng.targets {
+            if let Err(e) = tg.sink.finish().await {
+                shared.stop(e.run_level());
+            }
+        }
         let mut applied: Vec<(usize, Outcome)> = results.into_iter().flatten().collect();
         applied.sort_unstable_by_key(|(at, _)| *at);
         let mut applied = applied.into_iter().peekable();
