@@ -82,7 +82,7 @@
 //!         .with_backups(BackupStore::open(dir.join("backup")).unwrap())
 //! };
 //! let first = engine().run().await?;
-//! assert_eq!((first.sinks["memory"].put, first.exit_code()), (1, 0));
+//! assert_eq!((first.sinks["memory"].put, first.is_success()), (1, true));
 //! let again = engine().run().await?;
 //! assert_eq!((again.sinks["memory"].unchanged, again.timings.decoded), (1, 0));
 //! // The photo the first run replaced is in the backups; `BackupStore::restore` puts it back.

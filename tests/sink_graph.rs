@@ -507,7 +507,7 @@ async fn default_second_run_reads_once_per_user_and_adopts_the_etags() {
     let users: Vec<String> = (0..5).map(upn_of).collect();
     let dir = StateDir::new("adopt");
     let s = sink(&srv);
-    sync(&s, &users, &dir).await;
+    let _ = sync(&s, &users, &dir).await;
 
     srv.clear_records();
     let second = sync(&s, &users, &dir).await;
@@ -529,8 +529,8 @@ async fn default_after_adoption_a_third_party_change_is_written_again() {
     let users: Vec<String> = (0..5).map(upn_of).collect();
     let dir = StateDir::new("detect");
     let s = sink(&srv);
-    sync(&s, &users, &dir).await;
-    sync(&s, &users, &dir).await;
+    let _ = sync(&s, &users, &dir).await;
+    let _ = sync(&s, &users, &dir).await;
 
     srv.clear_records();
     let third = sync(&s, &users, &dir).await;
@@ -579,7 +579,7 @@ async fn default_adopts_a_change_made_between_the_upload_and_the_next_run() {
     let users: Vec<String> = (0..4).map(upn_of).collect();
     let dir = StateDir::new("tradeoff");
     let s = sink(&srv);
-    sync(&s, &users, &dir).await;
+    let _ = sync(&s, &users, &dir).await;
 
     let theirs = photo_jpeg(64, 64, 4343);
     let their_etag = srv.set_photo(&users[1], theirs.clone()).unwrap();

@@ -705,7 +705,12 @@ fn run_inner(a: RunArgs, plan_only: bool) -> ExitCode {
         Ok::<_, Error>(if a.dry_run {
             prepared.dry_run()
         } else {
-            prepared.apply().await
+            // A run stopped during the apply stage: its report says what was done, and
+            // `aborted` why it stopped (exit code 2, below).
+            prepared
+                .apply()
+                .await
+                .unwrap_or_else(userphoto::sync::RunError::into_report)
         })
     }) {
         Ok(r) => r,
@@ -734,7 +739,19 @@ fn run_inner(a: RunArgs, plan_only: bool) -> ExitCode {
     if let Some(ab) = &report.aborted {
         eprintln!("userphoto: stopped: {}", ab.message);
     }
-    ExitCode::from(report.exit_code() as u8)
+    ExitCode::from(exit_code(&report))
+}
+
+/// The exit code of a run: 2 when it stopped on a run-level failure, 1 when some users (or
+/// source items) failed, 0 when everything planned was applied.
+pub fn exit_code(report: &Report) -> u8 {
+    if report.aborted.is_some() {
+        2
+    } else if report.failed() > 0 {
+        1
+    } else {
+        0
+    }
 }
 
 /// `runs`: the runs in a backup journal, oldest first, one line each.

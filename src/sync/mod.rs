@@ -44,8 +44,9 @@ pub use backup::{
 pub use engine::{Engine, Prepared, DEFAULT_MAX_CONSECUTIVE_FAILURES, DEFAULT_RENDITION_CACHE};
 pub use event::{Event, Stage};
 pub use plan::{
-    plan, Action, Observation, Plan, PlanItem, Policy, Reason, Recorded, SinkState, SourceState,
+    plan, Action, Failure, Observation, Plan, PlanItem, Policy, Reason, Recorded, RenditionFacts,
+    SinkState, SourceState,
 };
-pub use report::{Counts, Outcome, Report, SourceFailure, Status, Timings};
+pub use report::{Counts, Outcome, Report, RunError, SourceFailure, Status, Timings};
 pub use retry::RetryPolicy;
 pub use state::{StateRecord, StateStore};

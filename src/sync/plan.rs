@@ -8,6 +8,7 @@ use crate::{ErrorKind, UserKey};
 /// What the plan does for one user in one sink.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Action {
     /// Write the rendition.
     Put,
@@ -58,16 +59,63 @@ pub enum Reason {
     Refused,
 }
 
+/// A rendition the planner knows by its hash and size (its bytes wait elsewhere).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct RenditionFacts {
+    /// The rendition's SHA-256, hex.
+    pub sha256: String,
+    /// Its size in bytes.
+    pub bytes: usize,
+}
+
+impl RenditionFacts {
+    /// A rendition of `bytes` bytes whose SHA-256 is `sha256` (hex).
+    pub fn new(sha256: impl Into<String>, bytes: usize) -> Self {
+        Self {
+            sha256: sha256.into(),
+            bytes,
+        }
+    }
+}
+
+/// Why there is no rendition, or why a side failed: the error's kind and its message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Failure {
+    /// The error's kind.
+    pub kind: ErrorKind,
+    /// The message.
+    pub message: String,
+}
+
+impl Failure {
+    /// A failure of `kind`, saying `message`.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<&crate::Error> for Failure {
+    fn from(e: &crate::Error) -> Self {
+        Self::new(e.kind(), e.message())
+    }
+}
+
 /// What the source says about a user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum SourceState {
     /// A photo, normalized for this sink's profile.
     Photo {
         /// The source's fingerprint of the photo.
         fingerprint: String,
-        /// The rendition's SHA-256 (hex) and size, or why there is none.
-        rendition: Result<(String, usize), (ErrorKind, String)>,
+        /// The rendition's hash and size, or why there is none.
+        rendition: Result<RenditionFacts, Failure>,
     },
     /// A photo whose rendition is made only when it is written, because the decision does
     /// not depend on it: the sink holds no photo for the user, or was not read (the engine
@@ -93,6 +141,7 @@ pub enum SourceState {
 /// What the sink says about a user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum SinkState {
     /// The user exists without a photo.
     NoPhoto,
@@ -125,6 +174,7 @@ pub enum SinkState {
 
 /// What the state store recorded after the last successful write for a user and sink.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Recorded {
     /// The rendition written (hex SHA-256).
     pub rendition_sha256: String,
@@ -152,6 +202,9 @@ pub struct Observation {
     pub recorded: Option<Recorded>,
     /// How the source's rendition for this sink was cropped, when it was made.
     pub crop: Option<CropReport>,
+    /// The engine's index of the sink, passed on to the plan item.
+    #[serde(skip)]
+    pub(crate) target: usize,
 }
 
 impl Observation {
@@ -173,6 +226,7 @@ impl Observation {
             current,
             recorded: None,
             crop: None,
+            target: 0,
         }
     }
 
@@ -248,6 +302,9 @@ pub struct PlanItem {
     /// while planning.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub crop: Option<CropReport>,
+    /// The engine's index of the sink (its place among the engine's sinks).
+    #[serde(skip)]
+    pub(crate) target: usize,
 }
 
 impl PlanItem {
@@ -259,6 +316,8 @@ impl PlanItem {
 
 /// The decisions for a run, sorted by user key, then sink.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+#[must_use]
 pub struct Plan {
     /// One item per user and sink.
     pub items: Vec<PlanItem>,
@@ -282,13 +341,15 @@ impl Plan {
 /// in any order give the same plan, sorted by key (case-insensitively) and sink.
 ///
 /// ```
-/// use userphoto::sync::{plan, Action, Observation, Policy, Reason, SinkState, SourceState};
+/// use userphoto::sync::{
+///     plan, Action, Observation, Policy, Reason, RenditionFacts, SinkState, SourceState,
+/// };
 /// use userphoto::UserKey;
 /// let obs = Observation::new(
 ///     UserKey::new("alice"),
 ///     "ad",
 ///     102_400,
-///     SourceState::Photo { fingerprint: "f1".into(), rendition: Ok(("ab12".into(), 3_000)) },
+///     SourceState::Photo { fingerprint: "f1".into(), rendition: Ok(RenditionFacts::new("ab12", 3_000)) },
 ///     SinkState::NoPhoto,
 /// );
 /// let p = plan(vec![obs], Policy::default());
@@ -323,6 +384,7 @@ fn decide(o: Observation, policy: Policy) -> PlanItem {
         bytes: None,
         detail,
         crop: None,
+        target: o.target,
     };
     // Source-side failures first: nothing is known about what to write.
     if let SourceState::Error { kind, message } = &o.source {
@@ -360,14 +422,13 @@ fn decide(o: Observation, policy: Policy) -> PlanItem {
                 return item(Action::Put, Reason::NotRecorded, None);
             }
             if let SourceState::Photo {
-                rendition: Ok((sha, len)),
-                ..
+                rendition: Ok(r), ..
             } = &o.source
             {
-                if *len <= o.max_bytes {
+                if r.bytes <= o.max_bytes {
                     let mut it = item(Action::Put, Reason::NotRecorded, None);
-                    it.rendition_sha256 = Some(sha.clone());
-                    it.bytes = Some(*len);
+                    it.rendition_sha256 = Some(r.sha256.clone());
+                    it.bytes = Some(r.bytes);
                     return it;
                 }
             }
@@ -402,7 +463,7 @@ fn decide(o: Observation, policy: Policy) -> PlanItem {
             item(Action::Put, reason, None)
         }
         SourceState::Photo {
-            rendition: Err((kind, message)),
+            rendition: Err(Failure { kind, message }),
             ..
         } => {
             let reason = match kind {
@@ -412,7 +473,11 @@ fn decide(o: Observation, policy: Policy) -> PlanItem {
             item(Action::Fail, reason, Some(message.clone()))
         }
         SourceState::Photo {
-            rendition: Ok((sha, len)),
+            rendition:
+                Ok(RenditionFacts {
+                    sha256: sha,
+                    bytes: len,
+                }),
             ..
         } => {
             if *len > o.max_bytes {
@@ -471,13 +536,14 @@ mod tests {
             current,
             recorded: None,
             crop: None,
+            target: 0,
         }
     }
 
     fn photo(sha: &str, len: usize) -> SourceState {
         SourceState::Photo {
             fingerprint: "fp".into(),
-            rendition: Ok((sha.into(), len)),
+            rendition: Ok(RenditionFacts::new(sha, len)),
         }
     }
 
@@ -547,7 +613,7 @@ mod tests {
         );
         let bad = SourceState::Photo {
             fingerprint: "f".into(),
-            rendition: Err((ErrorKind::InvalidPhoto, "corrupt".into())),
+            rendition: Err(Failure::new(ErrorKind::InvalidPhoto, "corrupt")),
         };
         assert_eq!(
             decided(obs("a", bad, SinkState::NoPhoto), p),
@@ -555,7 +621,7 @@ mod tests {
         );
         let nofit = SourceState::Photo {
             fingerprint: "f".into(),
-            rendition: Err((ErrorKind::PhotoTooLarge, "cannot fit".into())),
+            rendition: Err(Failure::new(ErrorKind::PhotoTooLarge, "cannot fit")),
         };
         assert_eq!(
             decided(obs("a", nofit, SinkState::NoPhoto), p),

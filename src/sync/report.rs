@@ -6,7 +6,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::{Action, Reason};
-use crate::{ErrorKind, UserKey};
+use crate::{Error, ErrorKind, UserKey};
 
 /// What became of one plan item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -117,6 +117,7 @@ pub struct Timings {
 /// The result of a run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
+#[must_use]
 pub struct Report {
     /// Whether nothing was applied.
     pub dry_run: bool,
@@ -149,16 +150,10 @@ impl Report {
             + self.source_failures.len()
     }
 
-    /// The example CLI's exit code: 2 when the run stopped on a run-level failure, 1 when
-    /// some users failed, 0 when everything planned was applied.
-    pub fn exit_code(&self) -> i32 {
-        if self.aborted.is_some() {
-            2
-        } else if self.failed() > 0 {
-            1
-        } else {
-            0
-        }
+    /// Whether the run did everything it planned: it was not stopped, and no user and no
+    /// source item failed.
+    pub fn is_success(&self) -> bool {
+        self.aborted.is_none() && self.failed() == 0
     }
 
     pub(crate) fn recount(&mut self) {
@@ -267,5 +262,67 @@ impl fmt::Display for Report {
             "  time: list {} ms, read {} ms, normalize {} ms ({} decoded, {} reused), plan {} ms, apply {} ms ({} retries), total {} ms",
             t.list_ms, t.read_ms, t.normalize_ms, t.decoded, t.reused, t.plan_ms, t.apply_ms, t.retries, t.total_ms
         )
+    }
+}
+
+/// A run that stopped on a run-level failure ([`Error::is_run_level`]): bad configuration,
+/// refused credentials, a directory lost halfway, a state store that cannot be written.
+///
+/// It carries the failure and the report of what the run did until then (the writes made,
+/// the changes [`NotAttempted`](Status::NotAttempted)), the same whether the run stopped
+/// before the apply stage (a report with no outcomes) or during it, so `engine.run().await?`
+/// never mistakes a stopped run for a finished one. It converts into the [`Error`] for `?`.
+#[derive(Debug)]
+#[non_exhaustive]
+#[must_use]
+pub struct RunError {
+    error: Error,
+    report: Box<Report>,
+}
+
+impl RunError {
+    pub(crate) fn new(error: Error, report: Report) -> Self {
+        Self {
+            error,
+            report: Box::new(report),
+        }
+    }
+
+    /// What stopped the run.
+    pub fn error(&self) -> &Error {
+        &self.error
+    }
+
+    /// What the run did until it stopped ([`Report::aborted`] says why).
+    pub fn report(&self) -> &Report {
+        &self.report
+    }
+
+    /// The report of what the run did until it stopped.
+    pub fn into_report(self) -> Report {
+        *self.report
+    }
+
+    /// The failure and the report.
+    pub fn into_parts(self) -> (Error, Report) {
+        (self.error, *self.report)
+    }
+}
+
+impl fmt::Display for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the run stopped: {}", self.error)
+    }
+}
+
+impl std::error::Error for RunError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+impl From<RunError> for Error {
+    fn from(e: RunError) -> Self {
+        e.error
     }
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 use redb::{Database, ReadableDatabase, TableDefinition};
 use serde::{Deserialize, Serialize};
 
-use super::Recorded;
+use super::{Recorded, SinkState};
 use crate::{Error, ErrorKind, Result, UserKey};
 
 /// Key: `sink` + NUL + the user's case-folded key. Value: a JSON [`StateRecord`].
@@ -67,6 +67,36 @@ impl StateRecord {
             rendition_sha256: self.rendition_sha256.clone(),
             version: self.version.clone(),
         }
+    }
+
+    /// The fingerprint a record keeps: the source's fingerprint of the photo, under the id
+    /// of the profile (and normalizer) it was rendered with, so a rendition made with other
+    /// settings never counts as the same.
+    pub(crate) fn keyed_fingerprint(profile_id: &str, source_fingerprint: &str) -> String {
+        format!("{profile_id}:{source_fingerprint}")
+    }
+
+    /// Whether this record is of the photo with this keyed fingerprint.
+    pub(crate) fn is_of(&self, keyed_fingerprint: &str) -> bool {
+        self.source_fingerprint == keyed_fingerprint
+    }
+
+    /// The freshness rule, in one place: the record is of this photo (keyed fingerprint) and
+    /// the sink still shows what it wrote: the same bytes (by hash), or for a sink that
+    /// re-encodes, the version tag recorded (a record without one adopts the tag seen now).
+    /// Then the recorded rendition can be used without decoding the photo again.
+    pub(crate) fn still_current(&self, keyed_fingerprint: &str, current: &SinkState) -> bool {
+        self.is_of(keyed_fingerprint)
+            && match current {
+                SinkState::Photo {
+                    sha256: Some(s), ..
+                } => s.eq_ignore_ascii_case(&self.rendition_sha256),
+                SinkState::Photo {
+                    sha256: None,
+                    version: Some(v),
+                } => self.version.as_ref().is_none_or(|r| r == v),
+                _ => false,
+            }
     }
 }
 

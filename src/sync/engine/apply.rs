@@ -2,7 +2,6 @@
 //! circuit breaker; old photos backed up before they are replaced; state records committed as
 //! writes succeed.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
@@ -16,7 +15,7 @@ use super::super::report::{Outcome, Status};
 use super::super::{Action, PlanItem, Reason, StateRecord};
 use super::*;
 use crate::digest::sha256_hex;
-use crate::{Error, ErrorKind, Result, UserKey};
+use crate::{Error, ErrorKind};
 
 /// Whether a failed write says something about the sink or the account (and so counts
 /// towards the circuit breaker) rather than about that one user or photo.
@@ -32,8 +31,19 @@ fn counts_for_breaker(kind: ErrorKind) -> bool {
     )
 }
 
-/// The message of the error a call gets when the run stopped before it was sent.
-const STOPPED: &str = "not sent: the run stopped";
+/// Why a change was not made.
+pub(super) enum Halt {
+    /// The run stopped (a run-level failure elsewhere) before the call was sent.
+    Stopped,
+    /// The change failed.
+    Failed(Error),
+}
+
+impl From<Error> for Halt {
+    fn from(e: Error) -> Self {
+        Self::Failed(e)
+    }
+}
 
 /// A sink call the apply stage makes.
 #[derive(Clone, Copy)]
@@ -54,7 +64,7 @@ pub(super) enum Fetched {
 pub(super) struct Shared {
     pub(super) cancel: AtomicBool,
     pub(super) abort: Mutex<Option<Error>>,
-    pub(super) pending: Mutex<Vec<(String, UserKey, Option<StateRecord>)>>,
+    pub(super) pending: Mutex<Vec<RecordChange>>,
     /// Held while a batch of `pending` is committed to the state store.
     pub(super) committing: tokio::sync::Mutex<()>,
     pub(super) done: AtomicUsize,
@@ -76,16 +86,22 @@ impl Shared {
 }
 
 impl<'e> Prepared<'e> {
-    /// Applies the plan and reports. Never fails as a whole: a run-level failure stops the
-    /// run and is in [`Report::aborted`]; the changes not tried are
-    /// [`Status::NotAttempted`].
-    pub async fn apply(self) -> Report {
-        self.apply_all()
+    /// Applies the plan and reports. A run-level failure stops the run: the result is then
+    /// a [`RunError`] whose report holds what was done (the changes not tried are
+    /// [`Status::NotAttempted`], and [`Report::aborted`] says why). Users who fail are in
+    /// the report, not an error.
+    pub async fn apply(self) -> std::result::Result<Report, RunError> {
+        let (report, stopped) = self
+            .apply_all()
             .instrument(tracing::info_span!("apply"))
-            .await
+            .await;
+        match stopped {
+            Some(e) => Err(RunError::new(e, report)),
+            None => Ok(report),
+        }
     }
 
-    async fn apply_all(mut self) -> Report {
+    async fn apply_all(mut self) -> (Report, Option<Error>) {
         let t = Instant::now();
         let eng = self.engine;
         if let Some(b) = &eng.backups {
@@ -112,17 +128,11 @@ impl<'e> Prepared<'e> {
             stage: Stage::Apply,
             total: changes.len(),
         });
-        let index: HashMap<&str, usize> = eng
-            .targets
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.sink.name(), i))
-            .collect();
         let per_target = eng.targets.iter().enumerate().map(|(ti, _)| {
             let items: Vec<(usize, &PlanItem)> = changes
                 .iter()
                 .copied()
-                .filter(|(_, it)| index[it.sink.as_str()] == ti)
+                .filter(|(_, it)| it.target == ti)
                 .collect();
             let sem = Semaphore::new(eng.concurrency);
             let shared = &shared;
@@ -132,7 +142,7 @@ impl<'e> Prepared<'e> {
                 // More items than permits in progress, so an item waiting out a retry does
                 // not hold a call slot.
                 stream::iter(items)
-                    .map(|(at, it)| async move { (at, this.apply_one(it, ti, sem, shared).await) })
+                    .map(|(at, it)| async move { (at, this.apply_one(it, sem, shared).await) })
                     .buffer_unordered(eng.concurrency * 4)
                     .collect::<Vec<(usize, Outcome)>>()
                     .await
@@ -178,13 +188,13 @@ impl<'e> Prepared<'e> {
                 .unwrap_or_else(|p| p.into_inner())
                 .take();
         }
-        let mut report = self.report(outcomes, false, aborted);
+        let mut report = self.report(outcomes, false, aborted.as_ref());
         if let Some(b) = &eng.backups {
             let _ = b.sync();
             report.backup_run = b.run_id();
         }
         report.timings.apply_ms = ms(t.elapsed());
-        report
+        (report, aborted)
     }
 
     /// Keeps each sink's snapshot for the next run. A sink that has none, or fails to make
@@ -251,24 +261,18 @@ impl<'e> Prepared<'e> {
         }
     }
 
+    /// Applies one change and says what became of it.
     pub(super) async fn apply_one(
         &self,
         it: &PlanItem,
-        ti: usize,
         sem: &Semaphore,
         shared: &Shared,
     ) -> Outcome {
-        let eng = self.engine;
-        let tg = &eng.targets[ti];
         let mut out = Self::outcome(it, Status::Done);
-        let finish = |out: Outcome| out;
         if shared.cancel.load(Ordering::SeqCst) {
             out.status = Status::NotAttempted;
-            return finish(out);
+            return out;
         }
-        // A deferred photo is normalized now; a failure is the photo's, as the plan would
-        // have said.
-        let mut render_failure = None;
         let started = Instant::now();
         let span = tracing::info_span!(
             "write",
@@ -276,20 +280,22 @@ impl<'e> Prepared<'e> {
             sink = %it.sink,
             action = ?it.action
         );
+        // A deferred photo is normalized now; a failure is the photo's, as the plan would
+        // have said.
+        let mut render_failure = None;
         let res = async {
-            match self.deferred_rendition(it, ti).await {
+            match self.deferred_rendition(it).await {
                 Ok(pre) => {
                     let pre = pre.map(|(b, warnings)| {
                         out.bytes = Some(b.len());
                         out.warnings = warnings;
                         b
                     });
-                    self.change(it, ti, sem, &shared.cancel, &mut out, pre)
-                        .await
+                    self.change(it, sem, &shared.cancel, &mut out, pre).await
                 }
                 Err((reason, e)) => {
                     render_failure = Some(reason);
-                    Err(e)
+                    Err(Halt::Failed(e))
                 }
             }
         }
@@ -297,106 +303,133 @@ impl<'e> Prepared<'e> {
         .await;
         let duration_ms = ms(started.elapsed());
         let n = shared.done.fetch_add(1, Ordering::Relaxed) + 1;
+        let _entered = span.enter();
         match res {
             Ok(record) => {
-                shared.consecutive[ti].store(0, Ordering::SeqCst);
-                shared
-                    .pending
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push((it.sink.clone(), it.key.clone(), record));
-                span.in_scope(|| {
-                    tracing::info!(
-                        target: "userphoto::sync",
-                        user = %it.key,
-                        sink = %it.sink,
-                        action = ?it.action,
-                        outcome = "done",
-                        bytes = out.bytes,
-                        duration_ms,
-                        "written"
-                    )
-                });
-                eng.emit(Event::Written {
-                    key: it.key.clone(),
-                    sink: it.sink.clone(),
-                    action: it.action,
-                    done: n,
-                });
+                self.written(it, &out, record, shared, n, duration_ms);
+                drop(_entered);
                 self.flush(shared, false).await;
             }
-            Err(e) if e.message() == STOPPED && shared.cancel.load(Ordering::SeqCst) => {
-                span.in_scope(|| {
-                    tracing::debug!(
-                        target: "userphoto::sync",
-                        user = %it.key,
-                        sink = %it.sink,
-                        outcome = "not_attempted",
-                        "not written: the run was stopped"
-                    )
-                });
+            Err(Halt::Stopped) => {
+                tracing::debug!(
+                    target: "userphoto::sync",
+                    user = %it.key,
+                    sink = %it.sink,
+                    outcome = "not_attempted",
+                    "not written: the run was stopped"
+                );
                 out.status = Status::NotAttempted;
             }
-            Err(e) => {
-                out.status = Status::Failed;
-                if let Some(reason) = render_failure {
-                    out.reason = reason;
-                } else if e.kind() == ErrorKind::UserNotFound {
-                    // Learnt only now (a sink that was not read first): say it as the plan
-                    // would have.
-                    out.reason = Reason::Unmatched;
-                } else if e.kind() == ErrorKind::PermissionDenied {
-                    out.reason = Reason::Refused;
-                }
-                out.error_kind = Some(e.kind());
-                out.message = Some(e.to_string());
-                span.in_scope(|| {
-                    tracing::warn!(
-                        target: "userphoto::sync",
-                        user = %it.key,
-                        sink = %it.sink,
-                        action = ?it.action,
-                        outcome = "failed",
-                        kind = e.kind().as_str(),
-                        error = %e,
-                        duration_ms,
-                        "write failed"
-                    )
-                });
-                eng.emit(Event::Failed {
-                    key: it.key.clone(),
-                    sink: tg.sink.name().to_owned(),
-                    kind: e.kind(),
-                    message: e.to_string(),
-                    done: n,
-                });
-                let limit = eng.max_consecutive_failures;
-                let tripped = render_failure.is_none()
-                    && counts_for_breaker(e.kind())
-                    && limit > 0
-                    && shared.consecutive[ti].fetch_add(1, Ordering::SeqCst) + 1 == limit;
-                if e.is_run_level() {
-                    shared.stop(e);
-                } else if tripped {
-                    // Every further write is most likely refused the same way.
-                    let stop = Error::new(
-                        e.kind(),
-                        format!(
-                            "stopped after {limit} writes in a row failed; the last: {e}. \
-                             The account or the directory, not the users, is the likely cause; \
-                             the rest were not tried (the limit is max_consecutive_failures, \
-                             --max-consecutive-failures on the command line)"
-                        ),
-                    )
-                    .with_backend(tg.sink.name().to_owned())
-                    .with_operation("apply")
-                    .run_level()
-                    .permanent();
-                    shared.stop(stop);
-                }
+            Err(Halt::Failed(e)) => {
+                self.failed(it, &mut out, e, render_failure, shared, n, duration_ms);
             }
         }
-        finish(out)
+        out
+    }
+
+    /// A change made: its state record waits for the next commit.
+    fn written(
+        &self,
+        it: &PlanItem,
+        out: &Outcome,
+        record: Option<StateRecord>,
+        shared: &Shared,
+        n: usize,
+        duration_ms: u64,
+    ) {
+        shared.consecutive[it.target].store(0, Ordering::SeqCst);
+        shared
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((it.sink.clone(), it.key.clone(), record));
+        tracing::info!(
+            target: "userphoto::sync",
+            user = %it.key,
+            sink = %it.sink,
+            action = ?it.action,
+            outcome = "done",
+            bytes = out.bytes,
+            duration_ms,
+            "written"
+        );
+        self.engine.emit(Event::Written {
+            key: it.key.clone(),
+            sink: it.sink.clone(),
+            action: it.action,
+            done: n,
+        });
+    }
+
+    /// A change failed: the outcome says why, and a run-level failure (or the circuit
+    /// breaker) stops the run.
+    #[allow(clippy::too_many_arguments)]
+    fn failed(
+        &self,
+        it: &PlanItem,
+        out: &mut Outcome,
+        e: Error,
+        render_failure: Option<Reason>,
+        shared: &Shared,
+        n: usize,
+        duration_ms: u64,
+    ) {
+        let eng = self.engine;
+        let tg = &eng.targets[it.target];
+        out.status = Status::Failed;
+        if let Some(reason) = render_failure {
+            out.reason = reason;
+        } else if e.kind() == ErrorKind::UserNotFound {
+            // Learnt only now (a sink that was not read first): say it as the plan would
+            // have.
+            out.reason = Reason::Unmatched;
+        } else if e.kind() == ErrorKind::PermissionDenied {
+            out.reason = Reason::Refused;
+        }
+        out.error_kind = Some(e.kind());
+        out.message = Some(e.to_string());
+        tracing::warn!(
+            target: "userphoto::sync",
+            user = %it.key,
+            sink = %it.sink,
+            action = ?it.action,
+            outcome = "failed",
+            kind = e.kind().as_str(),
+            error = %e,
+            duration_ms,
+            "write failed"
+        );
+        eng.emit(Event::Failed {
+            key: it.key.clone(),
+            sink: tg.sink.name().to_owned(),
+            kind: e.kind(),
+            message: e.to_string(),
+            done: n,
+        });
+        let limit = eng.max_consecutive_failures;
+        let tripped = render_failure.is_none()
+            && counts_for_breaker(e.kind())
+            && limit > 0
+            && shared.consecutive[it.target].fetch_add(1, Ordering::SeqCst) + 1 == limit;
+        if e.is_run_level() {
+            shared.stop(e);
+        } else if tripped {
+            // Every further write is most likely refused the same way.
+            let stop = Error::new(
+                e.kind(),
+                format!(
+                    "stopped after {limit} writes in a row failed; the last: {e}. \
+                     The account or the directory, not the users, is the likely cause; \
+                     the rest were not tried (the limit is the engine's \
+                     max_consecutive_failures)"
+                ),
+            )
+            .with_backend(tg.sink.name().to_owned())
+            .with_operation("apply")
+            .run_level()
+            .permanent();
+            shared.stop(stop);
+        }
     }
 
     /// One put or delete: back up what it replaces, write, and return the state record
@@ -404,14 +437,13 @@ impl<'e> Prepared<'e> {
     pub(super) async fn change(
         &self,
         it: &PlanItem,
-        ti: usize,
         sem: &Semaphore,
         cancel: &AtomicBool,
         out: &mut Outcome,
         pre: Option<Bytes>,
-    ) -> Result<Option<StateRecord>> {
+    ) -> std::result::Result<Option<StateRecord>, Halt> {
         let eng = self.engine;
-        let tg = &eng.targets[ti];
+        let tg = &eng.targets[it.target];
         let key = &it.key;
         let sink = tg.sink.as_ref();
         let jpeg_slot: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
@@ -419,6 +451,8 @@ impl<'e> Prepared<'e> {
         let retried = |op: Op| {
             let jpeg_for_put = &jpeg_slot;
             async move {
+                // Set when the run stopped before this call was sent.
+                let stopped = AtomicBool::new(false);
                 let (r, attempts) =
                     self.retrier
                         .run(
@@ -429,7 +463,12 @@ impl<'e> Prepared<'e> {
                                 // A run-level failure while this call waited for its slot:
                                 // send nothing more.
                                 if cancel.load(Ordering::SeqCst) {
-                                    return Err(Error::new(ErrorKind::Other, STOPPED).permanent());
+                                    stopped.store(true, Ordering::SeqCst);
+                                    return Err(Error::new(
+                                        ErrorKind::Other,
+                                        "not sent: the run stopped",
+                                    )
+                                    .permanent());
                                 }
                                 match op {
                                     Op::Fetch => sink.fetch(key).await.map(Fetched::Old),
@@ -445,13 +484,18 @@ impl<'e> Prepared<'e> {
                             |e, after| eng.retrying(key, sink.name(), e, after),
                         )
                         .await;
+                let r = match r {
+                    Err(_) if stopped.load(Ordering::SeqCst) => Err(Halt::Stopped),
+                    Err(e) => Err(Halt::Failed(e)),
+                    Ok(v) => Ok(v),
+                };
                 (r, attempts)
             }
         };
         if it.action == Action::Put {
             let jpeg = match pre {
                 Some(b) => b,
-                None => self.rendition(it, ti).await?,
+                None => self.rendition(it).await?,
             };
             let _ = jpeg_slot.set(jpeg);
         }
@@ -507,16 +551,19 @@ impl<'e> Prepared<'e> {
                 .map_err(|e| e.with_user(key.clone()))?;
         }
         let fingerprint = self
-            .refs
+            .users
             .get(key)
+            .and_then(|u| u.photo.as_ref())
             .map(|r| r.fingerprint.as_str())
             .unwrap_or_default();
-        Ok(Some(StateRecord {
-            source_fingerprint: format!("{}:{fingerprint}", tg.profile_id),
-            rendition_sha256: sha,
-            bytes: jpeg.len(),
-            version,
-            time: now_secs(),
-        }))
+        Ok(Some(
+            StateRecord::new(
+                StateRecord::keyed_fingerprint(&tg.profile_id, fingerprint),
+                sha,
+                jpeg.len(),
+            )
+            .with_version(version)
+            .with_time(now_secs()),
+        ))
     }
 }

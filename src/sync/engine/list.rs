@@ -1,23 +1,20 @@
 //! Stage 1, list: every photo the source has, one per user, and what it could not list.
 
-use std::collections::BTreeMap;
 use std::time::Instant;
 
 use futures::stream::StreamExt;
 
 use super::super::event::{Event, Stage};
 use super::super::report::{SourceFailure, Timings};
-use super::super::Policy;
+use super::super::{Failure, Policy};
+use super::users::Users;
 use super::*;
-use crate::source::PhotoRef;
-use crate::{ErrorKind, Result, UserKey};
+use crate::{ErrorKind, Result};
 
 /// What the source listed.
 pub(super) struct Listed {
-    /// One photo per user.
-    pub(super) refs: BTreeMap<UserKey, PhotoRef>,
-    /// Users whose photo could not be listed (or was listed twice), with why.
-    pub(super) source_errors: BTreeMap<UserKey, (ErrorKind, String)>,
+    /// One record per user the source named: its photo, or why it failed.
+    pub(super) users: Users,
     /// Items the source could not tie to a user.
     pub(super) failures: Vec<SourceFailure>,
     /// The policy for this run (leavers are kept when the listing was not whole).
@@ -34,29 +31,30 @@ impl Engine {
             total: 0,
         });
         let t = Instant::now();
-        let mut refs: BTreeMap<UserKey, PhotoRef> = BTreeMap::new();
-        let mut source_errors: BTreeMap<UserKey, (ErrorKind, String)> = BTreeMap::new();
+        let mut users = Users::new();
         let mut failures = Vec::new();
         let mut listing = self.source.list();
         while let Some(item) = listing.next().await {
             match item {
                 Ok(r) => {
-                    if refs.contains_key(&r.key) || source_errors.contains_key(&r.key) {
+                    let u = users.entry(r.key.clone()).or_default();
+                    if u.photo.is_some() || u.source_error.is_some() {
                         // The source broke its contract; be safe: neither is used.
-                        refs.remove(&r.key);
-                        source_errors.insert(
-                            r.key.clone(),
-                            (ErrorKind::Conflict, format!("{} is listed twice", r.key)),
-                        );
+                        u.photo = None;
+                        u.source_error = Some(Failure::new(
+                            ErrorKind::Conflict,
+                            format!("{} is listed twice", r.key),
+                        ));
                     } else {
-                        refs.insert(r.key.clone(), r);
+                        u.photo = Some(r);
                     }
                 }
                 Err(e) if e.is_run_level() => return Err(e),
                 Err(e) => match e.user().cloned() {
                     Some(k) => {
-                        refs.remove(&k);
-                        source_errors.insert(k, (e.kind(), e.to_string()));
+                        let u = users.entry(k).or_default();
+                        u.photo = None;
+                        u.source_error = Some(Failure::new(e.kind(), e.to_string()));
                     }
                     None => failures.push(SourceFailure {
                         kind: e.kind(),
@@ -66,9 +64,10 @@ impl Engine {
             }
         }
         drop(listing);
+        let photos = users.values().filter(|u| u.photo.is_some()).count();
         self.emit(Event::Listed {
-            photos: refs.len(),
-            failures: failures.len() + source_errors.len(),
+            photos,
+            failures: failures.len() + (users.len() - photos),
         });
         let mut policy = self.policy;
         let mut leaver_note = None;
@@ -79,15 +78,14 @@ impl Engine {
                     .to_owned(),
             );
         }
-        if policy.remove_leavers && refs.is_empty() && source_errors.is_empty() {
+        if policy.remove_leavers && users.is_empty() {
             return Err(Self::config_err(
                 "the source lists nobody; refusing to remove every photo as a leaver".into(),
             ));
         }
         timings.list_ms = ms(t.elapsed());
         Ok(Listed {
-            refs,
-            source_errors,
+            users,
             failures,
             policy,
             leaver_note,

@@ -1,21 +1,25 @@
 //! The engine: list the source, read the sinks, normalize what may need writing, plan, apply.
 //!
 //! One module per stage, in the order the data flows: [`list`] (the source) -> [`read`] (the
-//! sinks and the state store) -> [`render`] (normalize) -> [`plan`] -> [`apply`]. This module
-//! holds the engine's configuration and runs the first four in [`Engine::prepare`]; the last
-//! is [`Prepared::apply`].
+//! sinks and the state store) -> [`render`] (normalize) -> [`plan`] -> [`apply`], with the
+//! renditions made while applying in [`deferred`]. Each stage fills in one record per user
+//! ([`users`]); the plan's items name their user and target. This module holds the engine's
+//! configuration and runs the first four in [`Engine::prepare`]; the last is
+//! [`Prepared::apply`].
 
 mod apply;
+mod deferred;
 mod list;
 mod plan;
 mod read;
 mod render;
+mod users;
 
 use list::Listed;
-use read::Read;
-use render::{Deferred, Kept, Rend, Rendered};
+use plan::RecordChange;
+use users::Users;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -25,14 +29,14 @@ use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use super::event::Event;
-use super::report::{Outcome, Report, SourceFailure, Status, Timings};
+use super::report::{Outcome, Report, RunError, SourceFailure, Status, Timings};
 use super::retry::{Retrier, RetryPolicy};
 use super::spill::Spill;
-use super::{Action, BackupStore, Plan, PlanItem, Policy, StateRecord, StateStore};
+use super::{Action, BackupStore, Plan, PlanItem, Policy, StateStore};
 use crate::digest::sha256_hex;
 use crate::normalize::{Normalizer, Profile};
 use crate::sink::DirectorySink;
-use crate::source::{PhotoRef, PhotoSource};
+use crate::source::PhotoSource;
 use crate::{Error, ErrorKind, Result, UserKey};
 
 type EventFn = Arc<dyn Fn(&Event) + Send + Sync>;
@@ -96,8 +100,8 @@ struct Target {
 ///
 /// let prepared = engine.prepare().await?;          // list, read, normalize, plan
 /// assert_eq!(prepared.plan().changes().count(), 1); // alice: put (new)
-/// let report = prepared.apply().await;
-/// assert_eq!(report.exit_code(), 0);
+/// let report = prepared.apply().await?;             // Err: a run that stopped
+/// assert!(report.is_success());
 /// assert!(sink.photo(&"alice".into()).is_some());
 ///
 /// // A second run finds nothing to do.
@@ -128,6 +132,7 @@ struct Target {
 ///    removes it); the state store records each write, and each sink's new snapshot
 ///    ([`Incremental::snapshot`](crate::sink::Incremental::snapshot)). A run-level failure
 ///    ([`Error::is_run_level`]) stops the run; other failures are per user.
+#[must_use]
 pub struct Engine {
     source: Arc<dyn PhotoSource>,
     targets: Vec<Target>,
@@ -364,37 +369,56 @@ impl Engine {
         let started = Instant::now();
         self.check()?;
         let mut timings = Timings::default();
-        let listed = self
+        let mut listed = self
             .list(&mut timings)
             .instrument(tracing::info_span!("list"))
             .await?;
-        let read = self
-            .read_sinks(&listed, &mut timings)
+        let retrier = self
+            .read_sinks(&mut listed, &mut timings)
             .instrument(tracing::info_span!("read"))
             .await?;
-        let mut rendered = self
-            .render_needed(&listed, &read, defer, &mut timings)
+        let rendered = self
+            .render_needed(&mut listed.users, defer, &mut timings)
             .instrument(tracing::info_span!("normalize", deferred = defer))
             .await;
-        let planned = tracing::info_span!("plan")
-            .in_scope(|| self.plan_all(&listed, &read, &mut rendered, &mut timings));
-        let Listed { refs, failures, .. } = listed;
+        let (plan, refresh) =
+            tracing::info_span!("plan").in_scope(|| self.plan_all(&mut listed, &mut timings));
         Ok(Prepared {
             engine: self,
-            plan: planned.plan,
-            refs,
-            renditions: planned.renditions,
+            plan,
+            users: listed.users,
             spill: rendered.spill,
-            deferred: rendered.deferred,
             deferred_budget: AtomicUsize::new(rendered.cache_left),
             render_slots: Semaphore::new(self.threads),
             deferred_decoded: AtomicUsize::new(0),
-            refresh: planned.refresh,
-            failures,
+            refresh,
+            failures: listed.failures,
             timings,
-            retrier: read.retrier,
+            retrier,
             started,
         })
+    }
+
+    /// The report of a run that stopped before it had a plan: no outcomes.
+    fn stopped_early(&self, error: Error, dry_run: bool) -> RunError {
+        let report = Report {
+            dry_run,
+            source: self.source.name().to_owned(),
+            sinks: self
+                .targets
+                .iter()
+                .map(|t| (t.sink.name().to_owned(), Default::default()))
+                .collect(),
+            outcomes: Vec::new(),
+            source_failures: Vec::new(),
+            timings: Timings::default(),
+            aborted: Some(SourceFailure {
+                kind: error.kind(),
+                message: error.to_string(),
+            }),
+            backup_run: None,
+        };
+        RunError::new(error, report)
     }
 
     fn retrying(&self, key: &UserKey, sink: &str, e: &Error, after: Duration) {
@@ -419,10 +443,19 @@ impl Engine {
     /// It is [`prepare_to_apply`](Self::prepare_to_apply) then [`Prepared::apply`]: it
     /// normalizes the photos of users the sinks hold no photo for while it writes, so a
     /// first sync starts writing at once. [`dry_run`](Self::dry_run) plans without writing.
-    pub async fn run(&self) -> Result<Report> {
-        async { Ok(self.prepare_to_apply().await?.apply().await) }
-            .instrument(tracing::info_span!("run", dry_run = false))
-            .await
+    ///
+    /// A run that stops on a run-level failure, before the apply stage or during it, is a
+    /// [`RunError`] carrying the report of what was done until then. Users who fail are in
+    /// the report ([`Report::failed`]), not an error.
+    pub async fn run(&self) -> std::result::Result<Report, RunError> {
+        async {
+            match self.prepare_to_apply().await {
+                Ok(prepared) => prepared.apply().await,
+                Err(e) => Err(self.stopped_early(e, false)),
+            }
+        }
+        .instrument(tracing::info_span!("run", dry_run = false))
+        .await
     }
 
     /// Prepares and reports the plan, changing nothing: no sink is written, and no backup,
@@ -449,10 +482,15 @@ impl Engine {
     /// assert!(sink.photo(&"alice".into()).is_some());
     /// # Ok::<(), userphoto::Error>(()) }).unwrap();
     /// ```
-    pub async fn dry_run(&self) -> Result<Report> {
-        async { Ok(self.prepare().await?.dry_run()) }
-            .instrument(tracing::info_span!("run", dry_run = true))
-            .await
+    pub async fn dry_run(&self) -> std::result::Result<Report, RunError> {
+        async {
+            match self.prepare().await {
+                Ok(prepared) => Ok(prepared.dry_run()),
+                Err(e) => Err(self.stopped_early(e, true)),
+            }
+        }
+        .instrument(tracing::info_span!("run", dry_run = true))
+        .await
     }
 }
 
@@ -465,19 +503,20 @@ pub const DEFAULT_MAX_CONSECUTIVE_FAILURES: usize = 50;
 
 /// A run that is planned and not yet applied: look at [`plan`](Self::plan), then
 /// [`apply`](Self::apply) it or turn it into a [`dry_run`](Self::dry_run) report.
+#[must_use]
 pub struct Prepared<'e> {
     engine: &'e Engine,
     plan: Plan,
-    refs: BTreeMap<UserKey, PhotoRef>,
-    renditions: HashMap<(UserKey, usize), Kept>,
+    /// One record per user: the photo, and per target the rendition kept for the apply
+    /// stage.
+    users: Users,
     spill: Spill,
-    deferred: HashMap<UserKey, Arc<Deferred>>,
     /// What is left of the rendition cache for deferred renditions waiting for their item.
     deferred_budget: AtomicUsize,
     /// Bounds the normalizing done at apply time to the engine's threads.
     render_slots: Semaphore,
     deferred_decoded: AtomicUsize,
-    refresh: Vec<(String, UserKey, Option<StateRecord>)>,
+    refresh: Vec<RecordChange>,
     failures: Vec<SourceFailure>,
     timings: Timings,
     retrier: Arc<Retrier>,
@@ -524,7 +563,7 @@ impl<'e> Prepared<'e> {
         Self::into_outcome(item.clone(), status)
     }
 
-    fn report(&self, outcomes: Vec<Outcome>, dry_run: bool, aborted: Option<Error>) -> Report {
+    fn report(&self, outcomes: Vec<Outcome>, dry_run: bool, aborted: Option<&Error>) -> Report {
         let mut r = Report {
             dry_run,
             source: self.engine.source.name().to_owned(),

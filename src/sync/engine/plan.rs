@@ -1,206 +1,167 @@
 //! Stage 4, plan: one observation per user and sink, each decided as it is made by the pure
-//! planner ([`crate::sync::plan`]); the renditions the plan writes are kept, and the state
-//! records of users found unchanged are refreshed.
+//! planner ([`crate::sync::plan`]); the renditions the plan does not write are dropped, and
+//! the state records of users found unchanged are refreshed.
 
-use std::collections::HashMap;
 use std::time::Instant;
 
 use super::super::event::Event;
 use super::super::report::Timings;
-use super::super::spill::Spilled;
-use super::super::{Action, Observation, Plan, Reason, SinkState, SourceState, StateRecord};
+use super::super::{
+    Action, Failure, Observation, Plan, Reason, RenditionFacts, SinkState, SourceState, StateRecord,
+};
+use super::users::{Rendition, Slot, User};
 use super::*;
 use crate::{ErrorKind, UserKey};
 
-/// The plan and what its apply stage needs.
-pub(super) struct Planned {
-    /// The plan.
-    pub(super) plan: Plan,
-    /// Per (user, target) written: its rendition, in memory or in the spill file.
-    pub(super) renditions: HashMap<(UserKey, usize), Kept>,
-    /// State records to write for users found unchanged.
-    pub(super) refresh: Vec<(String, UserKey, Option<StateRecord>)>,
-}
+/// A state record to write: the sink, the user, the record (`None` removes it).
+pub(super) type RecordChange = (String, UserKey, Option<StateRecord>);
 
 impl Engine {
-    /// Plans.
+    /// Plans; returns the plan and the state records to refresh for users found unchanged
+    /// (so the next run does not decode them).
     pub(super) fn plan_all(
         &self,
-        listed: &Listed,
-        read: &Read,
-        rendered: &mut Rendered,
+        listed: &mut Listed,
         timings: &mut Timings,
-    ) -> Planned {
+    ) -> (Plan, Vec<RecordChange>) {
         let t = Instant::now();
-        let Listed {
-            refs,
-            source_errors,
-            policy,
-            leaver_note,
-            ..
-        } = listed;
-        let Read {
-            per_target,
-            records,
-            reads,
-            ..
-        } = read;
-        let Rendered {
-            reused,
-            deferred_tis,
-            made,
-            load_errors,
-            spilled,
-            ..
-        } = rendered;
         // One observation at a time, each decided as it is made: the plan holds a small
         // item per user and sink, and no list of observations is ever kept whole.
-        let (reused, made_ref, load_errors) = (&reused, &made, &load_errors);
-        let (refs_ref, source_errors, deferred_ref) = (&refs, &source_errors, &deferred_tis);
-        let (reads_ref, records_ref) = (&reads, &records);
-        let observations = self.targets.iter().enumerate().flat_map(|(ti, tg)| {
-            per_target[ti].iter().map(move |key| {
-                let (reused, made, load_errors) = (reused, made_ref, load_errors);
-                let (refs, deferred) = (refs_ref, deferred_ref);
-                let (reads, records) = (reads_ref, records_ref);
-                let source = if let Some((kind, message)) = source_errors.get(key) {
-                    SourceState::Error {
-                        kind: *kind,
-                        message: message.clone(),
-                    }
-                } else if let Some(r) = refs.get(key) {
-                    if r.withheld {
-                        SourceState::Withheld
-                    } else if deferred.get(key).is_some_and(|tis| tis.contains(&ti)) {
-                        SourceState::Deferred {
-                            fingerprint: r.fingerprint.clone(),
-                        }
-                    } else if let Some((kind, message)) = load_errors.get(key) {
-                        SourceState::Error {
-                            kind: *kind,
-                            message: message.clone(),
-                        }
-                    } else {
-                        let rendition = if let Some((sha, len)) = reused.get(&(key.clone(), ti)) {
-                            Ok((sha.clone(), *len))
-                        } else {
-                            match made.get(&(key.clone(), ti)) {
-                                Some(Ok(x)) => Ok((x.sha256.clone(), x.len)),
-                                Some(Err(e)) => Err(e.clone()),
-                                // Not rendered because the sink cannot take it anyway (the
-                                // planner fails the user on the sink side first).
-                                None => Err((ErrorKind::Other, "not rendered".to_owned())),
-                            }
-                        };
-                        SourceState::Photo {
-                            fingerprint: r.fingerprint.clone(),
-                            rendition,
-                        }
-                    }
-                } else {
-                    SourceState::Absent
-                };
-                let crop = match made.get(&(key.clone(), ti)) {
-                    Some(Ok(x)) => x.crop.clone(),
-                    _ => None,
-                };
-                Observation {
-                    key: key.clone(),
-                    sink: tg.sink.name().to_owned(),
-                    max_bytes: tg.sink.capabilities().max_bytes,
-                    source,
-                    current: reads[ti][key].clone(),
-                    recorded: records[ti].get(key).map(StateRecord::recorded),
-                    crop,
-                }
-            })
+        let observations = listed.users.iter().flat_map(|(key, u)| {
+            u.targets
+                .iter()
+                .enumerate()
+                .filter_map(move |(ti, slot)| Some(self.observe(key, u, ti, slot.as_ref()?)))
         });
-        let mut the_plan = super::super::plan(observations, *policy);
-        if let Some(note) = leaver_note {
-            for it in &mut the_plan.items {
+        let mut plan = super::super::plan(observations, listed.policy);
+        if let Some(note) = &listed.leaver_note {
+            for it in &mut plan.items {
                 if it.reason == Reason::Leaver && it.action == Action::Skip {
                     it.detail = Some(note.clone());
                 }
             }
         }
-        // Keep only the renditions the plan writes; note the records to refresh for users
-        // found unchanged (so the next run does not decode them).
-        let index: HashMap<&str, usize> = self
-            .targets
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.sink.name(), i))
-            .collect();
-        let mut renditions = HashMap::new();
-        let mut spilled: HashMap<(UserKey, usize), Spilled> = std::mem::take(spilled)
-            .into_iter()
-            .filter_map(|(k, at)| Some((k, at?)))
-            .collect();
         let mut refresh = Vec::new();
-        for it in &the_plan.items {
-            let ti = index[it.sink.as_str()];
-            let k = (it.key.clone(), ti);
+        for it in &plan.items {
+            let Some(u) = listed.users.get_mut(&it.key) else {
+                continue;
+            };
+            let fp = u.photo.as_ref().map(|r| r.fingerprint.clone());
+            let Some(Some(slot)) = u.targets.get_mut(it.target) else {
+                continue;
+            };
             match (it.action, it.reason) {
-                (Action::Put, _) => match made.remove(&k) {
-                    Some(Ok(Rend { bytes: Some(b), .. })) => {
-                        renditions.insert(k, Kept::Memory(b));
+                (Action::Put, _) => {}
+                (Action::Skip, Reason::Unchanged) => {
+                    if let (Some(fp), true) = (fp, self.state.is_some()) {
+                        let tg = &self.targets[it.target];
+                        let fp = StateRecord::keyed_fingerprint(&tg.profile_id, &fp);
+                        refresh.extend(
+                            Self::refreshed(slot, fp)
+                                .map(|r| (it.sink.clone(), it.key.clone(), Some(r))),
+                        );
                     }
-                    _ => {
-                        if let Some(at) = spilled.remove(&k) {
-                            renditions.insert(k, Kept::Spilled(at));
-                        }
-                    }
-                },
-                (Action::Skip, Reason::Unchanged) if self.state.is_some() => {
-                    let r = &refs[&it.key];
-                    let fp = format!("{}:{}", self.targets[ti].profile_id, r.fingerprint);
-                    let rec = records[ti].get(&it.key);
-                    let stale = rec.is_none_or(|rec| rec.source_fingerprint != fp);
-                    let version = match &reads[ti][&it.key] {
-                        SinkState::Photo { version, .. } => version.clone(),
-                        _ => None,
-                    };
-                    // A write recorded without a version tag (the sink did not read one back
-                    // after the upload): the tag seen now becomes the record's.
-                    if let (false, Some(rec), Some(_)) = (stale, rec, &version) {
-                        if rec.version.is_none() {
-                            refresh.push((
-                                it.sink.clone(),
-                                it.key.clone(),
-                                Some(StateRecord {
-                                    version: version.clone(),
-                                    time: now_secs(),
-                                    ..rec.clone()
-                                }),
-                            ));
-                        }
-                    }
-                    if let (true, Some(Ok(x))) = (stale, made.get(&k)) {
-                        refresh.push((
-                            it.sink.clone(),
-                            it.key.clone(),
-                            Some(StateRecord {
-                                source_fingerprint: fp,
-                                rendition_sha256: x.sha256.clone(),
-                                bytes: x.len,
-                                version,
-                                time: now_secs(),
-                            }),
-                        ));
-                    }
+                    Self::drop_bytes(slot);
                 }
-                _ => {}
+                // Nothing to write: its bytes, if any were kept, are not needed.
+                _ => Self::drop_bytes(slot),
             }
+            slot.shed();
         }
         timings.plan_ms = ms(t.elapsed());
         self.emit(Event::Planned {
-            changes: the_plan.changes().count(),
-            items: the_plan.items.len(),
+            changes: plan.changes().count(),
+            items: plan.items.len(),
         });
-        Planned {
-            plan: the_plan,
-            renditions,
-            refresh,
+        (plan, refresh)
+    }
+
+    /// What is known of `key` in target `ti`.
+    fn observe(&self, key: &UserKey, u: &User, ti: usize, slot: &Slot) -> Observation {
+        let tg = &self.targets[ti];
+        let source = if let Some(f) = &u.source_error {
+            SourceState::Error {
+                kind: f.kind,
+                message: f.message.clone(),
+            }
+        } else if let Some(r) = &u.photo {
+            let fingerprint = r.fingerprint.clone();
+            let rendition = match &slot.rendition {
+                _ if r.withheld => None,
+                Rendition::Deferred => None,
+                Rendition::Known(f) => Some(Ok(f.clone())),
+                Rendition::Made { facts, .. } => Some(Ok(facts.clone())),
+                Rendition::Failed(f) => Some(Err(f.clone())),
+                // Not rendered because the sink cannot take it anyway (the planner fails
+                // the user on the sink side first).
+                Rendition::None => Some(Err(Failure::new(ErrorKind::Other, "not rendered"))),
+            };
+            match rendition {
+                _ if r.withheld => SourceState::Withheld,
+                None => SourceState::Deferred { fingerprint },
+                Some(rendition) => SourceState::Photo {
+                    fingerprint,
+                    rendition,
+                },
+            }
+        } else {
+            SourceState::Absent
+        };
+        let crop = match &slot.rendition {
+            Rendition::Made { crop, .. } => crop.clone(),
+            _ => None,
+        };
+        let mut o = Observation::new(
+            key.clone(),
+            tg.sink.name(),
+            tg.sink.capabilities().max_bytes,
+            source,
+            // (every slot is read before planning; an unread one plans as not found)
+            slot.current.clone().unwrap_or(SinkState::NotFound),
+        )
+        .with_recorded(slot.record.as_ref().map(StateRecord::recorded))
+        .with_crop(crop);
+        o.target = ti;
+        o
+    }
+
+    /// The state record to write for a user found unchanged, if the stored one is out of
+    /// date: a record of another photo (the rendition made now is the one the sink shows),
+    /// or a write recorded without a version tag (the sink did not read one back after the
+    /// upload), which adopts the tag seen now.
+    fn refreshed(slot: &Slot, fp: String) -> Option<StateRecord> {
+        let version = match &slot.current {
+            Some(SinkState::Photo { version, .. }) => version.clone(),
+            _ => None,
+        };
+        match (&slot.record, &slot.rendition) {
+            (Some(rec), _) if rec.is_of(&fp) => match (&rec.version, version) {
+                (None, Some(v)) => Some(StateRecord {
+                    version: Some(v),
+                    time: now_secs(),
+                    ..rec.clone()
+                }),
+                _ => None,
+            },
+            (
+                _,
+                Rendition::Made {
+                    facts: RenditionFacts { sha256, bytes },
+                    ..
+                },
+            ) => Some(
+                StateRecord::new(fp, sha256.clone(), *bytes)
+                    .with_version(version)
+                    .with_time(now_secs()),
+            ),
+            _ => None,
+        }
+    }
+
+    /// Drops a rendition's bytes that no change will write.
+    fn drop_bytes(slot: &mut Slot) {
+        if let Rendition::Made { kept, .. } = &mut slot.rendition {
+            *kept = None;
         }
     }
 }
