@@ -114,9 +114,12 @@ impl fmt::Debug for UserKey {
     }
 }
 
-/// The directory attribute that source keys are matched against.
+/// The directory attribute that source keys are matched against. Parse it from a name
+/// (`"mail".parse()`, `"extensionAttribute7".parse()`): a known attribute always becomes its
+/// own variant, so equal names give equal values.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
 #[serde(into = "String", try_from = "String")]
+#[non_exhaustive]
 pub enum MatchAttribute {
     /// `sAMAccountName`, the pre-Windows 2000 logon name (the default).
     #[default]
@@ -131,8 +134,35 @@ pub enum MatchAttribute {
     EmployeeNumber,
     /// `objectGUID`, written as a GUID string.
     ObjectGuid,
-    /// Any other attribute, by its LDAP name.
-    Other(String),
+    /// Any other attribute, by its LDAP name (made by parsing the name).
+    Other(OtherAttribute),
+}
+
+/// The name of an attribute [`MatchAttribute`] has no variant for: checked (a letter, then
+/// letters, digits and hyphens; RFC 4512), and compared without regard to case, as LDAP
+/// compares attribute names.
+#[derive(Debug, Clone)]
+pub struct OtherAttribute(String);
+
+impl OtherAttribute {
+    /// The name as it was given.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq for OtherAttribute {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.eq_ignore_ascii_case(&other.0)
+    }
+}
+
+impl Eq for OtherAttribute {}
+
+impl Hash for OtherAttribute {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.to_ascii_lowercase().hash(state);
+    }
 }
 
 impl MatchAttribute {
@@ -145,7 +175,7 @@ impl MatchAttribute {
             Self::EmployeeId => "employeeID",
             Self::EmployeeNumber => "employeeNumber",
             Self::ObjectGuid => "objectGUID",
-            Self::Other(n) => n,
+            Self::Other(n) => n.as_str(),
         }
     }
 
@@ -167,24 +197,18 @@ impl MatchAttribute {
         }
         match self {
             Self::ObjectGuid => {
+                // Braces and hyphens as people write them (`{...}`, PowerShell's form, or
+                // none): the 32 hex digits are the GUID.
                 let hex: String = v
                     .trim_start_matches('{')
                     .trim_end_matches('}')
                     .chars()
                     .filter(|c| *c != '-')
                     .collect();
-                if hex.len() != 32 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-                    return None;
-                }
-                let h = hex.to_ascii_lowercase();
-                Some(format!(
-                    "{}-{}-{}-{}-{}",
-                    &h[0..8],
-                    &h[8..12],
-                    &h[12..16],
-                    &h[16..20],
-                    &h[20..32]
-                ))
+                let g = uuid::Uuid::try_parse(&hex)
+                    .ok()
+                    .filter(|_| hex.len() == 32)?;
+                Some(g.hyphenated().to_string())
             }
             _ => Some(v.to_lowercase()),
         }
@@ -234,7 +258,7 @@ impl FromStr for MatchAttribute {
                         format!("{t:?} is not an LDAP attribute name"),
                     ));
                 }
-                Self::Other(t.to_owned())
+                Self::Other(OtherAttribute(t.to_owned()))
             }
         })
     }
@@ -244,30 +268,16 @@ impl FromStr for MatchAttribute {
 /// fields little-endian). Only the AD sink writes GUIDs into searches.
 #[cfg(any(feature = "ad", test))]
 pub(crate) fn guid_to_bytes(canonical: &str) -> Option<[u8; 16]> {
-    let hex: String = canonical.chars().filter(|c| *c != '-').collect();
-    if hex.len() != 32 {
-        return None;
-    }
-    let mut b = [0u8; 16];
-    for (i, x) in b.iter_mut().enumerate() {
-        *x = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    b[0..4].reverse();
-    b[4..6].reverse();
-    b[6..8].reverse();
-    Some(b)
+    uuid::Uuid::try_parse(canonical)
+        .ok()
+        .map(|g| g.to_bytes_le())
 }
 
 /// The canonical GUID string (lower case, hyphenated: [`MatchAttribute::canonical`]'s form)
 /// of the 16 `objectGUID` bytes as AD stores them (LDAP reads, LDIF exports).
 pub(crate) fn guid_from_bytes(b: &[u8]) -> Option<String> {
-    if b.len() != 16 {
-        return None;
-    }
-    Some(format!(
-        "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
-        b[3], b[2], b[1], b[0], b[5], b[4], b[7], b[6], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]
-    ))
+    let b: [u8; 16] = b.try_into().ok()?;
+    Some(uuid::Uuid::from_bytes_le(b).hyphenated().to_string())
 }
 
 #[cfg(test)]
@@ -327,9 +337,17 @@ mod tests {
             "employeeID".parse::<MatchAttribute>().unwrap(),
             MatchAttribute::EmployeeId
         );
+        let ext: MatchAttribute = "extensionAttribute7".parse().unwrap();
+        assert_eq!(ext.ldap_name(), "extensionAttribute7");
+        assert!(matches!(ext, MatchAttribute::Other(_)));
         assert_eq!(
-            "extensionAttribute7".parse::<MatchAttribute>().unwrap(),
-            MatchAttribute::Other("extensionAttribute7".into())
+            ext,
+            "EXTENSIONATTRIBUTE7".parse().unwrap(),
+            "names compare without case"
+        );
+        assert_eq!(
+            " MAIL ".parse::<MatchAttribute>().unwrap(),
+            MatchAttribute::Mail
         );
         assert!("bad name)(".parse::<MatchAttribute>().is_err());
         assert!("".parse::<MatchAttribute>().is_err());

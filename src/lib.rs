@@ -175,7 +175,7 @@ pub mod source;
 pub mod sync;
 
 pub use error::{Error, ErrorKind, Result};
-pub use key::{MatchAttribute, UserKey};
+pub use key::{MatchAttribute, OtherAttribute, UserKey};
 pub use secret::Secret;
 
 /// The LDIF reader's entry point for the fuzz target (`fuzz/fuzz_targets/ldif.rs`); not a

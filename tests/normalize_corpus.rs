@@ -1,5 +1,6 @@
 //! The normalization core on the shared corpus of real photographs (`../shared/corpus/`, or
-//! `USERPHOTO_CORPUS`). Every test prints `SKIPPED` and passes when the corpus is absent.
+//! `USERPHOTO_CORPUS`). Every test prints `SKIPPED` and passes when the corpus is absent,
+//! except under `USERPHOTO_REQUIRE_TOOLS=1` (scripts/test.sh), where it fails.
 
 use userphoto_testkit as common;
 

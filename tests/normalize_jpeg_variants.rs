@@ -15,7 +15,9 @@ fn tool(name: &str) -> Option<PathBuf> {
     if ok {
         Some(PathBuf::from(name))
     } else {
-        eprintln!("SKIPPED: {name} not found (apt install libjpeg-turbo-progs)");
+        userphoto_testkit::skip(&format!(
+            "{name} not found (apt install libjpeg-turbo-progs)"
+        ));
         None
     }
 }

@@ -22,7 +22,7 @@ fn have(tool: &str) -> bool {
 fn tools() -> bool {
     let ok = have("cjpeg") && have("jpegtran");
     if !ok {
-        eprintln!("SKIPPED: cjpeg/jpegtran not installed (apt install libjpeg-turbo-progs)");
+        userphoto_testkit::skip("cjpeg/jpegtran not installed (apt install libjpeg-turbo-progs)");
     }
     ok
 }

@@ -37,15 +37,21 @@ fn k(s: &str) -> UserKey {
     UserKey::new(s)
 }
 
-/// A sink that wraps a memory sink: it can fail calls from a queue of errors, add latency,
-/// hide bytes (like Graph, which returns only a version tag) and count calls in flight.
+/// A sink that wraps a memory sink: it can fail calls from a queue of errors, hold calls until
+/// enough are in flight, hide bytes (like Graph, which returns only a version tag), count
+/// calls in flight and signal each put.
 #[derive(Debug)]
 struct Probe {
     inner: MemorySink,
     put_errors: Mutex<VecDeque<Error>>,
     /// Users whose writes are refused (PermissionDenied), every time.
     refused: Mutex<std::collections::HashSet<String>>,
-    latency: Duration,
+    /// Calls wait until this many are in flight at once (then the gate stays open).
+    gate_at: Option<usize>,
+    gate: tokio::sync::Semaphore,
+    gate_open: std::sync::atomic::AtomicBool,
+    /// A permit per put made.
+    put_signal: Arc<tokio::sync::Semaphore>,
     version_only: bool,
     /// `put` returns no version tag (like the Graph sink, which does not read it back).
     no_tag_on_put: bool,
@@ -61,7 +67,10 @@ impl Probe {
             inner,
             put_errors: Mutex::new(VecDeque::new()),
             refused: Mutex::new(Default::default()),
-            latency: Duration::ZERO,
+            gate_at: None,
+            gate: tokio::sync::Semaphore::new(0),
+            gate_open: std::sync::atomic::AtomicBool::new(false),
+            put_signal: Arc::new(tokio::sync::Semaphore::new(0)),
             version_only: false,
             no_tag_on_put: false,
             in_flight: AtomicUsize::new(0),
@@ -90,10 +99,14 @@ impl Probe {
         }
         let n = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_in_flight.fetch_max(n, Ordering::SeqCst);
-        if !self.latency.is_zero() {
-            tokio::time::sleep(self.latency).await;
+        let out = Out(&self.in_flight);
+        if let Some(at) = self.gate_at {
+            if n >= at && !self.gate_open.swap(true, Ordering::SeqCst) {
+                self.gate.add_permits(tokio::sync::Semaphore::MAX_PERMITS / 2);
+            }
+            drop(self.gate.acquire().await.unwrap());
         }
-        Out(&self.in_flight)
+        out
     }
 }
 
@@ -126,6 +139,7 @@ impl DirectorySink for Probe {
         let _g = self.enter().await;
         self.puts.fetch_add(1, Ordering::SeqCst);
         self.put_times.lock().unwrap().push(Instant::now());
+        self.put_signal.add_permits(1);
         if let Some(e) = self.put_errors.lock().unwrap().pop_front() {
             return Err(e.with_user(key.clone()));
         }
@@ -472,16 +486,20 @@ async fn calls_in_flight_never_exceed_the_concurrency() {
         source.insert(u.as_str(), photo(i as u32));
     }
     let mut probe = Probe::new(MemorySink::new(102_400).with_users(users.clone()));
-    probe.latency = Duration::from_millis(20);
+    // Calls wait until three are in flight together: the limit is reached, and any call
+    // beyond it would show in `max_in_flight`. (An engine that never sends three at once
+    // would wait for ever: the timeout turns that into a failure.)
+    probe.gate_at = Some(3);
     let probe = Arc::new(
         probe.failing((0..6).map(|_| Error::new(ErrorKind::Unavailable, "busy").temporary(None))),
     );
-    let r = Engine::new(source)
+    let engine = Engine::new(source)
         .with_sink(probe.clone(), Profile::ad_thumbnail())
         .with_concurrency(3)
-        .with_retry(fast_retries())
-        .run()
+        .with_retry(fast_retries());
+    let r = tokio::time::timeout(Duration::from_secs(60), engine.run())
         .await
+        .expect("three calls were never in flight together")
         .unwrap();
     assert!(r.is_success(), "{r}");
     assert_eq!(r.sinks["probe"].put, 24);
@@ -808,11 +826,13 @@ async fn one_decode_serves_two_sinks() {
     assert_eq!(big2.0.photo(&k("a")), big.0.photo(&k("a")));
 }
 
-/// A source that takes a while to load each photo and notes when each load ended.
+/// A source that notes when each load ended; once `hold_last` is set, the load of the last
+/// key waits until a put has been made.
 #[derive(Debug)]
 struct SlowSource {
     inner: MemorySource,
-    delay: Duration,
+    last: UserKey,
+    hold_last: std::sync::OnceLock<Arc<tokio::sync::Semaphore>>,
     loaded: Mutex<Vec<Instant>>,
 }
 
@@ -825,7 +845,9 @@ impl PhotoSource for SlowSource {
         self.inner.list()
     }
     async fn load(&self, photo: &PhotoRef, limits: &Limits) -> Result<Bytes> {
-        tokio::time::sleep(self.delay).await;
+        if let (true, Some(puts)) = (photo.key == self.last, self.hold_last.get()) {
+            puts.acquire().await.unwrap().forget();
+        }
         let b = self.inner.load(photo, limits).await;
         self.loaded.lock().unwrap().push(Instant::now());
         b
@@ -842,7 +864,8 @@ async fn a_run_writes_while_it_normalizes_and_a_prepared_plan_is_complete() {
     let all: Vec<&str> = users.iter().map(String::as_str).chain(["zz-bad"]).collect();
     let source = Arc::new(SlowSource {
         inner: src,
-        delay: Duration::from_millis(20),
+        last: k("zz-bad"),
+        hold_last: std::sync::OnceLock::new(),
         loaded: Mutex::new(Vec::new()),
     });
     let probe = Arc::new(Probe::new(
@@ -877,8 +900,14 @@ async fn a_run_writes_while_it_normalizes_and_a_prepared_plan_is_complete() {
     assert_eq!(probe.puts.load(Ordering::SeqCst), 0);
     source.loaded.lock().unwrap().clear();
 
-    // `run` starts writing before the last photo is loaded, and reports the same outcomes.
-    let r = engine.run().await.unwrap();
+    // `run` starts writing before the last photo is loaded, and reports the same outcomes:
+    // the last photo's load now waits for a put (an engine that normalized every photo
+    // before writing would wait for ever: the timeout makes that a failure).
+    source.hold_last.set(probe.put_signal.clone()).unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(60), engine.run())
+        .await
+        .expect("no write was made before the last photo was normalized")
+        .unwrap();
     let first_put = *probe.put_times.lock().unwrap().iter().min().unwrap();
     let last_load = *source.loaded.lock().unwrap().iter().max().unwrap();
     assert!(

@@ -854,7 +854,10 @@ pub fn restore(a: RestoreArgs) -> ExitCode {
                 }
                 Ok(Restored::Skipped { reason }) => {
                     skipped += 1;
-                    println!("  SKIP     {user:24} {}: {reason}", sink.name())
+                    println!(
+                        "  SKIP     {user:24} {}: {reason} (--force restores it anyway)",
+                        sink.name()
+                    )
                 }
                 Ok(_) => {}
                 Err(e) => {

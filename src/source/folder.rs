@@ -14,6 +14,7 @@ use crate::{Error, ErrorKind, Result, UserKey};
 
 /// How a file name becomes a user key.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum KeyRule {
     /// The file name without its extension (`jdoe.jpg` -> `jdoe`). The default.
     Stem,
@@ -22,8 +23,47 @@ pub enum KeyRule {
     /// is reported as an error item. Made with [`KeyRule::regex`] or [`KeyPattern::new`].
     Regex(KeyPattern),
     /// A template with one `{key}` placeholder matched against the stem, for example
-    /// `photo_{key}` or `{key}-2024`.
-    Template(String),
+    /// `photo_{key}` or `{key}-2024`. Made with [`KeyRule::template`].
+    Template(KeyTemplate),
+}
+
+/// A checked template for [`KeyRule::Template`]: the text before and after its one `{key}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyTemplate {
+    template: String,
+    at: usize,
+}
+
+impl KeyTemplate {
+    /// Checks `template`: it must contain `{key}` exactly once, else a
+    /// [`Config`](ErrorKind::Config) error.
+    pub fn new(template: &str) -> Result<Self> {
+        match template
+            .match_indices("{key}")
+            .map(|(i, _)| i)
+            .collect::<Vec<_>>()[..]
+        {
+            [at] => Ok(Self {
+                template: template.to_owned(),
+                at,
+            }),
+            _ => Err(Error::new(
+                ErrorKind::Config,
+                format!("key template {template:?} must contain {{key}} once"),
+            )),
+        }
+    }
+
+    /// The template as it was given.
+    pub fn as_str(&self) -> &str {
+        &self.template
+    }
+
+    /// The key in `stem`, if the stem has the template's text around it.
+    fn key_in<'a>(&self, stem: &'a str) -> Option<&'a str> {
+        let (pre, post) = (&self.template[..self.at], &self.template[self.at + 5..]);
+        stem.strip_prefix(pre)?.strip_suffix(post)
+    }
 }
 
 /// A compiled regular expression for [`KeyRule::Regex`] (the `regex` crate's syntax), kept
@@ -61,13 +101,7 @@ impl KeyRule {
 
     /// A `Template` rule; it must contain `{key}` exactly once.
     pub fn template(template: &str) -> Result<Self> {
-        if template.matches("{key}").count() != 1 {
-            return Err(Error::new(
-                ErrorKind::Config,
-                format!("key template {template:?} must contain {{key}} once"),
-            ));
-        }
-        Ok(Self::Template(template.to_owned()))
+        KeyTemplate::new(template).map(Self::Template)
     }
 
     fn extract(&self, stem: &str) -> Option<String> {
@@ -80,11 +114,7 @@ impl KeyRule {
                     .or_else(|| c.get(0))
                     .map(|m| m.as_str().to_owned())
             }
-            Self::Template(t) => {
-                let (pre, post) = t.split_once("{key}")?;
-                let rest = stem.strip_prefix(pre)?.strip_suffix(post)?;
-                Some(rest.to_owned())
-            }
+            Self::Template(t) => t.key_in(stem).map(str::to_owned),
         }
         .filter(|k| !k.trim().is_empty())
     }

@@ -10,8 +10,7 @@ use futures::stream::{self, BoxStream, StreamExt};
 
 use super::{PhotoRef, PhotoSource};
 use crate::digest::sha256_hex;
-use crate::key::guid_from_bytes;
-use crate::ldap::{values, LdapConfig, Pool};
+use crate::ldap::{values, EntrySelector, LdapConfig, Pool};
 use crate::normalize::Limits;
 use crate::{Error, ErrorKind, MatchAttribute, Result, UserKey};
 use ldap3::SearchEntry;
@@ -46,9 +45,7 @@ use ldap3::SearchEntry;
 #[derive(Debug)]
 pub struct LdapSource {
     pool: Pool,
-    matcher: MatchAttribute,
-    attribute: String,
-    user_filter: String,
+    selector: EntrySelector,
     cache_budget: usize,
     cache: Mutex<(HashMap<UserKey, Bytes>, usize)>,
 }
@@ -57,29 +54,34 @@ pub struct LdapSource {
 #[derive(Debug, Clone)]
 pub struct LdapSourceBuilder {
     conn: LdapConfig,
-    matcher: MatchAttribute,
-    attribute: String,
-    user_filter: String,
+    selector: EntrySelector,
     cache_budget: usize,
 }
 
 impl LdapSourceBuilder {
+    /// Which entries are people, their match attribute and their photo attribute, all at
+    /// once (the same [`EntrySelector`] an [`AdSink`](crate::sink::AdSink) takes).
+    pub fn selector(mut self, selector: EntrySelector) -> Self {
+        self.selector = selector;
+        self
+    }
+
     /// The attribute that gives each entry's key (default `sAMAccountName`).
     pub fn match_attribute(mut self, m: MatchAttribute) -> Self {
-        self.matcher = m;
+        self.selector = self.selector.match_attribute(m);
         self
     }
 
     /// The photo attribute (default `thumbnailPhoto`).
     pub fn attribute(mut self, name: impl Into<String>) -> Self {
-        self.attribute = name.into();
+        self.selector = self.selector.photo_attribute(name);
         self
     }
 
     /// The filter that selects people (default `(&(objectCategory=person)(objectClass=user))`, AD's user
     /// accounts without computers and contacts; OpenLDAP: `(objectClass=inetOrgPerson)`).
     pub fn user_filter(mut self, filter: impl Into<String>) -> Self {
-        self.user_filter = filter.into();
+        self.selector = self.selector.user_filter(filter);
         self
     }
 
@@ -91,31 +93,12 @@ impl LdapSourceBuilder {
 
     /// Checks the settings and makes the source (nothing is sent yet).
     pub fn build(self) -> Result<LdapSource> {
-        let ok = |a: &str| {
-            a.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-                && a.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        };
-        let f = self.user_filter.trim().to_owned();
-        let bad = if !ok(&self.attribute) {
-            Some(format!(
-                "{:?} is not an LDAP attribute name",
-                self.attribute
-            ))
-        } else if !(f.starts_with('(') && f.ends_with(')')) {
-            Some(format!("user filter {f:?} must be in parentheses"))
-        } else {
-            None
-        };
-        if let Some(m) = bad {
-            return Err(Error::new(ErrorKind::Config, m)
-                .with_backend("ldap")
-                .with_operation("build"));
-        }
+        self.selector
+            .validate()
+            .map_err(|e| e.with_backend("ldap"))?;
         Ok(LdapSource {
             pool: Pool::new(self.conn, "ldap")?,
-            matcher: self.matcher,
-            attribute: self.attribute,
-            user_filter: f,
+            selector: self.selector,
             cache_budget: self.cache_budget,
             cache: Mutex::new((HashMap::new(), 0)),
         })
@@ -128,26 +111,17 @@ impl LdapSource {
     pub fn builder(conn: LdapConfig) -> LdapSourceBuilder {
         LdapSourceBuilder {
             conn,
-            matcher: MatchAttribute::default(),
-            attribute: "thumbnailPhoto".into(),
-            user_filter: "(&(objectCategory=person)(objectClass=user))".into(),
+            selector: EntrySelector::new(),
             cache_budget: 256 << 20,
         }
     }
 
-    fn key_of(&self, v: &[u8]) -> Option<UserKey> {
-        if self.matcher == MatchAttribute::ObjectGuid {
-            guid_from_bytes(v).map(UserKey::new)
-        } else {
-            std::str::from_utf8(v)
-                .ok()
-                .filter(|s| !s.trim().is_empty())
-                .map(UserKey::new)
-        }
-    }
-
     async fn scan(&self) -> Vec<Result<PhotoRef>> {
-        let filter = format!("(&{}({}=*))", self.user_filter, self.attribute);
+        let filter = format!(
+            "(&{}({}=*))",
+            self.selector.filter(),
+            self.selector.attribute()
+        );
         // Each entry is reduced as it arrives to its key, DN and photo hash, and its photo's
         // bytes kept only while the cache budget allows: a directory's photos are never all
         // in memory at once.
@@ -159,12 +133,15 @@ impl LdapSource {
                 "list",
                 None,
                 &filter,
-                &[self.matcher.ldap_name(), &self.attribute],
+                &[
+                    self.selector.matcher().ldap_name(),
+                    self.selector.attribute(),
+                ],
                 |e: SearchEntry| {
-                    let key = values(&e, self.matcher.ldap_name())
+                    let key = values(&e, self.selector.matcher().ldap_name())
                         .first()
-                        .and_then(|v| self.key_of(v))?;
-                    let photo = values(&e, &self.attribute).first().copied()?;
+                        .and_then(|v| self.selector.key_of(v))?;
+                    let photo = values(&e, self.selector.attribute()).first().copied()?;
                     let fingerprint = format!("sha256:{}", sha256_hex(photo));
                     let kept = cached
                         .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
@@ -196,7 +173,7 @@ impl LdapSource {
                         format!(
                             "{} entries have {}={key}: {}",
                             dns.len(),
-                            self.matcher,
+                            self.selector.matcher(),
                             dns.join(" | ")
                         ),
                     )
@@ -244,19 +221,28 @@ impl PhotoSource for LdapSource {
             None => {
                 let entry = self
                     .pool
-                    .read_entry("load", Some(key), &photo.location, &[&self.attribute])
+                    .read_entry(
+                        "load",
+                        Some(key),
+                        &photo.location,
+                        &[self.selector.attribute()],
+                    )
                     .await?;
                 entry
                     .as_ref()
                     .and_then(|e| {
-                        values(e, &self.attribute)
+                        values(e, self.selector.attribute())
                             .first()
                             .map(|v| Bytes::copy_from_slice(v))
                     })
                     .ok_or_else(|| {
                         Error::new(
                             ErrorKind::UserNotFound,
-                            format!("{} has no {} any more", photo.location, self.attribute),
+                            format!(
+                                "{} has no {} any more",
+                                photo.location,
+                                self.selector.attribute()
+                            ),
                         )
                         .with_backend("ldap")
                         .with_operation("load")

@@ -22,7 +22,7 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 
 pub use self::csv::CsvSource;
-pub use folder::{FolderSource, KeyPattern, KeyRule};
+pub use folder::{FolderSource, KeyPattern, KeyRule, KeyTemplate};
 #[cfg(feature = "ad")]
 #[cfg_attr(docsrs, doc(cfg(feature = "ad")))]
 pub use ldap::{LdapSource, LdapSourceBuilder};

@@ -679,8 +679,7 @@ impl BackupStore {
             Some(n) => {
                 return Ok(Restored::Skipped {
                     reason: format!(
-                        "changed since run {target}: it has {} where the run left {} \
-                         (--force restores it anyway)",
+                        "changed since run {target}: it has {} where the run left {}",
                         short(n),
                         short(&left)
                     ),
@@ -690,7 +689,7 @@ impl BackupStore {
                 return Ok(Restored::Skipped {
                     reason: format!(
                         "{} keeps only a version tag, so whether the photo changed since run \
-                         {target} cannot be checked (--force restores it anyway)",
+                         {target} cannot be checked",
                         sink.name()
                     ),
                 })
@@ -751,7 +750,7 @@ pub enum Restored {
     AlreadyUndone,
     /// Not restored: the photo changed since the run, or the sink cannot tell.
     Skipped {
-        /// Why, and how to restore anyway.
+        /// Why ([`RestoreOptions::force`] restores it anyway).
         reason: String,
     },
 }
@@ -904,7 +903,7 @@ mod tests {
             Ok(Restored::Skipped { reason }) => {
                 assert!(reason.contains("changed since run"), "{reason}");
                 assert!(reason.contains(&run), "{reason}");
-                assert!(reason.contains("--force"), "{reason}");
+                assert!(reason.contains("changed since run"), "{reason}");
             }
             other => panic!("{other:?}"),
         }

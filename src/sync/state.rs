@@ -468,10 +468,14 @@ mod tests {
     #[cfg(unix)]
     fn a_killed_writer_leaves_a_consistent_store() {
         if let Some(p) = std::env::var_os("USERPHOTO_STATE_CHILD") {
+            use std::io::Write;
             let s = StateStore::open(p).unwrap();
+            let mut out = std::io::stdout().lock();
             for i in 0.. {
                 s.put("ad", &UserKey::new(format!("u{i:08}")), &rec(i))
                     .unwrap();
+                // Tells the parent how far the commits got.
+                let _ = writeln!(out, "committed {i}").and_then(|()| out.flush());
             }
             return;
         }
@@ -484,17 +488,32 @@ mod tests {
                 "--nocapture",
             ])
             .env("USERPHOTO_STATE_CHILD", &p)
-            .stdout(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        // Let it commit for a while, then kill it without warning.
-        std::thread::sleep(std::time::Duration::from_millis(500));
+        // Let it make some commits (it says so after each), then kill it without warning,
+        // in the middle of the ones that follow.
+        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(
+            child.stdout.take().unwrap(),
+        ));
+        let mut seen = 0;
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            if line.starts_with("committed ") {
+                seen += 1;
+                if seen == 20 {
+                    break;
+                }
+            }
+        }
+        assert_eq!(seen, 20, "the child stopped before 20 commits");
         child.kill().unwrap();
+        drop(lines);
         child.wait().unwrap();
         let s = StateStore::open(&p).expect("the store opens after a kill");
         let n = s.count("ad").unwrap();
-        assert!(n > 5, "commits landed before the kill: {n}");
+        assert!(n >= 20, "the commits it reported are in the store: {n}");
         for i in 0..n {
             assert_eq!(
                 s.get("ad", &UserKey::new(format!("u{i:08}"))).unwrap(),

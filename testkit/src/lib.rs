@@ -74,7 +74,19 @@ pub fn jpeg_facts(b: &[u8]) -> JpegFacts {
     }
 }
 
-/// The shared photo corpus, or `None` (with a printed reason) when it is not there.
+/// A test that cannot run here (a tool or data missing): prints `SKIPPED: why` so the test
+/// passes saying so, or, under `USERPHOTO_REQUIRE_TOOLS=1` (as `scripts/test.sh` sets it),
+/// fails the test with `why`, so a suite that is required to run everything cannot pass by
+/// skipping.
+pub fn skip(why: &str) {
+    if std::env::var_os("USERPHOTO_REQUIRE_TOOLS").is_some_and(|v| v == "1") {
+        panic!("USERPHOTO_REQUIRE_TOOLS=1, but this test cannot run: {why}");
+    }
+    eprintln!("SKIPPED: {why}");
+}
+
+/// The shared photo corpus, or `None` (with a printed reason) when it is not there (a
+/// failure under `USERPHOTO_REQUIRE_TOOLS=1`: [`skip`]).
 pub fn corpus() -> Option<PathBuf> {
     let dir = std::env::var_os("USERPHOTO_CORPUS")
         .map(PathBuf::from)
@@ -83,10 +95,10 @@ pub fn corpus() -> Option<PathBuf> {
     if dir.is_dir() {
         Some(dir)
     } else {
-        eprintln!(
-            "SKIPPED: photo corpus not found at {} (set USERPHOTO_CORPUS to run these tests)",
+        skip(&format!(
+            "photo corpus not found at {} (set USERPHOTO_CORPUS to run these tests)",
             dir.display()
-        );
+        ));
         None
     }
 }

@@ -1,7 +1,7 @@
 //! The AD sink's settings: [`AdSinkBuilder`].
 
 use super::{AdSink, State, AD_MAX_BYTES, GSSAPI_PLAIN_MAX_BYTES};
-use crate::ldap::{LdapConfig, Pool};
+use crate::ldap::{EntrySelector, LdapConfig, Pool};
 use crate::normalize::BuiltinProfile;
 use crate::{Error, ErrorKind, MatchAttribute, Result};
 use std::sync::Mutex;
@@ -11,10 +11,8 @@ use std::sync::Mutex;
 pub struct AdSinkBuilder {
     conn: LdapConfig,
     name: String,
-    matcher: MatchAttribute,
-    attribute: String,
+    selector: EntrySelector,
     max_bytes: usize,
-    user_filter: String,
     profile: BuiltinProfile,
 }
 
@@ -26,15 +24,22 @@ impl AdSinkBuilder {
         self
     }
 
+    /// Which entries are people, their match attribute and their photo attribute, all at
+    /// once (the same [`EntrySelector`] an [`LdapSource`](crate::source::LdapSource) takes).
+    pub fn selector(mut self, selector: EntrySelector) -> Self {
+        self.selector = selector;
+        self
+    }
+
     /// The attribute that keys are matched against (default `sAMAccountName`).
     pub fn match_attribute(mut self, m: MatchAttribute) -> Self {
-        self.matcher = m;
+        self.selector = self.selector.match_attribute(m);
         self
     }
 
     /// The photo attribute (default `thumbnailPhoto`; `jpegPhoto`, `thumbnailLogo`...).
     pub fn attribute(mut self, name: impl Into<String>) -> Self {
-        self.attribute = name.into();
+        self.selector = self.selector.photo_attribute(name);
         self
     }
 
@@ -49,7 +54,7 @@ impl AdSinkBuilder {
     /// computers (whose `objectClass` is `user` too) nor contacts; indexed, it is also
     /// cheaper for the DC to evaluate than `(objectClass=user)`.
     pub fn user_filter(mut self, filter: impl Into<String>) -> Self {
-        self.user_filter = filter.into();
+        self.selector = self.selector.user_filter(filter);
         self
     }
 
@@ -68,22 +73,9 @@ impl AdSinkBuilder {
                 .with_backend(self.name.clone())
                 .with_operation("build")
         };
-        if !valid_attribute(&self.attribute) {
-            return Err(cfg_err(format!(
-                "{:?} is not an LDAP attribute name",
-                self.attribute
-            )));
-        }
-        if !valid_attribute(self.matcher.ldap_name()) {
-            return Err(cfg_err(format!(
-                "{:?} is not an LDAP attribute name",
-                self.matcher.ldap_name()
-            )));
-        }
-        let f = self.user_filter.trim();
-        if !(f.starts_with('(') && f.ends_with(')')) {
-            return Err(cfg_err(format!("user filter {f:?} must be in parentheses")));
-        }
+        self.selector
+            .validate()
+            .map_err(|e| e.with_backend(self.name.clone()))?;
         if self.max_bytes == 0 {
             return Err(cfg_err("max_bytes must be above 0".into()));
         }
@@ -95,19 +87,14 @@ impl AdSinkBuilder {
         Ok(AdSink {
             name: self.name,
             pool,
-            matcher: self.matcher,
-            attribute: self.attribute,
+            matcher: self.selector.matcher().clone(),
+            attribute: self.selector.attribute().to_owned(),
             max_bytes,
-            user_filter: f.to_owned(),
+            user_filter: self.selector.filter().to_owned(),
             profile: self.profile,
             state: Mutex::new(State::default()),
         })
     }
-}
-
-fn valid_attribute(a: &str) -> bool {
-    a.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-        && a.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
 }
 
 impl AdSink {
@@ -117,10 +104,8 @@ impl AdSink {
         AdSinkBuilder {
             conn,
             name: "ad".into(),
-            matcher: MatchAttribute::default(),
-            attribute: "thumbnailPhoto".into(),
+            selector: EntrySelector::new(),
             max_bytes: AD_MAX_BYTES,
-            user_filter: "(&(objectCategory=person)(objectClass=user))".into(),
             profile: BuiltinProfile::AdThumbnail,
         }
     }

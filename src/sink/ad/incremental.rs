@@ -8,16 +8,12 @@ use async_trait::async_trait;
 use ldap3::controls::RawControl;
 use ldap3::{Ldap, LdapError, Scope, SearchEntry};
 
-use super::space::{self, Entry, ScopeId, ServerId, Snap, Space};
+use super::space::{self, Entry, ScopeId, ServerId, Snap, Space, SCAN_FROM};
 use super::{AdSink, ReadStats};
 use crate::key::guid_from_bytes;
 use crate::ldap::{dn_within, entry_of_result, paged_search, values, OpClass};
 use crate::sink::Incremental;
 use crate::{Result, UserKey};
-
-/// From this many keys on, `prefetch` reads every user below the base DN in one paged
-/// search instead of searching for the keys 200 at a time.
-pub(super) const SCAN_FROM: usize = 1000;
 
 /// The Show Deleted control (MS-ADTS 3.1.1.3.4.1.14): searches also return tombstones.
 const SHOW_DELETED: &str = "1.2.840.113556.1.4.417";

@@ -16,6 +16,11 @@ use std::collections::{BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
+/// From this many keys on, `prefetch` reads every user below the base DN in one paged
+/// search instead of searching for the keys 200 at a time (and a snapshot is weighed
+/// against such a pass: [`full_pass_is_cheaper`]).
+pub(super) const SCAN_FROM: usize = 1000;
+
 /// The snapshot format; a snapshot in another one is ignored (the next run reads everyone).
 pub(super) const FORMAT: u32 = 1;
 
@@ -229,11 +234,9 @@ pub(super) fn next_watermark(h0: u64, h_end: u64, mods: u64, exact: bool) -> u64
 /// nearly everyone changed, as after a first run on a busy DC, whose own writes the next run
 /// reads again (see [`next_watermark`]). A full pass needs no deletion search: whoever it
 /// does not find is gone.
-///
-/// [`SCAN_FROM`]: super::incremental::SCAN_FROM
 pub(super) fn full_pass_is_cheaper(usn_delta: u64, entries: Option<usize>, keys: usize) -> bool {
     match entries {
-        Some(n) => keys >= super::incremental::SCAN_FROM && usn_delta > n as u64,
+        Some(n) => keys >= SCAN_FROM && usn_delta > n as u64,
         None => false,
     }
 }
@@ -266,7 +269,7 @@ mod tests {
 
     #[test]
     fn a_full_pass_replaces_reading_more_changes_than_users() {
-        let many = super::super::incremental::SCAN_FROM;
+        let many = SCAN_FROM;
         assert!(!full_pass_is_cheaper(0, Some(2_000), many));
         assert!(!full_pass_is_cheaper(2_000, Some(2_000), many));
         assert!(full_pass_is_cheaper(2_001, Some(2_000), many));

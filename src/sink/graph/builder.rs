@@ -231,12 +231,17 @@ impl GraphSinkBuilder {
                 ))
             }
             MatchAttribute::Other(p)
-                if !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+                if p.as_str()
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_') =>
             {
-                Addressing::Filter(p.clone())
+                Addressing::Filter(p.as_str().to_owned())
             }
-            MatchAttribute::Other(p) => {
-                return Err(cfg(format!("{p:?} is not a Graph user property name")))
+            other => {
+                return Err(cfg(format!(
+                    "{:?} is not a Graph user property name",
+                    other.ldap_name()
+                )))
             }
         };
         let insecure = self.allow_insecure_http;

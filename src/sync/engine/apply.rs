@@ -47,9 +47,9 @@ impl From<Error> for Halt {
 
 /// A sink call the apply stage makes.
 #[derive(Clone, Copy)]
-pub(super) enum Op {
+pub(super) enum Op<'a> {
     Fetch,
-    Put,
+    Put(&'a Bytes),
     Delete,
 }
 
@@ -74,6 +74,18 @@ pub(super) struct Shared {
 }
 
 impl Shared {
+    /// Why the run stopped, if it did: the first run-level failure, else a state store
+    /// that could not be written.
+    fn reason(&self) -> Option<Error> {
+        let aborted = self.abort.lock().unwrap_or_else(|p| p.into_inner()).take();
+        aborted.or_else(|| {
+            self.state_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+        })
+    }
+
     /// Stops the run at `e`: nothing more is sent, and the first such error is the report's
     /// reason.
     fn stop(&self, e: Error) {
@@ -158,13 +170,24 @@ impl<'e> Prepared<'e> {
                 shared.stop(e.run_level());
             }
         }
-        let mut applied: Vec<(usize, Outcome)> = results.into_iter().flatten().collect();
+        drop(changes);
+        let outcomes = self.outcomes(results.into_iter().flatten().collect());
+        let aborted = shared.reason();
+        let mut report = self.report(outcomes, false, aborted.as_ref());
+        if let Some(b) = &eng.backups {
+            let _ = b.sync();
+            report.backup_run = b.run_id();
+        }
+        report.timings.apply_ms = ms(t.elapsed());
+        (report, aborted)
+    }
+
+    /// The plan's items become the report's outcomes (moved, not copied: at 100,000 users
+    /// the two would otherwise be held side by side), the applied ones in their place.
+    fn outcomes(&mut self, mut applied: Vec<(usize, Outcome)>) -> Vec<Outcome> {
         applied.sort_unstable_by_key(|(at, _)| *at);
         let mut applied = applied.into_iter().peekable();
-        // The plan's items become the report's outcomes (moved, not copied: at 100,000 users
-        // the two would otherwise be held side by side), the applied ones in their place.
-        drop(changes);
-        let outcomes = std::mem::take(&mut self.plan.items)
+        std::mem::take(&mut self.plan.items)
             .into_iter()
             .enumerate()
             .map(|(at, it)| match it.action {
@@ -175,26 +198,7 @@ impl<'e> Prepared<'e> {
                 Action::Skip => Self::into_outcome(it, Status::Skipped),
                 Action::Fail => Self::into_outcome(it, Status::Failed),
             })
-            .collect();
-        let mut aborted = shared
-            .abort
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if aborted.is_none() {
-            aborted = shared
-                .state_error
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .take();
-        }
-        let mut report = self.report(outcomes, false, aborted.as_ref());
-        if let Some(b) = &eng.backups {
-            let _ = b.sync();
-            report.backup_run = b.run_id();
-        }
-        report.timings.apply_ms = ms(t.elapsed());
-        (report, aborted)
+            .collect()
     }
 
     /// Keeps each sink's snapshot for the next run. A sink that has none, or fails to make
@@ -432,6 +436,52 @@ impl<'e> Prepared<'e> {
         }
     }
 
+    /// One sink call for `it`'s user, retried; each attempt holds a call slot only while it
+    /// runs, and none is sent once the run stopped. Adds the attempts to `out`.
+    async fn call(
+        &self,
+        it: &PlanItem,
+        op: Op<'_>,
+        sem: &Semaphore,
+        cancel: &AtomicBool,
+        out: &mut Outcome,
+    ) -> std::result::Result<Fetched, Halt> {
+        let sink = self.engine.targets[it.target].sink.as_ref();
+        let key = &it.key;
+        // Set when the run stopped before this call was sent.
+        let stopped = AtomicBool::new(false);
+        let (r, attempts) =
+            self.retrier
+                .run(
+                    || async {
+                        let _permit = sem
+                            .acquire()
+                            .await
+                            .map_err(|_| Error::new(ErrorKind::Other, "engine shut down"))?;
+                        // A run-level failure while this call waited for its slot: send nothing
+                        // more.
+                        if cancel.load(Ordering::SeqCst) {
+                            stopped.store(true, Ordering::SeqCst);
+                            return Err(Error::new(ErrorKind::Other, "not sent: the run stopped")
+                                .permanent());
+                        }
+                        match op {
+                            Op::Fetch => sink.fetch(key).await.map(Fetched::Old),
+                            Op::Put(jpeg) => sink.put(key, jpeg).await.map(Fetched::Version),
+                            Op::Delete => sink.delete(key).await.map(|()| Fetched::Version(None)),
+                        }
+                    },
+                    |e, after| self.engine.retrying(key, sink.name(), e, after),
+                )
+                .await;
+        out.attempts += attempts;
+        match r {
+            Err(_) if stopped.load(Ordering::SeqCst) => Err(Halt::Stopped),
+            Err(e) => Err(Halt::Failed(e)),
+            Ok(v) => Ok(v),
+        }
+    }
+
     /// One put or delete: back up what it replaces, write, and return the state record
     /// (`None` for a deletion).
     pub(super) async fn change(
@@ -444,115 +494,49 @@ impl<'e> Prepared<'e> {
     ) -> std::result::Result<Option<StateRecord>, Halt> {
         let eng = self.engine;
         let tg = &eng.targets[it.target];
-        let key = &it.key;
-        let sink = tg.sink.as_ref();
-        let jpeg_slot: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
-        // One sink call, retried; each attempt holds a call slot only while it runs.
-        let retried = |op: Op| {
-            let jpeg_for_put = &jpeg_slot;
-            async move {
-                // Set when the run stopped before this call was sent.
-                let stopped = AtomicBool::new(false);
-                let (r, attempts) =
-                    self.retrier
-                        .run(
-                            || async {
-                                let _permit = sem.acquire().await.map_err(|_| {
-                                    Error::new(ErrorKind::Other, "engine shut down")
-                                })?;
-                                // A run-level failure while this call waited for its slot:
-                                // send nothing more.
-                                if cancel.load(Ordering::SeqCst) {
-                                    stopped.store(true, Ordering::SeqCst);
-                                    return Err(Error::new(
-                                        ErrorKind::Other,
-                                        "not sent: the run stopped",
-                                    )
-                                    .permanent());
-                                }
-                                match op {
-                                    Op::Fetch => sink.fetch(key).await.map(Fetched::Old),
-                                    Op::Put => {
-                                        let jpeg = jpeg_for_put.get().cloned().unwrap_or_default();
-                                        sink.put(key, &jpeg).await.map(Fetched::Version)
-                                    }
-                                    Op::Delete => {
-                                        sink.delete(key).await.map(|()| Fetched::Version(None))
-                                    }
-                                }
-                            },
-                            |e, after| eng.retrying(key, sink.name(), e, after),
-                        )
-                        .await;
-                let r = match r {
-                    Err(_) if stopped.load(Ordering::SeqCst) => Err(Halt::Stopped),
-                    Err(e) => Err(Halt::Failed(e)),
-                    Ok(v) => Ok(v),
-                };
-                (r, attempts)
-            }
+        let jpeg = match (it.action, pre) {
+            (Action::Put, Some(b)) => Some(b),
+            (Action::Put, None) => Some(self.rendition(it).await?),
+            _ => None,
         };
-        if it.action == Action::Put {
-            let jpeg = match pre {
-                Some(b) => b,
-                None => self.rendition(it).await?,
-            };
-            let _ = jpeg_slot.set(jpeg);
-        }
         // Keep what is about to be replaced or removed. A user who had no photo when the
         // plan was made (reason `New`) has nothing to keep.
         let mut had_none = it.reason == Reason::New;
         if let (Some(backups), false) = (&eng.backups, had_none) {
-            let (old, attempts) = retried(Op::Fetch).await;
-            out.attempts += attempts;
-            let old = old?;
-            had_none = matches!(old, Fetched::Old(None));
-            if let Fetched::Old(Some(old)) = old {
-                let (b, name, k, new) = (
-                    backups.clone(),
-                    sink.name().to_owned(),
-                    key.clone(),
-                    it.rendition_sha256
-                        .clone()
-                        .or_else(|| jpeg_slot.get().map(|b| sha256_hex(b))),
-                );
-                tokio::task::spawn_blocking(move || {
-                    b.save(&name, &k, &old, new.as_deref()).map(|_| ())
+            let old = match self.call(it, Op::Fetch, sem, cancel, out).await? {
+                Fetched::Old(old) => old,
+                Fetched::Version(_) => None,
+            };
+            had_none = old.is_none();
+            if let Some(old) = old {
+                let new = it
+                    .rendition_sha256
+                    .clone()
+                    .or_else(|| jpeg.as_ref().map(|b| sha256_hex(b)));
+                let (name, key) = (tg.sink.name().to_owned(), it.key.clone());
+                Self::journal(it, backups, move |b| {
+                    b.save(&name, &key, &old, new.as_deref()).map(|_| ())
                 })
-                .await
-                .map_err(|e| Error::new(ErrorKind::Other, format!("backup task failed: {e}")))?
-                .map_err(|e| e.with_user(key.clone()))?;
+                .await?;
             }
         }
-        let Some(jpeg) = jpeg_slot.get() else {
-            let (r, attempts) = retried(Op::Delete).await;
-            out.attempts += attempts;
-            return r.map(|_| None);
+        let Some(jpeg) = jpeg else {
+            self.call(it, Op::Delete, sem, cancel, out).await?;
+            return Ok(None);
         };
-        let (r, attempts) = retried(Op::Put).await;
-        out.attempts += attempts;
-        let version = match r? {
+        let version = match self.call(it, Op::Put(&jpeg), sem, cancel, out).await? {
             Fetched::Version(v) => v,
             Fetched::Old(_) => None,
         };
-        let sha = sha256_hex(jpeg);
+        let sha = sha256_hex(&jpeg);
         // A first photo: note it, so that a restore removes it.
         if let (Some(backups), true) = (&eng.backups, had_none) {
-            // On the blocking pool: the journal's lock may be held by a backup's flush.
-            let (b, name, k, s) = (
-                backups.clone(),
-                sink.name().to_owned(),
-                key.clone(),
-                sha.clone(),
-            );
-            tokio::task::spawn_blocking(move || b.note_added(&name, &k, &s))
-                .await
-                .map_err(|e| Error::new(ErrorKind::Other, format!("backup task failed: {e}")))?
-                .map_err(|e| e.with_user(key.clone()))?;
+            let (name, key, s) = (tg.sink.name().to_owned(), it.key.clone(), sha.clone());
+            Self::journal(it, backups, move |b| b.note_added(&name, &key, &s)).await?;
         }
         let fingerprint = self
             .users
-            .get(key)
+            .get(&it.key)
             .and_then(|u| u.photo.as_ref())
             .map(|r| r.fingerprint.as_str())
             .unwrap_or_default();
@@ -565,5 +549,19 @@ impl<'e> Prepared<'e> {
             .with_version(version)
             .with_time(now_secs()),
         ))
+    }
+
+    /// Runs a backup-store call on the blocking pool (the journal's lock may be held by a
+    /// backup's flush).
+    async fn journal(
+        it: &PlanItem,
+        backups: &Arc<BackupStore>,
+        f: impl FnOnce(&BackupStore) -> crate::Result<()> + Send + 'static,
+    ) -> std::result::Result<(), Halt> {
+        let b = backups.clone();
+        tokio::task::spawn_blocking(move || f(&b))
+            .await
+            .map_err(|e| Error::new(ErrorKind::Other, format!("backup task failed: {e}")))?
+            .map_err(|e| Halt::Failed(e.with_user(it.key.clone())))
     }
 }
