@@ -16,14 +16,16 @@
 //!   `Metadata: true`, `client_id` for a user-assigned identity; answers `access_token`,
 //!   `client_id`, `expires_in`, `expires_on`, `ext_expires_in`, `not_before` (strings),
 //!   `resource`, `token_type`. Errors are `{"error","error_description"}`.
-//! * Federated credentials ([`GraphServer::add_federated_credential`](super::GraphServer::add_federated_credential)): a `client_assertion`
-//!   whose `iss` is a registered issuer is checked against it: RS256 signature by the
-//!   issuer's key, `sub`, `aud` (by default `api://AzureADTokenExchange`), `exp`.
+//! * Federated credentials
+//!   ([`GraphServer::add_federated_credential`](super::GraphServer::add_federated_credential)):
+//!   a `client_assertion` whose `iss` is a registered issuer is checked against it: RS256
+//!   signature by the issuer's key, `sub`, `aud` (by default `api://AzureADTokenExchange`),
+//!   `exp`.
 //!
 //! Tokens are issued like the token endpoint's (the app registration of each identity's
 //! client id, [`GraphServerConfig::token_lifetime`](super::GraphServerConfig::token_lifetime))
-//! and counted in [`GraphServer::tokens_issued`](super::GraphServer::tokens_issued); requests are recorded as
-//! [`RequestKind::Token`](super::RequestKind::Token).
+//! and counted in [`GraphServer::tokens_issued`](super::GraphServer::tokens_issued); requests
+//! are recorded as [`RequestKind::Token`](super::RequestKind::Token).
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -154,7 +156,8 @@ impl TestIssuer {
 }
 
 /// An answer a managed identity endpoint gives instead of its own, once
-/// ([`GraphServer::inject_identity_answers`](super::GraphServer::inject_identity_answers)): for retries and hostile answers.
+/// ([`GraphServer::inject_identity_answers`](super::GraphServer::inject_identity_answers)):
+/// for retries and hostile answers.
 #[derive(Clone, Debug)]
 pub struct IdentityAnswer {
     /// The status.

@@ -30,9 +30,10 @@ impl GraphServer {
         Self::start_on(config, None).await
     }
 
-    /// Like [`Self::start`], over HTTPS with `cert` (see [`TestCa`](super::TestCa)); [`Self::base_url`] is
-    /// `https://{host}:{port}` (`host` should be a name `cert` is for, such as `localhost`,
-    /// or another name for testing a name mismatch; it must resolve to 127.0.0.1).
+    /// Like [`Self::start`], over HTTPS with `cert` (see [`TestCa`](super::TestCa));
+    /// [`Self::base_url`] is `https://{host}:{port}` (`host` should be a name `cert` is for,
+    /// such as `localhost`, or another name for testing a name mismatch; it must resolve to
+    /// 127.0.0.1).
     pub async fn start_tls(config: GraphServerConfig, cert: &ServerCert, host: &str) -> Self {
         Self::start_on(config, Some((cert, host))).await
     }
