@@ -30,8 +30,6 @@ pkg-config --exists libheif 2>/dev/null || need+=(libheif-dev)
 command -v jpegtran >/dev/null 2>&1 || need+=(libjpeg-turbo-progs)
 # ldapmodify -n checks that the LDIF sink's change files parse with OpenLDAP's own parser.
 command -v ldapmodify >/dev/null 2>&1 || need+=(ldap-utils)
-# openssl: the Graph test server makes its client certificates with the openssl command.
-command -v openssl >/dev/null 2>&1 || need+=(openssl)
 # libkrb5-dev and libclang-dev: the `gssapi` feature (checked by clippy --all-features) builds
 # ldap3's Kerberos bindings against the system's MIT Kerberos.
 pkg-config --exists krb5-gssapi 2>/dev/null || need+=(libkrb5-dev)

@@ -1,5 +1,7 @@
-//! The Graph fake's credentials without a stored secret: the managed identity endpoints of
-//! Azure resources and federated credentials (workload identity) at the token endpoint.
+//! The Graph fake's credentials without a stored secret: the managed identities of Azure
+//! resources and federated credentials (workload identity) at the token endpoint. This module
+//! holds their public types, their state and the federated assertion check; the identity
+//! endpoints are answered in `managed_identity.rs`.
 //!
 //! * App Service / Functions: `GET /msi/token?api-version=2019-08-01&resource=…[&client_id=…]`
 //!   with `X-IDENTITY-HEADER`; answers `access_token`, `expires_on` (epoch seconds, a
@@ -14,14 +16,16 @@
 //!   `Metadata: true`, `client_id` for a user-assigned identity; answers `access_token`,
 //!   `client_id`, `expires_in`, `expires_on`, `ext_expires_in`, `not_before` (strings),
 //!   `resource`, `token_type`. Errors are `{"error","error_description"}`.
-//! * Federated credentials ([`GraphServer::add_federated_credential`]): a `client_assertion`
-//!   whose `iss` is a registered issuer is checked against it: RS256 signature by the
-//!   issuer's key, `sub`, `aud` (by default `api://AzureADTokenExchange`), `exp`.
+//! * Federated credentials
+//!   ([`GraphServer::add_federated_credential`](super::GraphServer::add_federated_credential)):
+//!   a `client_assertion` whose `iss` is a registered issuer is checked against it: RS256
+//!   signature by the issuer's key, `sub`, `aud` (by default `api://AzureADTokenExchange`),
+//!   `exp`.
 //!
 //! Tokens are issued like the token endpoint's (the app registration of each identity's
 //! client id, [`GraphServerConfig::token_lifetime`](super::GraphServerConfig::token_lifetime))
-//! and counted in [`GraphServer::tokens_issued`]; requests are recorded as
-//! [`RequestKind::Token`](super::RequestKind::Token).
+//! and counted in [`GraphServer::tokens_issued`](super::GraphServer::tokens_issued); requests
+//! are recorded as [`RequestKind::Token`](super::RequestKind::Token).
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -34,10 +38,10 @@ use rsa::sha2::Sha256;
 use rsa::signature::Verifier;
 use serde_json::{json, Value};
 
-use super::{
-    issue_token, parse_query, sign_jwt, unix_secs, AppRegistration, Corr, GraphServer, Inner, Op,
-    Payload, Reply, TestCertificate, DEFAULT_APP_ROLES,
-};
+use super::certs::TestCertificate;
+use super::config::AppRegistration;
+use super::jwt::sign_jwt;
+use super::time::unix_secs;
 
 /// The `aud` of federated tokens meant for Entra ID (its documented default).
 pub const TOKEN_EXCHANGE_AUDIENCE: &str = "api://AzureADTokenExchange";
@@ -120,7 +124,7 @@ pub struct TestIssuer {
 }
 
 impl TestIssuer {
-    /// A fresh key for `issuer` (made with `openssl`, as [`TestCertificate`]).
+    /// A fresh RSA-2048 key for `issuer` (made as a [`TestCertificate`]'s).
     pub fn generate(issuer: &str) -> Self {
         Self {
             issuer: issuer.to_string(),
@@ -152,7 +156,8 @@ impl TestIssuer {
 }
 
 /// An answer a managed identity endpoint gives instead of its own, once
-/// ([`GraphServer::inject_identity_answers`]): for retries and hostile answers.
+/// ([`GraphServer::inject_identity_answers`](super::GraphServer::inject_identity_answers)):
+/// for retries and hostile answers.
 #[derive(Clone, Debug)]
 pub struct IdentityAnswer {
     /// The status.
@@ -191,249 +196,14 @@ impl IdentityAnswer {
 /// The fake's identity state (in `ServerState`).
 #[derive(Default, Debug)]
 pub(super) struct IdentityState {
-    mi: Option<ManagedIdentityConfig>,
-    federated: Vec<FederatedCredential>,
-    injected: VecDeque<IdentityAnswer>,
-    arc_keys: Vec<String>,
-}
-
-impl GraphServer {
-    /// Gives the fake's resource managed identities: registers an app for each client id
-    /// (with [`DEFAULT_APP_ROLES`]) and answers the identity endpoints.
-    pub fn enable_managed_identity(&self, cfg: ManagedIdentityConfig) {
-        let mut st = self.inner.lock();
-        let ids = std::iter::once(cfg.system_client_id.clone()).chain(cfg.user_assigned.clone());
-        for id in ids {
-            if !st
-                .cfg
-                .apps
-                .iter()
-                .any(|a| a.client_id.eq_ignore_ascii_case(&id))
-            {
-                st.cfg.apps.push(AppRegistration {
-                    client_id: id,
-                    client_secret: None,
-                    certificates: Vec::new(),
-                    roles: DEFAULT_APP_ROLES.iter().map(|r| r.to_string()).collect(),
-                });
-            }
-        }
-        st.identity.mi = Some(cfg);
-    }
-
-    /// Registers a federated credential (its app must be registered, as with
-    /// [`GraphServerConfig::with_app`](super::GraphServerConfig::with_app)).
-    pub fn add_federated_credential(&self, cred: FederatedCredential) {
-        self.inner.lock().identity.federated.push(cred);
-    }
-
-    /// The next identity endpoint requests get these answers, in order, instead of their own.
-    pub fn inject_identity_answers(&self, answers: impl IntoIterator<Item = IdentityAnswer>) {
-        self.inner.lock().identity.injected.extend(answers);
-    }
-
-    /// Requests to the managed identity endpoints (`/msi/token`, the metadata path).
-    pub fn identity_request_count(&self) -> usize {
-        self.inner
-            .lock()
-            .records
-            .iter()
-            .filter(|r| route_of(&r.path).is_some())
-            .count()
-    }
-}
-
-/// Which identity endpoint a path is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Route {
-    AppService,
-    Metadata,
-}
-
-fn route_of(path: &str) -> Option<Route> {
-    match path.trim_end_matches('/').to_ascii_lowercase().as_str() {
-        "/msi/token" => Some(Route::AppService),
-        "/metadata/identity/oauth2/token" => Some(Route::Metadata),
-        _ => None,
-    }
-}
-
-/// The route of an identity endpoint's path, if it is one.
-pub(super) fn route(path: &str) -> Option<Route> {
-    route_of(path)
-}
-
-fn json_reply(status: u16, v: Value) -> Reply {
-    Reply::new(status, Payload::Json(v, "application/json; charset=utf-8"))
-}
-
-fn imds_error(status: u16, error: &str, description: &str) -> Reply {
-    let mut r = json_reply(
-        status,
-        json!({"error": error, "error_description": description}),
-    );
-    r.error_code = Some(error.to_string());
-    r
-}
-
-fn app_service_error(status: u16, message: &str) -> Reply {
-    let mut r = json_reply(status, json!({"statusCode": status, "message": message}));
-    r.error_code = Some(format!("{status}"));
-    r
-}
-
-/// Answers a request to an identity endpoint.
-pub(super) fn handle(inner: &Inner, op: &Op, _corr: &Corr, route: Route) -> Reply {
-    let mut st = inner.lock();
-    if let Some(a) = st.identity.injected.pop_front() {
-        let mut r = Reply::new(a.status, Payload::Bytes(a.body.into(), "application/json"));
-        r.headers = a.headers;
-        r.throttled = Some(super::ThrottleCause::Injected);
-        return r;
-    }
-    let Some(mi) = st.identity.mi.clone() else {
-        return imds_error(400, "invalid_request", "Identity not found");
-    };
-    if op.method != "GET" {
-        return imds_error(405, "invalid_request", "Only GET is supported");
-    }
-    let q = parse_query(op.query.as_deref().unwrap_or(""));
-    let param = |k: &str| {
-        q.iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(k))
-            .map(|(_, v)| v.clone())
-    };
-    let resource_ok = param("resource").is_some_and(|r| {
-        r.trim_end_matches('/')
-            .eq_ignore_ascii_case(st.cfg.graph_resource.trim_end_matches('/'))
-    });
-    let api = param("api-version").unwrap_or_default();
-    let client = param("client_id");
-    let arc = route == Route::Metadata && mi.arc_key_dir.is_some();
-    match route {
-        Route::AppService => {
-            if api != "2019-08-01" {
-                return app_service_error(400, "api-version must be 2019-08-01");
-            }
-            match op.header("x-identity-header") {
-                None => return app_service_error(400, "The X-IDENTITY-HEADER header is missing."),
-                Some(h) if h != mi.identity_header => {
-                    return app_service_error(401, "The X-IDENTITY-HEADER header is not valid.")
-                }
-                Some(_) => {}
-            }
-            if !resource_ok {
-                return app_service_error(400, "The resource parameter is missing or unknown.");
-            }
-        }
-        Route::Metadata => {
-            if op.header("metadata") != Some("true") {
-                return imds_error(
-                    400,
-                    "invalid_request",
-                    "Required metadata header not specified",
-                );
-            }
-            let want = if arc { "2020-06-01" } else { "2018-02-01" };
-            if api != want {
-                return imds_error(
-                    400,
-                    "invalid_request",
-                    &format!("Invalid or missing api-version; expected {want}"),
-                );
-            }
-            if !resource_ok {
-                return imds_error(
-                    400,
-                    "invalid_resource",
-                    "AADSTS500011: The resource principal was not found",
-                );
-            }
-        }
-    }
-    if arc {
-        if client.is_some() {
-            return imds_error(
-                400,
-                "invalid_request",
-                "User-assigned identities are not supported on Azure Arc",
-            );
-        }
-        let dir = mi.arc_key_dir.clone().unwrap_or_default();
-        let sent = op.header("authorization").and_then(|v| {
-            v.get(..6)
-                .filter(|s| s.eq_ignore_ascii_case("basic "))
-                .map(|_| v[6..].trim().to_string())
-        });
-        match sent {
-            Some(k) if st.identity.arc_keys.contains(&k) => {
-                st.identity.arc_keys.retain(|x| x != &k);
-            }
-            Some(_) => return imds_error(401, "unauthorized", "The secret key is not valid"),
-            None => {
-                let key = uuid::Uuid::new_v4().simple().to_string();
-                let path = dir.join(format!("{}.key", uuid::Uuid::new_v4()));
-                if std::fs::write(&path, &key).is_err() {
-                    return imds_error(500, "server_error", "cannot write the key file");
-                }
-                st.identity.arc_keys.push(key);
-                let mut r = imds_error(401, "unauthorized", "Authentication required");
-                r.headers.push((
-                    "www-authenticate".to_string(),
-                    format!("Basic realm={}", path.display()),
-                ));
-                return r;
-            }
-        }
-    }
-    let id = match &client {
-        None => mi.system_client_id.clone(),
-        Some(c) if mi.user_assigned.iter().any(|u| u.eq_ignore_ascii_case(c)) => c.clone(),
-        Some(_) if route == Route::AppService => {
-            return app_service_error(
-                400,
-                "No User Assigned or Delegated Managed Identity found for specified ClientId/ResourceId/PrincipalId.",
-            )
-        }
-        Some(_) => return imds_error(400, "invalid_request", "Identity not found"),
-    };
-    let Some(app) = st
-        .cfg
-        .apps
-        .iter()
-        .find(|a| a.client_id.eq_ignore_ascii_case(&id))
-        .cloned()
-    else {
-        return imds_error(400, "invalid_request", "Identity not found");
-    };
-    let token = issue_token(&mut st, &app);
-    st.tokens_issued += 1;
-    let secs = st.cfg.token_lifetime.as_secs();
-    let now = unix_secs(SystemTime::now());
-    let resource = st.cfg.graph_resource.clone();
-    let body = if route == Route::AppService {
-        json!({
-            "access_token": token,
-            "expires_on": (now + secs).to_string(),
-            "resource": resource,
-            "token_type": "Bearer",
-            "client_id": app.client_id,
-        })
-    } else {
-        json!({
-            "access_token": token,
-            "client_id": app.client_id,
-            "expires_in": secs.to_string(),
-            "expires_on": (now + secs).to_string(),
-            "ext_expires_in": secs.to_string(),
-            "not_before": now.to_string(),
-            "resource": resource,
-            "token_type": "Bearer",
-        })
-    };
-    let mut r = json_reply(200, body);
-    r.app_id = Some(app.client_id.clone());
-    r
+    /// The resource's managed identities, once enabled.
+    pub(super) mi: Option<ManagedIdentityConfig>,
+    /// Registered federated credentials.
+    pub(super) federated: Vec<FederatedCredential>,
+    /// Answers to give instead of the endpoints' own, in order.
+    pub(super) injected: VecDeque<IdentityAnswer>,
+    /// Azure Arc challenge keys not used yet.
+    pub(super) arc_keys: Vec<String>,
 }
 
 /// Checks a federated `client_assertion` for `app` when its `iss` is not the app itself.

@@ -1,0 +1,118 @@
+//! `GET /v1.0/users` (with `$filter` and `$select`) and `GET /v1.0/users/{id | upn}`.
+
+use serde_json::{json, Map, Value};
+
+use super::config::codes;
+use super::odata::{parse_filter, parse_select, FilterError, DEFAULT_SELECT};
+use super::reply::{graph_error, Corr, Op, Reply};
+use super::state::{ServerState, UserEntry};
+
+fn user_value(u: &UserEntry, prop: &str) -> Value {
+    match prop {
+        "id" => json!(u.id),
+        "userPrincipalName" => json!(u.upn),
+        "displayName" => json!(u.display_name),
+        "mail" => json!(u.mail),
+        "employeeId" => json!(u.employee_id),
+        _ => Value::Null,
+    }
+}
+
+/// `$select` of the request: `None` when absent, 400 for an unknown property.
+fn select_of(op: &Op, corr: &Corr) -> Result<Option<Vec<&'static str>>, Reply> {
+    let Some(sel) = op.param("$select") else {
+        return Ok(None);
+    };
+    parse_select(sel).map(Some).map_err(|name| {
+        graph_error(
+            400,
+            codes::BAD_REQUEST,
+            &format!("Parsing OData Select and Expand failed: Could not find a property named '{name}' on type 'microsoft.graph.user'."),
+            corr,
+        )
+    })
+}
+
+fn user_object(u: &UserEntry, select: &Option<Vec<&'static str>>) -> Value {
+    let props: Vec<&str> = match select {
+        Some(s) => s.clone(),
+        None => DEFAULT_SELECT.to_vec(),
+    };
+    let mut m = Map::new();
+    for p in props {
+        m.insert(p.to_string(), user_value(u, p));
+    }
+    Value::Object(m)
+}
+
+fn context_suffix(select: &Option<Vec<&'static str>>) -> String {
+    match select {
+        Some(s) => format!("users({})", s.join(",")),
+        None => "users".to_string(),
+    }
+}
+
+pub(super) fn get_user(st: &ServerState, idx: usize, base: &str, op: &Op, corr: &Corr) -> Reply {
+    let select = match select_of(op, corr) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let mut v = user_object(&st.users[idx], &select);
+    if let Value::Object(m) = &mut v {
+        m.insert(
+            "@odata.context".to_string(),
+            json!(format!(
+                "{base}/v1.0/$metadata#{}/$entity",
+                context_suffix(&select)
+            )),
+        );
+    }
+    Reply::odata(200, v)
+}
+
+/// `GET /v1.0/users[?$filter=…][&$select=…]`: `eq` and `in (…)` on `id`,
+/// `userPrincipalName`, `mail`, `employeeId`, `displayName`, joined with `or`; string
+/// comparison is case-insensitive, as in the directory.
+pub(super) fn list_users(st: &ServerState, base: &str, op: &Op, corr: &Corr) -> Reply {
+    let select = match select_of(op, corr) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let filter = match op.param("$filter") {
+        None => None,
+        Some(f) => match parse_filter(f) {
+            Ok(clauses) => Some(clauses),
+            Err(FilterError::Syntax(m)) => {
+                return graph_error(400, codes::BAD_REQUEST, &format!("Invalid filter clause: {m}"), corr)
+            }
+            Err(FilterError::Property(p)) => {
+                return graph_error(
+                    400,
+                    codes::UNSUPPORTED_QUERY,
+                    &format!("Unsupported or invalid query filter clause specified for property '{p}' of resource 'User'."),
+                    corr,
+                )
+            }
+        },
+    };
+    let value: Vec<Value> = st
+        .users
+        .iter()
+        .filter(|u| match &filter {
+            None => true,
+            Some(clauses) => clauses.iter().any(|(prop, values)| {
+                let have = user_value(u, prop);
+                have.as_str()
+                    .is_some_and(|h| values.iter().any(|v| v.to_lowercase() == h.to_lowercase()))
+            }),
+        })
+        .map(|u| user_object(u, &select))
+        .collect();
+    Reply::odata(
+        200,
+        json!({
+            "@odata.context": format!("{base}/v1.0/$metadata#{}", context_suffix(&select)),
+            "value": value,
+        }),
+    )
+}
