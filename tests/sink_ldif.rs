@@ -9,11 +9,12 @@ use userphoto::conformance::{sink_contract, SinkFixture};
 use userphoto::sink::{CurrentPhoto, DirectorySink, LdifSink};
 use userphoto::{ErrorKind, MatchAttribute, UserKey};
 
-fn tempdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("userphoto-ldif-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A fresh folder, removed when the test ends.
+fn tempdir(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("userphoto-ldif-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 use userphoto_testkit::ldif as ldif_helper;
@@ -50,7 +51,8 @@ fn export(users: &[(&str, &str, Option<&[u8]>)]) -> String {
 
 #[tokio::test]
 async fn ldif_sink_conforms() {
-    let d = tempdir("conf");
+    let tmp_dir = tempdir("conf");
+    let d = tmp_dir.path();
     let names: Vec<String> = (0..10).map(|i| format!("user{i}")).collect();
     let dns: Vec<String> = (0..10)
         .map(|i| format!("CN=User {i},OU=Staff,DC=contoso,DC=com"))
@@ -71,12 +73,12 @@ async fn ldif_sink_conforms() {
         absent: UserKey::new("nobody"),
     };
     sink_contract(&sink, &fx).await;
-    std::fs::remove_dir_all(&d).ok();
 }
 
 #[tokio::test]
 async fn tricky_dns_round_trip_into_the_change_file() {
-    let d = tempdir("dn");
+    let tmp_dir = tempdir("dn");
+    let d = tmp_dir.path();
     let old_photo = userphoto::normalize::testimage::gradient_jpeg(40, 40);
     let users: Vec<(&str, &str, Option<&[u8]>)> = vec![
         (
@@ -195,12 +197,12 @@ async fn tricky_dns_round_trip_into_the_change_file() {
         }
         Err(_) => userphoto_testkit::skip("ldapmodify not installed (apt install ldap-utils)"),
     }
-    std::fs::remove_dir_all(&d).ok();
 }
 
 #[tokio::test]
 async fn ambiguous_and_guid_matches() {
-    let d = tempdir("match");
+    let tmp_dir = tempdir("match");
+    let d = tmp_dir.path();
     let mut text = export(&[("CN=A,DC=x", "ann", None), ("CN=B,DC=x", "bob", None)]);
     // Two entries share one mail address.
     text.push_str("dn: CN=Ann Two,DC=x\nsAMAccountName: ann2\nmail: ann@contoso.com\n\n");
@@ -252,12 +254,12 @@ async fn ambiguous_and_guid_matches() {
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Config);
-    std::fs::remove_dir_all(&d).ok();
 }
 
 #[test]
 fn hostile_exports_give_clear_errors() {
-    let d = tempdir("hostile");
+    let tmp_dir = tempdir("hostile");
+    let d = tmp_dir.path();
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         (
             "truncated.ldif",
@@ -301,7 +303,6 @@ fn hostile_exports_give_clear_errors() {
     }
     let e = LdifSink::open(d.join("absent.ldif"), MatchAttribute::SamAccountName).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Io);
-    std::fs::remove_dir_all(&d).ok();
 }
 
 fn data(name: &str) -> PathBuf {
@@ -360,7 +361,8 @@ async fn check_users(
     users: &[(&str, &str, Option<&str>)],
     subset: bool,
 ) {
-    let d = tempdir(&format!("fx-{file}"));
+    let tmp_dir = tempdir(&format!("fx-{}", file.replace('.', "-")));
+    let d = tmp_dir.path();
     let out = d.join("changes.ldif");
     let sink = LdifSink::open_with_attribute(data(file), matcher, attribute)
         .unwrap_or_else(|e| panic!("{file}: {e}"))
@@ -434,7 +436,6 @@ async fn check_users(
     for c in &changes {
         assert_eq!(c.ops[0].2, vec![new.to_vec()], "{file}: {}", c.dn);
     }
-    std::fs::remove_dir_all(&d).ok();
 }
 
 #[tokio::test]
@@ -557,7 +558,8 @@ fn a_change_file_is_refused_as_such() {
 
 #[tokio::test]
 async fn an_export_changed_after_opening_is_a_conflict_not_a_wrong_backup() {
-    let d = tempdir("changed");
+    let tmp_dir = tempdir("changed");
+    let d = tmp_dir.path();
     let export = d.join("export.ldif");
     std::fs::copy(data("ldapsearch-LLL.ldif"), &export).unwrap();
     let sink = LdifSink::open(&export, MatchAttribute::SamAccountName).unwrap();
@@ -578,12 +580,12 @@ async fn an_export_changed_after_opening_is_a_conflict_not_a_wrong_backup() {
     std::fs::write(&export, b"dn: CN=x\n").unwrap();
     let e = sink.fetch(&UserKey::new("dora")).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
-    std::fs::remove_dir_all(&d).ok();
 }
 
 #[test]
 fn hostile_encodings_and_records() {
-    let d = tempdir("hostile2");
+    let tmp_dir = tempdir("hostile2");
+    let d = tmp_dir.path();
     let utf16 = |s: &str| -> Vec<u8> {
         let mut v = vec![0xFF, 0xFE];
         v.extend(s.encode_utf16().flat_map(|u| u.to_le_bytes()));
@@ -652,7 +654,6 @@ fn hostile_encodings_and_records() {
         assert_eq!(e.kind(), ErrorKind::InvalidData, "{name}: {e}");
         assert!(e.to_string().contains(expect), "{name}: {e}");
     }
-    std::fs::remove_dir_all(&d).ok();
 }
 
 /// A sink that holds each put until the put of the next key (in key order) has landed, so the
@@ -700,7 +701,8 @@ async fn the_change_file_is_in_key_order_whatever_order_the_writes_finish_in() {
     use userphoto::normalize::{testimage, Profile};
     use userphoto::source::MemorySource;
     use userphoto::sync::{Engine, Status};
-    let d = tempdir("order");
+    let tmp_dir = tempdir("order");
+    let d = tmp_dir.path();
     let keys: Vec<UserKey> = (0..12)
         .map(|i| UserKey::new(format!("user{i:02}")))
         .collect();
@@ -747,5 +749,4 @@ async fn the_change_file_is_in_key_order_whatever_order_the_writes_finish_in() {
         got, want,
         "the change file follows the keys, not the order of the writes"
     );
-    std::fs::remove_dir_all(&d).ok();
 }

@@ -22,11 +22,12 @@ fn photo(seed: u32) -> Vec<u8> {
     testimage::photo_jpeg(320, 400, seed)
 }
 
-fn tmp(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("userphoto-engine-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A fresh folder, removed when the test ends.
+fn tmp(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("userphoto-engine-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 fn fast_retries() -> RetryPolicy {
@@ -102,7 +103,8 @@ impl Probe {
         let out = Out(&self.in_flight);
         if let Some(at) = self.gate_at {
             if n >= at && !self.gate_open.swap(true, Ordering::SeqCst) {
-                self.gate.add_permits(tokio::sync::Semaphore::MAX_PERMITS / 2);
+                self.gate
+                    .add_permits(tokio::sync::Semaphore::MAX_PERMITS / 2);
             }
             drop(self.gate.acquire().await.unwrap());
         }
@@ -173,7 +175,8 @@ fn outcome<'a>(r: &'a userphoto::sync::Report, key: &str) -> &'a userphoto::sync
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_run_writes_second_run_skips_without_decoding() {
-    let dir = tmp("rerun");
+    let tmp_dir = tmp("rerun");
+    let dir = tmp_dir.path();
     let sink = Arc::new(MemorySink::new(102_400).with_users(["alice", "bob", "carol"]));
     let source = || {
         MemorySource::new()
@@ -510,7 +513,8 @@ async fn calls_in_flight_never_exceed_the_concurrency() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replaced_and_removed_photos_are_backed_up_and_restored() {
-    let dir = tmp("backup");
+    let tmp_dir = tmp("backup");
+    let dir = tmp_dir.path();
     let (old_a, old_w) = (Bytes::from(photo(7)), Bytes::from(photo(8)));
     let sink = Arc::new(
         MemorySink::new(102_400)
@@ -642,7 +646,8 @@ async fn renditions_beyond_the_cache_wait_on_disk_and_are_decoded_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_version_only_sink_is_skipped_through_the_state_store() {
-    let dir = tmp("version");
+    let tmp_dir = tmp("version");
+    let dir = tmp_dir.path();
     let state = dir.join("s.redb");
     let mut probe = Probe::new(MemorySink::new(4_000_000).with_users(["alice"]));
     probe.version_only = true;
@@ -935,7 +940,8 @@ async fn a_run_writes_while_it_normalizes_and_a_prepared_plan_is_complete() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_recorded_without_a_tag_adopts_the_tag_seen_next() {
-    let dir = tmp("adopt");
+    let tmp_dir = tmp("adopt");
+    let dir = tmp_dir.path();
     let state = dir.join("s.redb");
     let mut probe = Probe::new(MemorySink::new(4_000_000).with_users(["alice", "bob"]));
     probe.version_only = true;

@@ -382,18 +382,19 @@ mod tests {
         }
     }
 
-    fn path(name: &str) -> std::path::PathBuf {
-        let p = std::env::temp_dir().join(format!(
-            "userphoto-state-{name}-{}.redb",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_file(&p);
-        p
+    /// A fresh folder (removed when the test ends) and a store's path in it.
+    fn path(name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+        let t = tempfile::Builder::new()
+            .prefix(&format!("userphoto-state-{name}-"))
+            .tempdir()
+            .unwrap();
+        let p = t.path().join("state.redb");
+        (t, p)
     }
 
     #[test]
     fn a_second_open_refuses_naming_the_first_and_the_lock_dies_with_it() {
-        let p = path("locked");
+        let (_tmp, p) = path("locked");
         let first = StateStore::open(&p).unwrap();
         let e = StateStore::open(&p).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Conflict);
@@ -415,7 +416,7 @@ mod tests {
 
     #[test]
     fn snapshots_are_per_sink_replaced_and_forgotten() {
-        let p = path("snapshots");
+        let (_tmp, p) = path("snapshots");
         {
             let s = StateStore::open(&p).unwrap();
             assert_eq!(s.snapshot("ad").unwrap(), None);
@@ -434,7 +435,7 @@ mod tests {
 
     #[test]
     fn records_survive_reopening_and_are_per_sink() {
-        let p = path("reopen");
+        let (_tmp, p) = path("reopen");
         {
             let s = StateStore::open(&p).unwrap();
             s.put("ad", &UserKey::new("Alice"), &rec(1)).unwrap();
@@ -459,7 +460,6 @@ mod tests {
         s.remove("ad", &UserKey::new("alice")).unwrap();
         assert_eq!(s.get("ad", &UserKey::new("alice")).unwrap(), None);
         assert_eq!(s.count("ad").unwrap(), 100);
-        std::fs::remove_file(&p).ok();
     }
 
     /// A process killed (SIGKILL) in the middle of a stream of commits leaves a store that
@@ -479,7 +479,7 @@ mod tests {
             }
             return;
         }
-        let p = path("killed");
+        let (_tmp, p) = path("killed");
         let exe = std::env::current_exe().unwrap();
         let mut child = std::process::Command::new(exe)
             .args([
@@ -494,9 +494,8 @@ mod tests {
             .unwrap();
         // Let it make some commits (it says so after each), then kill it without warning,
         // in the middle of the ones that follow.
-        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(
-            child.stdout.take().unwrap(),
-        ));
+        let mut lines =
+            std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
         let mut seen = 0;
         for line in lines.by_ref() {
             let line = line.unwrap();
@@ -525,6 +524,5 @@ mod tests {
             s.get("ad", &UserKey::new(format!("u{n:08}"))).unwrap(),
             None
         );
-        std::fs::remove_file(&p).ok();
     }
 }
