@@ -1,4 +1,4 @@
-//! The Microsoft Graph options of the CLI (`--sink graph`) and the sink they open.
+//! The Graph sink that the `--sink graph` options (`crate::args::GraphArgs`) open.
 //!
 //! Every flag is optional to clap: they are only needed with `--sink graph`, and
 //! [`open_graph_sink`] checks them then, with messages that name the flag.
@@ -6,115 +6,14 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use clap::{Args, ValueEnum};
+use clap::ValueEnum;
 use userphoto::sink::{
     DirectorySink, GraphCertificate, GraphCloud, GraphSink, ManagedIdentity, Secret,
     WorkloadIdentity,
 };
 use userphoto::MatchAttribute;
 
-/// How the CLI signs in to Graph (`--graph-auth`).
-#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GraphAuth {
-    /// The app's client secret, from the variable --client-secret-env names.
-    Secret,
-    /// The app's certificate and key (--client-cert, --client-key).
-    Certificate,
-    /// The Azure resource's managed identity (App Service, Functions, Automation, Azure Arc,
-    /// a VM's instance metadata service); --managed-identity-client-id for a user-assigned one.
-    ManagedIdentity,
-    /// Workload identity federation: a token file (--federated-token-file or
-    /// AZURE_FEDERATED_TOKEN_FILE) sent as the client assertion (Kubernetes, GitHub Actions).
-    WorkloadIdentity,
-}
-
-/// How to reach Microsoft Graph (`--sink graph`): the tenant, the app and its credential (a
-/// client secret from an environment variable, a certificate and its key, a managed
-/// identity, or a federated token file).
-#[derive(Args, Debug, Clone, Default)]
-pub struct GraphArgs {
-    /// How to sign in: secret, certificate, managed-identity or workload-identity. Without
-    /// it: secret with --client-secret-env, certificate with --client-cert, workload-identity
-    /// with --federated-token-file or AZURE_FEDERATED_TOKEN_FILE, managed-identity with
-    /// --managed-identity-client-id, --imds-url or IDENTITY_ENDPOINT (App Service, Arc).
-    #[arg(long = "graph-auth", value_name = "MODE", value_enum)]
-    pub graph_auth: Option<GraphAuth>,
-    /// A user-assigned managed identity, by its client id (without it: the system-assigned
-    /// identity).
-    #[arg(long = "managed-identity-client-id", value_name = "ID")]
-    pub managed_identity_client_id: Option<String>,
-    /// Workload identity: the file that holds the federated token (re-read on every token
-    /// request; default AZURE_FEDERATED_TOKEN_FILE). --tenant and --client-id default to
-    /// AZURE_TENANT_ID and AZURE_CLIENT_ID, the login URL to AZURE_AUTHORITY_HOST.
-    #[arg(long = "federated-token-file", value_name = "FILE")]
-    pub federated_token_file: Option<PathBuf>,
-    /// Managed identity: the instance metadata service's host root instead of
-    /// http://169.254.169.254 (a test server, a pod identity proxy; also
-    /// AZURE_POD_IDENTITY_AUTHORITY_HOST).
-    #[arg(long = "imds-url", value_name = "URL")]
-    pub imds_url: Option<String>,
-    /// Managed identity on an Azure Arc server: the folder the agent writes its challenge key
-    /// files to, instead of its documented one (/var/opt/azcmagent/tokens, or
-    /// %ProgramData%\AzureConnectedMachineAgent\Tokens); a key file the challenge names
-    /// anywhere else is refused.
-    #[arg(long = "arc-key-dir", value_name = "DIR")]
-    pub arc_key_dir: Option<PathBuf>,
-    /// The Entra tenant: its id (GUID) or a domain such as contoso.onmicrosoft.com.
-    #[arg(long)]
-    pub tenant: Option<String>,
-    /// The app registration's application (client) id.
-    #[arg(long = "client-id")]
-    pub client_id: Option<String>,
-    /// The environment variable that holds the app's client secret (never the secret itself:
-    /// a command line is visible to every user of the machine).
-    #[arg(long = "client-secret-env", value_name = "VAR", conflicts_with_all = ["client_cert", "client_key"])]
-    pub client_secret_env: Option<String>,
-    /// The app's certificate (PEM), for a signed client assertion; needs --client-key.
-    #[arg(long = "client-cert", value_name = "FILE")]
-    pub client_cert: Option<PathBuf>,
-    /// The certificate's RSA private key (PEM, PKCS#8 or PKCS#1).
-    #[arg(long = "client-key", value_name = "FILE")]
-    pub client_key: Option<PathBuf>,
-    /// The Microsoft cloud: global, usgov (GCC High), usgov-dod (DoD) or china.
-    #[arg(long, value_name = "CLOUD")]
-    pub cloud: Option<String>,
-    /// Graph's service root instead of the cloud's, as in https://graph.microsoft.com (the
-    /// client adds /v1.0/...).
-    #[arg(long = "graph-url", value_name = "URL")]
-    pub graph_url: Option<String>,
-    /// The login authority root instead of the cloud's, as in
-    /// https://login.microsoftonline.com (the client adds /{tenant}/oauth2/v2.0/token).
-    #[arg(long = "login-url", value_name = "URL")]
-    pub login_url: Option<String>,
-    /// Read each photo's new etag right after uploading it (one more request per upload), so
-    /// that a change someone else makes before the next run is detected. Without it the
-    /// next run takes the etag it finds as that of our upload.
-    #[arg(long = "graph-confirm-uploads")]
-    pub confirm_uploads: bool,
-    /// Trust only the CA certificates in this PEM file for Graph and the login endpoint
-    /// (a TLS-inspecting proxy's CA, a private CA), instead of the system's trust store
-    /// (which SSL_CERT_FILE can also point at a file).
-    #[arg(long = "graph-ca-cert", id = "graph_ca_cert", value_name = "FILE")]
-    pub ca_cert: Option<PathBuf>,
-    /// Allow http:// Graph and login URLs to hosts that are not loopback. Insecure: the
-    /// client secret and every token then cross the network in clear.
-    #[arg(long = "graph-insecure-http", id = "graph_insecure_http")]
-    pub insecure_http: bool,
-    /// Seconds to connect to Graph or the login endpoint (default 10).
-    #[arg(
-        long = "graph-connect-timeout",
-        id = "graph_connect_timeout",
-        value_name = "SECS"
-    )]
-    pub connect_timeout: Option<f64>,
-    /// Seconds for one whole Graph request and its answer (default 100).
-    #[arg(
-        long = "graph-request-timeout",
-        id = "graph_request_timeout",
-        value_name = "SECS"
-    )]
-    pub request_timeout: Option<f64>,
-}
+use crate::args::{GraphArgs, GraphAuth};
 
 /// `--graph-…-timeout SECS` as a duration: positive and finite.
 fn seconds(v: Option<f64>, flag: &str) -> Result<Option<std::time::Duration>, String> {
@@ -133,7 +32,7 @@ fn seconds(v: Option<f64>, flag: &str) -> Result<Option<std::time::Duration>, St
 /// `employeeId`, `mail`, or another Graph user property; `sAMAccountName` is looked up as
 /// `onPremisesSamAccountName`, which only synced users have), `concurrency` the `--concurrency`
 /// value (requests in flight; Graph allows 4 per app for photos, so more only earns 429s).
-pub fn open_graph_sink(
+pub(crate) fn open_graph_sink(
     args: &GraphArgs,
     match_attr: &str,
     concurrency: usize,
@@ -142,7 +41,7 @@ pub fn open_graph_sink(
 }
 
 /// [`open_graph_sink`], as the sink's own type (for `check`).
-pub fn graph_sink(
+pub(crate) fn graph_sink(
     args: &GraphArgs,
     match_attr: &str,
     concurrency: usize,
