@@ -126,11 +126,12 @@ cargo test --release -p userphoto --no-default-features --features pure-rust --l
   --test normalize_jpeg_variants --test normalize_props \
   --test sources --test sinks --test sink_ldif --test sync_engine --test apply_sequence
 # The CLI's offline tests on the same codec (normalize, and sync/plan/restore on LDIF).
-cargo test --release -p userphoto-cli --no-default-features --features pure-rust \
+cargo test --release -p userphoto-cli --no-default-features --features pure-rust,test-hooks \
   --test cli --test cli_sync
 
 step "cargo test (the CLI: its unit tests, normalize, the LDIF path, Graph against the fake, AD against the DC)"
-cargo test --release -p userphoto-cli --features heic
+# (test-hooks: the crash-test hook that tests/cli_sync.rs needs; never in a released binary)
+cargo test --release -p userphoto-cli --features heic,test-hooks
 
 step "examples run (the CLI and the library's examples)"
 # (the CLI with the features its tests were built with, so its build is reused)

@@ -7,13 +7,16 @@ use std::sync::Mutex;
 use indicatif::{ProgressBar, ProgressStyle};
 use userphoto::sync::{Event, Stage};
 
-/// Draws a progress bar on a terminal, plain lines otherwise (stderr either way). Also the
-/// crash-test hook: with `USERPHOTO_TEST_ABORT_AFTER=N` the process aborts right after the
-/// N-th change is written, as a power cut would stop it (used by tests/cli_sync.rs).
+/// Draws a progress bar on a terminal, plain lines otherwise (stderr either way). In a
+/// build with the `test-hooks` feature (the CLI's tests only), also the crash-test hook:
+/// with `USERPHOTO_TEST_ABORT_AFTER=N` the process aborts right after the N-th change is
+/// written, as a power cut would stop it (used by tests/cli_sync.rs). Without the feature
+/// the variable is never read.
 pub(crate) fn progress() -> impl Fn(&Event) + Send + Sync + 'static {
     let tty = std::io::stderr().is_terminal();
     let bar: Mutex<Option<ProgressBar>> = Mutex::new(None);
     let total = AtomicUsize::new(0);
+    #[cfg(feature = "test-hooks")]
     let abort_after: Option<usize> = std::env::var("USERPHOTO_TEST_ABORT_AFTER")
         .ok()
         .and_then(|v| v.parse().ok());
@@ -68,6 +71,7 @@ pub(crate) fn progress() -> impl Fn(&Event) + Send + Sync + 'static {
                 if !tty && (n <= 20 || done % (n / 10).max(1) == 0 || *done == n) {
                     line(format!("applied {done}/{n}"));
                 }
+                #[cfg(feature = "test-hooks")]
                 if let (Event::Written { .. }, Some(limit)) = (e, abort_after) {
                     if *done >= limit {
                         std::process::abort();
