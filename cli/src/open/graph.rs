@@ -3,17 +3,122 @@
 //! Every flag is optional to clap: they are only needed with `--sink graph`, and
 //! [`open_graph_sink`] checks them then, with messages that name the flag.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use clap::ValueEnum;
 use userphoto::sink::{
-    DirectorySink, GraphCertificate, GraphCloud, GraphSink, ManagedIdentity, Secret,
-    WorkloadIdentity,
+    DirectorySink, GraphAuthMode, GraphCloud, GraphCredentialChoice, GraphCredentialError,
+    GraphSetting, GraphSink,
 };
 use userphoto::MatchAttribute;
 
 use crate::args::{GraphArgs, GraphAuth};
+
+impl From<GraphAuth> for GraphAuthMode {
+    fn from(a: GraphAuth) -> Self {
+        match a {
+            GraphAuth::Secret => Self::Secret,
+            GraphAuth::Certificate => Self::Certificate,
+            GraphAuth::ManagedIdentity => Self::ManagedIdentity,
+            GraphAuth::WorkloadIdentity => Self::WorkloadIdentity,
+        }
+    }
+}
+
+/// The credential settings of the flags; the library adds the environment
+/// ([`GraphCredentialChoice`]: the flags first, then `AZURE_*` and `IDENTITY_*`).
+fn credential_choice(args: &GraphArgs) -> GraphCredentialChoice {
+    let mut c = GraphCredentialChoice::new()
+        .client_certificate(args.client_cert.clone(), args.client_key.clone());
+    if let Some(m) = args.graph_auth {
+        c = c.mode(m.into());
+    }
+    if let Some(t) = &args.tenant {
+        c = c.tenant(t);
+    }
+    if let Some(id) = &args.client_id {
+        c = c.client_id(id);
+    }
+    if let Some(v) = &args.client_secret_env {
+        c = c.client_secret_env(v);
+    }
+    if let Some(id) = &args.managed_identity_client_id {
+        c = c.managed_identity_client_id(id);
+    }
+    if let Some(u) = &args.imds_url {
+        c = c.imds_url(u);
+    }
+    if let Some(d) = &args.arc_key_dir {
+        c = c.arc_key_dir(d);
+    }
+    if let Some(f) = &args.federated_token_file {
+        c = c.federated_token_file(f);
+    }
+    c
+}
+
+/// The flag that gives a credential setting.
+fn flag(s: GraphSetting) -> &'static str {
+    match s {
+        GraphSetting::Tenant => "--tenant",
+        GraphSetting::ClientId => "--client-id",
+        GraphSetting::ClientSecretEnv => "--client-secret-env",
+        GraphSetting::ClientCertificate => "--client-cert/--client-key",
+        GraphSetting::ManagedIdentityClientId => "--managed-identity-client-id",
+        GraphSetting::ImdsUrl => "--imds-url",
+        GraphSetting::ArcKeyDir => "--arc-key-dir",
+        GraphSetting::FederatedTokenFile => "--federated-token-file",
+        _ => "the Graph credential options",
+    }
+}
+
+/// Why no credential could be chosen, in the flags' terms.
+fn credential_message(e: &GraphCredentialError) -> String {
+    use GraphAuthMode as M;
+    use GraphCredentialError as E;
+    use GraphSetting as S;
+    match e {
+        E::NoCredential => {
+            "--sink graph needs a credential: --client-secret-env VAR, --client-cert FILE \
+             with --client-key FILE, --graph-auth managed-identity, or --graph-auth \
+             workload-identity (with --federated-token-file FILE or \
+             AZURE_FEDERATED_TOKEN_FILE)"
+                .into()
+        }
+        E::DoesNotGoWith { setting, mode } => {
+            format!("{} does not go with --graph-auth {mode}", flag(*setting))
+        }
+        E::Missing { setting, mode, .. } => match (setting, mode) {
+            (S::Tenant, M::WorkloadIdentity) => {
+                "--sink graph needs --tenant TENANT or AZURE_TENANT_ID".into()
+            }
+            (S::ClientId, M::WorkloadIdentity) => {
+                "--sink graph needs --client-id ID or AZURE_CLIENT_ID".into()
+            }
+            (S::Tenant, _) => "--sink graph needs --tenant TENANT (the tenant id or domain)".into(),
+            (S::ClientId, _) => "--sink graph needs --client-id ID (the app's client id)".into(),
+            (S::ClientSecretEnv, _) => "--graph-auth secret needs --client-secret-env VAR".into(),
+            (S::ClientCertificate, _) => {
+                "--graph-auth certificate needs --client-cert FILE and --client-key FILE".into()
+            }
+            (S::FederatedTokenFile, _) => "--graph-auth workload-identity needs \
+                 --federated-token-file FILE or AZURE_FEDERATED_TOKEN_FILE"
+                .into(),
+            (other, mode) => format!("--graph-auth {mode} needs {}", flag(*other)),
+        },
+        E::CertificateWithoutKey => "--client-cert needs --client-key FILE".into(),
+        E::KeyWithoutCertificate => "--client-key needs --client-cert FILE".into(),
+        E::SecretAndCertificate => {
+            "give either --client-secret-env or --client-cert/--client-key, not both".into()
+        }
+        E::ClientIdWithManagedIdentity => "--graph-auth managed-identity takes no --client-id: \
+             choose a user-assigned identity with --managed-identity-client-id ID"
+            .into(),
+        E::Secret(e) => format!("--client-secret-env: {e}"),
+        E::Certificate(e) => format!("--client-cert/--client-key: {e}"),
+        E::ManagedIdentity(e) => format!("--graph-auth managed-identity: {e}"),
+        other => format!("--sink graph: {other}"),
+    }
+}
 
 /// `--graph-…-timeout SECS` as a duration: positive and finite.
 fn seconds(v: Option<f64>, flag: &str) -> Result<Option<std::time::Duration>, String> {
@@ -46,146 +151,10 @@ pub(crate) fn graph_sink(
     match_attr: &str,
     concurrency: usize,
 ) -> Result<GraphSink, String> {
-    let need = |v: &Option<String>, flag: &str| -> Result<String, String> {
-        match v.as_deref().map(str::trim) {
-            Some(s) if !s.is_empty() => Ok(s.to_owned()),
-            _ => Err(format!("--sink graph needs {flag}")),
-        }
-    };
-    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-    let mode = match args.graph_auth {
-        Some(m) => m,
-        None if args.client_secret_env.is_some() => GraphAuth::Secret,
-        None if args.client_cert.is_some() || args.client_key.is_some() => GraphAuth::Certificate,
-        None if args.federated_token_file.is_some()
-            || env("AZURE_FEDERATED_TOKEN_FILE").is_some() =>
-        {
-            GraphAuth::WorkloadIdentity
-        }
-        None if args.managed_identity_client_id.is_some()
-            || args.imds_url.is_some()
-            || env("IDENTITY_ENDPOINT").is_some() =>
-        {
-            GraphAuth::ManagedIdentity
-        }
-        None => {
-            return Err(
-                "--sink graph needs a credential: --client-secret-env VAR, --client-cert FILE \
-                 with --client-key FILE, --graph-auth managed-identity, or --graph-auth \
-                 workload-identity (with --federated-token-file FILE or \
-                 AZURE_FEDERATED_TOKEN_FILE)"
-                    .into(),
-            )
-        }
-    };
-    let name = mode
-        .to_possible_value()
-        .map(|v| v.get_name().to_owned())
-        .unwrap_or_default();
-    // Flags of another mode are a mistake, not something to ignore silently.
-    let stray: &[(bool, &str)] = &[
-        (
-            args.client_secret_env.is_some() && mode != GraphAuth::Secret,
-            "--client-secret-env",
-        ),
-        (
-            (args.client_cert.is_some() || args.client_key.is_some())
-                && mode != GraphAuth::Certificate,
-            "--client-cert/--client-key",
-        ),
-        (
-            args.managed_identity_client_id.is_some() && mode != GraphAuth::ManagedIdentity,
-            "--managed-identity-client-id",
-        ),
-        (
-            args.imds_url.is_some() && mode != GraphAuth::ManagedIdentity,
-            "--imds-url",
-        ),
-        (
-            args.arc_key_dir.is_some() && mode != GraphAuth::ManagedIdentity,
-            "--arc-key-dir",
-        ),
-        (
-            args.federated_token_file.is_some() && mode != GraphAuth::WorkloadIdentity,
-            "--federated-token-file",
-        ),
-    ];
-    if let Some((_, flag)) = stray.iter().find(|(bad, _)| *bad) {
-        return Err(format!("{flag} does not go with --graph-auth {name}"));
-    }
-    let builder = match mode {
-        GraphAuth::Secret | GraphAuth::Certificate => {
-            let tenant = need(&args.tenant, "--tenant TENANT (the tenant id or domain)")?;
-            let client_id = need(&args.client_id, "--client-id ID (the app's client id)")?;
-            match (&args.client_secret_env, &args.client_cert, &args.client_key) {
-                (Some(var), None, None) => {
-                    let secret =
-                        Secret::from_env(var).map_err(|e| format!("--client-secret-env: {e}"))?;
-                    GraphSink::builder(tenant, client_id, secret)
-                }
-                (None, Some(cert), Some(key)) => {
-                    let c = GraphCertificate::from_files(cert, key)
-                        .map_err(|e| format!("--client-cert/--client-key: {e}"))?;
-                    GraphSink::builder(tenant, client_id, c)
-                }
-                (None, Some(_), None) => return Err("--client-cert needs --client-key FILE".into()),
-                (None, None, Some(_)) => return Err("--client-key needs --client-cert FILE".into()),
-                (None, None, None) if mode == GraphAuth::Secret => {
-                    return Err("--graph-auth secret needs --client-secret-env VAR".into())
-                }
-                (None, None, None) => {
-                    return Err(
-                        "--graph-auth certificate needs --client-cert FILE and --client-key FILE"
-                            .into(),
-                    )
-                }
-                _ => {
-                    return Err(
-                        "give either --client-secret-env or --client-cert/--client-key, not both"
-                            .into(),
-                    )
-                }
-            }
-        }
-        GraphAuth::ManagedIdentity => {
-            if args.client_id.is_some() {
-                return Err(
-                    "--graph-auth managed-identity takes no --client-id: choose a user-assigned \
-                     identity with --managed-identity-client-id ID"
-                        .into(),
-                );
-            }
-            let mut mi = match &args.imds_url {
-                Some(u) => ManagedIdentity::imds().imds_url(u),
-                None => ManagedIdentity::from_env()
-                    .map_err(|e| format!("--graph-auth managed-identity: {e}"))?,
-            };
-            if let Some(d) = &args.arc_key_dir {
-                mi = mi.arc_key_dir(d);
-            }
-            if let Some(id) = &args.managed_identity_client_id {
-                mi = mi.client_id(id);
-            }
-            GraphSink::builder_for(mi)
-        }
-        GraphAuth::WorkloadIdentity => {
-            let tenant = args.tenant.clone().or_else(|| env("AZURE_TENANT_ID"));
-            let tenant = need(&tenant, "--tenant TENANT or AZURE_TENANT_ID")?;
-            let client = args.client_id.clone().or_else(|| env("AZURE_CLIENT_ID"));
-            let client = need(&client, "--client-id ID or AZURE_CLIENT_ID")?;
-            let file = args
-                .federated_token_file
-                .clone()
-                .or_else(|| env("AZURE_FEDERATED_TOKEN_FILE").map(PathBuf::from))
-                .ok_or("--graph-auth workload-identity needs --federated-token-file FILE or AZURE_FEDERATED_TOKEN_FILE")?;
-            let mut w = WorkloadIdentity::new(tenant, client, file);
-            if let Some(h) = env("AZURE_AUTHORITY_HOST") {
-                w = w.authority_host(h);
-            }
-            GraphSink::builder_for(w)
-        }
-    };
-    let mut b = builder;
+    let mut b = credential_choice(args)
+        .resolve()
+        .map_err(|e| credential_message(&e))?
+        .into_builder();
     if let Some(c) = &args.cloud {
         let cloud: GraphCloud = c.parse().map_err(|e| format!("--cloud: {e}"))?;
         b = b.cloud(cloud);
