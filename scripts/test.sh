@@ -137,16 +137,17 @@ cargo test --release -p userphoto --no-default-features --features pure-rust --l
   --test normalize_jpeg_variants --test normalize_props \
   --test sources --test sinks --test sink_ldif --test sync_engine --test apply_sequence
 # The CLI's offline tests on the same codec (normalize, and sync/plan/restore on LDIF).
-cargo test --release -p userphoto-cli --no-default-features --features pure-rust \
+cargo test --release -p userphoto-cli --no-default-features --features pure-rust,test-hooks \
   --test cli --test cli_sync
 
 step "cargo test (the CLI: its unit tests, normalize, the LDIF path, Graph against the fake, AD against the DC)"
-cargo test --release -p userphoto-cli --features heic
+# (test-hooks: the crash-test hook that tests/cli_sync.rs needs; never in a released binary)
+cargo test --release -p userphoto-cli --features heic,test-hooks
 
 step "examples run (the CLI and the library's examples)"
 # (the CLI with the features its tests were built with, so its build is reused)
 demo_dir=$(mktemp -d)
-cargo run --release --quiet -p userphoto-cli --features heic -- demo --out "$demo_dir" >"$demo_dir/demo.jsonl"
+cargo run --release --quiet -p userphoto-cli --features heic,test-hooks -- demo --out "$demo_dir" >"$demo_dir/demo.jsonl"
 grep -q '"ok":true' "$demo_dir/demo.jsonl"
 rm -rf "$demo_dir"
 custom=$(cargo run --release --quiet -p userphoto --example custom_source)
@@ -163,7 +164,7 @@ rm -rf "$norm_dir"
 # README's first command, on the shipped demo directory (in a scratch folder).
 repo=$PWD
 sync_dir=$(mktemp -d)
-(cd "$sync_dir" && cargo run --manifest-path "$repo/Cargo.toml" --release --quiet -p userphoto-cli --features heic -- \
+(cd "$sync_dir" && cargo run --manifest-path "$repo/Cargo.toml" --release --quiet -p userphoto-cli --features heic,test-hooks -- \
   sync --source "folder:$repo/examples/demo/photos" --sink "ldif:$repo/examples/demo/directory.ldif" \
   --out changes.ldif >summary.txt)
 grep -q "5 written" "$sync_dir/summary.txt"

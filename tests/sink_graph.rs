@@ -1197,7 +1197,8 @@ async fn answers_are_read_through_a_size_limit() {
         started.elapsed() < Duration::from_secs(2),
         "refused before reading"
     );
-    // A Content-Length beyond any integer: an error, no panic.
+    // A Content-Length beyond any integer: hyper refuses to parse the answer, which is a
+    // failed request (retryable, this user's), never a panic.
     let srv = raw_server(
         token_with("3599"),
         Some(answer(
@@ -1207,7 +1208,9 @@ async fn answers_are_read_through_a_size_limit() {
         )),
     )
     .await;
-    assert!(raw_sink(&srv).current(&u).await.is_err());
+    let e = raw_sink(&srv).current(&u).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+    assert!(e.is_retryable() && !e.is_run_level(), "{e}");
     // A photo of 6 MB, chunked (no length announced): over the 4 MB + margin limit.
     let srv = raw_server(
         token_with("3599"),

@@ -41,20 +41,28 @@
 //! `demo` generates a few photos of its own (landscape, portrait with EXIF orientation,
 //! transparent PNG, a huge-header bomb and a truncated file) and normalizes them for every
 //! built-in profile, so it runs on a machine with no photos at all.
+//!
+//! The modules: `args` (the options, as clap parses them), `open` (sources and sinks opened
+//! from them), `cmd` (one module per subcommand; `main` only parses and dispatches),
+//! `progress` (the progress bar and lines of a run), `print` (the plan as text), `fail`
+//! (exit code 2 with one line), `config` (`--config FILE`) and `log` (`--log-file`).
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand};
 
-mod check;
+mod args;
+mod cmd;
 mod config;
-mod graph;
+mod fail;
 mod log;
-mod sync;
-use serde_json::json;
-use userphoto::normalize::{testimage, BatchOptions, CropMode, Input, Normalizer, Profile};
+mod open;
+mod print;
+mod progress;
+
+use args::{CheckArgs, NormalizeArgs, RestoreArgs, RunArgs, RunsArgs};
+use fail::fail;
 
 #[derive(Parser)]
 #[command(
@@ -77,86 +85,24 @@ struct Cli {
     log: log::LogArgs,
 }
 
-/// The crop strategies (`--crop`).
-#[derive(Copy, Clone, Debug, Default, ValueEnum)]
-pub(crate) enum CropName {
-    /// A head-and-shoulders square around the main face; attention when there is none.
-    #[default]
-    Face,
-    /// The largest square, on what stands out (edges, skin tones, saturation).
-    Attention,
-    /// The largest centred square.
-    Centre,
-}
-
-impl CropName {
-    pub(crate) fn mode(self) -> CropMode {
-        match self {
-            Self::Face => CropMode::Face,
-            Self::Attention => CropMode::Attention,
-            Self::Centre => CropMode::Centre,
-        }
-    }
-}
-
-#[derive(Copy, Clone, Debug, ValueEnum)]
-enum ProfileName {
-    AdThumbnail,
-    AdLarge,
-    Graph,
-}
-
-impl ProfileName {
-    fn profile(self) -> Profile {
-        match self {
-            Self::AdThumbnail => Profile::ad_thumbnail(),
-            Self::AdLarge => Profile::ad_large(),
-            Self::Graph => Profile::graph(),
-        }
-    }
-}
-
 #[derive(Subcommand)]
 enum Command {
     /// Normalize image files into JPEG renditions for one profile.
-    Normalize {
-        /// The target profile.
-        #[arg(long, value_enum)]
-        profile: ProfileName,
-        /// Square output size in pixels, instead of the profile's.
-        #[arg(long)]
-        size: Option<u32>,
-        /// Byte budget, instead of the profile's.
-        #[arg(long)]
-        max_bytes: Option<usize>,
-        /// Worker threads (default: one per core).
-        #[arg(long, default_value_t = 0)]
-        threads: usize,
-        /// Where the square goes: `face` (a head-and-shoulders square around the main face,
-        /// attention when there is none), `attention` or `centre`.
-        #[arg(long, value_enum, default_value_t = CropName::Face)]
-        crop: CropName,
-        /// Output folder (created if missing).
-        #[arg(long)]
-        out: PathBuf,
-        /// Input images.
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-    },
+    Normalize(NormalizeArgs),
     /// Sync photos from a source into directories: plan, apply, report.
-    Sync(sync::RunArgs),
+    Sync(RunArgs),
     /// Print what `sync` would do; change nothing.
-    Plan(sync::RunArgs),
+    Plan(RunArgs),
     /// Check, writing nothing, that a sync could run: the account may write photos (AD:
     /// asks the DC on a sample of users; Graph: the token's roles and one user read; LDIF:
     /// the export's users and photos). Exit 0 when it could, 2 with the reason when not.
     #[command(mut_arg("source", |a| a.required(false)))]
-    Check(check::CheckArgs),
+    Check(CheckArgs),
     /// Undo a sync: put back the photos it replaced or removed, remove the first photos it
     /// added.
-    Restore(sync::RestoreArgs),
+    Restore(RestoreArgs),
     /// List the runs in a backup journal (what `restore --run` takes).
-    Runs(sync::RunsArgs),
+    Runs(RunsArgs),
     /// Write the demo sync's photos and directory export (examples/demo is made with this).
     #[command(hide = true)]
     DemoFixtures {
@@ -197,7 +143,7 @@ enum ConfigAction {
 fn main() -> ExitCode {
     let argv = match config::apply(Cli::command(), std::env::args_os().collect()) {
         Ok(a) => a,
-        Err(e) => return sync::fail_msg(e),
+        Err(e) => return fail(e),
     };
     let cli = match Cli::try_parse_from(argv) {
         Ok(c) => c,
@@ -211,47 +157,17 @@ fn main() -> ExitCode {
         }
     };
     if let Err(e) = log::init(&cli.log) {
-        return sync::fail_msg(e);
+        return fail(e);
     }
     match cli.command {
-        Command::Normalize {
-            profile,
-            size,
-            max_bytes,
-            threads,
-            crop,
-            out,
-            files,
-        } => {
-            let mut p = profile.profile();
-            if let Some(s) = size {
-                p = p.with_size(s, s);
-            }
-            if let Some(b) = max_bytes {
-                p = p.with_max_bytes(b);
-            }
-            if let Err(e) = p.validate() {
-                eprintln!("userphoto: {e}");
-                return ExitCode::from(2);
-            }
-            if let Err(e) = std::fs::create_dir_all(&out) {
-                eprintln!("userphoto: cannot create {}: {e}", out.display());
-                return ExitCode::from(2);
-            }
-            let failed = normalize_files(&files, &[p], threads, crop.mode(), &out);
-            if failed > 0 {
-                ExitCode::from(1)
-            } else {
-                ExitCode::SUCCESS
-            }
-        }
-        Command::Sync(a) => sync::sync(a),
-        Command::Plan(a) => sync::plan(a),
-        Command::Check(a) => check::check(a),
-        Command::Restore(a) => sync::restore(a),
-        Command::Runs(a) => sync::runs(a),
-        Command::Demo { out } => demo(&out),
-        Command::DemoFixtures { out } => demo_fixtures(&out),
+        Command::Normalize(a) => cmd::normalize::normalize(a),
+        Command::Sync(a) => cmd::sync::sync(a),
+        Command::Plan(a) => cmd::plan::plan(a),
+        Command::Check(a) => cmd::check::check(a),
+        Command::Restore(a) => cmd::restore::restore(a),
+        Command::Runs(a) => cmd::runs::runs(a),
+        Command::Demo { out } => cmd::demo::demo(&out),
+        Command::DemoFixtures { out } => cmd::demo::demo_fixtures(&out),
         Command::Config {
             action: ConfigAction::Init,
         } => {
@@ -267,228 +183,8 @@ fn main() -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Command::Manpage { subcommand } => manpage(subcommand.as_deref()),
-    }
-}
-
-/// `userphoto manpage [SUBCOMMAND]`: the roff page of the CLI or of one subcommand
-/// (`userphoto-sync(1)`), from the clap definition.
-fn manpage(subcommand: Option<&str>) -> ExitCode {
-    let mut cmd = Cli::command();
-    cmd.build();
-    let page = match subcommand {
-        None => cmd,
-        Some(name) => match cmd.find_subcommand(name) {
-            Some(sc) => sc.clone().name(format!("userphoto-{}", sc.get_name())),
-            None => return sync::fail_msg(format!("manpage: no subcommand {name:?}")),
-        },
-    };
-    let mut out = Vec::new();
-    if let Err(e) = clap_mangen::Man::new(page).render(&mut out) {
-        return sync::fail_msg(format!("manpage: {e}"));
-    }
-    match std::io::stdout().write_all(&out) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => sync::fail_msg(format!("manpage: {e}")),
-    }
-}
-
-/// Normalizes files, writes `<out>/<stem>.jpg` (with `-<profile>` when several profiles),
-/// prints a JSON line per input and profile, and returns how many failed.
-fn normalize_files(
-    files: &[PathBuf],
-    profiles: &[Profile],
-    threads: usize,
-    crop: CropMode,
-    out: &Path,
-) -> usize {
-    let inputs = files.iter().cloned().map(|f| (f.clone(), Input::Path(f)));
-    let stdout = std::io::stdout();
-    let mut failed = 0;
-    let options = BatchOptions { threads, queue: 0 };
-    Normalizer::new().with_crop(crop).normalize_batch(inputs, profiles, options, |item, _progress| {
-        let stem = item.key.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "photo".into());
-        let input = item.key.display().to_string();
-        let mut lines = Vec::new();
-        match item.result {
-            Err(e) => {
-                failed += 1;
-                for _ in profiles {
-                    lines.push(json!({"input": input, "output": null, "ok": false, "error_kind": e.kind().as_str(), "error": e.to_string()}));
-                }
-            }
-            Ok(results) => {
-                for (p, r) in profiles.iter().zip(results) {
-                    let name = if profiles.len() > 1 { format!("{stem}-{}.jpg", p.name) } else { format!("{stem}.jpg") };
-                    let path = out.join(name);
-                    match r.map_err(|e| (e.kind().as_str(), e.to_string())).and_then(|r| {
-                        std::fs::write(&path, &r.bytes).map(|_| r).map_err(|e| ("io", format!("cannot write {}: {e}", path.display())))
-                    }) {
-                        Ok(r) => lines.push(json!({
-                            "input": input, "output": path.display().to_string(), "ok": true, "profile": p.name,
-                            "bytes": r.bytes.len(), "width": r.width, "height": r.height, "quality": r.quality,
-                            "sha256": r.sha256_hex(), "ms": item.elapsed.as_secs_f64() * 1000.0,
-                            "strategy": r.crop.strategy.as_str(), "crop": r.crop.rect,
-                            "faces": r.crop.faces, "warnings": r.crop.warnings,
-                        })),
-                        Err((kind, msg)) => {
-                            failed += 1;
-                            lines.push(json!({"input": input, "output": null, "ok": false, "profile": p.name, "error_kind": kind, "error": msg}));
-                        }
-                    }
-                }
-            }
-        }
-        let mut lock = stdout.lock();
-        for l in lines {
-            let _ = writeln!(lock, "{l}");
-        }
-    });
-    failed
-}
-
-fn demo(out: &Path) -> ExitCode {
-    let samples = out.join("samples");
-    let renditions = out.join("renditions");
-    for d in [&samples, &renditions] {
-        if let Err(e) = std::fs::create_dir_all(d) {
-            eprintln!("userphoto: cannot create {}: {e}", d.display());
-            return ExitCode::from(2);
+        Command::Manpage { subcommand } => {
+            cmd::manpage::manpage(Cli::command(), subcommand.as_deref())
         }
     }
-    let mut bomb = testimage::gradient_jpeg(64, 64);
-    // Patch the frame header to claim 60000x60000: refused from the header, nothing decoded.
-    if let Some(i) = bomb.windows(2).position(|w| w == [0xFF, 0xC0]) {
-        bomb[i + 5..i + 9].copy_from_slice(&[0xEA, 0x60, 0xEA, 0x60]);
-    }
-    let landscape = testimage::gradient_jpeg(3000, 2000);
-    let files: Vec<(&str, Vec<u8>)> = vec![
-        ("alice.jpg", landscape.clone()),
-        (
-            "bob-portrait-exif6.jpg",
-            testimage::with_exif_orientation(&testimage::gradient_jpeg(2400, 1800), 6),
-        ),
-        ("carol-transparent.png", testimage::rgba_png(800, 600)),
-        (
-            "dave-truncated.jpg",
-            landscape[..landscape.len() / 2].to_vec(),
-        ),
-        ("eve-bomb.jpg", bomb),
-    ];
-    let mut paths = Vec::new();
-    for (name, bytes) in files {
-        let p = samples.join(name);
-        if let Err(e) = std::fs::write(&p, bytes) {
-            eprintln!("userphoto: cannot write {}: {e}", p.display());
-            return ExitCode::from(2);
-        }
-        paths.push(p);
-    }
-    eprintln!(
-        "userphoto demo: {} samples in {}, renditions in {}",
-        paths.len(),
-        samples.display(),
-        renditions.display()
-    );
-    let profiles = [
-        Profile::ad_thumbnail(),
-        Profile::ad_large(),
-        Profile::graph(),
-    ];
-    let failed = normalize_files(&paths, &profiles, 0, CropMode::Face, &renditions);
-    eprintln!("userphoto demo: {failed} of {} inputs refused, as expected for the truncated file and the bomb", paths.len());
-    ExitCode::SUCCESS
-}
-
-/// One LDIF line, through the library's writer (base64 when RFC 2849 requires it, folded
-/// at 76 columns).
-fn ldif_line(out: &mut String, name: &str, value: &[u8]) {
-    let mut line = Vec::new();
-    userphoto::ldif::write_attr(&mut line, name, value).expect("writing to memory");
-    out.push_str(std::str::from_utf8(&line).expect("LDIF lines are ASCII"));
-}
-
-fn demo_fixtures(out: &Path) -> ExitCode {
-    let photos = out.join("photos");
-    if let Err(e) = std::fs::create_dir_all(&photos) {
-        return sync::fail_msg(format!("cannot create {}: {e}", photos.display()));
-    }
-    let jpeg = |w, h, seed| testimage::photo_jpeg(w, h, seed);
-    let erin = jpeg(640, 480, 5);
-    let files: Vec<(&str, Vec<u8>)> = vec![
-        ("alice.jpg", jpeg(800, 536, 1)),
-        (
-            "bob.jpg",
-            testimage::with_exif_orientation(&jpeg(800, 600, 2), 6),
-        ),
-        ("carol.png", testimage::rgba_png(256, 256)),
-        ("dave.jpg", jpeg(640, 640, 4)),
-        ("erin.jpg", erin.clone()),
-        ("jmuller.jpg", jpeg(600, 800, 6)),
-    ];
-    for (name, bytes) in &files {
-        if let Err(e) = std::fs::write(photos.join(name), bytes) {
-            return sync::fail_msg(format!("cannot write {name}: {e}"));
-        }
-    }
-    let erin_now = match Normalizer::new().normalize(&erin, &Profile::ad_thumbnail()) {
-        Ok(r) => r.bytes.to_vec(),
-        Err(e) => return sync::fail_msg(e),
-    };
-    let old = |seed| {
-        userphoto::normalize::bench::encode(&testimage::photo_rgb(96, 96, seed), 96, 96, 60)
-            .unwrap_or_default()
-    };
-    let people: Vec<(&str, &str, Option<Vec<u8>>)> = vec![
-        ("CN=Alice Adams,OU=Staff,DC=example,DC=test", "alice", None),
-        ("CN=Bob Brown,OU=Staff,DC=example,DC=test", "bob", None),
-        ("CN=Carol Clark,OU=Staff,DC=example,DC=test", "carol", None),
-        (
-            "CN=Dave Davis,OU=Staff,DC=example,DC=test",
-            "dave",
-            Some(old(40)),
-        ),
-        (
-            "CN=Erin Evans,OU=Staff,DC=example,DC=test",
-            "erin",
-            Some(erin_now),
-        ),
-        (
-            "CN=M\u{fc}ller\\, J\u{fc}rgen,OU=Staff,DC=example,DC=test",
-            "jmuller",
-            None,
-        ),
-        (
-            "CN=Grace Green,OU=Former,DC=example,DC=test",
-            "grace",
-            Some(old(70)),
-        ),
-        ("CN=Henry Hill,OU=Staff,DC=example,DC=test", "henry", None),
-    ];
-    let mut ldif = String::from(
-        "# A directory export as `ldapsearch -LLL -o ldif-wrap=76 ... sAMAccountName\n\
-         # userPrincipalName thumbnailPhoto` writes it, for the demo sync.\n\n",
-    );
-    for (dn, sam, photo) in people {
-        ldif_line(&mut ldif, "dn", dn.as_bytes());
-        ldif_line(&mut ldif, "objectClass", b"user");
-        ldif_line(&mut ldif, "sAMAccountName", sam.as_bytes());
-        ldif_line(
-            &mut ldif,
-            "userPrincipalName",
-            format!("{sam}@example.test").as_bytes(),
-        );
-        if let Some(p) = photo {
-            ldif_line(&mut ldif, "thumbnailPhoto", &p);
-        }
-        ldif.push('\n');
-    }
-    if let Err(e) = std::fs::write(out.join("directory.ldif"), ldif) {
-        return sync::fail_msg(format!("cannot write directory.ldif: {e}"));
-    }
-    eprintln!(
-        "userphoto: demo photos and directory.ldif written to {}",
-        out.display()
-    );
-    ExitCode::SUCCESS
 }

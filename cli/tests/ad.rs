@@ -30,8 +30,11 @@ async fn cli_syncs_a_folder_into_ad() {
             3,
         )
         .await;
-    let dir: PathBuf = std::env::temp_dir().join(format!("userphoto-ad-cli-{id}"));
-    let _ = std::fs::remove_dir_all(&dir);
+    let tmp = tempfile::Builder::new()
+        .prefix("userphoto-ad-cli-")
+        .tempdir()
+        .unwrap();
+    let dir: PathBuf = tmp.path().to_path_buf();
     std::fs::create_dir_all(dir.join("photos")).unwrap();
     for (i, s) in sams.iter().enumerate() {
         std::fs::write(
@@ -111,7 +114,6 @@ async fn cli_syncs_a_folder_into_ad() {
     let out = args("UP_TEST_PW_UNSET").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 
-    let _ = std::fs::remove_dir_all(&dir);
     ou.cleanup().await;
 }
 
@@ -124,8 +126,11 @@ async fn cli_as_a_delegated_account_exits_1_naming_the_two_denied_users() {
     let Some(d) = delegate(&env) else { return };
     let mut cmd = cli();
     let (ou, sams, dns) = delegated_fixture(&env, &d, "dlgcli", 3).await;
-    let dir: PathBuf = std::env::temp_dir().join(format!("userphoto-ad-dlg-{}", run_id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let tmp = tempfile::Builder::new()
+        .prefix("userphoto-ad-dlg-")
+        .tempdir()
+        .unwrap();
+    let dir: PathBuf = tmp.path().to_path_buf();
     std::fs::create_dir_all(dir.join("photos")).unwrap();
     for (i, s) in sams.iter().chain(&d.denied).enumerate() {
         std::fs::write(
@@ -173,6 +178,5 @@ async fn cli_as_a_delegated_account_exits_1_naming_the_two_denied_users() {
         assert!(ou.photo(dn).await.is_some(), "{dn}: not written\n{text}");
     }
     assert!(!text.contains(&password(&d.pw_file)));
-    let _ = std::fs::remove_dir_all(&dir);
     ou.cleanup().await;
 }

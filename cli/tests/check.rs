@@ -278,7 +278,6 @@ fn check_ldif_counts_users_and_photos_from_a_config_file_and_writes_nothing() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert_eq!(lines(&out)[0]["ok"], false);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -310,5 +309,4 @@ fn source_is_optional_for_check_only() {
             "{cmd}"
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }

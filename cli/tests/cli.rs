@@ -8,7 +8,7 @@ use userphoto::normalize::testimage;
 mod common;
 use common::cli;
 
-fn tempdir(name: &str) -> PathBuf {
+fn tempdir(name: &str) -> common::TestDir {
     common::tempdir("cli", name)
 }
 
@@ -63,7 +63,6 @@ fn normalize_writes_files_and_json_lines() {
         assert_eq!(written.len() as u64, l["bytes"].as_u64().unwrap());
     }
     assert!(out.join("alice.jpg").exists() && out.join("bob.jpg").exists());
-    std::fs::remove_dir_all(&d).ok();
 }
 
 #[test]
@@ -90,7 +89,6 @@ fn size_and_max_bytes_override_the_profile() {
     let l = &lines(&o.stdout)[0];
     assert_eq!(l["width"], 240);
     assert!(l["bytes"].as_u64().unwrap() <= 9000);
-    std::fs::remove_dir_all(&d).ok();
 }
 
 #[test]
@@ -124,7 +122,6 @@ fn a_failed_input_does_not_stop_the_others_and_exits_1() {
     assert_eq!(b["error_kind"], "unsupported");
     assert!(b["error"].as_str().unwrap().contains("unsupported"));
     assert_eq!(by_input(&missing)["error_kind"], "io");
-    std::fs::remove_dir_all(&d).ok();
 }
 
 #[test]
@@ -155,7 +152,6 @@ fn bad_usage_exits_2() {
         );
         assert!(o.stdout.is_empty(), "{args:?} printed to stdout");
     }
-    std::fs::remove_dir_all(&d).ok();
 }
 
 /// Renditions are byte-identical whichever SIMD level libjpeg-turbo picks (forced through
@@ -217,7 +213,6 @@ fn renditions_do_not_depend_on_the_simd_level() {
             r.0, r.1
         );
     }
-    std::fs::remove_dir_all(&d).ok();
 }
 
 /// `--crop` and the crop's JSON fields: `strategy`, `crop` {x, y, width, height} in upright
@@ -278,7 +273,6 @@ fn normalize_reports_the_crop_and_takes_crop() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
-    std::fs::remove_dir_all(&d).ok();
 }
 
 /// On a real photo of a person (the corpus astronaut): the face and the square around it.
@@ -320,5 +314,4 @@ fn normalize_finds_the_face_in_a_photo_of_a_person() {
     );
     assert!(fx >= cx && fx + fw <= cx + cw, "{l}");
     assert!(f["score"].as_f64().unwrap() > 0.6);
-    std::fs::remove_dir_all(&d).ok();
 }

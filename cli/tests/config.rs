@@ -6,13 +6,13 @@ mod common;
 
 use common::{cli, dn};
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 
 use userphoto::normalize::testimage;
 use userphoto_testkit::ldif::{self, Entry};
 
-fn tempdir(name: &str) -> PathBuf {
+fn tempdir(name: &str) -> common::TestDir {
     common::tempdir("config", name)
 }
 

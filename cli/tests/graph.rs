@@ -49,8 +49,11 @@ fn puts(srv: &GraphServer) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_syncs_a_folder_into_graph() {
     let srv = server(3).await;
-    let dir = std::env::temp_dir().join(format!("userphoto-graph-cli-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let tmp = tempfile::Builder::new()
+        .prefix("userphoto-graph-cli-")
+        .tempdir()
+        .unwrap();
+    let dir = tmp.path().to_path_buf();
     std::fs::create_dir_all(dir.join("photos")).unwrap();
     for i in 0..3 {
         std::fs::write(
@@ -131,8 +134,11 @@ async fn cli_https_through_ssl_cert_file_and_graph_ca_cert() {
         "localhost",
     )
     .await;
-    let dir = std::env::temp_dir().join(format!("userphoto-graph-tls-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let tmp = tempfile::Builder::new()
+        .prefix("userphoto-graph-tls-")
+        .tempdir()
+        .unwrap();
+    let dir = tmp.path().to_path_buf();
     std::fs::create_dir_all(dir.join("photos")).unwrap();
     for i in 0..2 {
         std::fs::write(
@@ -196,7 +202,6 @@ async fn cli_https_through_ssl_cert_file_and_graph_ca_cert() {
         "--graph-ca-cert: {}\n{seen:#?}",
         String::from_utf8_lossy(&o.stderr)
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Issue 10 point 1 through the CLI: two users' photos refused, the others written, exit 1,
@@ -205,8 +210,11 @@ async fn cli_https_through_ssl_cert_file_and_graph_ca_cert() {
 async fn cli_per_user_403_exits_1_and_names_the_two() {
     let srv = server(5).await;
     srv.configure(|c| c.photo_write_denied = vec![upn_of(1), upn_of(3)]);
-    let dir = std::env::temp_dir().join(format!("userphoto-graph-403-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let tmp = tempfile::Builder::new()
+        .prefix("userphoto-graph-403-")
+        .tempdir()
+        .unwrap();
+    let dir = tmp.path().to_path_buf();
     std::fs::create_dir_all(dir.join("photos")).unwrap();
     for i in 0..5 {
         std::fs::write(
@@ -244,5 +252,4 @@ async fn cli_per_user_403_exits_1_and_names_the_two() {
     assert_eq!(report["sinks"]["graph"]["put"], 3);
     assert_eq!(report["sinks"]["graph"]["failed"], 2);
     assert!(report["aborted"].is_null(), "{}", report["aborted"]);
-    let _ = std::fs::remove_dir_all(&dir);
 }

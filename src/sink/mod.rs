@@ -38,9 +38,10 @@ pub use ad::{AdPreflight, AdSink, AdSinkBuilder, ReadStats, AD_MAX_BYTES, GSSAPI
 #[cfg(feature = "graph")]
 #[cfg_attr(docsrs, doc(cfg(feature = "graph")))]
 pub use graph::{
-    AssertionAlgorithm, GraphCertificate, GraphCloud, GraphCredential, GraphPreflight, GraphSink,
-    GraphSinkBuilder, ManagedIdentity, ManagedIdentityKind, WorkloadIdentity,
-    GRAPH_DEFAULT_MAX_IN_FLIGHT, GRAPH_MAX_BYTES, GRAPH_PHOTO_WRITE_ROLES,
+    AssertionAlgorithm, GraphAuthMode, GraphCertificate, GraphCloud, GraphCredential,
+    GraphCredentialChoice, GraphCredentialError, GraphPreflight, GraphSetting, GraphSink,
+    GraphSinkBuilder, ManagedIdentity, ManagedIdentityKind, ResolvedGraphCredential,
+    WorkloadIdentity, GRAPH_DEFAULT_MAX_IN_FLIGHT, GRAPH_MAX_BYTES, GRAPH_PHOTO_WRITE_ROLES,
 };
 pub use ldif::{LdifSink, LdifSummary};
 pub use memory::MemorySink;

@@ -2,7 +2,7 @@
 //! a generated user, the `sync --sink graph` command run against the testkit's Graph
 //! server. Each test binary uses a part of it, hence the `dead_code` allowances.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use userphoto_testkit::graph_server::GraphServer;
@@ -15,13 +15,47 @@ pub fn cli() -> Command {
     c
 }
 
-/// A fresh, empty folder `userphoto-SUITE-NAME-PID` under the system's temp folder.
+/// A fresh, empty folder `userphoto-SUITE-NAME-…` under the system's temp folder, removed
+/// when dropped; it derefs to its path.
 #[allow(dead_code)]
-pub fn tempdir(suite: &str, name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("userphoto-{suite}-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+pub struct TestDir(tempfile::TempDir);
+
+impl std::ops::Deref for TestDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl AsRef<Path> for TestDir {
+    fn as_ref(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+/// A fresh [`TestDir`] named after the suite and the test.
+#[allow(dead_code)]
+pub fn tempdir(suite: &str, name: &str) -> TestDir {
+    TestDir(
+        tempfile::Builder::new()
+            .prefix(&format!("userphoto-{suite}-{name}-"))
+            .tempdir()
+            .unwrap(),
+    )
+}
+
+/// Asserts that a run given `USERPHOTO_TEST_ABORT_AFTER` was killed where asked (no exit
+/// code: aborted), which only a binary built with the `test-hooks` feature does.
+#[allow(dead_code)]
+pub fn assert_aborted(o: &Output) {
+    assert_eq!(
+        o.status.code(),
+        None,
+        "the run was to abort after USERPHOTO_TEST_ABORT_AFTER writes, but it exited: the \
+         crash-test hook is only in a binary built with --features test-hooks (cargo test \
+         -p userphoto-cli --features test-hooks)\nstderr: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 /// The DN the LDIF tests give a generated user.

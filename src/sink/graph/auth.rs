@@ -10,21 +10,15 @@ use std::time::{Duration, Instant, SystemTime};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use percent_encoding::utf8_percent_encode;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use sha2::{Digest, Sha256};
 
 use super::http::{new_guid, parse_retry_after, rewrap, Limits};
 use super::identity::{managed_token, ManagedIdentity, WorkloadIdentity};
+use super::token::{token_lifetime, FORM};
 use crate::{Error, ErrorKind, Result, Secret};
-
-/// `application/x-www-form-urlencoded` values: all but unreserved characters encoded.
-pub(crate) const FORM: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
 
 /// A Microsoft cloud: where its Graph and its login endpoint live (Graph's "national cloud
 /// deployments"; `reference/graph-contract.md` 4.5).
@@ -494,26 +488,6 @@ impl TokenSource {
     }
 }
 
-/// The longest token lifetime believed (Entra issues 60-90 minutes; a day is plenty).
-const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
-
-/// `expires_in` (seconds, a number or, from managed identity, a string) as a lifetime at
-/// most [`MAX_TOKEN_LIFETIME`]; absent or unreadable (negative, NaN, not a number): 3599 s,
-/// Entra's usual value (a token that dies sooner is refreshed on its first 401).
-pub(crate) fn token_lifetime(v: Option<&serde_json::Value>) -> Duration {
-    let secs: Option<f64> = v.and_then(|x| {
-        x.as_f64()
-            .or_else(|| x.as_str().and_then(|s| s.trim().parse::<f64>().ok()))
-    });
-    match secs {
-        Some(s) if s.is_nan() || s < 0.0 => Duration::from_secs(3599),
-        Some(s) => Duration::try_from_secs_f64(s)
-            .unwrap_or(MAX_TOKEN_LIFETIME)
-            .min(MAX_TOKEN_LIFETIME),
-        None => Duration::from_secs(3599),
-    }
-}
-
 /// The token endpoint's refusals (contract 4.3, `AADSTS` codes in `error_codes`): the kind
 /// and what to do. 429 and 5xx are temporary; everything else is run-level (the caller
 /// marks it so).
@@ -654,6 +628,7 @@ mod tests {
 
     #[test]
     fn token_lifetimes_from_hostile_values() {
+        use super::super::token::MAX_TOKEN_LIFETIME;
         use serde_json::json;
         let l = |v: serde_json::Value| token_lifetime(Some(&v));
         assert_eq!(l(json!(3599)), Duration::from_secs(3599));

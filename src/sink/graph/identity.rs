@@ -45,8 +45,8 @@ use std::time::{Duration, SystemTime};
 
 use percent_encoding::utf8_percent_encode;
 
-use super::auth::{token_lifetime, FORM};
-use super::http::{new_guid, parse_retry_after, rewrap, Http, Limits};
+use super::http::{new_guid, parse_retry_after, rewrap, Http, Limits, Raw};
+use super::token::{token_lifetime, FORM};
 use crate::{Error, ErrorKind, Result, Secret};
 
 /// The instance metadata service's default host.
@@ -146,7 +146,12 @@ impl ManagedIdentity {
     /// when that is set. [`Config`](ErrorKind::Config) when `IDENTITY_ENDPOINT` is set with
     /// neither of the other two.
     pub fn from_env() -> Result<Self> {
-        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// [`from_env`](Self::from_env) with `lookup` as the environment.
+    pub(crate) fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let var = |k: &str| lookup(k).filter(|v| !v.trim().is_empty());
         match (
             var("IDENTITY_ENDPOINT"),
             var("IDENTITY_HEADER"),
@@ -496,23 +501,7 @@ pub(crate) async fn managed_token(
                 .map_err(|e| e.permanent().run_level())?;
             raw = send(Some(("authorization", format!("Basic {}", key.expose())))).await?;
         }
-        ManagedIdentityKind::Imds => {
-            let mut attempt = 0;
-            while matches!(raw.status, 404 | 410 | 429 | 500..=599) && attempt < mi.retries {
-                let backoff = mi
-                    .retry_delay
-                    .saturating_mul(1u32 << attempt.min(16))
-                    .min(Duration::from_secs(30));
-                let asked = raw
-                    .header("retry-after")
-                    .and_then(|v| parse_retry_after(&v, SystemTime::now()))
-                    .map(|d| d.min(Duration::from_secs(60)))
-                    .unwrap_or_default();
-                tokio::time::sleep(backoff.max(asked)).await;
-                attempt += 1;
-                raw = send(None).await?;
-            }
-        }
+        ManagedIdentityKind::Imds => raw = imds_retry(mi, raw, || send(None)).await?,
         _ => {}
     }
     let status = raw.status;
@@ -586,6 +575,68 @@ pub(crate) async fn managed_token(
     } else {
         e.permanent().run_level()
     })
+}
+
+/// The instance metadata service's answers that are asked again: 404 and 410 (the service
+/// is being updated), 429 and 5xx.
+fn imds_retryable(status: u16) -> bool {
+    matches!(status, 404 | 410 | 429 | 500..=599)
+}
+
+/// One try of [`imds_retry`]: a transport failure is not retried, a retryable answer is.
+enum ImdsTry {
+    Failed(Error),
+    Again(Raw),
+}
+
+/// `first`, the instance metadata service's answer, or, when that is retryable, the answer
+/// of asking again up to [`ManagedIdentity::imds_retries`] times: the first wait
+/// `retry_delay`, doubling, at most 30 s, or the answer's `Retry-After` (at most 60 s) when
+/// that is longer. The last answer when the retries run out; a transport failure at once.
+async fn imds_retry<F, Fut>(mi: &ManagedIdentity, first: Raw, mut send: F) -> Result<Raw>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Raw>>,
+{
+    use backon::{ExponentialBuilder, Retryable};
+    use futures::future::{ready, Either};
+    let mut first = Some(first);
+    let attempt = || {
+        // The first try is the answer already in hand; the later ones ask again.
+        let sent = match first.take() {
+            Some(raw) => Either::Left(ready(Ok(raw))),
+            None => Either::Right(send()),
+        };
+        async move {
+            match sent.await {
+                Ok(raw) if imds_retryable(raw.status) => Err(ImdsTry::Again(raw)),
+                Ok(raw) => Ok(raw),
+                Err(e) => Err(ImdsTry::Failed(e)),
+            }
+        }
+    };
+    let backoff = ExponentialBuilder::default()
+        .with_min_delay(mi.retry_delay)
+        .with_factor(2.0)
+        .with_max_delay(Duration::from_secs(30))
+        .with_max_times(mi.retries as usize);
+    let asked = |t: &ImdsTry| match t {
+        ImdsTry::Again(raw) => raw
+            .header("retry-after")
+            .and_then(|v| parse_retry_after(&v, SystemTime::now()))
+            .map(|d| d.min(Duration::from_secs(60)))
+            .unwrap_or_default(),
+        ImdsTry::Failed(_) => Duration::ZERO,
+    };
+    match attempt
+        .retry(backoff)
+        .when(|t| matches!(t, ImdsTry::Again(_)))
+        .adjust(|t, next| next.map(|d| d.max(asked(t))))
+        .await
+    {
+        Ok(raw) | Err(ImdsTry::Again(raw)) => Ok(raw),
+        Err(ImdsTry::Failed(e)) => Err(e),
+    }
 }
 
 /// A number, or a string of one.

@@ -91,11 +91,13 @@
 
 mod auth;
 mod builder;
+mod choice;
 mod http;
 mod identity;
 mod preflight;
 mod read;
 mod resolve;
+mod token;
 mod write;
 
 use std::collections::HashMap;
@@ -111,6 +113,10 @@ use tokio::sync::Semaphore;
 
 pub use auth::{AssertionAlgorithm, GraphCertificate, GraphCloud, GraphCredential};
 pub use builder::GraphSinkBuilder;
+pub use choice::{
+    GraphAuthMode, GraphCredentialChoice, GraphCredentialError, GraphSetting,
+    ResolvedGraphCredential,
+};
 pub use identity::{ManagedIdentity, ManagedIdentityKind, WorkloadIdentity, IMDS_DEFAULT_HOST};
 pub use preflight::{GraphPreflight, GRAPH_PHOTO_WRITE_ROLES};
 

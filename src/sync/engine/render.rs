@@ -26,6 +26,13 @@ pub(super) struct Rendered {
     pub(super) cache_left: usize,
 }
 
+/// One user's renditions (per target) as the render stage leaves them, or the source's
+/// failure to load the photo.
+type RenderedUser = (
+    UserKey,
+    std::result::Result<Vec<(usize, Rendition)>, Failure>,
+);
+
 /// Per user (in key order): the photo and the targets whose rendition must be made now.
 type Needed = Vec<(UserKey, PhotoRef, Vec<usize>)>;
 
@@ -47,10 +54,7 @@ impl Engine {
         let cache_left = AtomicUsize::new(self.cache_bytes);
         let spill = Spill::new();
         let shared_users: &Users = users;
-        let made: Vec<(
-            UserKey,
-            std::result::Result<Vec<(usize, Rendition)>, Failure>,
-        )> = stream::iter(need.iter())
+        let made: Vec<RenderedUser> = stream::iter(need.iter())
             .map(|(key, photo, tis)| {
                 let (done, cache_left, spill) = (&done, &cache_left, &spill);
                 async move {

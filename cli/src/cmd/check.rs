@@ -17,23 +17,14 @@
 
 use std::process::ExitCode;
 
-use clap::Args;
 use serde_json::{json, Value};
 
-use super::sync::{self, Opened, RunArgs};
+use crate::args::CheckArgs;
+use crate::fail::fail;
+use crate::open::{open_for_check, Opened};
 
 /// How many not-writable or protected DNs are named on stderr and in the JSON.
 const NAMED: usize = 10;
-
-/// `check` options: those of `sync` (`--source` is optional here), and the sample size.
-#[derive(Args, Debug)]
-pub struct CheckArgs {
-    #[command(flatten)]
-    run: RunArgs,
-    /// AD sinks: how many users below the base DN to ask the DC about.
-    #[arg(long, default_value_t = 50, value_name = "N")]
-    check_sample: usize,
-}
 
 /// The findings of one sink: whether a sync could run, its JSON object and its human lines.
 struct Finding {
@@ -60,17 +51,17 @@ fn kind_of(spec: &str) -> &str {
 }
 
 /// `check`: every sink's preflight; exit 0 when a sync could run on all of them, else 2.
-pub fn check(a: CheckArgs) -> ExitCode {
+pub(crate) fn check(a: CheckArgs) -> ExitCode {
     if a.check_sample == 0 {
-        return sync::fail_msg("--check-sample must be at least 1");
+        return fail("--check-sample must be at least 1");
     }
-    let opened = sync::open_for_check(&a.run);
+    let opened = open_for_check(&a.run);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
-        Err(e) => return sync::fail_msg(format!("cannot start the runtime: {e}")),
+        Err(e) => return fail(format!("cannot start the runtime: {e}")),
     };
     let mut all_ok = true;
     for (spec, sink) in opened {

@@ -1,0 +1,10 @@
+//! One module per subcommand; `main` parses and dispatches to them.
+
+pub(crate) mod check;
+pub(crate) mod demo;
+pub(crate) mod manpage;
+pub(crate) mod normalize;
+pub(crate) mod plan;
+pub(crate) mod restore;
+pub(crate) mod runs;
+pub(crate) mod sync;

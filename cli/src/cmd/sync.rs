@@ -1,0 +1,179 @@
+//! `sync` (and `plan`, which is a dry run that prints no summary): the sync engine from the
+//! command line: open the source, the state store and the sinks, plan, apply, report.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use userphoto::normalize::Normalizer;
+use userphoto::sink::DirectorySink;
+use userphoto::source::PhotoSource;
+use userphoto::sync::{BackupStore, Engine, Policy, Report, StateStore};
+use userphoto::Error;
+
+use crate::args::RunArgs;
+use crate::fail::fail;
+use crate::open::{open_sinks, open_source, profile_for};
+use crate::print::print_plan;
+use crate::progress::progress;
+
+fn engine_for(
+    a: &RunArgs,
+    source: Box<dyn PhotoSource>,
+    sinks: Vec<Arc<dyn DirectorySink>>,
+    state: Option<StateStore>,
+) -> Result<Engine, String> {
+    let mut engine = Engine::new(source)
+        .with_normalizer(Normalizer::new().with_crop(a.crop.mode()))
+        .with_policy(
+            Policy::default()
+                .with_remove_leavers(a.remove_leavers)
+                .with_remove_withheld(!a.keep_withheld),
+        )
+        .with_concurrency(a.concurrency)
+        .with_max_consecutive_failures(a.max_consecutive_failures)
+        .with_events(progress());
+    if a.threads > 0 {
+        engine = engine.with_threads(a.threads);
+    }
+    for s in sinks {
+        let p = profile_for(s.as_ref(), a.profile);
+        engine = engine.with_sink(s, p);
+    }
+    if let Some(st) = state {
+        engine = engine.with_state(st);
+    }
+    Ok(engine)
+}
+
+/// `sync`: plan, apply (unless `--dry-run`), report.
+pub(crate) fn sync(a: RunArgs) -> ExitCode {
+    run(a, false)
+}
+
+pub(crate) fn run(a: RunArgs, plan_only: bool) -> ExitCode {
+    let command = if plan_only { "plan" } else { "sync" };
+    let span = tracing::info_span!("run", command, dry_run = a.dry_run);
+    let _entered = span.enter();
+    tracing::info!(
+        target: "userphoto::cli",
+        version = env!("CARGO_PKG_VERSION"),
+        source = a.source.source.as_deref().unwrap_or_default(),
+        sinks = ?a.sink.sinks,
+        "run starts"
+    );
+    let code = run_in_span(a, plan_only);
+    tracing::info!(target: "userphoto::cli", exit_code = code.0, "run ends");
+    code.1
+}
+
+/// [`run`]'s work; the exit code twice: as a number for the log, and as the process's.
+fn run_in_span(a: RunArgs, plan_only: bool) -> (u8, ExitCode) {
+    let code = run_inner(a, plan_only);
+    let n = if code == ExitCode::SUCCESS {
+        0
+    } else if code == ExitCode::from(1) {
+        1
+    } else {
+        2
+    };
+    (n, code)
+}
+
+fn run_inner(a: RunArgs, plan_only: bool) -> ExitCode {
+    let source = match open_source(&a.source, &a.sink) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let write = !a.dry_run;
+    // The state store first: its lock refuses a second run on it before anything (the
+    // change file included) is touched.
+    let state = match a.state.as_ref().map(StateStore::open).transpose() {
+        Ok(s) => s,
+        Err(e) => {
+            let path = a.state.as_deref().unwrap_or(std::path::Path::new(""));
+            return fail(format!("--state {}: {e}", path.display()));
+        }
+    };
+    let sinks = match open_sinks(&a.sink, a.out.as_ref(), write, a.concurrency) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let mut engine = match engine_for(&a, source, sinks, state) {
+        Ok(e) => e,
+        Err(e) => return fail(e),
+    };
+    if write && !a.no_backup {
+        match BackupStore::open(&a.backup_dir) {
+            Ok(b) => engine = engine.with_backups(b),
+            Err(e) => return fail(format!("--backup-dir {}: {e}", a.backup_dir.display())),
+        }
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(format!("cannot start the runtime: {e}")),
+    };
+    let report: Report = match rt.block_on(async {
+        // A run that writes normalizes new users' photos while it writes; a dry run shows
+        // the whole plan.
+        let prepared = if a.dry_run {
+            engine.prepare().await?
+        } else {
+            engine.prepare_to_apply().await?
+        };
+        if !a.json {
+            print_plan(prepared.plan(), prepared.source_failures(), a.dry_run);
+        }
+        Ok::<_, Error>(if a.dry_run {
+            prepared.dry_run()
+        } else {
+            // A run stopped during the apply stage: its report says what was done, and
+            // `aborted` why it stopped (exit code 2, below).
+            prepared
+                .apply()
+                .await
+                .unwrap_or_else(userphoto::sync::RunError::into_report)
+        })
+    }) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    if let Some(path) = &a.report {
+        let json = serde_json::to_vec_pretty(&report).unwrap_or_default();
+        if let Err(e) = std::fs::write(path, json) {
+            return fail(format!("--report {}: {e}", path.display()));
+        }
+    }
+    if a.json {
+        println!("{}", serde_json::to_string(&report).unwrap_or_default());
+    } else if !plan_only {
+        println!("{report}");
+        if write && !a.no_backup {
+            println!("  backups: {}", a.backup_dir.display());
+        }
+        if let (Some(out), false) = (&a.out, a.dry_run) {
+            println!(
+                "  changes: {} (apply with ldapmodify -f or ldifde -i)",
+                out.display()
+            );
+        }
+    }
+    if let Some(ab) = &report.aborted {
+        eprintln!("userphoto: stopped: {}", ab.message);
+    }
+    ExitCode::from(exit_code(&report))
+}
+
+/// The exit code of a run: 2 when it stopped on a run-level failure, 1 when some users (or
+/// source items) failed, 0 when everything planned was applied.
+fn exit_code(report: &Report) -> u8 {
+    if report.aborted.is_some() {
+        2
+    } else if report.failed() > 0 {
+        1
+    } else {
+        0
+    }
+}
