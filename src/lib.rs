@@ -159,6 +159,7 @@ compile_error!(
      abort the process. Build with panic = \"unwind\" (the default) or use the `pure-rust` codec."
 );
 
+pub mod cited;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod digest;

@@ -121,10 +121,17 @@ async fn app_service_system_and_user_assigned() {
     .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Config, "{e}");
     assert!(e.is_run_level());
+    // The setting by the library's name, with the id given; no application's flag.
     assert!(
-        e.to_string().contains("--managed-identity-client-id"),
+        e.message()
+            .contains(userphoto::cited::MANAGED_IDENTITY_CLIENT_ID),
         "{e}"
     );
+    assert!(
+        e.message().contains("11111111-2222-4333-8444-555555555555"),
+        "{e}"
+    );
+    assert!(!e.message().contains("--"), "{e}");
 
     // A wrong header: refused, and the header value never shows.
     let wrong = ManagedIdentity::app_service(
@@ -246,6 +253,12 @@ async fn azure_arc_challenge() {
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+    assert!(
+        e.message()
+            .contains(userphoto::cited::MANAGED_IDENTITY_CLIENT_ID),
+        "{e}"
+    );
+    assert!(!e.message().contains("--"), "{e}");
 }
 
 /// `from_env` picks the endpoint as Azure's SDKs do.

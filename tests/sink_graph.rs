@@ -1393,7 +1393,13 @@ fn plain_http_only_to_loopback_or_when_named_insecure() {
     assert_eq!(e.kind(), ErrorKind::Config);
     assert!(e.message().contains("the Graph URL"), "{e}");
     assert!(e.message().contains("loopback"), "{e}");
-    assert!(e.message().contains("--graph-insecure-http"), "{e}");
+    // The setting by the library's name, and no application's flag.
+    assert!(
+        e.message()
+            .contains(userphoto::cited::GRAPH_ALLOW_INSECURE_HTTP),
+        "{e}"
+    );
+    assert!(!e.message().contains("--"), "{e}");
     let e = b()
         .login_url("http://login.example.com")
         .build()
@@ -1468,14 +1474,16 @@ async fn https_refused_for_another_ca_and_a_wrong_name() {
     assert!(e.is_run_level() && !e.is_retryable(), "{e}");
     let line = e.to_string();
     assert!(!line.contains('\n'), "{line}");
+    assert_eq!(e.kind(), ErrorKind::Config, "{e}");
     for want in [
         host.as_str(),
         "not trusted",
-        "--graph-ca-cert",
+        userphoto::cited::GRAPH_CA_FILE,
         "SSL_CERT_FILE",
     ] {
         assert!(line.contains(want), "{want:?} in {line}");
     }
+    assert!(!line.contains("--"), "no application's flag: {line}");
     assert!(srv.records().is_empty(), "nothing got through");
 
     let users: Vec<String> = (0..4).map(upn_of).collect();
@@ -1494,6 +1502,11 @@ async fn https_refused_for_another_ca_and_a_wrong_name() {
     };
     assert!(started.elapsed() < Duration::from_secs(5), "no retries");
     assert!(stopped.contains("not trusted"), "{stopped}");
+    // The cited setting reaches the report's abort message, for an application's advice.
+    assert!(
+        stopped.contains(userphoto::cited::GRAPH_CA_FILE),
+        "{stopped}"
+    );
 
     // The right CA, but the certificate is for another name.
     let wrong = ca.issue(&["graph.other.example"], &[]);

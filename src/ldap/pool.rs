@@ -327,10 +327,15 @@ impl Pool {
     fn connect_error(&self, e: LdapError) -> Error {
         let url = &self.cfg.url;
         if let Some(cause) = tls_cause(&e) {
-            let hint = if self.cfg.ca_file.is_some() {
-                "check the CA file and the host name in the URL"
-            } else {
-                "give the directory's CA certificate (ca_file / --ca-cert)"
+            let hint = match &self.cfg.ca_file {
+                Some(path) => format!(
+                    "with the CA file {}: check it and the host name in the URL",
+                    path.display()
+                ),
+                None => format!(
+                    "no CA file was given ({}), so the system's root certificates were used",
+                    crate::cited::LDAP_CA_FILE
+                ),
             };
             let err = self
                 .err(

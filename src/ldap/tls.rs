@@ -113,10 +113,10 @@ pub(super) fn tls_config(cfg: &LdapConfig, backend: &'static str) -> Result<Arc<
                 let found = rustls_native_certs::load_native_certs();
                 roots.add_parsable_certificates(found.certs);
                 if roots.is_empty() {
-                    return Err(err(
-                        "no system root certificates found; give the directory's CA certificate (ca_file / --ca-cert)"
-                            .into(),
-                    ));
+                    return Err(err(format!(
+                        "no system root certificates found and no CA file given ({})",
+                        crate::cited::LDAP_CA_FILE
+                    )));
                 }
             }
         }

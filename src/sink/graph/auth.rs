@@ -474,9 +474,8 @@ impl TokenSource {
         if !codes.is_empty() {
             msg.push_str(&format!(" (error_codes {codes:?})"));
         }
-        if let Some(h) = hint {
-            msg.push_str("; ");
-            msg.push_str(h);
+        if let Some((code, h)) = hint {
+            msg.push_str(&format!("; AADSTS{code}: {h}"));
         }
         let e = self.err(kind, msg);
         if kind.is_temporary() {
@@ -489,9 +488,14 @@ impl TokenSource {
 }
 
 /// The token endpoint's refusals (contract 4.3, `AADSTS` codes in `error_codes`): the kind
-/// and what to do. 429 and 5xx are temporary; everything else is run-level (the caller
-/// marks it so).
-fn token_error(status: u16, error: &str, codes: &[u64]) -> (ErrorKind, Option<&'static str>) {
+/// and, for a code this table knows, that code and what it means (the message cites it as
+/// `AADSTS<code>: <meaning>`, see [`crate::cited`]). 429 and 5xx are temporary; everything
+/// else is run-level (the caller marks it so).
+fn token_error(
+    status: u16,
+    error: &str,
+    codes: &[u64],
+) -> (ErrorKind, Option<(u64, &'static str)>) {
     use ErrorKind::*;
     let has = |c: u64| codes.contains(&c);
     if status == 429 {
@@ -530,17 +534,18 @@ fn token_error(status: u16, error: &str, codes: &[u64]) -> (ErrorKind, Option<&'
         (
             700016,
             Config,
-            "no such app in this tenant: check --client-id and --tenant, and admin consent",
+            "no such app in this tenant: check the client id and the tenant, and admin consent",
         ),
         (
             90002,
             Config,
-            "no such tenant: check --tenant (its id or a verified domain) and --cloud",
+            "no such tenant: check the tenant (its id or a verified domain) and the cloud \
+             (GraphSinkBuilder::cloud)",
         ),
         (
             900023,
             Config,
-            "the tenant is not a valid tenant id or domain: check --tenant",
+            "the tenant is not a valid tenant id or domain",
         ),
         (
             7000216,
@@ -560,7 +565,7 @@ fn token_error(status: u16, error: &str, codes: &[u64]) -> (ErrorKind, Option<&'
     ];
     for (c, kind, hint) in by_code {
         if has(*c) {
-            return (*kind, Some(hint));
+            return (*kind, Some((*c, hint)));
         }
     }
     match error {
@@ -692,7 +697,7 @@ mod tests {
                 "unauthorized_client",
                 &[700016],
                 Config,
-                Some("--client-id"),
+                Some("the client id and the tenant"),
             ),
             (
                 400,
@@ -701,7 +706,13 @@ mod tests {
                 Config,
                 Some("no such tenant"),
             ),
-            (400, "invalid_request", &[900023], Config, Some("--tenant")),
+            (
+                400,
+                "invalid_request",
+                &[900023],
+                Config,
+                Some("not a valid tenant id"),
+            ),
             (
                 400,
                 "invalid_request",
@@ -722,9 +733,32 @@ mod tests {
             let (k, h) = token_error(*status, error, codes);
             assert_eq!(k, *kind, "{status} {error} {codes:?}");
             match hint {
-                Some(want) => assert!(h.is_some_and(|h| h.contains(want)), "{h:?}"),
+                Some(want) => {
+                    let (code, h) = h.unwrap();
+                    assert!(codes.contains(&code), "{code} {codes:?}");
+                    assert!(h.contains(want), "{h:?}");
+                    // Facts in the library's terms: no application's flags.
+                    assert!(!h.contains("--"), "{h:?}");
+                }
                 None => assert!(h.is_none(), "{h:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn the_cited_codes_are_the_table_s() {
+        use crate::cited;
+        for (code, cited) in [
+            (700016, cited::AADSTS_APP_NOT_FOUND),
+            (90002, cited::AADSTS_TENANT_NOT_FOUND),
+            (900023, cited::AADSTS_INVALID_TENANT),
+        ] {
+            let (kind, hint) = token_error(400, "invalid_request", &[code]);
+            assert_eq!(kind, ErrorKind::Config);
+            assert_eq!(
+                hint.map(|(c, _)| format!("AADSTS{c}")).as_deref(),
+                Some(cited)
+            );
         }
     }
 

@@ -256,7 +256,8 @@ impl ManagedIdentity {
         Err(format!(
             "the managed identity endpoint {u:?} is plain http:// to a host that is neither \
              loopback nor link-local (169.254.0.0/16): the token would cross the network in \
-             clear (allow it with GraphSinkBuilder::allow_insecure_http, --graph-insecure-http)"
+             clear, which only {} allows",
+            crate::cited::GRAPH_ALLOW_INSECURE_HTTP
         ))
     }
 
@@ -448,9 +449,11 @@ pub(crate) async fn managed_token(
         if mi.kind() == ManagedIdentityKind::AzureArc {
             return Err(err(
                 ErrorKind::Config,
-                "Azure Arc has no user-assigned managed identities: drop the client id \
-                 (--managed-identity-client-id)"
-                    .into(),
+                format!(
+                    "Azure Arc has no user-assigned managed identities, but a client id was \
+                     given ({}: {id})",
+                    crate::cited::MANAGED_IDENTITY_CLIENT_ID
+                ),
             )
             .permanent()
             .run_level());
@@ -543,22 +546,25 @@ pub(crate) async fn managed_token(
         .header("retry-after")
         .and_then(|v| parse_retry_after(&v, SystemTime::now()));
     let detail = v.as_ref().map(describe).unwrap_or_default();
-    let (kind, hint) = match status {
-        400 if mi.client_id.is_some() => (
+    let (kind, hint) = match (status, &mi.client_id) {
+        (400, Some(id)) => (
             ErrorKind::Config,
-            "check --managed-identity-client-id: is that user-assigned identity assigned to this resource?",
+            format!(
+                "is the user-assigned identity {id} ({}) assigned to this resource?",
+                crate::cited::MANAGED_IDENTITY_CLIENT_ID
+            ),
         ),
-        400 => (
+        (400, None) => (
             ErrorKind::Config,
-            "is a system-assigned managed identity enabled on this resource?",
+            "is a system-assigned managed identity enabled on this resource?".to_owned(),
         ),
-        401 | 403 => (
+        (401 | 403, _) => (
             ErrorKind::Unauthenticated,
-            "the managed identity endpoint refused this process",
+            "the managed identity endpoint refused this process".to_owned(),
         ),
-        429 => (ErrorKind::RateLimited, ""),
-        404 | 410 | 500..=599 => (ErrorKind::Unavailable, ""),
-        _ => (ErrorKind::Unauthenticated, ""),
+        (429, _) => (ErrorKind::RateLimited, String::new()),
+        (404 | 410 | 500..=599, _) => (ErrorKind::Unavailable, String::new()),
+        _ => (ErrorKind::Unauthenticated, String::new()),
     };
     let mut msg = format!("{shown} refused the token request: HTTP {status}");
     if !detail.is_empty() {
@@ -567,7 +573,7 @@ pub(crate) async fn managed_token(
     }
     if !hint.is_empty() {
         msg.push_str("; ");
-        msg.push_str(hint);
+        msg.push_str(&hint);
     }
     let e = err(kind, msg);
     Err(if kind.is_temporary() {
@@ -730,7 +736,10 @@ mod tests {
         );
         assert!(ManagedIdentity::imds().check(false).is_ok());
         let far = ManagedIdentity::app_service("http://10.1.2.3:8081/msi/token", Secret::new("h"));
-        assert!(far.check(false).unwrap_err().contains("in clear"));
+        let e = far.check(false).unwrap_err();
+        assert!(e.contains("in clear"), "{e}");
+        assert!(e.contains(crate::cited::GRAPH_ALLOW_INSECURE_HTTP), "{e}");
+        assert!(!e.contains("--"), "{e}");
         assert!(far.check(true).is_ok());
         assert!(ManagedIdentity::azure_arc("ftp://x").check(false).is_err());
         assert!(ManagedIdentity::azure_arc(

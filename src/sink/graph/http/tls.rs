@@ -54,10 +54,10 @@ fn why(t: &rustls::Error) -> &'static str {
 pub(crate) fn tls_failure(e: &(dyn std::error::Error + 'static), host: &str) -> Option<String> {
     let t = rustls_error(e)?;
     Some(format!(
-        "TLS with {host} failed: {} ({t}); trust the issuing CA in the system's trust store \
-         (or point SSL_CERT_FILE at a PEM file of it), or give it with --graph-ca-cert FILE \
-         (GraphSinkBuilder::ca_file)",
-        why(t)
+        "TLS with {host} failed: {} ({t}); the issuing CA is trusted from the system's trust \
+         store (or the PEM file SSL_CERT_FILE names) or from {}",
+        why(t),
+        crate::cited::GRAPH_CA_FILE
     ))
 }
 
@@ -88,6 +88,8 @@ mod tests {
             let m = tls_failure(&e, "graph.example:443").unwrap();
             assert!(m.contains(says), "{c:?}: {m}");
             assert!(m.contains("graph.example:443"), "{m}");
+            assert!(m.contains(crate::cited::GRAPH_CA_FILE), "{m}");
+            assert!(!m.contains("--"), "{m}");
         }
         let e = wrapped(rustls::Error::HandshakeNotComplete);
         assert!(tls_failure(&e, "h").unwrap().contains("handshake failed"));

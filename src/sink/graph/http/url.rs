@@ -30,8 +30,8 @@ pub(crate) fn check_url(u: &str, insecure: bool) -> std::result::Result<(), Stri
     Err(format!(
         "must start with https:// (got {u:?}): plain http:// would send the client secret \
          and the bearer token in clear, so it is allowed only to a loopback address \
-         (127.0.0.1, ::1, localhost) or with the insecure option \
-         (GraphSinkBuilder::allow_insecure_http, --graph-insecure-http)"
+         (127.0.0.1, ::1, localhost) or with the insecure option ({})",
+        crate::cited::GRAPH_ALLOW_INSECURE_HTTP
     ))
 }
 
@@ -74,6 +74,8 @@ mod tests {
         }
         let e = check_url("http://graph.example", false).unwrap_err();
         assert!(e.contains("insecure"), "the error names the option: {e}");
+        assert!(e.contains(crate::cited::GRAPH_ALLOW_INSECURE_HTTP), "{e}");
+        assert!(!e.contains("--"), "no application's flag: {e}");
         assert_eq!(check_url("http://graph.example", true), Ok(()));
         assert!(check_url("ftp://graph.example", true).is_err());
     }
