@@ -45,7 +45,8 @@
 //! The modules: `args` (the options, as clap parses them), `open` (sources and sinks opened
 //! from them), `cmd` (one module per subcommand; `main` only parses and dispatches),
 //! `progress` (the progress bar and lines of a run), `print` (the plan as text), `fail`
-//! (exit code 2 with one line), `config` (`--config FILE`) and `log` (`--log-file`).
+//! (exit code 2 with one line), `hint` (the library's errors with advice naming the flags
+//! and config-file keys), `config` (`--config FILE`) and `log` (`--log-file`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -56,6 +57,7 @@ mod args;
 mod cmd;
 mod config;
 mod fail;
+mod hint;
 mod log;
 mod open;
 mod print;

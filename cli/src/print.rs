@@ -5,6 +5,8 @@ use std::io::Write;
 use userphoto::normalize::CropWarning;
 use userphoto::sync::{Action, Plan, Reason, SourceFailure};
 
+use crate::hint::{explain_failure, explain_text};
+
 fn reason(r: Reason) -> String {
     serde_json::to_value(r)
         .ok()
@@ -56,7 +58,7 @@ pub(crate) fn print_plan(plan: &Plan, source_failures: &[SourceFailure], dry: bo
             match (it.action, it.reason) {
                 (Action::Put, _) => ("put", it.bytes.map(|b| format!("{b} bytes"))),
                 (Action::Delete, _) => ("remove", None),
-                (Action::Fail, _) => ("FAIL", it.detail.clone()),
+                (Action::Fail, _) => ("FAIL", it.detail.as_deref().map(explain_text)),
                 (Action::Skip, Reason::Leaver) => (
                     "keep",
                     Some(it.detail.clone().unwrap_or_else(|| {
@@ -86,6 +88,6 @@ pub(crate) fn print_plan(plan: &Plan, source_failures: &[SourceFailure], dry: bo
         );
     }
     for f in source_failures {
-        let _ = writeln!(out, "  SOURCE {}", f.message);
+        let _ = writeln!(out, "  SOURCE {}", explain_failure(f));
     }
 }

@@ -176,6 +176,11 @@ async fn cli_https_through_ssl_cert_file_and_graph_ca_cert() {
         1,
         "one line: {err}"
     );
+    // The library names its setting; the CLI adds its own flag and config-file key.
+    let line = err.lines().find(|l| l.contains("not trusted")).unwrap();
+    for want in ["--graph-ca-cert FILE", "graph-ca-cert in the config file"] {
+        assert!(line.contains(want), "{want:?} in {line}");
+    }
     assert!(srv.records().is_empty());
 
     let o = go(run(Some(&ca.cert_path), None)).await;
@@ -252,4 +257,34 @@ async fn cli_per_user_403_exits_1_and_names_the_two() {
     assert_eq!(report["sinks"]["graph"]["put"], 3);
     assert_eq!(report["sinks"]["graph"]["failed"], 2);
     assert!(report["aborted"].is_null(), "{}", report["aborted"]);
+}
+
+/// Plain http:// to a host that is not loopback: refused before anything is sent, the
+/// library's message citing its setting and the CLI's line naming the flag and the key.
+#[test]
+fn cli_plain_http_names_the_flag() {
+    let dir = tempfile::Builder::new()
+        .prefix("userphoto-graph-http-")
+        .tempdir()
+        .unwrap();
+    std::fs::create_dir_all(dir.path().join("photos")).unwrap();
+    let o = common::cli()
+        .current_dir(dir.path())
+        .env("GRAPH_TEST_SECRET", "x")
+        .args(["plan", "--source", "folder:photos", "--sink", "graph"])
+        .args(["--tenant", "contoso.onmicrosoft.com", "--client-id", "c"])
+        .args(["--client-secret-env", "GRAPH_TEST_SECRET"])
+        .args(["--graph-url", "http://graph.example.com"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    for want in [
+        userphoto::cited::GRAPH_ALLOW_INSECURE_HTTP,
+        "--graph-insecure-http",
+        "graph-insecure-http = true in the config file",
+    ] {
+        assert!(err.contains(want), "{want:?} in {err}");
+    }
 }

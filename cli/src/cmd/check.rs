@@ -21,6 +21,7 @@ use serde_json::{json, Value};
 
 use crate::args::CheckArgs;
 use crate::fail::fail;
+use crate::hint::explain;
 use crate::open::{open_for_check, Opened};
 
 /// How many not-writable or protected DNs are named on stderr and in the JSON.
@@ -89,7 +90,7 @@ pub(crate) fn check(a: CheckArgs) -> ExitCode {
 async fn check_ad(spec: &str, s: &userphoto::sink::AdSink, sample: usize) -> Finding {
     let p = match s.preflight(sample).await {
         Ok(p) => p,
-        Err(e) => return Finding::failed(spec, "ad", Some(e.kind().as_str()), e.to_string()),
+        Err(e) => return Finding::failed(spec, "ad", Some(e.kind().as_str()), explain(&e)),
     };
     let reason = p.reason();
     let mut lines = vec![format!(
@@ -150,7 +151,7 @@ async fn check_ad(spec: &str, s: &userphoto::sink::AdSink, sample: usize) -> Fin
 async fn check_graph(spec: &str, s: &userphoto::sink::GraphSink) -> Finding {
     let p = match s.preflight().await {
         Ok(p) => p,
-        Err(e) => return Finding::failed(spec, "graph", Some(e.kind().as_str()), e.to_string()),
+        Err(e) => return Finding::failed(spec, "graph", Some(e.kind().as_str()), explain(&e)),
     };
     let reason = p.reason();
     let mut lines = vec![if p.token_decoded {

@@ -7,6 +7,7 @@ use userphoto::UserKey;
 
 use crate::args::RestoreArgs;
 use crate::fail::fail;
+use crate::hint::explain;
 use crate::open::{backup_journal, open_sinks};
 
 /// `restore`: undo a sync run (the last by default): put back the photos it replaced or
@@ -40,7 +41,7 @@ pub(crate) fn restore(a: RestoreArgs) -> ExitCode {
     for sink in &sinks {
         let done = match rt.block_on(backups.restore_run(sink.as_ref(), &opts)) {
             Ok(d) => d,
-            Err(e) => return fail(e),
+            Err(e) => return fail(explain(&e)),
         };
         if done.users.is_empty() {
             println!("{}: nothing to restore", sink.name());
@@ -73,7 +74,7 @@ pub(crate) fn restore(a: RestoreArgs) -> ExitCode {
                 Ok(_) => {}
                 Err(e) => {
                     failed += 1;
-                    println!("  FAIL     {user:24} {}: {e}", sink.name());
+                    println!("  FAIL     {user:24} {}: {}", sink.name(), explain(e));
                 }
             }
         }

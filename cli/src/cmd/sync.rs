@@ -12,6 +12,7 @@ use userphoto::Error;
 
 use crate::args::RunArgs;
 use crate::fail::fail;
+use crate::hint::{explain, explain_failure};
 use crate::open::{open_sinks, open_source, profile_for};
 use crate::print::print_plan;
 use crate::progress::progress;
@@ -138,7 +139,7 @@ fn run_inner(a: RunArgs, plan_only: bool) -> ExitCode {
         })
     }) {
         Ok(r) => r,
-        Err(e) => return fail(e),
+        Err(e) => return fail(explain(&e)),
     };
     if let Some(path) = &a.report {
         let json = serde_json::to_vec_pretty(&report).unwrap_or_default();
@@ -161,7 +162,7 @@ fn run_inner(a: RunArgs, plan_only: bool) -> ExitCode {
         }
     }
     if let Some(ab) = &report.aborted {
-        eprintln!("userphoto: stopped: {}", ab.message);
+        eprintln!("userphoto: stopped: {}", explain_failure(ab));
     }
     ExitCode::from(exit_code(&report))
 }

@@ -12,6 +12,7 @@ use userphoto::sink::{
 use userphoto::MatchAttribute;
 
 use crate::args::{GraphArgs, GraphAuth};
+use crate::hint::explain;
 
 impl From<GraphAuth> for GraphAuthMode {
     fn from(a: GraphAuth) -> Self {
@@ -115,7 +116,7 @@ fn credential_message(e: &GraphCredentialError) -> String {
             .into(),
         E::Secret(e) => format!("--client-secret-env: {e}"),
         E::Certificate(e) => format!("--client-cert/--client-key: {e}"),
-        E::ManagedIdentity(e) => format!("--graph-auth managed-identity: {e}"),
+        E::ManagedIdentity(e) => format!("--graph-auth managed-identity: {}", explain(e)),
         other => format!("--sink graph: {other}"),
     }
 }
@@ -186,7 +187,7 @@ pub(crate) fn graph_sink(
         .max_in_flight(concurrency)
         .confirm_uploads(args.confirm_uploads)
         .build()
-        .map_err(|e| format!("--sink graph: {e}"))?;
+        .map_err(|e| format!("--sink graph: {}", explain(&e)))?;
     Ok(sink)
 }
 

@@ -4,6 +4,7 @@ use userphoto::sink::{AdSink, LdapConfig, Secret};
 use userphoto::MatchAttribute;
 
 use crate::args::{LdapArgs, SinkArgs};
+use crate::hint::explain;
 
 /// The LDAP settings of `--ldap-url` and its options; `what` names the option that needs
 /// them in messages (`--sink ad`).
@@ -69,5 +70,6 @@ pub(crate) fn ad_sink(
     if let Some(f) = &a.ldap.ldap_filter {
         b = b.user_filter(f);
     }
-    b.build().map_err(|e| format!("--sink {spec}: {e}"))
+    b.build()
+        .map_err(|e| format!("--sink {spec}: {}", explain(&e)))
 }

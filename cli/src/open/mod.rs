@@ -50,9 +50,9 @@ pub(crate) fn open_source(a: &SourceArgs, sink: &SinkArgs) -> Result<Box<dyn Pho
             if let Some(f) = &sink.ldap.ldap_filter {
                 b = b.user_filter(f);
             }
-            Ok(Box::new(
-                b.build().map_err(|e| format!("--source {source}: {e}"))?,
-            ))
+            Ok(Box::new(b.build().map_err(|e| {
+                format!("--source {source}: {}", crate::hint::explain(&e))
+            })?))
         }
         // A folder or manifest that cannot be read stops the run with the source's reason.
         "folder" => {
