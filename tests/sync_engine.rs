@@ -561,7 +561,7 @@ async fn replaced_and_removed_photos_are_backed_up_and_restored() {
 
     let restored = backups.restore(sink.as_ref(), None).await.unwrap();
     assert_eq!(restored.len(), 3);
-    assert!(restored.iter().all(|(_, r)| r.is_ok()));
+    assert!(restored.iter().all(|r| r.result.is_ok()));
     assert_eq!(sink.photo(&k("alice")), Some(old_a));
     assert_eq!(sink.photo(&k("wanda")), Some(old_w));
     assert_eq!(
