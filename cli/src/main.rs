@@ -54,7 +54,9 @@ mod graph;
 mod log;
 mod sync;
 use serde_json::json;
-use userphoto::normalize::{testimage, BatchOptions, CropMode, Input, Normalizer, Profile};
+use userphoto::normalize::{
+    testimage, BatchOptions, CropMode, Input, Normalizer, Profile, ProgressiveDecoder,
+};
 
 #[derive(Parser)]
 #[command(
@@ -293,6 +295,19 @@ fn manpage(subcommand: Option<&str>) -> ExitCode {
     }
 }
 
+/// The normalizer of the `normalize` command. `USERPHOTO_PROGRESSIVE=libjpeg` (a benchmark
+/// switch, benches/progressive_memory.sh) decodes progressive JPEGs with libjpeg instead of
+/// the library's own decoder; the renditions are the same.
+fn normalizer_for_normalize(crop: CropMode) -> Normalizer {
+    let decoder = match std::env::var_os("USERPHOTO_PROGRESSIVE") {
+        Some(v) if v == "libjpeg" => ProgressiveDecoder::Libjpeg,
+        _ => ProgressiveDecoder::Native,
+    };
+    Normalizer::new()
+        .with_crop(crop)
+        .with_progressive_decoder(decoder)
+}
+
 /// Normalizes files, writes `<out>/<stem>.jpg` (with `-<profile>` when several profiles),
 /// prints a JSON line per input and profile, and returns how many failed.
 fn normalize_files(
@@ -306,7 +321,7 @@ fn normalize_files(
     let stdout = std::io::stdout();
     let mut failed = 0;
     let options = BatchOptions { threads, queue: 0 };
-    Normalizer::new().with_crop(crop).normalize_batch(inputs, profiles, options, |item, _progress| {
+    normalizer_for_normalize(crop).normalize_batch(inputs, profiles, options, |item, _progress| {
         let stem = item.key.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "photo".into());
         let input = item.key.display().to_string();
         let mut lines = Vec::new();
