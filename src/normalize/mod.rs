@@ -1042,6 +1042,7 @@ pub mod bench {
 mod tests {
     use std::cell::Cell;
 
+    #[cfg(feature = "mozjpeg")]
     use super::*;
 
     thread_local! {
