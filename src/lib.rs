@@ -159,6 +159,7 @@ compile_error!(
      abort the process. Build with panic = \"unwind\" (the default) or use the `pure-rust` codec."
 );
 
+mod bounded;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod digest;
@@ -173,6 +174,7 @@ mod secret;
 pub mod sink;
 pub mod source;
 pub mod sync;
+mod text;
 
 pub use error::{Error, ErrorKind, Result};
 pub use key::{MatchAttribute, OtherAttribute, UserKey};

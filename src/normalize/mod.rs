@@ -141,8 +141,25 @@ pub struct Normalizer {
     limits: Limits,
     crop: Arc<dyn CropStrategy>,
     shared_decode: bool,
-    native_progressive: bool,
+    progressive: ProgressiveDecoder,
     simd: bool,
+}
+
+/// Which decoder reads a progressive JPEG that is decoded at a reduced DCT scale (1/2, 1/4
+/// or 1/8), chosen with [`Normalizer::with_progressive_decoder`]. Both give the same pixels,
+/// bit for bit; they differ in memory and time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ProgressiveDecoder {
+    /// The crate's own scale-aware decoder (the default): it holds one MCU row of
+    /// coefficients and reads only what the scale needs (only the DC scans at 1/8). A file
+    /// outside its scope, or one it finds irregular, goes to the JPEG codec as with
+    /// [`Libjpeg`](Self::Libjpeg).
+    #[default]
+    Native,
+    /// The JPEG codec the crate is built with (libjpeg with the `mozjpeg` feature), which
+    /// holds the whole image's coefficients: for benchmarks and comparisons.
+    Libjpeg,
 }
 
 /// What the crop strategy is shown, made once per photo.
@@ -204,27 +221,20 @@ impl Normalizer {
             crop: CropMode::Face.strategy(),
             shared_decode: false,
             simd: true,
-            // A benchmark switch (benches/progressive_memory.sh): the outputs are the same.
-            native_progressive: std::env::var_os("USERPHOTO_PROGRESSIVE")
-                .is_none_or(|v| v != "libjpeg"),
+            progressive: ProgressiveDecoder::Native,
         }
     }
 
-    /// Whether progressive JPEGs decoded at 1/2, 1/4 or 1/8 go through the crate's own
-    /// scale-aware progressive decoder (on by default) or through libjpeg. For tests and
-    /// benchmarks that compare the two.
-    #[doc(hidden)]
-    pub fn with_native_progressive(mut self, on: bool) -> Self {
-        self.native_progressive = on;
-        self
-    }
-
-    /// Decode a JPEG once, at the finest scale any requested profile needs, for all profiles
-    /// of a [`normalize_many`](Self::normalize_many) call. Faster when a thumbnail and a large
-    /// rendition are made together from a big baseline JPEG, but the thumbnail's bytes then
-    /// depend on the set of profiles requested (off by default).
-    pub fn with_shared_decode(mut self, shared: bool) -> Self {
-        self.shared_decode = shared;
+    /// Which decoder reads progressive JPEGs decoded at 1/2, 1/4 or 1/8 (default
+    /// [`ProgressiveDecoder::Native`]). The renditions are the same either way.
+    ///
+    /// ```
+    /// use userphoto::normalize::{Normalizer, ProgressiveDecoder};
+    /// let n = Normalizer::new().with_progressive_decoder(ProgressiveDecoder::Libjpeg);
+    /// # let _ = n;
+    /// ```
+    pub fn with_progressive_decoder(mut self, decoder: ProgressiveDecoder) -> Self {
+        self.progressive = decoder;
         self
     }
 
@@ -637,10 +647,10 @@ impl Normalizer {
         let scaled = (w as u64).div_ceil(denom as u64) * (h as u64).div_ceil(denom as u64);
         self.limits.check_decoded(scaled * channels)?;
         let progressive = matches!(info.coding, Some(JpegCoding::Progressive));
-        // The scale-aware progressive decoder; `None` (out of its scope, or anything
-        // irregular in the file) leaves the file to libjpeg exactly as before.
-        let native = if progressive && denom > 1 && self.native_progressive {
-            progressive::decode(bytes, denom)
+        // The scale-aware progressive decoder; `None` (out of its scope, anything irregular
+        // in the file, or a panic in it) leaves the file to libjpeg exactly as before.
+        let native = if progressive && denom > 1 && self.progressive == ProgressiveDecoder::Native {
+            native_progressive(bytes, info, denom)
         } else {
             None
         };
@@ -805,6 +815,43 @@ impl Normalizer {
     }
 }
 
+/// The crate's progressive decoder inside a panic guard, as every other decoder runs: a
+/// panic in it (a bug) must not unwind into the embedder's `normalize` call. The photo then
+/// goes to the JPEG codec (`None`, as for a file out of the decoder's scope), and the
+/// failure is logged with the file's facts (never its bytes).
+fn native_progressive(bytes: &[u8], info: &format::JpegInfo<'_>, denom: u32) -> Option<Raster> {
+    let decoded = std::panic::catch_unwind(|| {
+        #[cfg(test)]
+        tests::maybe_inject_progressive_panic();
+        progressive::decode(bytes, denom)
+    });
+    match decoded {
+        Ok(raster) => raster,
+        Err(payload) => {
+            tracing::warn!(
+                target: "userphoto::normalize",
+                width = info.width,
+                height = info.height,
+                components = info.components,
+                input_bytes = bytes.len(),
+                scale = format_args!("1/{denom}"),
+                panic = %panic_message(payload.as_ref()),
+                "the progressive JPEG decoder failed (a bug); the photo is decoded with the JPEG codec instead"
+            );
+            None
+        }
+    }
+}
+
+/// The text of a panic's payload (`panic!` with a message gives a `String` or a `&str`).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_else(|| "unknown panic".to_owned())
+}
+
 /// Runs a third-party decoder so that a panic inside it (a bug on some odd file: the breadth
 /// test found one in the `tiff` crate's planar tiled path) becomes `Corrupt` instead of
 /// unwinding into the caller. The panic hook still reports it on stderr, which is how such
@@ -816,11 +863,7 @@ fn contain_panics<T>(
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(r) => r,
         Err(payload) => {
-            let msg = payload
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                .unwrap_or_else(|| "unknown panic".to_owned());
+            let msg = panic_message(payload.as_ref());
             Err(NormalizeError::corrupt(
                 format.name(),
                 format!("the {} decoder failed: {msg}", format.name()),
@@ -992,5 +1035,65 @@ pub mod bench {
     /// Encodes RGB at a fixed quality with the compiled-in encoder.
     pub fn encode(rgb: &[u8], w: u32, h: u32, q: u8) -> Result<Vec<u8>, NormalizeError> {
         codec::encode_rgb(rgb, w, h, q)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    #[cfg(feature = "mozjpeg")]
+    use super::*;
+
+    thread_local! {
+        /// Set by a test: the next progressive decodes on this thread panic.
+        static PANIC_IN_PROGRESSIVE: Cell<bool> = const { Cell::new(false) };
+        /// How many injected panics were raised on this thread.
+        static INJECTED: Cell<u32> = const { Cell::new(0) };
+    }
+
+    /// The fault-injection seam of [`native_progressive`]: a panic where the decoder runs,
+    /// when this thread's test asked for one.
+    pub(super) fn maybe_inject_progressive_panic() {
+        if PANIC_IN_PROGRESSIVE.with(Cell::get) {
+            INJECTED.with(|n| n.set(n.get() + 1));
+            panic!("injected panic in the progressive decoder");
+        }
+    }
+
+    /// A progressive 4:2:0 JPEG of a generated photo, written by libjpeg.
+    #[cfg(feature = "mozjpeg")]
+    fn progressive_jpeg(w: u32, h: u32) -> Vec<u8> {
+        let rgb = testimage::photo_rgb(w, h, 7);
+        let mut c = mozjpeg::Compress::new(mozjpeg::ColorSpace::JCS_RGB);
+        c.set_size(w as usize, h as usize);
+        c.set_quality(90.0);
+        c.set_progressive_mode();
+        let mut s = c.start_compress(Vec::new()).unwrap();
+        s.write_scanlines(&rgb).unwrap();
+        s.finish().unwrap()
+    }
+
+    /// A panic inside the crate's progressive decoder does not reach the caller: the photo
+    /// is decoded by the codec instead, to the same rendition.
+    #[cfg(feature = "mozjpeg")]
+    #[test]
+    fn a_panic_in_the_progressive_decoder_falls_back_to_the_codec() {
+        let photo = progressive_jpeg(1600, 1200);
+        assert!(bench::jpeg_is_progressive(&photo));
+        let profile = Profile::ad_thumbnail();
+        let codec = Normalizer::new()
+            .with_progressive_decoder(ProgressiveDecoder::Libjpeg)
+            .normalize(&photo, &profile)
+            .unwrap();
+        PANIC_IN_PROGRESSIVE.with(|p| p.set(true));
+        let got = std::panic::catch_unwind(|| Normalizer::new().normalize(&photo, &profile));
+        PANIC_IN_PROGRESSIVE.with(|p| p.set(false));
+        let got = got.expect("the progressive decoder's panic reached the caller");
+        assert!(
+            INJECTED.with(Cell::get) > 0,
+            "the progressive decoder never ran"
+        );
+        assert_eq!(got.unwrap().bytes, codec.bytes);
     }
 }

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use serde_json::json;
-use userphoto::normalize::{BatchOptions, CropMode, Input, Normalizer, Profile};
+use userphoto::normalize::{
+    BatchOptions, CropMode, Input, Normalizer, Profile, ProgressiveDecoder,
+};
 
 use crate::args::NormalizeArgs;
 
@@ -44,6 +46,19 @@ pub(crate) fn normalize(a: NormalizeArgs) -> ExitCode {
     }
 }
 
+/// The normalizer of the `normalize` command. `USERPHOTO_PROGRESSIVE=libjpeg` (a benchmark
+/// switch, benches/progressive_memory.sh) decodes progressive JPEGs with libjpeg instead of
+/// the library's own decoder; the renditions are the same.
+fn normalizer_for_normalize(crop: CropMode) -> Normalizer {
+    let decoder = match std::env::var_os("USERPHOTO_PROGRESSIVE") {
+        Some(v) if v == "libjpeg" => ProgressiveDecoder::Libjpeg,
+        _ => ProgressiveDecoder::Native,
+    };
+    Normalizer::new()
+        .with_crop(crop)
+        .with_progressive_decoder(decoder)
+}
+
 /// Normalizes files, writes `<out>/<stem>.jpg` (with `-<profile>` when several profiles),
 /// prints a JSON line per input and profile, and returns how many failed.
 pub(crate) fn normalize_files(
@@ -57,7 +72,7 @@ pub(crate) fn normalize_files(
     let stdout = std::io::stdout();
     let mut failed = 0;
     let options = BatchOptions { threads, queue: 0 };
-    Normalizer::new().with_crop(crop).normalize_batch(inputs, profiles, options, |item, _progress| {
+    normalizer_for_normalize(crop).normalize_batch(inputs, profiles, options, |item, _progress| {
         let stem = item.key.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "photo".into());
         let input = item.key.display().to_string();
         let mut lines = Vec::new();
