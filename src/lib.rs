@@ -31,7 +31,7 @@
 //!     .expect("a readable photo");
 //! let ad = renditions[0].as_ref().expect("fits");
 //! assert_eq!((ad.width, ad.height), (96, 96));
-//! assert!(ad.bytes.len() <= Profile::ad_thumbnail().max_bytes);
+//! assert!(ad.bytes.len() <= Profile::ad_thumbnail().max_bytes());
 //! ```
 //!
 //! **Plan only** (a dry run): what a sync would change, nothing written. Here the source and

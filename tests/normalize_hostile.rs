@@ -310,7 +310,7 @@ fn bad_profiles_are_config_errors() {
         assert!(
             matches!(r, Err(NormalizeError::Config(_))),
             "{}: {r:?}",
-            p.name
+            p.name()
         );
     }
 }

@@ -173,11 +173,11 @@ fn renditions_stay_within_tolerance_of_the_libjpeg_path() {
             let db = image::load_from_memory(&b.bytes).unwrap().into_rgb8();
             assert_eq!(da.dimensions(), db.dimensions());
             let (mean, max) = diff(da.as_raw(), db.as_raw());
-            eprintln!("{sample} q{q} {}: mean {mean:.3} max {max}", p.name);
+            eprintln!("{sample} q{q} {}: mean {mean:.3} max {max}", p.name());
             assert!(
                 mean < 1.0 && max <= 4,
                 "{sample} q{q} {}: mean {mean} max {max}",
-                p.name
+                p.name()
             );
         }
     }

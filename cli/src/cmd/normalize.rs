@@ -85,13 +85,13 @@ pub(crate) fn normalize_files(
             }
             Ok(results) => {
                 for (p, r) in profiles.iter().zip(results) {
-                    let name = if profiles.len() > 1 { format!("{stem}-{}.jpg", p.name) } else { format!("{stem}.jpg") };
+                    let name = if profiles.len() > 1 { format!("{stem}-{}.jpg", p.name()) } else { format!("{stem}.jpg") };
                     let path = out.join(name);
                     match r.map_err(|e| (e.kind().as_str(), e.to_string())).and_then(|r| {
                         std::fs::write(&path, &r.bytes).map(|_| r).map_err(|e| ("io", format!("cannot write {}: {e}", path.display())))
                     }) {
                         Ok(r) => lines.push(json!({
-                            "input": input, "output": path.display().to_string(), "ok": true, "profile": p.name,
+                            "input": input, "output": path.display().to_string(), "ok": true, "profile": p.name(),
                             "bytes": r.bytes.len(), "width": r.width, "height": r.height, "quality": r.quality,
                             "sha256": r.sha256_hex(), "ms": item.elapsed.as_secs_f64() * 1000.0,
                             "strategy": r.crop.strategy.as_str(), "crop": r.crop.rect,
@@ -99,7 +99,7 @@ pub(crate) fn normalize_files(
                         })),
                         Err((kind, msg)) => {
                             failed += 1;
-                            lines.push(json!({"input": input, "output": null, "ok": false, "profile": p.name, "error_kind": kind, "error": msg}));
+                            lines.push(json!({"input": input, "output": null, "ok": false, "profile": p.name(), "error_kind": kind, "error": msg}));
                         }
                     }
                 }
