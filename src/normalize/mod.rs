@@ -143,6 +143,7 @@ pub struct ImageInfo {
 
 /// Turns images into renditions. Cheap to clone; safe to share between threads.
 #[derive(Debug, Clone)]
+#[must_use]
 pub struct Normalizer {
     limits: Limits,
     crop: Arc<dyn CropStrategy>,

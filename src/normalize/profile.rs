@@ -20,6 +20,7 @@ use super::error::NormalizeError;
 /// `min_width`; below that the result is [`NormalizeError::CannotFit`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[non_exhaustive]
+#[must_use]
 pub struct Profile {
     /// A short name, used in reports and errors (`ad-thumbnail`, `graph`, ...).
     pub(crate) name: String,

@@ -70,6 +70,7 @@ pub struct RunInfo {
 
 /// Which run to undo and how: for [`BackupStore::restore_run`].
 #[derive(Debug, Clone, Default)]
+#[must_use]
 pub struct RestoreOptions {
     run: Option<String>,
     users: Option<Vec<UserKey>>,
