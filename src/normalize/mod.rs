@@ -245,6 +245,15 @@ impl Normalizer {
         self
     }
 
+    /// Decode a JPEG once, at the finest scale any requested profile needs, for all profiles
+    /// of a [`normalize_many`](Self::normalize_many) call. Faster when a thumbnail and a large
+    /// rendition are made together from a big baseline JPEG, but the thumbnail's bytes then
+    /// depend on the set of profiles requested (off by default).
+    pub fn with_shared_decode(mut self, shared: bool) -> Self {
+        self.shared_decode = shared;
+        self
+    }
+
     /// Replaces the input limits.
     pub fn with_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
