@@ -61,7 +61,7 @@ fn normalize(c: &mut Criterion) {
         }
         for p in &profiles {
             g.bench_with_input(
-                BenchmarkId::new("normalize", &p.name),
+                BenchmarkId::new("normalize", p.name()),
                 &bytes,
                 |b, bytes| b.iter(|| n.normalize(bytes, p).unwrap()),
             );

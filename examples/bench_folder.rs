@@ -111,6 +111,6 @@ fn main() {
         .collect();
     println!(
         "{}",
-        json!({"summary": summary, "profile": profile.name, "codec": Normalizer::codec_name()})
+        json!({"summary": summary, "profile": profile.name(), "codec": Normalizer::codec_name()})
     );
 }

@@ -40,11 +40,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 for (profile, r) in profiles.iter().zip(renditions) {
                     match r {
                         Ok(r) => {
-                            let file = out.join(format!("{name}-{}.jpg", profile.name));
+                            let file = out.join(format!("{name}-{}.jpg", profile.name()));
                             std::fs::write(&file, &r.bytes)?;
                             println!(
                                 "{name} {}: {}x{}, {} bytes, quality {}, sha256 {} -> {}",
-                                profile.name,
+                                profile.name(),
                                 r.width,
                                 r.height,
                                 r.bytes.len(),
@@ -53,7 +53,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                                 file.display()
                             );
                         }
-                        Err(e) => println!("{name} {}: {e}", profile.name),
+                        Err(e) => println!("{name} {}: {e}", profile.name()),
                     }
                 }
             }

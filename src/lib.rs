@@ -31,7 +31,7 @@
 //!     .expect("a readable photo");
 //! let ad = renditions[0].as_ref().expect("fits");
 //! assert_eq!((ad.width, ad.height), (96, 96));
-//! assert!(ad.bytes.len() <= Profile::ad_thumbnail().max_bytes);
+//! assert!(ad.bytes.len() <= Profile::ad_thumbnail().max_bytes());
 //! ```
 //!
 //! **Plan only** (a dry run): what a sync would change, nothing written. Here the source and
@@ -159,6 +159,7 @@ compile_error!(
      abort the process. Build with panic = \"unwind\" (the default) or use the `pure-rust` codec."
 );
 
+mod bounded;
 pub mod cited;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
@@ -174,6 +175,7 @@ mod secret;
 pub mod sink;
 pub mod source;
 pub mod sync;
+mod text;
 
 pub use error::{Error, ErrorKind, Result};
 pub use key::{MatchAttribute, OtherAttribute, UserKey};

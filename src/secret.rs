@@ -6,6 +6,10 @@ use std::sync::Arc;
 
 use crate::{Error, ErrorKind, Result};
 
+/// The largest secret file read: passwords and client secrets are far smaller, and a path
+/// given by mistake (a log, a device, a FIFO) is refused instead of read without end.
+const MAX_SECRET_FILE_BYTES: u64 = 64 << 10;
+
 /// A password or other secret. Its `Debug` output is redacted, and this crate never puts it
 /// in an error, a log line or a report.
 ///
@@ -45,15 +49,28 @@ impl Secret {
     }
 
     /// The content of `path`, without one trailing line break
-    /// ([`Config`](ErrorKind::Config) when it cannot be read or is empty).
+    /// ([`Config`](ErrorKind::Config) when it cannot be read, is empty, is not UTF-8 or is
+    /// larger than 64 KiB).
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let p = path.as_ref();
-        let text = std::fs::read_to_string(p).map_err(|e| {
+        let cannot = |why: String| {
             Error::new(
                 ErrorKind::Config,
-                format!("cannot read the secret file {}: {e}", p.display()),
+                format!("cannot read the secret file {}: {why}", p.display()),
             )
-        })?;
+        };
+        let bytes = match crate::bounded::read_file(p, MAX_SECRET_FILE_BYTES)
+            .map_err(|e| cannot(e.to_string()))?
+        {
+            crate::bounded::Bounded::Read(b) => b,
+            crate::bounded::Bounded::TooLarge(_) => {
+                return Err(cannot(format!(
+                    "larger than {MAX_SECRET_FILE_BYTES} bytes (not a password file?)"
+                )))
+            }
+        };
+        let text = String::from_utf8(bytes)
+            .map_err(|_| cannot("stream did not contain valid UTF-8".into()))?;
         let t = text
             .strip_suffix("\r\n")
             .or_else(|| text.strip_suffix('\n'))
@@ -85,11 +102,23 @@ mod tests {
 
     #[test]
     fn secrets_from_files_drop_one_line_break() {
-        let p = std::env::temp_dir().join(format!("userphoto-secret-{}", std::process::id()));
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("secret");
         std::fs::write(&p, "pa ss\n").unwrap();
         assert_eq!(Secret::from_file(&p).unwrap().expose(), "pa ss");
         std::fs::write(&p, "").unwrap();
         assert_eq!(Secret::from_file(&p).unwrap_err().kind(), ErrorKind::Config);
-        let _ = std::fs::remove_file(&p);
+    }
+
+    #[test]
+    fn oversized_secret_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("secret");
+        std::fs::write(&p, vec![b'x'; MAX_SECRET_FILE_BYTES as usize + 1]).unwrap();
+        let e = Secret::from_file(&p).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        assert!(e.message().contains("larger than 65536 bytes"), "{e}");
+        std::fs::write(&p, vec![b'x'; MAX_SECRET_FILE_BYTES as usize]).unwrap();
+        assert!(Secret::from_file(&p).is_ok());
     }
 }

@@ -53,31 +53,32 @@ fn every_file_normalizes_for_every_profile() {
             .normalize_many(&bytes, &profiles)
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         for (p, r) in profiles.iter().zip(all) {
-            let r = r.unwrap_or_else(|e| panic!("{name} / {}: {e}", p.name));
+            let r = r.unwrap_or_else(|e| panic!("{name} / {}: {e}", p.name()));
             assert_eq!(
                 (r.width, r.height),
-                (p.width, p.height),
+                (p.width(), p.height()),
                 "{name} / {}",
-                p.name
+                p.name()
             );
             assert!(
-                r.bytes.len() <= p.max_bytes,
+                r.bytes.len() <= p.max_bytes(),
                 "{name} / {}: {} bytes",
-                p.name,
+                p.name(),
                 r.bytes.len()
             );
             let facts = common::jpeg_facts(&r.bytes);
             assert!(
                 facts.baseline && facts.only_jfif,
                 "{name} / {}: {facts:?}",
-                p.name
+                p.name()
             );
             // One decode for several profiles gives the same bytes as one profile at a time.
             let single = n.normalize(&bytes, p).unwrap();
             assert_eq!(
-                single.bytes, r.bytes,
+                single.bytes,
+                r.bytes,
                 "{name} / {}: normalize_many differs from normalize",
-                p.name
+                p.name()
             );
         }
     }
@@ -99,7 +100,7 @@ fn the_four_orientations_give_the_same_picture() {
             assert!(
                 d < 6.0,
                 "{other} / {}: mean difference {d:.2} from the upright file",
-                p.name
+                p.name()
             );
         }
         // A wrong orientation is far off: the upright file turned 90 degrees.

@@ -204,7 +204,7 @@ fn degenerate_pictures_never_panic_in_any_crop() {
                         let c = r.crop.rect;
                         assert!(c.width >= 1 && c.height >= 1, "{mode} {name}: {c:?}");
                     }
-                    Err(e) => panic!("{mode} {name} {}: {e}", p.name),
+                    Err(e) => panic!("{mode} {name} {}: {e}", p.name()),
                 }
             }
         }

@@ -49,7 +49,7 @@ fn ppm(w: u32, h: u32) -> Vec<u8> {
 
 fn thumb(bytes: &[u8], p: &Profile) -> image::RgbImage {
     let r = Normalizer::new().normalize(bytes, p).unwrap();
-    assert_eq!((r.width, r.height), (p.width, p.height));
+    assert_eq!((r.width, r.height), (p.width(), p.height()));
     common::decode_rgb(&r.bytes)
 }
 
@@ -74,7 +74,7 @@ fn progressive_dc_only_matches_baseline() {
             assert!(
                 d < 1.5,
                 "{sample} / {}: progressive differs from baseline by {d:.2}",
-                p.name
+                p.name()
             );
         }
     }

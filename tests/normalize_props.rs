@@ -116,7 +116,7 @@ proptest! {
                     prop_assert_eq!(r.height, th);
                 } else {
                     // Stepped down: smaller, same aspect within rounding.
-                    prop_assert!(r.width < tw && r.width >= profile.min_width);
+                    prop_assert!(r.width < tw && r.width >= profile.min_width());
                 }
                 let facts = common::jpeg_facts(&r.bytes);
                 prop_assert!(facts.baseline, "not baseline");
@@ -160,7 +160,7 @@ fn flat_pictures_decode_to_their_colour_everywhere() {
                     assert!(
                         g.abs_diff(c) <= 3,
                         "{colour:?} / {}: pixel ({x},{y}) decoded as {got:?}",
-                        p.name
+                        p.name()
                     );
                 }
             }

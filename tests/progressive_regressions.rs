@@ -17,7 +17,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 
-use userphoto::normalize::{Limits, Normalizer, Profile};
+use userphoto::normalize::{Limits, Normalizer, Profile, ProgressiveDecoder};
 
 fn inputs() -> Vec<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/progressive");
@@ -39,7 +39,7 @@ fn check(data: &[u8]) -> Result<(), String> {
     let ours = Normalizer::new().with_limits(limits);
     let lib = Normalizer::new()
         .with_limits(limits)
-        .with_native_progressive(false);
+        .with_progressive_decoder(ProgressiveDecoder::Libjpeg);
     for size in [16u32, 32, 64] {
         let p = Profile::custom("fuzz", size, size, 20_000).with_min_width(16);
         let a = catch_unwind(AssertUnwindSafe(|| ours.normalize(data, &p)))

@@ -358,6 +358,48 @@ async fn sources_that_cannot_be_read_at_all_are_run_level_errors() {
     std::fs::remove_dir_all(&d).ok();
 }
 
+/// A manifest above the 256 MiB cap is refused by its size, never read (the file is sparse:
+/// nothing is written), with a typed run-level error; a UTF-16 one that is not valid UTF-16
+/// is refused saying where.
+#[tokio::test]
+async fn csv_manifests_above_the_cap_or_not_text_are_refused() {
+    let d = tempdir("csv-cap");
+    let m = d.join("huge.csv");
+    let f = std::fs::File::create(&m).unwrap();
+    f.set_len((256 << 20) + 1).unwrap();
+    drop(f);
+    let (ok, errs) = list(&CsvSource::new(&m)).await;
+    assert!(ok.is_empty());
+    assert_eq!(errs.len(), 1);
+    assert_eq!(errs[0].kind(), ErrorKind::LimitExceeded, "{}", errs[0]);
+    assert!(errs[0].is_run_level());
+    assert!(
+        errs[0]
+            .to_string()
+            .contains("268435457 bytes, above the manifest limit"),
+        "{}",
+        errs[0]
+    );
+    std::fs::remove_file(&m).unwrap();
+
+    let mut bad = utf16le("key\tpath\r\njdoe\t");
+    bad.extend([0x00, 0xD8, b'x', 0]);
+    let m = write(&d, "surrogate.csv", &bad);
+    let (ok, errs) = list(&CsvSource::new(&m)).await;
+    assert!(ok.is_empty());
+    assert_eq!(errs.len(), 1);
+    assert_eq!(errs[0].kind(), ErrorKind::InvalidData);
+    assert!(errs[0].is_run_level());
+    assert!(
+        errs[0]
+            .to_string()
+            .contains("not valid UTF-16LE at byte 32"),
+        "{}",
+        errs[0]
+    );
+    std::fs::remove_dir_all(&d).ok();
+}
+
 /// Errors name the manifest's line as an editor shows it, whatever the line ends are (Excel
 /// writes CRLF) and whether a quoted field spans lines.
 #[tokio::test]

@@ -141,25 +141,13 @@ fn read(file: &Path) -> Result<String, ConfigError> {
     if bytes.len() as u64 > MAX_BYTES {
         return Err(cannot(format!("larger than {MAX_BYTES} bytes")));
     }
-    let utf16 = |be: bool| {
-        let units = bytes[2..].chunks(2).map(|c| match (be, c) {
-            (true, [a, b]) => u16::from_be_bytes([*a, *b]),
-            (false, [a, b]) => u16::from_le_bytes([*a, *b]),
-            _ => 0xDC00, // an odd trailing byte: a lone surrogate, refused below
-        });
-        char::decode_utf16(units)
-            .collect::<Result<String, _>>()
-            .map_err(|_| cannot("not valid UTF-16".into()))
-    };
-    let utf8 = |b: &[u8]| {
-        String::from_utf8(b.to_vec())
-            .map_err(|_| cannot("not UTF-8 text (save it as UTF-8)".into()))
-    };
-    match bytes.as_slice() {
-        [0xFF, 0xFE, ..] => utf16(false),
-        [0xFE, 0xFF, ..] => utf16(true),
-        [0xEF, 0xBB, 0xBF, rest @ ..] => utf8(rest),
-        all => utf8(all),
+    let (encoding, bom) = encoding_rs::Encoding::for_bom(&bytes).unwrap_or((encoding_rs::UTF_8, 0));
+    match encoding.decode_without_bom_handling_and_without_replacement(&bytes[bom..]) {
+        Some(text) => Ok(text.into_owned()),
+        None if encoding == encoding_rs::UTF_8 => {
+            Err(cannot("not UTF-8 text (save it as UTF-8)".into()))
+        }
+        None => Err(cannot("not valid UTF-16".into())),
     }
 }
 

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use userphoto::normalize::{Limits, Normalizer, Profile};
+use userphoto::normalize::{Limits, Normalizer, ProgressiveDecoder, Profile};
 
 fuzz_target!(|data: &[u8]| {
     let limits = Limits::default()
@@ -15,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
     let ours = Normalizer::new().with_limits(limits.clone());
     let lib = Normalizer::new()
         .with_limits(limits)
-        .with_native_progressive(false);
+        .with_progressive_decoder(ProgressiveDecoder::Libjpeg);
     // Small squares so that even small inputs decode at a reduced DCT scale.
     for size in [16u32, 32, 64] {
         let p = Profile::custom("fuzz", size, size, 20_000).with_min_width(16);

@@ -42,6 +42,7 @@ pub(super) enum Auth {
 /// assert!(!format!("{cfg:?}").contains("vault"));
 /// ```
 #[derive(Clone, Debug)]
+#[must_use]
 pub struct LdapConfig {
     pub(super) url: String,
     pub(super) base_dn: String,

@@ -167,13 +167,16 @@ impl<R: BufRead> Reader<R> {
         }
         // A buffered reader hands out at least its first block (or the whole short input).
         let head = self.input.fill_buf().map_err(Self::io_err)?;
-        let (enc, bom) = match head {
-            [0xEF, 0xBB, 0xBF, ..] => (Encoding::Utf8, 3),
-            [0xFF, 0xFE, ..] => (Encoding::Utf16Le, 2),
-            [0xFE, 0xFF, ..] => (Encoding::Utf16Be, 2),
-            [a, 0, ..] if *a != 0 && a.is_ascii() => (Encoding::Utf16Le, 0),
-            [0, a, ..] if *a != 0 && a.is_ascii() => (Encoding::Utf16Be, 0),
-            _ => (Encoding::Utf8, 0),
+        let (enc, bom) = match crate::text::sniff_bom(head) {
+            (e, bom) if bom > 0 && e == encoding_rs::UTF_16LE => (Encoding::Utf16Le, bom),
+            (e, bom) if bom > 0 && e == encoding_rs::UTF_16BE => (Encoding::Utf16Be, bom),
+            (_, bom) if bom > 0 => (Encoding::Utf8, bom),
+            // No byte order mark: UTF-16 when an ASCII character and a NUL start the text.
+            _ => match head {
+                [a, 0, ..] if *a != 0 && a.is_ascii() => (Encoding::Utf16Le, 0),
+                [0, a, ..] if *a != 0 && a.is_ascii() => (Encoding::Utf16Be, 0),
+                _ => (Encoding::Utf8, 0),
+            },
         };
         self.input.consume(bom);
         self.pos += bom as u64;
@@ -237,57 +240,48 @@ impl<R: BufRead> Reader<R> {
 
     /// One UTF-16 line (up to and with its `\n`), as UTF-8, and how many bytes it took.
     fn utf16_line(&mut self, no: usize, enc: Encoding) -> Result<(Vec<u8>, usize)> {
-        let mut units: Vec<u16> = Vec::new();
-        let mut raw = 0usize;
-        let mut half: Option<u8> = None;
+        let newline: [u8; 2] = match enc {
+            Encoding::Utf16Be => [0, b'\n'],
+            _ => [b'\n', 0],
+        };
+        let mut bytes: Vec<u8> = Vec::new();
         'outer: loop {
             let buf = self.input.fill_buf().map_err(Self::io_err)?;
             if buf.is_empty() {
-                if half.is_some() {
-                    return Err(self.err(no, "invalid UTF-16: the file ends inside a character"));
-                }
                 break;
             }
             let mut used = 0;
             for &b in buf {
                 used += 1;
-                let Some(a) = half.take() else {
-                    half = Some(b);
+                bytes.push(b);
+                if bytes.len() % 2 == 1 {
                     continue;
-                };
-                let u = match enc {
-                    Encoding::Utf16Be => u16::from_be_bytes([a, b]),
-                    _ => u16::from_le_bytes([a, b]),
-                };
-                units.push(u);
-                if u == u16::from(b'\n') {
+                }
+                if bytes[bytes.len() - 2..] == newline {
                     self.input.consume(used);
-                    raw += used;
                     break 'outer;
                 }
-                if units.len() > MAX_LINE / 2 {
+                if bytes.len() > MAX_LINE {
                     return Err(self.err(no, format!("a line longer than {MAX_LINE} bytes")));
                 }
             }
             self.input.consume(used);
-            raw += used;
         }
-        let mut text = String::with_capacity(units.len());
-        for c in char::decode_utf16(units) {
-            match c {
-                Ok(c) => text.push(c),
-                Err(e) => {
-                    return Err(self.err(
-                        no,
-                        format!(
-                            "invalid UTF-16: an unpaired surrogate {:#06x}",
-                            e.unpaired_surrogate()
-                        ),
-                    ))
-                }
-            }
-        }
-        Ok((text.into_bytes(), raw))
+        let encoding = match enc {
+            Encoding::Utf16Be => encoding_rs::UTF_16BE,
+            _ => encoding_rs::UTF_16LE,
+        };
+        let text = crate::text::decode(encoding, &bytes).map_err(|bad| {
+            self.err(
+                no,
+                format!(
+                    "invalid UTF-16 at column {} (an unpaired surrogate, or the file ends \
+                     inside a character)",
+                    bad.offset / 2 + 1
+                ),
+            )
+        })?;
+        Ok((text.into_owned().into_bytes(), bytes.len()))
     }
 
     /// The next logical line (folded lines joined), comments skipped; an empty text marks a

@@ -175,9 +175,17 @@ impl Normalizer {
         match input {
             Input::Bytes(b) => Ok(b),
             Input::Path(p) => {
-                let meta = std::fs::metadata(&p)?;
-                self.limits.check_input_len(meta.len())?;
-                Ok(std::fs::read(&p)?.into())
+                let max = self.limits.max_input_bytes;
+                match crate::bounded::read_file(&p, max)? {
+                    crate::bounded::Bounded::Read(bytes) => Ok(bytes.into()),
+                    // The size the file reported, or 0 (unknown: the read went past the
+                    // limit, the file grew or is a FIFO).
+                    crate::bounded::Bounded::TooLarge(size) => Err(NormalizeError::LimitExceeded {
+                        what: "input bytes",
+                        value: size.unwrap_or(0),
+                        limit: max,
+                    }),
+                }
             }
         }
     }

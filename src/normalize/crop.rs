@@ -24,7 +24,7 @@ use super::geometry::{CropContext, CropRect};
 
 /// A small upright copy of the photo (EXIF orientation applied, 8-bit sRGB), for strategies
 /// that look at the pixels. It is at most a few hundred pixels on its longer side; multiply
-/// by [`Picture::scale`] to get upright source pixels.
+/// by [`Picture::scale_x`] and [`Picture::scale_y`] to get upright source pixels.
 #[derive(Debug, Clone, Copy)]
 #[non_exhaustive]
 pub struct Picture<'a> {
@@ -34,8 +34,10 @@ pub struct Picture<'a> {
     pub width: u32,
     /// Height in pixels.
     pub height: u32,
-    /// Upright source pixels per picture pixel, horizontally and vertically.
-    pub scale: (f64, f64),
+    /// Upright source pixels per picture pixel, horizontally.
+    pub scale_x: f64,
+    /// Upright source pixels per picture pixel, vertically.
+    pub scale_y: f64,
 }
 
 impl<'a> Picture<'a> {
@@ -48,15 +50,12 @@ impl<'a> Picture<'a> {
         source_width: u32,
         source_height: u32,
     ) -> Self {
-        let scale = (
-            source_width as f64 / width.max(1) as f64,
-            source_height as f64 / height.max(1) as f64,
-        );
         Self {
             rgb,
             width,
             height,
-            scale,
+            scale_x: source_width as f64 / width.max(1) as f64,
+            scale_y: source_height as f64 / height.max(1) as f64,
         }
     }
 }
@@ -376,7 +375,7 @@ impl CropStrategy for AttentionCrop {
 fn attention_placement(scene: &Scene<'_>, ctx: &CropContext) -> Placement {
     let (bw, bh) = ctx.largest_box();
     let found = scene.picture.and_then(|p| {
-        let (sx, sy) = p.scale;
+        let (sx, sy) = (p.scale_x, p.scale_y);
         // The box in picture pixels, rounded down so it fits.
         let pbw = ((bw / sx) as u32).clamp(1, p.width.max(1));
         let pbh = ((bh / sy) as u32).clamp(1, p.height.max(1));

@@ -44,6 +44,7 @@ mod batch;
 mod codec;
 mod color;
 mod crop;
+mod decode;
 mod error;
 #[cfg(feature = "face")]
 mod face;
@@ -74,6 +75,11 @@ pub use profile::{BuiltinProfile, Limits, Profile};
 use codec::{Layout, Raster};
 use format::JpegCoding;
 use search::Search;
+
+use decode::{
+    check_jpeg_coding, contain_panics, detect, image_error, native_progressive,
+    orientation_from_image, other_decoder,
+};
 
 /// One normalized photo for one profile.
 #[derive(Clone, PartialEq, Eq)]
@@ -137,12 +143,30 @@ pub struct ImageInfo {
 
 /// Turns images into renditions. Cheap to clone; safe to share between threads.
 #[derive(Debug, Clone)]
+#[must_use]
 pub struct Normalizer {
     limits: Limits,
     crop: Arc<dyn CropStrategy>,
     shared_decode: bool,
-    native_progressive: bool,
+    progressive: ProgressiveDecoder,
     simd: bool,
+}
+
+/// Which decoder reads a progressive JPEG that is decoded at a reduced DCT scale (1/2, 1/4
+/// or 1/8), chosen with [`Normalizer::with_progressive_decoder`]. Both give the same pixels,
+/// bit for bit; they differ in memory and time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ProgressiveDecoder {
+    /// The crate's own scale-aware decoder (the default): it holds one MCU row of
+    /// coefficients and reads only what the scale needs (only the DC scans at 1/8). A file
+    /// outside its scope, or one it finds irregular, goes to the JPEG codec as with
+    /// [`Libjpeg`](Self::Libjpeg).
+    #[default]
+    Native,
+    /// The JPEG codec the crate is built with (libjpeg with the `mozjpeg` feature), which
+    /// holds the whole image's coefficients: for benchmarks and comparisons.
+    Libjpeg,
 }
 
 /// What the crop strategy is shown, made once per photo.
@@ -204,18 +228,20 @@ impl Normalizer {
             crop: CropMode::Face.strategy(),
             shared_decode: false,
             simd: true,
-            // A benchmark switch (benches/progressive_memory.sh): the outputs are the same.
-            native_progressive: std::env::var_os("USERPHOTO_PROGRESSIVE")
-                .is_none_or(|v| v != "libjpeg"),
+            progressive: ProgressiveDecoder::Native,
         }
     }
 
-    /// Whether progressive JPEGs decoded at 1/2, 1/4 or 1/8 go through the crate's own
-    /// scale-aware progressive decoder (on by default) or through libjpeg. For tests and
-    /// benchmarks that compare the two.
-    #[doc(hidden)]
-    pub fn with_native_progressive(mut self, on: bool) -> Self {
-        self.native_progressive = on;
+    /// Which decoder reads progressive JPEGs decoded at 1/2, 1/4 or 1/8 (default
+    /// [`ProgressiveDecoder::Native`]). The renditions are the same either way.
+    ///
+    /// ```
+    /// use userphoto::normalize::{Normalizer, ProgressiveDecoder};
+    /// let n = Normalizer::new().with_progressive_decoder(ProgressiveDecoder::Libjpeg);
+    /// # let _ = n;
+    /// ```
+    pub fn with_progressive_decoder(mut self, decoder: ProgressiveDecoder) -> Self {
+        self.progressive = decoder;
         self
     }
 
@@ -637,10 +663,10 @@ impl Normalizer {
         let scaled = (w as u64).div_ceil(denom as u64) * (h as u64).div_ceil(denom as u64);
         self.limits.check_decoded(scaled * channels)?;
         let progressive = matches!(info.coding, Some(JpegCoding::Progressive));
-        // The scale-aware progressive decoder; `None` (out of its scope, or anything
-        // irregular in the file) leaves the file to libjpeg exactly as before.
-        let native = if progressive && denom > 1 && self.native_progressive {
-            progressive::decode(bytes, denom)
+        // The scale-aware progressive decoder; `None` (out of its scope, anything irregular
+        // in the file, or a panic in it) leaves the file to libjpeg exactly as before.
+        let native = if progressive && denom > 1 && self.progressive == ProgressiveDecoder::Native {
+            native_progressive(bytes, info, denom)
         } else {
             None
         };
@@ -805,152 +831,6 @@ impl Normalizer {
     }
 }
 
-/// Runs a third-party decoder so that a panic inside it (a bug on some odd file: the breadth
-/// test found one in the `tiff` crate's planar tiled path) becomes `Corrupt` instead of
-/// unwinding into the caller. The panic hook still reports it on stderr, which is how such
-/// a bug gets noticed and reported upstream; this crate does not replace the global hook.
-fn contain_panics<T>(
-    format: ImageFormat,
-    f: impl FnOnce() -> Result<T, NormalizeError>,
-) -> Result<T, NormalizeError> {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
-        Ok(r) => r,
-        Err(payload) => {
-            let msg = payload
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                .unwrap_or_else(|| "unknown panic".to_owned());
-            Err(NormalizeError::corrupt(
-                format.name(),
-                format!("the {} decoder failed: {msg}", format.name()),
-            ))
-        }
-    }
-}
-
-fn detect(bytes: &[u8]) -> Result<ImageFormat, NormalizeError> {
-    match ImageFormat::detect(bytes) {
-        Some(
-            f @ (ImageFormat::Jpeg
-            | ImageFormat::Png
-            | ImageFormat::Gif
-            | ImageFormat::Bmp
-            | ImageFormat::Tiff
-            | ImageFormat::WebP),
-        ) => Ok(f),
-        #[cfg(feature = "heic")]
-        Some(ImageFormat::Heic) => Ok(ImageFormat::Heic),
-        Some(f) => Err(NormalizeError::Unsupported {
-            format: f.name().to_owned(),
-        }),
-        None if bytes.is_empty() => Err(NormalizeError::Unsupported {
-            format: "empty input".into(),
-        }),
-        None => Err(NormalizeError::Unsupported {
-            format: "unknown".into(),
-        }),
-    }
-}
-
-fn check_jpeg_coding(info: &format::JpegInfo<'_>) -> Result<(), NormalizeError> {
-    let unsupported = |what: &str| {
-        Err(NormalizeError::Unsupported {
-            format: what.to_owned(),
-        })
-    };
-    match info.coding {
-        Some(JpegCoding::Lossless) => return unsupported("lossless JPEG"),
-        Some(JpegCoding::Hierarchical) => return unsupported("hierarchical JPEG"),
-        Some(JpegCoding::Arithmetic { .. }) if !cfg!(feature = "mozjpeg") => {
-            return unsupported("arithmetic-coded JPEG")
-        }
-        _ => {}
-    }
-    if info.precision != 8 {
-        return unsupported(&format!("{}-bit JPEG", info.precision));
-    }
-    if !matches!(info.components, 1 | 3 | 4) {
-        return unsupported(&format!("JPEG with {} colour components", info.components));
-    }
-    Ok(())
-}
-
-fn other_decoder<'a>(
-    bytes: &'a [u8],
-    format: ImageFormat,
-    limits: &Limits,
-) -> Result<Box<dyn image::ImageDecoder + 'a>, NormalizeError> {
-    use image::ImageDecoder;
-    let fmt = match format {
-        ImageFormat::Png => image::ImageFormat::Png,
-        ImageFormat::Gif => image::ImageFormat::Gif,
-        ImageFormat::Bmp => image::ImageFormat::Bmp,
-        ImageFormat::Tiff => image::ImageFormat::Tiff,
-        ImageFormat::WebP => image::ImageFormat::WebP,
-        other => {
-            return Err(NormalizeError::Unsupported {
-                format: other.name().to_owned(),
-            })
-        }
-    };
-    let mut reader = image::ImageReader::with_format(std::io::Cursor::new(bytes), fmt);
-    let mut l = image::Limits::default();
-    l.max_image_width = Some(limits.max_width);
-    l.max_image_height = Some(limits.max_height);
-    l.max_alloc = Some(limits.max_decoded_bytes);
-    reader.limits(l);
-    let dec = reader
-        .into_decoder()
-        .map_err(|e| image_error(format, e, limits))?;
-    let (w, h) = dec.dimensions();
-    limits.check_dimensions(w, h)?;
-    // RGBA8 is what we convert to at most; 16-bit formats are converted from their own buffer.
-    limits.check_decoded(dec.total_bytes())?;
-    Ok(Box::new(dec))
-}
-
-fn image_error(format: ImageFormat, e: image::ImageError, limits: &Limits) -> NormalizeError {
-    use image::error::{ImageError as E, LimitErrorKind};
-    match e {
-        E::Limits(l) => match l.kind() {
-            LimitErrorKind::DimensionError => NormalizeError::LimitExceeded {
-                what: "width or height",
-                value: 0,
-                limit: limits.max_width.max(limits.max_height) as u64,
-            },
-            _ => NormalizeError::LimitExceeded {
-                what: "decoded bytes",
-                value: 0,
-                limit: limits.max_decoded_bytes,
-            },
-        },
-        E::Unsupported(u) => NormalizeError::Unsupported {
-            format: format!("{} ({u})", format.name()),
-        },
-        E::IoError(io) => NormalizeError::corrupt(
-            format.name(),
-            format!("data ends early or cannot be read: {io}"),
-        ),
-        other => NormalizeError::corrupt(format.name(), other.to_string()),
-    }
-}
-
-fn orientation_from_image(o: image::metadata::Orientation) -> Option<Orientation> {
-    use image::metadata::Orientation as O;
-    let v = match o {
-        O::NoTransforms => 1,
-        O::FlipHorizontal => 2,
-        O::Rotate180 => 3,
-        O::FlipVertical => 4,
-        O::Rotate90FlipH => 5,
-        O::Rotate90 => 6,
-        O::Rotate270FlipH => 7,
-        O::Rotate270 => 8,
-    };
-    Some(Orientation::from_exif(v))
-}
-
 /// Entry points for benchmarks and the comparison script (not a stable API).
 #[doc(hidden)]
 pub mod bench {
@@ -992,5 +872,51 @@ pub mod bench {
     /// Encodes RGB at a fixed quality with the compiled-in encoder.
     pub fn encode(rgb: &[u8], w: u32, h: u32, q: u8) -> Result<Vec<u8>, NormalizeError> {
         codec::encode_rgb(rgb, w, h, q)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(feature = "mozjpeg")]
+    use super::decode::seam::{INJECTED, PANIC_IN_PROGRESSIVE};
+    #[cfg(feature = "mozjpeg")]
+    use super::*;
+    #[cfg(feature = "mozjpeg")]
+    use std::cell::Cell;
+
+    /// A progressive 4:2:0 JPEG of a generated photo, written by libjpeg.
+    #[cfg(feature = "mozjpeg")]
+    fn progressive_jpeg(w: u32, h: u32) -> Vec<u8> {
+        let rgb = testimage::photo_rgb(w, h, 7);
+        let mut c = mozjpeg::Compress::new(mozjpeg::ColorSpace::JCS_RGB);
+        c.set_size(w as usize, h as usize);
+        c.set_quality(90.0);
+        c.set_progressive_mode();
+        let mut s = c.start_compress(Vec::new()).unwrap();
+        s.write_scanlines(&rgb).unwrap();
+        s.finish().unwrap()
+    }
+
+    /// A panic inside the crate's progressive decoder does not reach the caller: the photo
+    /// is decoded by the codec instead, to the same rendition.
+    #[cfg(feature = "mozjpeg")]
+    #[test]
+    fn a_panic_in_the_progressive_decoder_falls_back_to_the_codec() {
+        let photo = progressive_jpeg(1600, 1200);
+        assert!(bench::jpeg_is_progressive(&photo));
+        let profile = Profile::ad_thumbnail();
+        let codec = Normalizer::new()
+            .with_progressive_decoder(ProgressiveDecoder::Libjpeg)
+            .normalize(&photo, &profile)
+            .unwrap();
+        PANIC_IN_PROGRESSIVE.with(|p| p.set(true));
+        let got = std::panic::catch_unwind(|| Normalizer::new().normalize(&photo, &profile));
+        PANIC_IN_PROGRESSIVE.with(|p| p.set(false));
+        let got = got.expect("the progressive decoder's panic reached the caller");
+        assert!(
+            INJECTED.with(Cell::get) > 0,
+            "the progressive decoder never ran"
+        );
+        assert_eq!(got.unwrap().bytes, codec.bytes);
     }
 }

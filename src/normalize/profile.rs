@@ -20,23 +20,24 @@ use super::error::NormalizeError;
 /// `min_width`; below that the result is [`NormalizeError::CannotFit`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[non_exhaustive]
+#[must_use]
 pub struct Profile {
     /// A short name, used in reports and errors (`ad-thumbnail`, `graph`, ...).
-    pub name: String,
+    pub(crate) name: String,
     /// Output width in pixels.
-    pub width: u32,
+    pub(crate) width: u32,
     /// Output height in pixels.
-    pub height: u32,
+    pub(crate) height: u32,
     /// The byte budget: no rendition is ever larger.
-    pub max_bytes: usize,
+    pub(crate) max_bytes: usize,
     /// The quality ceiling (1..=100). Above about 90 bytes grow fast for little gain.
-    pub max_quality: u8,
+    pub(crate) max_quality: u8,
     /// The lowest quality tried before the size steps down.
-    pub min_quality: u8,
+    pub(crate) min_quality: u8,
     /// The smallest width the size may step down to (equal to `width`: never step down).
-    pub min_width: u32,
+    pub(crate) min_width: u32,
     /// The colour that transparent pixels are composited on.
-    pub background: [u8; 3],
+    pub(crate) background: [u8; 3],
 }
 
 impl Profile {
@@ -109,6 +110,46 @@ impl Profile {
     pub fn with_background(mut self, rgb: [u8; 3]) -> Self {
         self.background = rgb;
         self
+    }
+
+    /// The short name, used in reports and errors (`ad-thumbnail`, `graph`, ...).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Output width in pixels.
+    pub fn width(&self) -> u32 {
+        self.width
+    }
+
+    /// Output height in pixels.
+    pub fn height(&self) -> u32 {
+        self.height
+    }
+
+    /// The byte budget: no rendition is ever larger.
+    pub fn max_bytes(&self) -> usize {
+        self.max_bytes
+    }
+
+    /// The quality ceiling (1..=100).
+    pub fn max_quality(&self) -> u8 {
+        self.max_quality
+    }
+
+    /// The lowest quality tried before the size steps down.
+    pub fn min_quality(&self) -> u8 {
+        self.min_quality
+    }
+
+    /// The smallest width the size may step down to.
+    pub fn min_width(&self) -> u32 {
+        self.min_width
+    }
+
+    /// The colour that transparent pixels are composited on.
+    pub fn background(&self) -> [u8; 3] {
+        self.background
     }
 
     /// Checks that the profile can produce anything at all.

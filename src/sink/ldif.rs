@@ -52,12 +52,36 @@ struct Entry {
 #[derive(Debug)]
 struct Out {
     /// The spool; its path is where [`read_back`] finds a photo this sink wrote.
-    spool: tempfile::NamedTempFile,
+    spool: Spool,
     w: BufWriter<File>,
     bytes: u64,
     lines: usize,
     /// Per record written: the user key it was written for, and its byte range in the spool.
     records: Vec<Spooled>,
+}
+
+/// `<change file>.partial`: the records in the order they were written. Removed when the
+/// sink is dropped; a process killed before that leaves it, with the records written until
+/// then, for the operator to see (the next run with the same output starts it afresh).
+#[derive(Debug)]
+struct Spool {
+    path: std::path::PathBuf,
+}
+
+impl Spool {
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn reopen(&self) -> std::io::Result<File> {
+        File::open(&self.path)
+    }
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 /// One change record in the spool.
@@ -210,22 +234,20 @@ impl LdifSink {
     /// fails here). The records are complete in `path` once [`finish`](Self::finish) (which
     /// the sync engine and [`BackupStore::restore`](crate::sync::BackupStore::restore) call)
     /// has returned: sorted by user key, whatever order the writes were made in. Until then
-    /// they wait in a temporary file in the same folder.
+    /// they wait in `<path>.partial`, in the order they were written; the sink removes it
+    /// when dropped, and a process killed before that leaves it behind with the writes made
+    /// until then (the next run with the same output starts it afresh).
     pub fn with_output(mut self, path: impl AsRef<Path>) -> Result<Self> {
         let p = path.as_ref();
         let open_err =
             |e: std::io::Error| Error::from(e).with_backend("ldif").with_operation("open");
         File::create(p).map_err(open_err)?;
-        let dir = match p.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-            _ => std::path::PathBuf::from("."),
+        let mut name = p.file_name().unwrap_or_default().to_owned();
+        name.push(".partial");
+        let spool = Spool {
+            path: p.with_file_name(name),
         };
-        let spool = tempfile::Builder::new()
-            .prefix(".userphoto-ldif-")
-            .suffix(".spool")
-            .tempfile_in(&dir)
-            .map_err(open_err)?;
-        let f = spool.reopen().map_err(open_err)?;
+        let f = File::create(spool.path()).map_err(open_err)?;
         self.out = Some(Mutex::new(Out {
             spool,
             w: BufWriter::new(f),

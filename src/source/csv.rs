@@ -11,6 +11,13 @@ use super::{blocking_list, file_fingerprint, read_limited, PhotoRef, PhotoSource
 use crate::normalize::Limits;
 use crate::{Error, ErrorKind, Result, UserKey};
 
+/// The largest manifest read. The manifest is read whole and its rows are held while it is
+/// listed, so memory grows with it (a line per user, some 50-100 bytes): 256 MiB is millions
+/// of users, far beyond any directory this tool serves, while a file that size or larger
+/// given as a manifest is much more likely a mistake (a photo archive, a log, a device)
+/// than a list of people.
+pub(crate) const MAX_MANIFEST_BYTES: u64 = 256 << 20;
+
 /// The separators a manifest's header is tried with, in this order, when none is set.
 const DETECTED: [u8; 3] = [b',', b';', b'\t'];
 
@@ -38,8 +45,10 @@ const DETECTED: [u8; 3] = [b',', b';', b'\t'];
 ///   else is an error item for that row.
 /// * A row with an empty key or a missing file is an error item; the listing goes on.
 /// * A key on several rows gives one [`Conflict`](ErrorKind::Conflict) error item.
-/// * A manifest that cannot be read at all (missing, unreadable, or without a `key` and a
-///   `path` column) is a single run-level error ([`Error::is_run_level`]): a sync stops
+/// * A manifest larger than 256 MiB is refused with a
+///   [`LimitExceeded`](ErrorKind::LimitExceeded) error, without being read whole.
+/// * A manifest that cannot be read at all (missing, unreadable, too large, or without a
+///   `key` and a `path` column) is a single run-level error ([`Error::is_run_level`]): a sync stops
 ///   with that reason instead of seeing an empty source.
 ///
 /// ```
@@ -107,41 +116,48 @@ impl CsvSource {
     }
 
     /// The manifest as UTF-8 text bytes: a UTF-8 byte order mark dropped, UTF-16 (with its
-    /// byte order mark) turned into UTF-8.
+    /// byte order mark) turned into UTF-8. UTF-8 is not checked here: a row that is not
+    /// valid text is an error item of its own. A manifest larger than
+    /// [`MAX_MANIFEST_BYTES`] is refused without being read whole.
     fn read_text(&self) -> Result<Vec<u8>> {
-        let raw = std::fs::read(&self.manifest).map_err(|e| {
-            Self::err(
-                ErrorKind::Io,
-                format!("cannot read {}: {e}", self.manifest.display()),
-            )
-            .with_source(e)
-            .run_level()
-        })?;
-        let utf16 = |le: bool| -> Result<Vec<u8>> {
-            let units = raw[2..].chunks(2).map(|c| {
-                let pair = [c[0], c.get(1).copied().unwrap_or(0)];
-                if le {
-                    u16::from_le_bytes(pair)
-                } else {
-                    u16::from_be_bytes(pair)
-                }
-            });
-            char::decode_utf16(units)
-                .collect::<std::result::Result<String, _>>()
-                .map(String::into_bytes)
-                .map_err(|e| {
-                    Self::err(
-                        ErrorKind::InvalidData,
-                        format!("{}: not valid UTF-16: {e}", self.manifest.display()),
-                    )
-                    .run_level()
-                })
+        let path = self.manifest.display();
+        let raw = match crate::bounded::read_file(&self.manifest, MAX_MANIFEST_BYTES) {
+            Ok(crate::bounded::Bounded::Read(raw)) => raw,
+            Ok(crate::bounded::Bounded::TooLarge(size)) => {
+                let size = size.map_or_else(|| "larger".to_owned(), |n| format!("{n} bytes"));
+                return Err(Self::err(
+                    ErrorKind::LimitExceeded,
+                    format!(
+                        "{path} is {size}, above the manifest limit of {MAX_MANIFEST_BYTES} \
+                         bytes (256 MiB)"
+                    ),
+                )
+                .run_level());
+            }
+            Err(e) => {
+                return Err(Self::err(ErrorKind::Io, format!("cannot read {path}: {e}"))
+                    .with_source(e)
+                    .run_level())
+            }
         };
-        match raw.as_slice() {
-            [0xEF, 0xBB, 0xBF, ..] => Ok(raw[3..].to_vec()),
-            [0xFF, 0xFE, ..] => utf16(true),
-            [0xFE, 0xFF, ..] => utf16(false),
-            _ => Ok(raw),
+        let (enc, bom) = crate::text::sniff_bom(&raw);
+        if !crate::text::is_utf16(enc) {
+            let mut raw = raw;
+            raw.drain(..bom);
+            return Ok(raw);
+        }
+        match crate::text::decode(enc, &raw[bom..]) {
+            Ok(text) => Ok(text.into_owned().into_bytes()),
+            Err(bad) => Err(Self::err(
+                ErrorKind::InvalidData,
+                format!(
+                    "{path}: not valid {} at byte {} (an unpaired surrogate or an odd \
+                     trailing byte)",
+                    enc.name(),
+                    bad.offset + bom
+                ),
+            )
+            .run_level()),
         }
     }
 

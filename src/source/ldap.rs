@@ -52,6 +52,7 @@ pub struct LdapSource {
 
 /// Settings of an [`LdapSource`]; made by [`LdapSource::builder`].
 #[derive(Debug, Clone)]
+#[must_use]
 pub struct LdapSourceBuilder {
     conn: LdapConfig,
     selector: EntrySelector,

@@ -99,8 +99,9 @@ forward_source!(Box);
 #[allow(dead_code)]
 fn _object_safe(_: &dyn PhotoSource, _: std::sync::Arc<dyn PhotoSource>) {}
 
-/// Reads a file whose size is checked against the limit first (shared by the file-based
-/// sources). Blocking I/O runs on tokio's blocking pool.
+/// Reads a file of at most `limits.max_input_bytes` (shared by the file-based sources): a
+/// larger one is refused by its size, and the read itself stops one byte past the limit
+/// (a file that grows meanwhile, a FIFO). Blocking I/O runs on tokio's blocking pool.
 pub(crate) async fn read_limited(
     path: std::path::PathBuf,
     limits: &Limits,
@@ -110,18 +111,19 @@ pub(crate) async fn read_limited(
     let max = limits.max_input_bytes;
     let k = key.clone();
     let res = tokio::task::spawn_blocking(move || -> Result<Bytes> {
-        let meta = std::fs::metadata(&path)?;
-        if meta.len() > max {
-            return Err(crate::Error::new(
-                crate::ErrorKind::LimitExceeded,
-                format!(
-                    "{} is {} bytes, above the limit of {max}",
-                    path.display(),
-                    meta.len()
-                ),
-            ));
+        match crate::bounded::read_file(&path, max)? {
+            crate::bounded::Bounded::Read(bytes) => Ok(Bytes::from(bytes)),
+            crate::bounded::Bounded::TooLarge(size) => {
+                let size = match size {
+                    Some(n) => format!("{n} bytes"),
+                    None => format!("more than {max} bytes"),
+                };
+                Err(crate::Error::new(
+                    crate::ErrorKind::LimitExceeded,
+                    format!("{} is {size}, above the limit of {max}", path.display()),
+                ))
+            }
         }
-        Ok(Bytes::from(std::fs::read(&path)?))
     })
     .await
     .map_err(|e| crate::Error::new(crate::ErrorKind::Other, format!("reader task failed: {e}")))?;

@@ -39,7 +39,8 @@ mod spill;
 mod state;
 
 pub use backup::{
-    BackupStore, JournalEntry, Restoration, RestoreOptions, Restored, RunInfo, UNKNOWN_RUN,
+    BackupStore, JournalEntry, Restoration, RestoreOptions, Restored, RunInfo, UserRestored,
+    UNKNOWN_RUN,
 };
 pub use engine::{Engine, Prepared, DEFAULT_MAX_CONSECUTIVE_FAILURES, DEFAULT_RENDITION_CACHE};
 pub use event::{Event, Stage};

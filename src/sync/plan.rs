@@ -246,6 +246,7 @@ impl Observation {
 /// Rules the planner follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
+#[must_use]
 pub struct Policy {
     /// Remove the photos of users the source no longer lists (off by default: leavers are
     /// kept and listed).

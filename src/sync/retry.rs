@@ -19,6 +19,7 @@ use crate::{Error, Result};
 /// is down, the run ends in minutes rather than hours, and the report says which users failed.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
+#[must_use]
 pub struct RetryPolicy {
     /// Retries per operation (after the first try).
     pub max_retries: usize,

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use serde_json::json;
-use userphoto::normalize::{BatchOptions, CropMode, Input, Normalizer, Profile};
+use userphoto::normalize::{
+    BatchOptions, CropMode, Input, Normalizer, Profile, ProgressiveDecoder,
+};
 
 use crate::args::NormalizeArgs;
 
@@ -44,6 +46,19 @@ pub(crate) fn normalize(a: NormalizeArgs) -> ExitCode {
     }
 }
 
+/// The normalizer of the `normalize` command. `USERPHOTO_PROGRESSIVE=libjpeg` (a benchmark
+/// switch, benches/progressive_memory.sh) decodes progressive JPEGs with libjpeg instead of
+/// the library's own decoder; the renditions are the same.
+fn normalizer_for_normalize(crop: CropMode) -> Normalizer {
+    let decoder = match std::env::var_os("USERPHOTO_PROGRESSIVE") {
+        Some(v) if v == "libjpeg" => ProgressiveDecoder::Libjpeg,
+        _ => ProgressiveDecoder::Native,
+    };
+    Normalizer::new()
+        .with_crop(crop)
+        .with_progressive_decoder(decoder)
+}
+
 /// Normalizes files, writes `<out>/<stem>.jpg` (with `-<profile>` when several profiles),
 /// prints a JSON line per input and profile, and returns how many failed.
 pub(crate) fn normalize_files(
@@ -57,7 +72,7 @@ pub(crate) fn normalize_files(
     let stdout = std::io::stdout();
     let mut failed = 0;
     let options = BatchOptions { threads, queue: 0 };
-    Normalizer::new().with_crop(crop).normalize_batch(inputs, profiles, options, |item, _progress| {
+    normalizer_for_normalize(crop).normalize_batch(inputs, profiles, options, |item, _progress| {
         let stem = item.key.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "photo".into());
         let input = item.key.display().to_string();
         let mut lines = Vec::new();
@@ -70,13 +85,13 @@ pub(crate) fn normalize_files(
             }
             Ok(results) => {
                 for (p, r) in profiles.iter().zip(results) {
-                    let name = if profiles.len() > 1 { format!("{stem}-{}.jpg", p.name) } else { format!("{stem}.jpg") };
+                    let name = if profiles.len() > 1 { format!("{stem}-{}.jpg", p.name()) } else { format!("{stem}.jpg") };
                     let path = out.join(name);
                     match r.map_err(|e| (e.kind().as_str(), e.to_string())).and_then(|r| {
                         std::fs::write(&path, &r.bytes).map(|_| r).map_err(|e| ("io", format!("cannot write {}: {e}", path.display())))
                     }) {
                         Ok(r) => lines.push(json!({
-                            "input": input, "output": path.display().to_string(), "ok": true, "profile": p.name,
+                            "input": input, "output": path.display().to_string(), "ok": true, "profile": p.name(),
                             "bytes": r.bytes.len(), "width": r.width, "height": r.height, "quality": r.quality,
                             "sha256": r.sha256_hex(), "ms": item.elapsed.as_secs_f64() * 1000.0,
                             "strategy": r.crop.strategy.as_str(), "crop": r.crop.rect,
@@ -84,7 +99,7 @@ pub(crate) fn normalize_files(
                         })),
                         Err((kind, msg)) => {
                             failed += 1;
-                            lines.push(json!({"input": input, "output": null, "ok": false, "profile": p.name, "error_kind": kind, "error": msg}));
+                            lines.push(json!({"input": input, "output": null, "ok": false, "profile": p.name(), "error_kind": kind, "error": msg}));
                         }
                     }
                 }

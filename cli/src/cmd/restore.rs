@@ -48,8 +48,9 @@ pub(crate) fn restore(a: RestoreArgs) -> ExitCode {
             continue;
         }
         let (mut restored, mut skipped, mut failed) = (0, 0, 0);
-        for (user, r) in &done.users {
-            match r {
+        for u in &done.users {
+            let user = &u.user;
+            match &u.result {
                 Ok(Restored::Photo) => {
                     restored += 1;
                     println!("  restored {user:24} {}", sink.name())

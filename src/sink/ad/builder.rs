@@ -8,6 +8,7 @@ use std::sync::Mutex;
 
 /// Settings of an [`AdSink`]; made by [`AdSink::builder`].
 #[derive(Debug, Clone)]
+#[must_use]
 pub struct AdSinkBuilder {
     conn: LdapConfig,
     name: String,

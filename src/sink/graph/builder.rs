@@ -37,6 +37,7 @@ use crate::{Error, ErrorKind, MatchAttribute, Result};
 /// # Ok::<(), userphoto::Error>(())
 /// ```
 #[derive(Debug, Clone)]
+#[must_use]
 pub struct GraphSinkBuilder {
     tenant: String,
     client_id: String,

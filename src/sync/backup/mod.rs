@@ -70,6 +70,7 @@ pub struct RunInfo {
 
 /// Which run to undo and how: for [`BackupStore::restore_run`].
 #[derive(Debug, Clone, Default)]
+#[must_use]
 pub struct RestoreOptions {
     run: Option<String>,
     users: Option<Vec<UserKey>>,
@@ -113,7 +114,17 @@ pub struct Restoration {
     /// [`RestoreOptions::run`]); `None` when nothing was written.
     pub run: Option<String>,
     /// Per user, in key order: what was done, or why the user failed.
-    pub users: Vec<(UserKey, Result<Restored>)>,
+    pub users: Vec<UserRestored>,
+}
+
+/// One user's part in a restore.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct UserRestored {
+    /// The user.
+    pub user: UserKey,
+    /// What was done, or why the user failed.
+    pub result: Result<Restored>,
 }
 
 /// A backup folder: content-addressed photos (`objects/ab/abcd....jpg`) and an append-only
@@ -532,7 +543,7 @@ impl BackupStore {
         &self,
         sink: &dyn DirectorySink,
         users: Option<&[UserKey]>,
-    ) -> Result<Vec<(UserKey, Result<Restored>)>> {
+    ) -> Result<Vec<UserRestored>> {
         let mut opts = RestoreOptions::new();
         if let Some(u) = users {
             opts = opts.users(u.iter().cloned());
@@ -643,7 +654,7 @@ impl BackupStore {
                 .restore_one(sink, &user, before, left, &target, opts.force)
                 .await
                 .map_err(|e| e.with_user(user.clone()));
-            users.push((user, r));
+            users.push(UserRestored { user, result: r });
         }
         // A sink that writes a file (the LDIF change file) completes it now.
         sink.finish().await?;

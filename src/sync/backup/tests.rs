@@ -60,7 +60,7 @@ async fn backup_then_restore_round_trip() {
     assert_eq!(
         restored
             .iter()
-            .map(|r| (r.0.clone(), r.1.as_ref().ok().cloned()))
+            .map(|r| (r.user.clone(), r.result.as_ref().ok().cloned()))
             .collect::<Vec<_>>(),
         vec![
             (alice.clone(), Some(Restored::Photo)),
@@ -85,7 +85,7 @@ async fn backup_then_restore_round_trip() {
     assert!(
         again
             .iter()
-            .all(|(_, r)| r.as_ref().ok() == Some(&Restored::AlreadyUndone)),
+            .all(|r| r.result.as_ref().ok() == Some(&Restored::AlreadyUndone)),
         "{again:?}"
     );
     // Undoing the restore brings the sync's result back.
@@ -94,7 +94,7 @@ async fn backup_then_restore_round_trip() {
         .await
         .unwrap();
     assert!(
-        undo.users.iter().all(|(_, r)| r.is_ok()),
+        undo.users.iter().all(|r| r.result.is_ok()),
         "{:?}",
         undo.users
     );
@@ -110,12 +110,15 @@ async fn backup_then_restore_round_trip() {
         .await
         .unwrap();
     assert_eq!(r.len(), 1);
-    assert_eq!(r[0].1.as_ref().unwrap_err().kind(), ErrorKind::UserNotFound);
+    assert_eq!(
+        r[0].result.as_ref().unwrap_err().kind(),
+        ErrorKind::UserNotFound
+    );
     let r = store
         .restore_run(&other, &RestoreOptions::new().run(&run))
         .await
         .unwrap();
-    assert!(r.users[0].1.is_ok() && r.users[1].1.is_err() && r.users[2].1.is_err());
+    assert!(r.users[0].result.is_ok() && r.users[1].result.is_err() && r.users[2].result.is_err());
     assert_eq!(other.photo(&alice), Some(a1));
     let e = store
         .restore_run(&other, &RestoreOptions::new().run("nope"))
@@ -144,7 +147,7 @@ async fn a_photo_changed_since_the_run_is_skipped_unless_forced() {
     // Someone changes the photo after the sync.
     sink.put(&alice, &edited).await.unwrap();
     let r = store.restore(&sink, None).await.unwrap();
-    match &r[0].1 {
+    match &r[0].result {
         Ok(Restored::Skipped { reason }) => {
             assert!(reason.contains("changed since run"), "{reason}");
             assert!(reason.contains(&run), "{reason}");
@@ -157,7 +160,7 @@ async fn a_photo_changed_since_the_run_is_skipped_unless_forced() {
         .restore_run(&sink, &RestoreOptions::new().force(true))
         .await
         .unwrap();
-    assert_eq!(r.users[0].1.as_ref().ok(), Some(&Restored::Photo));
+    assert_eq!(r.users[0].result.as_ref().ok(), Some(&Restored::Photo));
     assert_eq!(sink.photo(&alice), Some(before));
     // What the forced restore overwrote is kept, in the restore's run.
     let kept = store
