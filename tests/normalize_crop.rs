@@ -5,14 +5,15 @@
 
 use std::sync::Arc;
 
-use userphoto::normalize::{
-    testimage, BatchOptions, CropMethod, CropMode, CropWarning, Input, Normalizer, Profile,
-};
+use userphoto::normalize::{testimage, CropMethod, CropMode, CropWarning, Normalizer, Profile};
+#[cfg(feature = "face")]
+use userphoto::normalize::{BatchOptions, Input};
 use userphoto::sink::MemorySink;
 use userphoto::source::MemorySource;
 use userphoto::sync::{Engine, StateStore};
 use userphoto_testkit as common;
 
+#[cfg(feature = "face")]
 fn corpus_file(name: &str) -> Option<Vec<u8>> {
     let dir = common::corpus()?;
     Some(std::fs::read(dir.join(name)).expect("read corpus file"))
@@ -20,6 +21,7 @@ fn corpus_file(name: &str) -> Option<Vec<u8>> {
 
 /// The astronaut as a JPEG stored under EXIF orientation `o`: the stored pixels are turned
 /// so that applying `o` shows the original upright picture.
+#[cfg(feature = "face")]
 fn astronaut_stored(png: &[u8], o: u32) -> Vec<u8> {
     use image::imageops::{flip_horizontal, flip_vertical, rotate180, rotate270, rotate90};
     let up = image::load_from_memory(png).unwrap().to_rgb8();
