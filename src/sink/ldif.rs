@@ -144,7 +144,7 @@ pub struct LdifSink {
     matcher: MatchAttribute,
     export: Arc<Path>,
     encoding: Encoding,
-    out: Option<Mutex<Out>>,
+    out: Option<Arc<Mutex<Out>>>,
     out_path: Option<Arc<Path>>,
 }
 
@@ -248,13 +248,13 @@ impl LdifSink {
             path: p.with_file_name(name),
         };
         let f = File::create(spool.path()).map_err(open_err)?;
-        self.out = Some(Mutex::new(Out {
+        self.out = Some(Arc::new(Mutex::new(Out {
             spool,
             w: BufWriter::new(f),
             bytes: 0,
             lines: 0,
             records: Vec::new(),
-        }));
+        })));
         self.out_path = Some(Arc::from(p));
         Ok(self)
     }
@@ -274,47 +274,7 @@ impl LdifSink {
         let (Some(out), Some(path)) = (&self.out, &self.out_path) else {
             return Ok(());
         };
-        let mut o = out.lock().unwrap_or_else(|p| p.into_inner());
-        let err = |e: std::io::Error| {
-            Error::new(
-                ErrorKind::Io,
-                format!("cannot write the change file {}: {e}", path.display()),
-            )
-            .with_backend(self.name.clone())
-            .with_operation("finish")
-        };
-        o.w.flush().map_err(err)?;
-        let mut order: Vec<usize> = (0..o.records.len()).collect();
-        // Stable: one user's records keep the order they were written in.
-        order.sort_by(|&a, &b| o.records[a].key.cmp(&o.records[b].key));
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-            _ => std::path::PathBuf::from("."),
-        };
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".userphoto-ldif-")
-            .suffix(".tmp")
-            .tempfile_in(&dir)
-            .map_err(err)?;
-        {
-            let mut spool = BufReader::new(o.spool.reopen().map_err(err)?);
-            let mut w = BufWriter::new(tmp.as_file_mut());
-            for i in order {
-                let r = &o.records[i];
-                spool.seek(SeekFrom::Start(r.start)).map_err(err)?;
-                let copied = std::io::copy(&mut (&mut spool).take(r.len), &mut w).map_err(err)?;
-                if copied != r.len {
-                    return Err(err(std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        "the spool file is shorter than what was written to it",
-                    )));
-                }
-            }
-            w.flush().map_err(err)?;
-        }
-        tmp.as_file().sync_all().map_err(err)?;
-        tmp.persist(path.as_ref()).map_err(|e| err(e.error))?;
-        Ok(())
+        write_sorted(out, path, &self.name)
     }
 
     /// Another byte limit than AD's 102,400.
@@ -450,6 +410,52 @@ impl LdifSink {
             .value_at
             .map(|(off, line)| (start + off, lines + line + 1)))
     }
+}
+
+/// Writes the change file from the spool: every record, sorted by user key (one user's in
+/// the order they were written), through a temporary file renamed over `path`.
+fn write_sorted(out: &Mutex<Out>, path: &Path, name: &str) -> Result<()> {
+    let mut o = out.lock().unwrap_or_else(|p| p.into_inner());
+    let err = |e: std::io::Error| {
+        Error::new(
+            ErrorKind::Io,
+            format!("cannot write the change file {}: {e}", path.display()),
+        )
+        .with_backend(name.to_owned())
+        .with_operation("finish")
+    };
+    o.w.flush().map_err(err)?;
+    let mut order: Vec<usize> = (0..o.records.len()).collect();
+    // Stable: one user's records keep the order they were written in.
+    order.sort_by(|&a, &b| o.records[a].key.cmp(&o.records[b].key));
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".userphoto-ldif-")
+        .suffix(".tmp")
+        .tempfile_in(&dir)
+        .map_err(err)?;
+    {
+        let mut spool = BufReader::new(o.spool.reopen().map_err(err)?);
+        let mut w = BufWriter::new(tmp.as_file_mut());
+        for i in order {
+            let r = &o.records[i];
+            spool.seek(SeekFrom::Start(r.start)).map_err(err)?;
+            let copied = std::io::copy(&mut (&mut spool).take(r.len), &mut w).map_err(err)?;
+            if copied != r.len {
+                return Err(err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the spool file is shorter than what was written to it",
+                )));
+            }
+        }
+        w.flush().map_err(err)?;
+    }
+    tmp.as_file().sync_all().map_err(err)?;
+    tmp.persist(path).map_err(|e| err(e.error))?;
+    Ok(())
 }
 
 /// Reads the value at a remembered place again and checks it against its hash.
@@ -589,7 +595,19 @@ impl DirectorySink for LdifSink {
     }
 
     async fn finish(&self) -> Result<()> {
-        self.finish_blocking()
+        let (Some(out), Some(path)) = (self.out.clone(), self.out_path.clone()) else {
+            return Ok(());
+        };
+        // Copying the spool is file I/O: on the blocking pool, not the async workers.
+        let name = self.name.clone();
+        tokio::task::spawn_blocking(move || write_sorted(&out, &path, &name))
+            .await
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Other,
+                    format!("the change-file task failed: {e}"),
+                )
+            })?
     }
 
     async fn users_with_photos(&self) -> Result<Vec<UserKey>> {

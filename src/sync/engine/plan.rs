@@ -86,23 +86,21 @@ impl Engine {
             }
         } else if let Some(r) = &u.photo {
             let fingerprint = r.fingerprint.clone();
-            let rendition = match &slot.rendition {
-                _ if r.withheld => None,
-                Rendition::Deferred => None,
-                Rendition::Known(f) => Some(Ok(f.clone())),
-                Rendition::Made { facts, .. } => Some(Ok(facts.clone())),
-                Rendition::Failed(f) => Some(Err(f.clone())),
+            let photo = |rendition| SourceState::Photo {
+                fingerprint: fingerprint.clone(),
+                rendition,
+            };
+            match &slot.rendition {
+                _ if r.withheld => SourceState::Withheld,
+                Rendition::Deferred => SourceState::Deferred {
+                    fingerprint: fingerprint.clone(),
+                },
+                Rendition::Known(f) => photo(Ok(f.clone())),
+                Rendition::Made { facts, .. } => photo(Ok(facts.clone())),
+                Rendition::Failed(f) => photo(Err(f.clone())),
                 // Not rendered because the sink cannot take it anyway (the planner fails
                 // the user on the sink side first).
-                Rendition::None => Some(Err(Failure::new(ErrorKind::Other, "not rendered"))),
-            };
-            match rendition {
-                _ if r.withheld => SourceState::Withheld,
-                None => SourceState::Deferred { fingerprint },
-                Some(rendition) => SourceState::Photo {
-                    fingerprint,
-                    rendition,
-                },
+                Rendition::None => photo(Err(Failure::new(ErrorKind::Other, "not rendered"))),
             }
         } else {
             SourceState::Absent
