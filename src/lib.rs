@@ -171,6 +171,8 @@ mod key;
 pub mod ldap;
 pub mod ldif;
 pub mod normalize;
+/// The review page: an offline HTML page of a plan's (or a run's) photos, side by side.
+pub mod review;
 mod secret;
 pub mod sink;
 pub mod source;
