@@ -39,6 +39,10 @@ compgen -G "/usr/lib/llvm-*/lib/libclang.so" >/dev/null || need+=(libclang-dev)
 # python3 with venv: the breadth test runs Pillow (from PyPI) as the reference decoder.
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 python3 -m venv --help >/dev/null 2>&1 || need+=(python3-venv)
+# chromium and its chromedriver: the review page's browser tests (tests/review_page.rs) drive
+# headless Chromium through WebDriver (the test kit's browser.rs finds them on the PATH).
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 # The MinGW-w64 cross compiler: the Windows check builds the C code of mozjpeg-sys and ring
 # for x86_64-pc-windows-gnu (the target itself comes from rustup, below).
 command -v x86_64-w64-mingw32-gcc >/dev/null 2>&1 || need+=(gcc-mingw-w64-x86-64)

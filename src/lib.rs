@@ -109,6 +109,9 @@
 //! * Above them, [`source`] and [`sink`]. They never import the engine ([`sync`]), and
 //!   sources never import sinks: what both need lives in the layer below.
 //! * On top, [`sync`]: the engine, its state store, backups, retries and reports.
+//! * Apart, [`review`]: the review page, an offline HTML page of a plan's (or a run's)
+//!   photos side by side, rendered from a data model of its own; it imports nothing else of
+//!   the crate.
 //!
 //! Moved items keep their old public paths as re-exports (`userphoto::sink::LdapConfig`,
 //! `userphoto::sink::Secret`); the paths above are the canonical ones.
@@ -171,7 +174,6 @@ mod key;
 pub mod ldap;
 pub mod ldif;
 pub mod normalize;
-/// The review page: an offline HTML page of a plan's (or a run's) photos, side by side.
 pub mod review;
 mod secret;
 pub mod sink;

@@ -166,7 +166,7 @@ fn grouped(n: usize) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -436,7 +436,7 @@ fn card_html(out: &mut String, info: &PageInfo, card: &Card, boxes: &mut BTreeSe
     let _ = write!(
         out,
         "<article class=\"card {}\" data-user=\"",
-        class_of("a", &ACTIONS, &card.action)
+        class_of("act", &ACTIONS, &card.action)
     );
     push_esc(out, &card.key);
     out.push_str("\" data-sink=\"");

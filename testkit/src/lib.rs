@@ -3,6 +3,7 @@
 //!
 //! - [`graph_server`]: a local fake of Microsoft Graph and of its token endpoint;
 //! - [`ldif`]: the tests' own LDIF reader, writer and `ldapmodify`-like applier;
+//! - [`browser`]: headless Chromium through chromedriver, for tests of pages;
 //! - [`ad`]: the Samba AD DC of `scripts/samba-dc.sh`: its settings, admin connections and
 //!   per-test OUs;
 //! - at the top level: image helpers (an independent encoder and decoder, JPEG marker facts,
@@ -14,6 +15,7 @@
 use std::path::PathBuf;
 
 pub mod ad;
+pub mod browser;
 pub mod graph_server;
 pub mod ldif;
 
