@@ -20,6 +20,15 @@ pub(crate) enum CropName {
 }
 
 impl CropName {
+    /// The name as `--crop` takes it.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Face => "face",
+            Self::Attention => "attention",
+            Self::Centre => "centre",
+        }
+    }
+
     pub(crate) fn mode(self) -> CropMode {
         match self {
             Self::Face => CropMode::Face,
@@ -213,6 +222,26 @@ pub struct RunArgs {
     /// Print the report as one JSON object on stdout instead of the human summary.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Write a review page into this folder (`DIR/index.html`, images in `DIR/img`): per
+    /// change the photo the directory holds today beside the new one, the source photo with
+    /// its crop square, warnings and failures. Open it from disk in any browser; nothing is
+    /// fetched from the network. With `sync`, the page shows what the run did.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) review: Option<PathBuf>,
+    /// Show unchanged users on the review page too.
+    #[arg(long)]
+    pub(crate) review_all: bool,
+    /// Write the plan and what it was based on (per user the source photo's fingerprint,
+    /// the rendition's hash and the directory photo's version; the sinks, profiles and crop)
+    /// to this JSON file, to approve and then apply with `sync --plan`.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) save_plan: Option<PathBuf>,
+    /// Apply exactly this approved plan (a `--save-plan` file): a change whose source or
+    /// directory photo moved since is skipped as `changed-since-plan`, a user not in the plan
+    /// is not written (`not-in-plan`), and a run with another profile, crop or sink stops
+    /// with exit code 2.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) plan: Option<PathBuf>,
     /// Read options from this TOML file: each key is an option's long name without the
     /// dashes (`userphoto config init` prints an example); the command line wins.
     #[arg(long, value_name = "FILE")]

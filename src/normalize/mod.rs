@@ -50,6 +50,7 @@ mod error;
 mod face;
 mod format;
 mod geometry;
+mod preview;
 mod profile;
 mod progressive;
 mod resize;
@@ -70,6 +71,7 @@ pub use crop::{
 pub use error::{NormalizeError, NormalizeErrorKind};
 pub use format::ImageFormat;
 pub use geometry::{CropContext, CropRect, Orientation};
+pub use preview::Preview;
 pub use profile::{BuiltinProfile, Limits, Profile};
 
 use codec::{Layout, Raster};
@@ -171,7 +173,7 @@ pub enum ProgressiveDecoder {
 
 /// What the crop strategy is shown, made once per photo.
 #[derive(Default)]
-struct Analysis {
+pub(crate) struct Analysis {
     /// The small upright sRGB copy and its size.
     picture: Option<(Vec<u8>, u32, u32)>,
     /// Upright source size.
@@ -210,7 +212,7 @@ impl Default for Normalizer {
 }
 
 /// A decoded picture, possibly at a reduced DCT scale, with what is needed to finish it.
-struct Decoded {
+pub(crate) struct Decoded {
     raster: Raster,
     /// Full stored size (the raster may be smaller).
     full_width: u32,
@@ -370,6 +372,19 @@ impl Normalizer {
         bytes: &[u8],
         profiles: &[Profile],
     ) -> Result<Vec<Result<Rendition, NormalizeError>>, NormalizeError> {
+        self.normalize_inner(bytes, profiles, None).map(|(r, _)| r)
+    }
+
+    /// [`normalize_many`](Self::normalize_many), with the photo's preview (see
+    /// [`Preview`]) at most `side` pixels on its longer side. The preview comes from a
+    /// picture the normalizer decoded anyway (the crop's look at the photo, or a profile's
+    /// reduced-scale decode), so it costs a resize and a small encode, not a decode.
+    pub(crate) fn normalize_inner(
+        &self,
+        bytes: &[u8],
+        profiles: &[Profile],
+        preview: Option<u32>,
+    ) -> Result<(Vec<Result<Rendition, NormalizeError>>, Option<Preview>), NormalizeError> {
         for p in profiles {
             p.validate()?;
         }
@@ -384,10 +399,12 @@ impl Normalizer {
                     Analysis::default()
                 };
                 let scene = analysis.scene();
-                Ok(profiles
+                let out = profiles
                     .iter()
                     .map(|p| self.render(&decoded, p, &scene))
-                    .collect())
+                    .collect();
+                let pv = preview.and_then(|side| self.preview_of(&decoded, &analysis, side));
+                Ok((out, pv))
             }
             Prepared::Jpeg { info, orientation } => {
                 // One decode per distinct scale, so that a profile's rendition never depends
@@ -423,7 +440,20 @@ impl Normalizer {
                         .1;
                     out.push(self.render(decoded, p, &scene));
                 }
-                Ok(out)
+                // The preview from the smallest picture decoded (the crop's look, or a
+                // profile's decode when that is all there is).
+                let pv = match preview {
+                    Some(side) => match decodes.iter().max_by_key(|(d, _)| *d) {
+                        Some((_, d)) => self.preview_of(d, &analysis, side),
+                        None => {
+                            let d = self.analysis_denom(&info);
+                            let d = self.decode_jpeg_at(bytes, &info, orientation, d)?;
+                            self.preview_of(&d, &analysis, side)
+                        }
+                    },
+                    None => None,
+                };
+                Ok((out, pv))
             }
         }
     }
@@ -472,10 +502,16 @@ impl Normalizer {
         }
     }
 
-    fn analyse_inner(&self, d: &Decoded, upright: (u32, u32)) -> Option<Analysis> {
+    /// The whole of `d`, upright, in sRGB, at most `side` pixels on the longer side: the
+    /// crop's look at the photo, and the review's preview.
+    pub(crate) fn small_upright(
+        d: &Decoded,
+        upright: (u32, u32),
+        side: u32,
+    ) -> Option<(Vec<u8>, u32, u32)> {
         let (uw, uh) = upright;
         let long = uw.max(uh).max(1) as f64;
-        let s = (ANALYSIS_SIDE as f64 / long).min(1.0);
+        let s = (side as f64 / long).min(1.0);
         let pw = ((uw as f64 * s).round() as u32).clamp(1, uw.max(1));
         let ph = ((uh as f64 * s).round() as u32).clamp(1, uh.max(1));
         let (sw, sh) = if d.orientation.swaps_axes() {
@@ -492,13 +528,18 @@ impl Normalizer {
         let small = resize::crop_resize(&d.raster, whole, sw, sh).ok()?;
         let rgb = color::to_srgb(&small, d.icc.as_deref(), [255, 255, 255]);
         let (rgb, w, h) = d.orientation.apply(&rgb, sw as usize, sh as usize, 3);
+        Some((rgb, w as u32, h as u32))
+    }
+
+    fn analyse_inner(&self, d: &Decoded, upright: (u32, u32)) -> Option<Analysis> {
+        let (rgb, w, h) = Self::small_upright(d, upright, ANALYSIS_SIDE)?;
         let faces = if self.crop.needs().faces {
-            self.faces(&rgb, w, h, upright)
+            self.faces(&rgb, w as usize, h as usize, upright)
         } else {
             Vec::new()
         };
         Some(Analysis {
-            picture: Some((rgb, w as u32, h as u32)),
+            picture: Some((rgb, w, h)),
             upright,
             faces,
         })

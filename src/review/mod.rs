@@ -36,6 +36,7 @@
 //! assert!(html.contains("data-user=\"alice\""));
 //! ```
 
+mod collect;
 mod model;
 mod page;
 #[cfg(test)]
@@ -44,6 +45,7 @@ mod tests;
 use std::io::Write as _;
 use std::path::Path;
 
+pub use collect::{Review, ReviewOptions, SOURCE_PREVIEW_SIDE};
 pub use model::{Card, ImageFile, PageInfo, Picture, Rect, SinkInfo, SourceView};
 pub use page::render;
 

@@ -523,6 +523,12 @@ impl DirectorySink for LdifSink {
             .map(|p| CurrentPhoto::from_sha256(hex(&p.sha256))))
     }
 
+    async fn entry_name(&self, key: &UserKey) -> Option<String> {
+        let i = self.resolve("entry_name", key).ok()?;
+        let entries = self.lock();
+        Some(entries[i].dn.to_string())
+    }
+
     async fn fetch(&self, key: &UserKey) -> Result<Option<Bytes>> {
         let i = self.resolve("fetch", key)?;
         let (photo, dn) = {

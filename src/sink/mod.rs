@@ -223,6 +223,14 @@ pub trait DirectorySink: Send + Sync + Debug {
     async fn finish(&self) -> Result<()> {
         Ok(())
     }
+
+    /// The directory's own name for the user (a DN, a UPN), for people reading a plan or a
+    /// review page; `None` when the sink has none at hand (it is never looked up for this
+    /// alone). The default is `None`.
+    async fn entry_name(&self, key: &UserKey) -> Option<String> {
+        let _ = key;
+        None
+    }
 }
 
 /// An optional extension of a [`DirectorySink`]: a sink that can carry what it learnt about
@@ -293,6 +301,9 @@ macro_rules! forward_sink {
             }
             async fn finish(&self) -> Result<()> {
                 (**self).finish().await
+            }
+            async fn entry_name(&self, key: &UserKey) -> Option<String> {
+                (**self).entry_name(key).await
             }
         }
     };

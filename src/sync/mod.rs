@@ -29,6 +29,7 @@
 //! [`MemorySink`]: crate::sink::MemorySink
 //! [`MemorySource`]: crate::source::MemorySource
 
+mod approved;
 mod backup;
 pub(crate) mod engine;
 mod event;
@@ -38,6 +39,7 @@ mod retry;
 mod spill;
 mod state;
 
+pub use approved::{PlanSettings, PlanSummary, SavedPlan, SinkSettings, PLAN_FORMAT};
 pub use backup::{
     BackupStore, JournalEntry, Restoration, RestoreOptions, Restored, RunInfo, UserRestored,
     UNKNOWN_RUN,
@@ -51,3 +53,8 @@ pub use plan::{
 pub use report::{Counts, Outcome, Report, RunError, SourceFailure, Status, Timings};
 pub use retry::RetryPolicy;
 pub use state::{StateRecord, StateStore};
+
+/// Now, as RFC 3339 text in UTC (`2026-12-07T10:00:00Z`).
+pub(crate) fn now_rfc3339() -> String {
+    backup::rfc3339(backup::now_secs())
+}

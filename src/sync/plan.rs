@@ -57,6 +57,27 @@ pub enum Reason {
     /// The directory refused to write this user's photo (no write access for this user, as
     /// on AD's protected admin accounts, or a per-user 403 from Graph); the run went on.
     Refused,
+    /// Applying an approved plan ([`SavedPlan`](crate::sync::SavedPlan)): the source's
+    /// photo, the rendition or the directory's photo differs from what the plan was made
+    /// with, so the change is not the one approved and is not made. (Written
+    /// `changed-since-plan`, as the command line names it.)
+    #[serde(rename = "changed-since-plan", alias = "changed_since_plan")]
+    ChangedSincePlan,
+    /// Applying an approved plan: the change is not in it (a user added since), so it is
+    /// not made. (Written `not-in-plan`.)
+    #[serde(rename = "not-in-plan", alias = "not_in_plan")]
+    NotInPlan,
+}
+
+impl Reason {
+    /// The reason's name as the command line, the review page and plan files write it:
+    /// `not_recorded` in JSON reports is `not-recorded` here.
+    pub fn as_kebab(self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(|s| s.replace('_', "-")))
+            .unwrap_or_default()
+    }
 }
 
 /// A rendition the planner knows by its hash and size (its bytes wait elsewhere).
@@ -170,6 +191,30 @@ pub enum SinkState {
         /// The message.
         message: String,
     },
+}
+
+impl SinkState {
+    /// The sink's photo as a short text that changes when the photo does, for plan files:
+    /// `none` (no photo), `sha256:<hex>` (known by its bytes), `version:<tag>` (Graph's
+    /// etag), `unread` (not read); `None` for a user the sink does not know or failed on.
+    pub fn version_text(&self) -> Option<String> {
+        match self {
+            SinkState::NoPhoto => Some("none".into()),
+            SinkState::Photo {
+                sha256: Some(s), ..
+            } => Some(format!("sha256:{}", s.to_ascii_lowercase())),
+            SinkState::Photo {
+                sha256: None,
+                version: Some(v),
+            } => Some(format!("version:{v}")),
+            SinkState::Photo {
+                sha256: None,
+                version: None,
+            } => Some("photo".into()),
+            SinkState::Unread => Some("unread".into()),
+            _ => None,
+        }
+    }
 }
 
 /// What the state store recorded after the last successful write for a user and sink.
@@ -303,6 +348,14 @@ pub struct PlanItem {
     /// while planning.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub crop: Option<CropReport>,
+    /// What the plan was based on, source side: the source's fingerprint of the photo
+    /// (none for leavers and source failures).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub source_fingerprint: Option<String>,
+    /// What the plan was based on, sink side: the directory's photo as the sink knew it
+    /// ([`SinkState::version_text`]).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub current_version: Option<String>,
     /// The engine's index of the sink (its place among the engine's sinks).
     #[serde(skip)]
     pub(crate) target: usize,
@@ -385,6 +438,13 @@ fn decide(o: Observation, policy: Policy) -> PlanItem {
         bytes: None,
         detail,
         crop: None,
+        source_fingerprint: match &o.source {
+            SourceState::Photo { fingerprint, .. } | SourceState::Deferred { fingerprint } => {
+                Some(fingerprint.clone())
+            }
+            _ => None,
+        },
+        current_version: o.current.version_text(),
         target: o.target,
     };
     // Source-side failures first: nothing is known about what to write.

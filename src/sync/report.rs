@@ -85,6 +85,14 @@ pub struct Counts {
     pub failed: usize,
     /// Changes not tried because the run stopped.
     pub not_attempted: usize,
+    /// Changes not made because they differ from the approved plan
+    /// ([`Reason::ChangedSincePlan`]).
+    #[serde(default)]
+    pub changed_since_plan: usize,
+    /// Changes not made because the approved plan does not have them
+    /// ([`Reason::NotInPlan`]).
+    #[serde(default)]
+    pub not_in_plan: usize,
 }
 
 /// Wall-clock time per stage, in milliseconds, and how much decoding the run needed.
@@ -171,6 +179,8 @@ impl Report {
                 (_, Action::Delete, _) => c.deleted += 1,
                 (_, _, Reason::Leaver) => c.leavers_kept += 1,
                 (_, _, Reason::Withheld) => c.withheld_kept += 1,
+                (_, _, Reason::ChangedSincePlan) => c.changed_since_plan += 1,
+                (_, _, Reason::NotInPlan) => c.not_in_plan += 1,
                 _ => c.unchanged += 1,
             }
         }
@@ -213,6 +223,12 @@ impl fmt::Display for Report {
             if c.not_attempted > 0 {
                 write!(f, ", {} not attempted", c.not_attempted)?;
             }
+            if c.changed_since_plan > 0 {
+                write!(f, ", {} not made: changed-since-plan", c.changed_since_plan)?;
+            }
+            if c.not_in_plan > 0 {
+                write!(f, ", {} not made: not-in-plan", c.not_in_plan)?;
+            }
             writeln!(f)?;
         }
         let failures: Vec<&Outcome> = self
@@ -239,6 +255,28 @@ impl fmt::Display for Report {
         }
         if failures.len() > 20 {
             writeln!(f, "  ... and {} more failures", failures.len() - 20)?;
+        }
+        // The changes an approved plan held back, by name: a reviewer looks for them.
+        let held: Vec<&Outcome> = self
+            .outcomes
+            .iter()
+            .filter(|o| matches!(o.reason, Reason::ChangedSincePlan | Reason::NotInPlan))
+            .collect();
+        for o in held.iter().take(20) {
+            writeln!(
+                f,
+                "  not made: {} in {}: {}{}",
+                o.key,
+                o.sink,
+                o.reason.as_kebab(),
+                o.message
+                    .as_deref()
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default()
+            )?;
+        }
+        if held.len() > 20 {
+            writeln!(f, "  ... and {} more not made", held.len() - 20)?;
         }
         for s in self.source_failures.iter().take(20) {
             writeln!(f, "  source failure: {}", s.message)?;

@@ -5,9 +5,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use userphoto::normalize::Normalizer;
+use userphoto::review::{Review, ReviewOptions, SOURCE_PREVIEW_SIDE};
 use userphoto::sink::DirectorySink;
 use userphoto::source::PhotoSource;
-use userphoto::sync::{BackupStore, Engine, Policy, Report, StateStore};
+use userphoto::sync::{BackupStore, Engine, Policy, Report, SavedPlan, StateStore};
 use userphoto::Error;
 
 use crate::args::RunArgs;
@@ -43,7 +44,29 @@ fn engine_for(
     if let Some(st) = state {
         engine = engine.with_state(st);
     }
+    if a.review.is_some() {
+        engine = engine.with_previews(SOURCE_PREVIEW_SIDE);
+    }
+    if let Some(path) = &a.plan {
+        let bytes = std::fs::read(path).map_err(|e| format!("--plan {}: {e}", path.display()))?;
+        let approved = SavedPlan::from_json(&bytes)
+            .map_err(|e| format!("--plan {}: {}", path.display(), e.message()))?;
+        engine = engine.with_approved_plan(approved);
+    }
     Ok(engine)
+}
+
+/// Writes `bytes` to `path` through a temporary file beside it and a rename, so a plan
+/// file is whole or absent.
+fn write_whole(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    std::io::Write::write_all(&mut tmp, bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map(|_| ()).map_err(|e| e.error)
 }
 
 /// `sync`: plan, apply (unless `--dry-run`), report.
@@ -116,6 +139,15 @@ fn run_inner(a: RunArgs, plan_only: bool) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(format!("cannot start the runtime: {e}")),
     };
+    let review_options = ReviewOptions::default()
+        .with_all(a.review_all)
+        .with_title(if plan_only {
+            "userphoto plan"
+        } else {
+            "userphoto sync"
+        })
+        .with_crop(a.crop.name())
+        .with_concurrency(a.concurrency);
     let report: Report = match rt.block_on(async {
         // A run that writes normalizes new users' photos while it writes; a dry run shows
         // the whole plan.
@@ -127,7 +159,24 @@ fn run_inner(a: RunArgs, plan_only: bool) -> ExitCode {
         if !a.json {
             print_plan(prepared.plan(), prepared.source_failures(), a.dry_run);
         }
-        Ok::<_, Error>(if a.dry_run {
+        if let Some(path) = &a.save_plan {
+            write_whole(path, &prepared.saved_plan().to_json()).map_err(|e| {
+                Error::new(
+                    userphoto::ErrorKind::Config,
+                    format!("--save-plan {}: {e}", path.display()),
+                )
+            })?;
+            if !a.json {
+                println!("  plan saved: {}", path.display());
+            }
+        }
+        // The review's images before anything is written: the directory's photos as
+        // they are now.
+        let review = match &a.review {
+            Some(dir) => Some(Review::collect(dir, &prepared, &review_options).await?),
+            None => None,
+        };
+        let report = if a.dry_run {
             prepared.dry_run()
         } else {
             // A run stopped during the apply stage: its report says what was done, and
@@ -136,7 +185,19 @@ fn run_inner(a: RunArgs, plan_only: bool) -> ExitCode {
                 .apply()
                 .await
                 .unwrap_or_else(userphoto::sync::RunError::into_report)
-        })
+        };
+        if let Some(review) = review {
+            let review = if a.dry_run {
+                review
+            } else {
+                review.with_outcomes(&report)
+            };
+            let page = review.write()?;
+            if !a.json {
+                println!("  review: {}", page.display());
+            }
+        }
+        Ok::<_, Error>(report)
     }) {
         Ok(r) => r,
         Err(e) => return fail(explain(&e)),

@@ -231,6 +231,16 @@ impl DirectorySink for AdSink {
         self.read(keys).await
     }
 
+    /// The user's DN, when this run resolved the key to exactly one entry.
+    async fn entry_name(&self, key: &UserKey) -> Option<String> {
+        let canon = self.matcher.canonical(key.as_str())?;
+        let st = self.lock();
+        match st.resolved.get(&canon).map(Vec::as_slice) {
+            Some([id]) => st.space.entries.get(id).map(|e| e.dn.clone()),
+            _ => None,
+        }
+    }
+
     async fn users_with_photos(&self) -> Result<Vec<UserKey>> {
         self.with_photos().await
     }

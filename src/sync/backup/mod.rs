@@ -210,6 +210,12 @@ fn civil(secs: u64) -> (i64, u32, u32, u32, u32, u32) {
     )
 }
 
+/// `2026-12-02T01:00:47Z` (RFC 3339, UTC).
+pub(crate) fn rfc3339(secs: u64) -> String {
+    let (y, mo, d, h, mi, s) = civil(secs);
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+}
+
 /// `2026-12-02 01:00:47 UTC`.
 pub(crate) fn utc_time(secs: u64) -> String {
     let (y, mo, d, h, mi, s) = civil(secs);

@@ -13,6 +13,7 @@ mod list;
 mod plan;
 mod read;
 mod render;
+mod reviewing;
 mod users;
 
 use list::Listed;
@@ -28,6 +29,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
+use super::approved::{PlanSettings, SavedPlan, SinkSettings};
 use super::event::Event;
 use super::report::{Outcome, Report, RunError, SourceFailure, Status, Timings};
 use super::retry::{Retrier, RetryPolicy};
@@ -146,6 +148,10 @@ pub struct Engine {
     cache_bytes: usize,
     max_consecutive_failures: usize,
     events: Option<EventFn>,
+    /// The longer side of the source previews to make, if any ([`Engine::with_previews`]).
+    previews: Option<u32>,
+    /// The approved plan that bounds what is written ([`Engine::with_approved_plan`]).
+    approved: Option<Arc<SavedPlan>>,
 }
 
 impl fmt::Debug for Engine {
@@ -199,6 +205,8 @@ impl Engine {
                 .unwrap_or(2),
             retry: RetryPolicy::default(),
             cache_bytes: DEFAULT_RENDITION_CACHE,
+            previews: None,
+            approved: None,
             max_consecutive_failures: DEFAULT_MAX_CONSECUTIVE_FAILURES,
             events: None,
         }
@@ -307,6 +315,46 @@ impl Engine {
             .with_operation("prepare")
     }
 
+    /// Makes a preview of every source photo it normalizes (the whole photo, upright, at
+    /// most `side` pixels on its longer side: see [`Normalizer::normalize_with_preview`]),
+    /// for a review page ([`Prepared::preview`]). Previews wait in the engine's temporary
+    /// file, not in memory. An engine that makes previews normalizes every photo while
+    /// planning (none is left to the apply stage), so each planned put has its preview.
+    pub fn with_previews(mut self, side: u32) -> Self {
+        self.previews = Some(side.max(1));
+        self
+    }
+
+    /// Applies only the approved `plan` (a [`SavedPlan`] read back from its file): a run
+    /// whose settings differ from the plan's (sinks, profiles, crop) stops before it lists
+    /// anything, with a [`Config`](ErrorKind::Config) error naming each difference; a
+    /// change that is not in the plan is skipped as [`Reason::NotInPlan`](super::Reason),
+    /// and one whose source photo, rendition or directory photo moved since the plan as
+    /// [`Reason::ChangedSincePlan`](super::Reason) (see [`SavedPlan::restrict`]). Every
+    /// photo is normalized while planning, so each rendition is compared with the
+    /// approved one before anything is written.
+    pub fn with_approved_plan(mut self, plan: SavedPlan) -> Self {
+        self.approved = Some(Arc::new(plan));
+        self
+    }
+
+    /// The settings that shape what this engine writes, as a plan file records them.
+    pub fn settings(&self) -> PlanSettings {
+        PlanSettings {
+            source: self.source.name().to_owned(),
+            normalizer: self.normalizer.cache_key(),
+            sinks: self
+                .targets
+                .iter()
+                .map(|t| SinkSettings {
+                    name: t.sink.name().to_owned(),
+                    profile: t.profile.clone(),
+                })
+                .collect(),
+            policy: self.policy,
+        }
+    }
+
     fn check(&self) -> Result<()> {
         if self.targets.is_empty() {
             return Err(Self::config_err("no sink to write to".into()));
@@ -331,6 +379,9 @@ impl Engine {
                     t.sink.name()
                 )));
             }
+        }
+        if let Some(a) = &self.approved {
+            a.check_settings(&self.settings())?;
         }
         Ok(())
     }
@@ -368,6 +419,9 @@ impl Engine {
     async fn prepare_with(&self, defer: bool) -> Result<Prepared<'_>> {
         let started = Instant::now();
         self.check()?;
+        // A review needs every put's preview, and an approved plan every put's rendition
+        // hash: nothing is left to the apply stage then.
+        let defer = defer && self.previews.is_none() && self.approved.is_none();
         let mut timings = Timings::default();
         let mut listed = self
             .list(&mut timings)
@@ -381,8 +435,12 @@ impl Engine {
             .render_needed(&mut listed.users, defer, &mut timings)
             .instrument(tracing::info_span!("normalize", deferred = defer))
             .await;
-        let (plan, refresh) =
+        let (mut plan, refresh) =
             tracing::info_span!("plan").in_scope(|| self.plan_all(&mut listed, &mut timings));
+        if let Some(a) = &self.approved {
+            let held = a.restrict(&mut plan);
+            tracing::info!(held, "changes not in the approved plan are not made");
+        }
         Ok(Prepared {
             engine: self,
             plan,

@@ -12,9 +12,9 @@ use super::super::event::{Event, Stage};
 use super::super::report::Timings;
 use super::super::spill::Spill;
 use super::super::{Failure, RenditionFacts, SinkState, StateRecord};
-use super::users::{Deferred, Kept, Made, MadeResult, Rendition, Users};
+use super::users::{Deferred, Kept, KeptPreview, Made, MadeResult, Rendition, Users};
 use super::*;
-use crate::normalize::Profile;
+use crate::normalize::{Preview, Profile};
 use crate::source::PhotoRef;
 use crate::{Error, ErrorKind, UserKey};
 
@@ -31,6 +31,7 @@ pub(super) struct Rendered {
 type RenderedUser = (
     UserKey,
     std::result::Result<Vec<(usize, Rendition)>, Failure>,
+    Option<KeptPreview>,
 );
 
 /// Per user (in key order): the photo and the targets whose rendition must be made now.
@@ -58,7 +59,14 @@ impl Engine {
             .map(|(key, photo, tis)| {
                 let (done, cache_left, spill) = (&done, &cache_left, &spill);
                 async move {
-                    let res = self.render(photo, tis).await;
+                    let (res, preview) = match self.render_with_preview(photo, tis).await {
+                        Ok((v, p)) => (Ok(v), p),
+                        Err(f) => (Err(f), None),
+                    };
+                    let preview = match preview {
+                        Some(p) => KeptPreview::keep(p, spill).await,
+                        None => None,
+                    };
                     let ok = matches!(&res, Ok(v) if v.iter().all(|(_, x)| x.is_ok()));
                     let n = done.fetch_add(1, Ordering::Relaxed) + 1;
                     self.emit(Event::Normalized {
@@ -80,7 +88,7 @@ impl Engine {
                         }
                         Err(f) => Err(f),
                     };
-                    (key.clone(), res)
+                    (key.clone(), res, preview)
                 }
             })
             .buffer_unordered(self.threads)
@@ -89,10 +97,11 @@ impl Engine {
         timings.decoded = made.len();
         timings.normalize_ms = ms(t.elapsed());
         let n = self.targets.len();
-        for (key, res) in made {
+        for (key, res, preview) in made {
             let Some(u) = users.get_mut(&key) else {
                 continue;
             };
+            u.preview = preview;
             match res {
                 Ok(v) => {
                     for (ti, r) in v {
@@ -219,7 +228,26 @@ impl Engine {
         r: &PhotoRef,
         tis: &[usize],
     ) -> std::result::Result<Vec<(usize, MadeResult)>, Failure> {
-        let all = |x: MadeResult| tis.iter().map(|&ti| (ti, x.clone())).collect();
+        self.render_inner(r, tis, None).await.map(|(v, _)| v)
+    }
+
+    /// [`render`](Self::render), with the photo's preview when the engine makes them
+    /// ([`Engine::with_previews`]).
+    async fn render_with_preview(
+        &self,
+        r: &PhotoRef,
+        tis: &[usize],
+    ) -> std::result::Result<(Vec<(usize, MadeResult)>, Option<Preview>), Failure> {
+        self.render_inner(r, tis, self.previews).await
+    }
+
+    async fn render_inner(
+        &self,
+        r: &PhotoRef,
+        tis: &[usize],
+        preview: Option<u32>,
+    ) -> std::result::Result<(Vec<(usize, MadeResult)>, Option<Preview>), Failure> {
+        let all = |x: MadeResult| (tis.iter().map(|&ti| (ti, x.clone())).collect(), None);
         let bytes = match self.source.load(r, self.normalizer.limits()).await {
             Ok(b) => b,
             // Too big to read is the photo's problem (an invalid image), not the source's.
@@ -243,8 +271,18 @@ impl Engine {
             slot.push((ti, i));
         }
         let normalizer = self.normalizer.clone();
-        let res =
-            tokio::task::spawn_blocking(move || normalizer.normalize_many(&bytes, &profiles)).await;
+        let res = tokio::task::spawn_blocking(move || match preview {
+            Some(side) => normalizer.normalize_with_preview(&bytes, &profiles, side),
+            None => normalizer
+                .normalize_many(&bytes, &profiles)
+                .map(|v| (v, None)),
+        })
+        .await;
+        let (res, preview) = match res {
+            Ok(Ok((v, p))) => (Ok(Ok(v)), p),
+            Ok(Err(e)) => (Ok(Err(e)), None),
+            Err(e) => (Err(e), None),
+        };
         let per_profile: Vec<MadeResult> = match res {
             Err(e) => {
                 let f = Failure::new(ErrorKind::Other, format!("normalizer task failed: {e}"));
@@ -263,9 +301,11 @@ impl Engine {
                 })
                 .collect(),
         };
-        Ok(slot
-            .into_iter()
-            .map(|(ti, i)| (ti, per_profile[i].clone()))
-            .collect())
+        Ok((
+            slot.into_iter()
+                .map(|(ti, i)| (ti, per_profile[i].clone()))
+                .collect(),
+            preview,
+        ))
     }
 }

@@ -8,9 +8,9 @@ use std::sync::Mutex;
 
 use bytes::Bytes;
 
-use super::super::spill::Spilled;
+use super::super::spill::{Spill, Spilled};
 use super::super::{Failure, RenditionFacts, SinkState, StateRecord};
-use crate::normalize::CropReport;
+use crate::normalize::{CropReport, Preview};
 use crate::source::PhotoRef;
 use crate::UserKey;
 
@@ -29,6 +29,35 @@ pub(super) struct User {
     pub(super) targets: Vec<Option<Slot>>,
     /// The rendition made at apply time for several sinks at once (one decode).
     pub(super) deferred: Option<Deferred>,
+    /// The photo's preview, when the engine makes them: in the spill file.
+    pub(super) preview: Option<KeptPreview>,
+}
+
+/// A preview waiting in the spill file for the review page.
+pub(super) struct KeptPreview {
+    pub(super) at: Spilled,
+    pub(super) sha256: String,
+    pub(super) width: u32,
+    pub(super) height: u32,
+    pub(super) upright_width: u32,
+    pub(super) upright_height: u32,
+}
+
+impl KeptPreview {
+    /// Puts `p`'s bytes in the spill file (never in memory: a review of 100,000 users must
+    /// not hold their previews); `None` when the file cannot be written.
+    pub(super) async fn keep(p: Preview, spill: &Spill) -> Option<Self> {
+        let sha256 = crate::digest::sha256_hex(&p.jpeg);
+        let at = spill.put_blocking(p.jpeg).await?;
+        Some(Self {
+            at,
+            sha256,
+            width: p.width,
+            height: p.height,
+            upright_width: p.upright_width,
+            upright_height: p.upright_height,
+        })
+    }
 }
 
 impl User {
