@@ -83,6 +83,10 @@ use decode::{
     orientation_from_image, other_decoder,
 };
 
+/// One rendition per profile asked for, in that order, or why that profile's could not be
+/// made ([`Normalizer::normalize_many`]).
+pub type Renditions = Vec<Result<Rendition, NormalizeError>>;
+
 /// One normalized photo for one profile.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Rendition {
@@ -384,7 +388,7 @@ impl Normalizer {
         bytes: &[u8],
         profiles: &[Profile],
         preview: Option<u32>,
-    ) -> Result<(Vec<Result<Rendition, NormalizeError>>, Option<Preview>), NormalizeError> {
+    ) -> Result<(Renditions, Option<Preview>), NormalizeError> {
         for p in profiles {
             p.validate()?;
         }

@@ -6,7 +6,7 @@
 use bytes::Bytes;
 
 use super::{
-    codec, format, Analysis, Decoded, NormalizeError, Normalizer, Prepared, Profile, Rendition,
+    codec, format, Analysis, Decoded, NormalizeError, Normalizer, Prepared, Profile, Renditions,
 };
 
 /// The JPEG quality of previews: they are looked at small, next to the rendition.
@@ -72,13 +72,12 @@ impl Normalizer {
     /// photo (`None` when it could not be made) from what was decoded for the renditions: it
     /// costs a resize and a small encode, not another decode. The renditions are the same
     /// bytes `normalize_many` makes.
-    #[allow(clippy::type_complexity)]
     pub fn normalize_with_preview(
         &self,
         bytes: &[u8],
         profiles: &[Profile],
         side: u32,
-    ) -> Result<(Vec<Result<Rendition, NormalizeError>>, Option<Preview>), NormalizeError> {
+    ) -> Result<(Renditions, Option<Preview>), NormalizeError> {
         self.normalize_inner(bytes, profiles, Some(side.max(1)))
     }
 
@@ -172,7 +171,7 @@ mod tests {
         let profiles = [Profile::ad_thumbnail(), Profile::graph()];
         let plain = n.normalize_many(&photo, &profiles).unwrap();
         let (with, preview) = n.normalize_with_preview(&photo, &profiles, 192).unwrap();
-        let hashes = |v: &Vec<Result<Rendition, NormalizeError>>| {
+        let hashes = |v: &Renditions| {
             v.iter()
                 .map(|r| r.as_ref().unwrap().sha256)
                 .collect::<Vec<_>>()

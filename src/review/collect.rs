@@ -112,18 +112,17 @@ impl Review {
         // One source preview per user, shared by the user's cards in several sinks.
         let mut sources: HashMap<UserKey, Option<(ImageFile, Preview)>> = HashMap::new();
         let mut cards = Vec::with_capacity(items.len());
-        let made: Vec<(usize, Result<(Card, Option<Preview>)>)> =
-            stream::iter(items.iter().enumerate())
-                .map(|(n, it)| {
-                    let normalizer = &normalizer;
-                    async move { (n, card(dir, n, it, prepared, normalizer).await) }
-                })
-                .buffered(options.concurrency.max(1))
-                .collect()
-                .await;
+        let made: Vec<(usize, Result<Card>)> = stream::iter(items.iter().enumerate())
+            .map(|(n, it)| {
+                let normalizer = &normalizer;
+                async move { (n, card(dir, n, it, prepared, normalizer).await) }
+            })
+            .buffered(options.concurrency.max(1))
+            .collect()
+            .await;
         let mut withheld = 0usize;
         for ((n, res), it) in made.into_iter().zip(&items) {
-            let (mut c, _) = res?;
+            let mut c = res?;
             if prepared.is_withheld(&it.key) || it.reason == Reason::Withheld {
                 withheld += 1;
             } else if let Some(crop) = &it.crop {
@@ -261,7 +260,7 @@ async fn card(
     it: &PlanItem,
     prepared: &Prepared<'_>,
     normalizer: &Normalizer,
-) -> Result<(Card, Option<Preview>)> {
+) -> Result<Card> {
     let withheld = prepared.is_withheld(&it.key) || it.reason == Reason::Withheld;
     let sink = prepared.sink(&it.sink);
     let entry = match sink {
@@ -334,7 +333,7 @@ async fn card(
         new,
         source: None,
     };
-    Ok((card, None))
+    Ok(card)
 }
 
 fn action_text(a: Action) -> &'static str {
