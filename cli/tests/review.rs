@@ -289,3 +289,113 @@ async fn the_review_of_an_approved_sync_names_what_changed_since() {
     std::fs::write(artifact("cli-sync-review.png"), png).unwrap();
     b.close().await;
 }
+
+/// Graph as the sink: the card shows the photo Microsoft 365 holds today (downloaded, at
+/// reduced scale) beside the new rendition; a user with no photo there says so.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_review_shows_the_photo_graph_holds_today() {
+    use userphoto_testkit::graph_server::{GraphServer, GraphServerConfig, UserSeed};
+    let upn = |i: usize| format!("user{i}@contoso.onmicrosoft.com");
+    let srv = GraphServer::start(
+        GraphServerConfig::default().with_users([
+            UserSeed::new("00000000-0000-4000-8000-000000000001", &upn(1))
+                .photo(testimage::photo_jpeg(648, 648, 70)),
+            UserSeed::new("00000000-0000-4000-8000-000000000002", &upn(2)),
+        ]),
+    )
+    .await;
+    let dir = common::tempdir("review", "graph");
+    std::fs::create_dir_all(dir.join("photos")).unwrap();
+    for i in 1..=2 {
+        std::fs::write(
+            dir.join("photos").join(format!("{}.jpg", upn(i))),
+            testimage::photo_jpeg(700, 800, i as u32),
+        )
+        .unwrap();
+    }
+    let mut c = common::graph_sync_with_secret(&dir, &srv, &srv.client_secret().unwrap());
+    c.args(["--dry-run", "--review", "review"]);
+    let o = tokio::task::spawn_blocking(move || c.output().unwrap())
+        .await
+        .unwrap();
+    common::succeeded(&o);
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let page = std::fs::canonicalize(dir.join("review/index.html")).unwrap();
+    b.client.goto(&file_url(&page)).await.unwrap();
+    assert_eq!(
+        js(&b, "return document.querySelectorAll('.card').length").await,
+        2
+    );
+    let current = |i: usize| {
+        format!(
+            "const c = document.querySelector('.card[data-user=\"{}\"]');
+             return [c.querySelectorAll('img').length, c.textContent.includes('no photo')];",
+            upn(i)
+        )
+    };
+    // user1: current, new and source; user2: new and source, and "no photo".
+    assert_eq!(js(&b, &current(1)).await, serde_json::json!([3, false]));
+    assert_eq!(js(&b, &current(2)).await, serde_json::json!([2, true]));
+    assert_eq!(images_not_loaded(&b).await, Vec::<String>::new());
+    b.close().await;
+}
+
+/// A person who withdrew consent: the card says the photo is removed and shows no photo of
+/// them, neither the directory's nor the source's, and no file of theirs is in the folder.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_review_shows_no_photo_of_a_withheld_person() {
+    let w = World::new("withheld");
+    std::fs::write(
+        w.path("photos.csv"),
+        "key,path,withheld\nalice,photos/alice.jpg,\nbob,photos/bob.jpg,yes\n",
+    )
+    .unwrap();
+    let o = cli()
+        .current_dir(&w.dir)
+        .args([
+            "plan",
+            "--source",
+            "csv:photos.csv",
+            "--sink",
+            "ldif:export.ldif",
+        ])
+        .args(["--review", "review"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let page = std::fs::canonicalize(w.path("review/index.html")).unwrap();
+    b.client.goto(&file_url(&page)).await.unwrap();
+    let bob = js(
+        &b,
+        "const c = document.querySelector('.card[data-user=\"bob\"]');
+         return [c.dataset.action, c.dataset.reason, c.querySelectorAll('img, svg').length,
+                 c.textContent.includes('withheld')];",
+    )
+    .await;
+    assert_eq!(bob, serde_json::json!(["delete", "withheld", 0, true]));
+    // Only alice's images are in the folder: the ones the page shows.
+    let shown: std::collections::BTreeSet<String> = serde_json::from_value(
+        js(
+            &b,
+            "return [...document.images].map(i => i.getAttribute('src'))",
+        )
+        .await,
+    )
+    .unwrap();
+    let files: std::collections::BTreeSet<String> = std::fs::read_dir(w.path("review/img"))
+        .unwrap()
+        .map(|e| format!("img/{}", e.unwrap().file_name().to_string_lossy()))
+        .collect();
+    assert_eq!(files, shown);
+    b.close().await;
+}

@@ -16,8 +16,9 @@ use crate::normalize::{Normalizer, Preview};
 use crate::sync::{Action, PlanItem, Prepared, Reason, Report, Status};
 use crate::{Error, ErrorKind, Result, UserKey};
 
-/// The longer side of the source photo's preview on a card.
-pub const SOURCE_PREVIEW_SIDE: u32 = 192;
+/// The longer side of the source photo's preview on a card: the crop's own look at the
+/// photo is this size, so the preview costs an encode and no resize.
+pub const SOURCE_PREVIEW_SIDE: u32 = 256;
 
 /// The folder of a review's images, inside the review folder.
 const IMAGES: &str = "img";
