@@ -409,7 +409,8 @@ async fn review_page_in_chromium() {
     assert_eq!(load_image(client, &remote).await, "load");
     assert_eq!(hits.load(Ordering::SeqCst), 1);
 
-    // An outcome page: statuses on the cards, and their filter.
+    // An outcome page: statuses on the cards, and their filter. One more card names the
+    // server's image as its path: the page keeps it a relative file path.
     let statuses = [
         "done",
         "done",
@@ -418,11 +419,16 @@ async fn review_page_in_chromium() {
         "done",
         "not-attempted",
         "skipped",
+        "planned",
     ];
-    let outcome: Vec<Card> = cards
-        .iter()
+    let mut outcome = cards.clone();
+    outcome.push(
+        Card::new("mallory", "ad", "put", "new").with_new(Picture::file(remote.clone(), 8, 8)),
+    );
+    let outcome: Vec<Card> = outcome
+        .into_iter()
         .zip(statuses)
-        .map(|(c, s)| c.clone().with_status(s))
+        .map(|(c, s)| c.with_status(s))
         .collect();
     write_page(&dir, &info().with_outcome(true), &outcome).unwrap();
     client.goto(&url).await.unwrap();
@@ -433,6 +439,25 @@ async fn review_page_in_chromium() {
     )
     .await;
     assert_eq!(read, json!(statuses));
+    let remote_img = eventually(
+        client,
+        "const img = document.querySelector('.card[data-user=\"mallory\"] img');\
+         img.scrollIntoView({block: 'center'});\
+         return img.complete ? [img.getAttribute('src'), img.src, img.naturalWidth] : null;",
+        "mallory's image",
+    )
+    .await;
+    assert_eq!(remote_img[0], format!("http%3A//127.0.0.1%3A{port}/x.jpg"));
+    assert!(
+        remote_img[1].as_str().unwrap().starts_with("file:///"),
+        "{remote_img}"
+    );
+    assert_eq!(remote_img[2], 0, "a file that is not there");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        1,
+        "the page reached the network"
+    );
     select(client, "f-status", "done").await;
     assert_eq!(visible(client).await, 3);
     select(client, "f-status", "skipped").await;
