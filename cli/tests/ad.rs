@@ -180,3 +180,81 @@ async fn cli_as_a_delegated_account_exits_1_naming_the_two_denied_users() {
     assert!(!text.contains(&password(&d.pw_file)));
     ou.cleanup().await;
 }
+
+/// The review page of a plan into AD: the card of a user whose entry holds a photo shows it
+/// (read from the DC, decoded at reduced scale) beside the new rendition, and names the
+/// user's DN; a user without a photo says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_review_shows_the_photo_ad_holds_today() {
+    let env = need_env!();
+    let ou = Ou::new(&env, "clirev").await;
+    let id = run_id();
+    let sams: Vec<String> = (0..2).map(|i| format!("cr{id}{i}")).collect();
+    let dns = ou
+        .add_users(
+            sams.iter()
+                .map(|s| NewUser::new(s.clone(), s.clone()))
+                .collect(),
+            2,
+        )
+        .await;
+    ou.set_photo(&dns[0], &testimage::photo_jpeg(96, 96, 33))
+        .await;
+    let tmp = tempfile::Builder::new()
+        .prefix("userphoto-ad-review-")
+        .tempdir()
+        .unwrap();
+    let dir: PathBuf = tmp.path().to_path_buf();
+    std::fs::create_dir_all(dir.join("photos")).unwrap();
+    for (i, s) in sams.iter().enumerate() {
+        std::fs::write(
+            dir.join("photos").join(format!("{s}.jpg")),
+            testimage::photo_jpeg(300, 360, i as u32 + 1),
+        )
+        .unwrap();
+    }
+    let out = cli()
+        .current_dir(&dir)
+        .env("UP_TEST_PW", password(&env.admin_pw_file))
+        .args(["plan", "--source", "folder:photos", "--sink", "ad"])
+        .args(["--ldap-url", &env.ldaps_url, "--ca-cert", &env.ca])
+        .args([
+            "--bind-dn",
+            &env.admin_upn,
+            "--bind-password-env",
+            "UP_TEST_PW",
+        ])
+        .args(["--base-dn", &ou.dn, "--review", "review"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let html = std::fs::read_to_string(dir.join("review/index.html")).unwrap();
+    // Each card, with the DN the directory gave.
+    let card = |sam: &str| {
+        let at = html
+            .find(&format!("data-user=\"{sam}\""))
+            .unwrap_or_else(|| panic!("no card for {sam}"));
+        let end = html[at..].find("</article>").map_or(html.len(), |e| at + e);
+        html[at..end].to_owned()
+    };
+    let with = card(&sams[0]);
+    assert!(with.contains(&dns[0]), "the DN is on the card: {with}");
+    let current = with
+        .split('"')
+        .find(|s| s.starts_with("img/") && s.ends_with("-current.jpg"))
+        .unwrap_or_else(|| panic!("no current photo on the card: {with}"));
+    let img =
+        image::load_from_memory(&std::fs::read(dir.join("review").join(current)).unwrap()).unwrap();
+    assert_eq!((img.width(), img.height()), (96, 96));
+    let without = card(&sams[1]);
+    assert!(
+        !without.contains("-current.jpg") && without.contains("no photo"),
+        "{without}"
+    );
+    ou.cleanup().await;
+}
