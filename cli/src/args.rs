@@ -208,8 +208,8 @@ pub struct RunArgs {
     /// Keep the photos of people who withdrew consent (they are removed by default).
     #[arg(long)]
     pub(crate) keep_withheld: bool,
-    /// Calls in flight per sink.
-    #[arg(long, default_value_t = 4)]
+    /// Calls in flight per sink (at least 1).
+    #[arg(long, default_value_t = 4, value_parser = at_least_one)]
     pub(crate) concurrency: usize,
     /// Photos normalized at once (default: one per core).
     #[arg(long, default_value_t = 0)]
@@ -246,6 +246,15 @@ pub struct RunArgs {
     /// dashes (`userphoto config init` prints an example); the command line wins.
     #[arg(long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
+}
+
+/// A count that must be at least 1 (`--concurrency`): the same rule for every sink.
+fn at_least_one(v: &str) -> Result<usize, String> {
+    match v.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// `restore` options.

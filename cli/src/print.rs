@@ -56,7 +56,15 @@ pub(crate) fn print_plan(plan: &Plan, source_failures: &[SourceFailure], dry: bo
     for it in &plan.items {
         let (verb, extra) =
             match (it.action, it.reason) {
-                (Action::Put, _) => ("put", it.bytes.map(|b| format!("{b} bytes"))),
+                // A put planned without its rendition (the user has no photo in the sink):
+                // the photo is normalized as it is written.
+                (Action::Put, _) => (
+                    "put",
+                    Some(it.bytes.map_or_else(
+                        || "normalized while writing".into(),
+                        |b| format!("{b} bytes"),
+                    )),
+                ),
                 (Action::Delete, _) => ("remove", None),
                 (Action::Fail, _) => ("FAIL", it.detail.as_deref().map(explain_text)),
                 (Action::Skip, Reason::Leaver) => (

@@ -192,16 +192,22 @@ impl fmt::Display for Report {
     /// The human summary: one line per sink, the failures, the timings.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let verb = |done: &str, planned: &str| if self.dry_run { planned } else { done }.to_owned();
+        // Users, not items: a user in two sinks counts once; a user whose every item is a
+        // leaver's is in the directory only.
+        let mut users: BTreeMap<&UserKey, bool> = BTreeMap::new();
+        for o in &self.outcomes {
+            let only_dir = users.entry(&o.key).or_insert(true);
+            *only_dir &= o.reason == Reason::Leaver;
+        }
+        let dir_only = users.values().filter(|d| **d).count();
         writeln!(
             f,
-            "{}{} users from {}",
+            "{}{} users from {}, {} only in the directory: {} in the plan",
             if self.dry_run { "dry run: " } else { "" },
-            {
-                let mut keys: Vec<&UserKey> = self.outcomes.iter().map(|o| &o.key).collect();
-                keys.dedup();
-                keys.len()
-            },
-            self.source
+            users.len() - dir_only,
+            self.source,
+            dir_only,
+            users.len()
         )?;
         for (sink, c) in &self.sinks {
             write!(
