@@ -359,7 +359,15 @@ fn status_text(s: Status) -> &'static str {
 /// Writes `img/<n>-<what>.jpg`.
 fn write_image(dir: &Path, n: usize, what: &str, jpeg: &[u8], w: u32, h: u32) -> Result<ImageFile> {
     let rel = format!("{IMAGES}/{n:06}-{what}.jpg");
-    std::fs::write(dir.join(&rel), jpeg).map_err(|e| io("write an image", e))?;
+    // Readable by the owner only, like the page: they are people's photos.
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(dir.join(&rel))
+        .map_err(|e| io("write an image", e))?;
+    std::io::Write::write_all(&mut file, jpeg).map_err(|e| io("write an image", e))?;
     Ok(ImageFile {
         path: rel,
         width: w,
