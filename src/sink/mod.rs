@@ -60,7 +60,8 @@ pub struct SinkCapabilities {
     /// The largest photo the directory accepts, in bytes (AD: 102,400; Graph: 4,000,000).
     pub max_bytes: usize,
     /// The profile this sink is usually written with (AD and LDIF:
-    /// [`AdThumbnail`](BuiltinProfile::AdThumbnail); Graph: [`Graph`](BuiltinProfile::Graph)).
+    /// [`AdThumbnail`](BuiltinProfile::AdThumbnail); Graph and folders:
+    /// [`Graph`](BuiltinProfile::Graph)).
     /// Serialized as its name (`"ad-thumbnail"`, `"graph"`).
     pub default_profile: BuiltinProfile,
     /// Whether [`DirectorySink::current`] shows the stored bytes, as their value or their
