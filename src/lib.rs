@@ -164,6 +164,7 @@ compile_error!(
 
 mod bounded;
 pub mod cited;
+mod clock;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod digest;

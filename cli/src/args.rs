@@ -133,7 +133,9 @@ pub struct SinkArgs {
     /// `ldifde`; changes go to `--out`) or `ad` (Active Directory over LDAP: see
     /// `--ldap-url`; the default profile is `ad-thumbnail`, `--profile ad-large` writes 648 px)
     /// or `graph` (Microsoft 365 through Microsoft Graph: see `--tenant`; the default profile
-    /// is `graph`). Repeat it to write several directories from one decode.
+    /// is `graph`) or `folder:DIR` (a photo export: `DIR/<key>.jpg` per user and
+    /// `DIR/manifest.csv`; the default profile is `graph`; a key that is not a safe file name
+    /// fails that user). Repeat it to write several directories from one decode.
     #[arg(long = "sink", required = true)]
     pub(crate) sinks: Vec<String>,
     /// The directory attribute that keys are matched against (sAMAccountName,
@@ -178,7 +180,8 @@ pub struct RunArgs {
     /// The LDIF change file to write (`ldif:` sinks).
     #[arg(long)]
     pub(crate) out: Option<PathBuf>,
-    /// The rendition profile (default: the sink's, `ad-thumbnail` for AD and LDIF).
+    /// The rendition profile (default: the sink's, `ad-thumbnail` for AD and LDIF, `graph`
+    /// for Graph and folders).
     #[arg(long, value_enum)]
     pub(crate) profile: Option<ProfileName>,
     /// Where the square goes: `face` (a head-and-shoulders square around the main face,

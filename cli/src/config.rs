@@ -551,7 +551,8 @@ source = "folder:photos"
 # recursive = true
 
 # Where they go: ldif:EXPORT.ldif (an export of the users; the changes go to `out`),
-# ad (Active Directory over LDAP) or graph (Microsoft 365). Several: one decode for all.
+# ad (Active Directory over LDAP), graph (Microsoft 365) or folder:DIR (DIR/<key>.jpg and
+# DIR/manifest.csv, a photo export). Several: one decode for all.
 sink = ["ldif:directory.ldif"]
 out = "changes.ldif"
 

@@ -2,6 +2,8 @@
 //!
 //! * [`MemorySink`]: a directory in memory (tests, examples, dry runs).
 //! * [`LdifSink`]: an LDIF export in, an LDIF change file out (offline, no credentials).
+//! * [`FolderSink`]: a folder of `<key>.jpg` files with a manifest (offline), the photo
+//!   export that badge systems and intranets read.
 //! * [`AdSink`]: Active Directory's `thumbnailPhoto` over LDAP (ldaps://, StartTLS; simple
 //!   or Kerberos bind), configured with an [`LdapConfig`].
 //! * [`GraphSink`]: Microsoft 365 profile photos through Microsoft Graph (client secret or
@@ -13,6 +15,7 @@
 
 #[cfg(feature = "ad")]
 mod ad;
+mod folder;
 #[cfg(feature = "graph")]
 #[cfg_attr(docsrs, doc(cfg(feature = "graph")))]
 pub mod graph;
@@ -35,6 +38,7 @@ pub use crate::Secret;
 #[cfg(feature = "ad")]
 #[cfg_attr(docsrs, doc(cfg(feature = "ad")))]
 pub use ad::{AdPreflight, AdSink, AdSinkBuilder, ReadStats, AD_MAX_BYTES, GSSAPI_PLAIN_MAX_BYTES};
+pub use folder::{FolderSink, FOLDER_MAX_KEY_BYTES};
 #[cfg(feature = "graph")]
 #[cfg_attr(docsrs, doc(cfg(feature = "graph")))]
 pub use graph::{
@@ -56,7 +60,8 @@ pub struct SinkCapabilities {
     /// The largest photo the directory accepts, in bytes (AD: 102,400; Graph: 4,000,000).
     pub max_bytes: usize,
     /// The profile this sink is usually written with (AD and LDIF:
-    /// [`AdThumbnail`](BuiltinProfile::AdThumbnail); Graph: [`Graph`](BuiltinProfile::Graph)).
+    /// [`AdThumbnail`](BuiltinProfile::AdThumbnail); Graph and folders:
+    /// [`Graph`](BuiltinProfile::Graph)).
     /// Serialized as its name (`"ad-thumbnail"`, `"graph"`).
     pub default_profile: BuiltinProfile,
     /// Whether [`DirectorySink::current`] shows the stored bytes, as their value or their

@@ -8,6 +8,7 @@
 //! * Graph: gets a token, reads its `roles` claim for `ProfilePhoto.ReadWrite.All` or
 //!   `User.ReadWrite.All`, reads one user.
 //! * LDIF: reads the export and counts its users and photos.
+//! * Folder: lists the folder's photos (a missing folder is fine: a sync creates it).
 //!
 //! Output: human lines on stderr, one JSON object per sink on stdout (`sink`, `kind`, `ok`,
 //! the findings, `reason` when not ok). Exit code 0 when a sync could run on every sink, 2
@@ -71,6 +72,7 @@ pub(crate) fn check(a: CheckArgs) -> ExitCode {
             Ok(Opened::Ad(s)) => rt.block_on(check_ad(&spec, &s, a.check_sample)),
             Ok(Opened::Graph(s)) => rt.block_on(check_graph(&spec, &s)),
             Ok(Opened::Ldif(s, path)) => check_ldif(&spec, &s, &path),
+            Ok(Opened::Folder(s, path)) => check_folder(&spec, &s, &path),
         };
         all_ok &= f.ok;
         for l in &f.lines {
@@ -207,5 +209,22 @@ fn check_ldif(spec: &str, s: &userphoto::sink::LdifSink, path: &std::path::Path)
             "attribute": sum.attribute, "match": sum.match_attribute, "reason": null,
         }),
         lines,
+    }
+}
+
+fn check_folder(spec: &str, s: &userphoto::sink::FolderSink, path: &std::path::Path) -> Finding {
+    let exists = path.is_dir();
+    let line = if exists {
+        format!("{} photos in {}", s.photo_count(), path.display())
+    } else {
+        format!("{} does not exist yet: a sync creates it", path.display())
+    };
+    Finding {
+        ok: true,
+        json: json!({
+            "sink": spec, "kind": "folder", "ok": true, "path": path.display().to_string(),
+            "exists": exists, "with_photos": s.photo_count(), "reason": null,
+        }),
+        lines: vec![line, "OK".to_owned()],
     }
 }

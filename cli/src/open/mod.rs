@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use userphoto::normalize::Profile;
-use userphoto::sink::{AdSink, DirectorySink, LdifSink};
+use userphoto::sink::{AdSink, DirectorySink, FolderSink, LdifSink};
 use userphoto::source::{CsvSource, FolderSource, KeyRule, LdapSource, PhotoSource};
 use userphoto::sync::BackupStore;
 use userphoto::{Error, MatchAttribute};
@@ -78,7 +78,8 @@ pub(crate) fn open_source(a: &SourceArgs, sink: &SinkArgs) -> Result<Box<dyn Pho
     }
 }
 
-/// The sinks of every `--sink`; an `ldif:` sink writes its changes to `out` when `write`.
+/// The sinks of every `--sink`; an `ldif:` sink writes its changes to `out` when `write`,
+/// a `folder:` sink writes its folder (created when missing) only when `write`.
 pub(crate) fn open_sinks(
     a: &SinkArgs,
     out: Option<&PathBuf>,
@@ -105,11 +106,22 @@ pub(crate) fn open_sinks(
                 }
                 sinks.push(Arc::new(s));
             }
+            "folder" => {
+                if arg.is_empty() {
+                    return Err("--sink folder:DIR needs the folder's path".into());
+                }
+                let s = if write {
+                    FolderSink::new(arg)
+                } else {
+                    FolderSink::read_only(arg)
+                };
+                sinks.push(Arc::new(s.map_err(|e| format!("--sink {spec}: {e}"))?));
+            }
             "ad" => sinks.push(Arc::new(ad_sink(a, spec, arg, &matcher)?)),
             "graph" => sinks.push(open_graph_sink(&a.graph, a.match_name(), concurrency)?),
             other => {
                 return Err(format!(
-                    "--sink: unknown kind {other:?} (expected ldif:FILE, ad or graph)"
+                    "--sink: unknown kind {other:?} (expected ldif:FILE, folder:DIR, ad or graph)"
                 ));
             }
         }
@@ -144,6 +156,8 @@ pub(crate) enum Opened {
     Graph(userphoto::sink::GraphSink),
     /// `--sink ldif:EXPORT.ldif` (the export read; no change file).
     Ldif(Box<LdifSink>, PathBuf),
+    /// `--sink folder:DIR` (read-only: a missing folder is not created).
+    Folder(Box<FolderSink>, PathBuf),
 }
 
 /// Why a `--sink` cannot be opened for `check`: the error kind (`config` for a usage error)
@@ -169,6 +183,12 @@ pub(crate) fn open_for_check(a: &RunArgs) -> Vec<(String, Result<Opened, OpenErr
                 "ldif" => LdifSink::open_with_attribute(arg, m, &s.attribute)
                     .map(|l| Opened::Ldif(Box::new(l), PathBuf::from(arg)))
                     .map_err(|e| (e.kind().as_str(), format!("--sink {spec}: {e}"))),
+                "folder" if arg.is_empty() => {
+                    Err(usage("--sink folder:DIR needs the folder's path".into()))
+                }
+                "folder" => FolderSink::read_only(arg)
+                    .map(|f| Opened::Folder(Box::new(f), PathBuf::from(arg)))
+                    .map_err(|e| (e.kind().as_str(), format!("--sink {spec}: {e}"))),
                 "ad" => ad_sink(s, spec, arg, &m)
                     .map(|a| Opened::Ad(Box::new(a)))
                     .map_err(usage),
@@ -176,7 +196,7 @@ pub(crate) fn open_for_check(a: &RunArgs) -> Vec<(String, Result<Opened, OpenErr
                     .map(Opened::Graph)
                     .map_err(usage),
                 other => Err(usage(format!(
-                    "--sink: unknown kind {other:?} (expected ldif:FILE, ad or graph)"
+                    "--sink: unknown kind {other:?} (expected ldif:FILE, folder:DIR, ad or graph)"
                 ))),
             });
             (spec.clone(), opened)
