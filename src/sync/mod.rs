@@ -51,6 +51,7 @@ pub use plan::{
     SinkState, SourceState,
 };
 pub use report::{Counts, Outcome, Report, RunError, SourceFailure, Status, Timings};
+pub(crate) use retry::Retrier;
 pub use retry::RetryPolicy;
 pub use state::{StateRecord, StateStore};
 

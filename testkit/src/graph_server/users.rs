@@ -108,21 +108,22 @@ pub(super) fn list_users(st: &ServerState, base: &str, op: &Op, corr: &Corr) -> 
         Ok(s) => s,
         Err(r) => return r,
     };
-    let page =
-        match op.param("$top") {
-            None => st.cfg.page_size.max(1),
-            Some(t) => match t.trim().parse::<usize>() {
-                Ok(n) if (1..=999).contains(&n) => n,
-                _ => return graph_error(
+    let page = match op.param("$top") {
+        None => st.cfg.page_size.max(1),
+        Some(t) => match t.trim().parse::<usize>() {
+            Ok(n) if (1..=999).contains(&n) => n,
+            _ => {
+                return graph_error(
                     400,
                     codes::BAD_REQUEST,
                     &format!(
                         "Invalid page size specified: '{t}'. Must be between 1 and 999 inclusive."
                     ),
                     corr,
-                ),
-            },
-        };
+                )
+            }
+        },
+    };
     let offset = match op.param("$skiptoken") {
         None => 0,
         Some(t) => match skip_offset(t) {
