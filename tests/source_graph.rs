@@ -97,7 +97,11 @@ async fn conformance_over_several_pages() {
     source_contract(&src, &fx).await;
     // 7 users at 2 per page: 4 pages per listing, each asked with $top=2 and $select.
     let pages = list_requests(&srv);
-    assert!(pages.len() >= 4 && pages.len() % 4 == 0, "{}", pages.len());
+    assert!(
+        pages.len() >= 4 && pages.len().is_multiple_of(4),
+        "{}",
+        pages.len()
+    );
     for p in &pages {
         assert!(p.status == 200, "{p:?}");
     }
@@ -135,7 +139,8 @@ async fn users_without_photos_are_neither_listed_nor_failures() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_by_each_match_attribute() {
     let srv = server(GraphServerConfig::default()).await;
-    let cases: [(MatchAttribute, fn(usize) -> String); 4] = [
+    type KeyOf = fn(usize) -> String;
+    let cases: [(MatchAttribute, KeyOf); 4] = [
         (MatchAttribute::UserPrincipalName, upn_of),
         (MatchAttribute::Mail, |i| format!("u{i}@contoso.com")),
         (MatchAttribute::ObjectGuid, id_of),
