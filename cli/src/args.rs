@@ -59,8 +59,10 @@ impl ProfileName {
 #[derive(Args, Debug)]
 pub struct SourceArgs {
     /// The photos: `folder:DIR` (files named by user key), `csv:FILE` (a `key,path[,withheld]`
-    /// manifest) or `ldap[:ATTRIBUTE]` (a directory's `thumbnailPhoto` or another attribute,
-    /// through the `--ldap-url` options; keys from `--match`).
+    /// manifest), `ldap[:ATTRIBUTE]` (a directory's `thumbnailPhoto` or another attribute,
+    /// through the `--ldap-url` options; keys from `--match`) or `graph` (Microsoft 365's
+    /// profile photos, through the `--tenant`/`--client-id`/credential options of
+    /// `--sink graph`; keys from `--match`: upn, mail, id or employeeId).
     #[arg(long, required = true)]
     pub(crate) source: Option<String>,
     /// Folder source: look in subfolders too.

@@ -5,12 +5,15 @@
 //! * [`CsvSource`]: a CSV manifest of `key,path[,withheld]` rows (`,` `;` or tab separated,
 //!   as Excel saves it).
 //! * [`LdapSource`]: a directory's `thumbnailPhoto` or `jpegPhoto` over LDAP.
+//! * [`GraphSource`]: Microsoft 365 profile photos through Microsoft Graph.
 //!
 //! Write your own for an HR system, a badge system or another directory: implement
 //! `name`, `list` and `load` (see `examples/custom_source.rs`).
 
 mod csv;
 mod folder;
+#[cfg(feature = "graph")]
+mod graph;
 #[cfg(feature = "ad")]
 mod ldap;
 mod memory;
@@ -23,6 +26,9 @@ use futures::stream::BoxStream;
 
 pub use self::csv::CsvSource;
 pub use folder::{FolderSource, KeyPattern, KeyRule, KeyTemplate};
+#[cfg(feature = "graph")]
+#[cfg_attr(docsrs, doc(cfg(feature = "graph")))]
+pub use graph::{GraphSource, GraphSourceBuilder, GRAPH_SOURCE_PAGE_SIZE};
 #[cfg(feature = "ad")]
 #[cfg_attr(docsrs, doc(cfg(feature = "ad")))]
 pub use ldap::{LdapSource, LdapSourceBuilder};

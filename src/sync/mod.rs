@@ -51,6 +51,8 @@ pub use plan::{
     SinkState, SourceState,
 };
 pub use report::{Counts, Outcome, Report, RunError, SourceFailure, Status, Timings};
+#[cfg(feature = "graph")]
+pub(crate) use retry::Retrier;
 pub use retry::RetryPolicy;
 pub use state::{StateRecord, StateStore};
 

@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use userphoto::sink::{
     DirectorySink, GraphAuthMode, GraphCloud, GraphCredentialChoice, GraphCredentialError,
-    GraphSetting, GraphSink,
+    GraphSetting, GraphSink, GraphSinkBuilder,
 };
+use userphoto::source::GraphSource;
 use userphoto::MatchAttribute;
 
 use crate::args::{GraphArgs, GraphAuth};
@@ -152,6 +153,38 @@ pub(crate) fn graph_sink(
     match_attr: &str,
     concurrency: usize,
 ) -> Result<GraphSink, String> {
+    let m: MatchAttribute = match_attr
+        .parse()
+        .map_err(|e: userphoto::Error| format!("--match: {e}"))?;
+    if concurrency == 0 {
+        return Err("--concurrency must be at least 1".into());
+    }
+    let sink = connection(args)?
+        .match_attribute(m)
+        .max_in_flight(concurrency)
+        .confirm_uploads(args.confirm_uploads)
+        .build()
+        .map_err(|e| format!("--sink graph: {}", explain(&e)))?;
+    Ok(sink)
+}
+
+/// The Graph source for `--source graph`, with the same connection and credential flags as
+/// `--sink graph`: keys from `match_attr` (`upn`, `mail`, `id`, `employeeId`), at most 4
+/// requests in flight (Graph's per-app limit for photos).
+pub(crate) fn graph_source(args: &GraphArgs, match_attr: &str) -> Result<GraphSource, String> {
+    let m: MatchAttribute = match_attr
+        .parse()
+        .map_err(|e: userphoto::Error| format!("--match: {e}"))?;
+    let conn = connection(args).map_err(|e| e.replace("--sink graph", "--source graph"))?;
+    GraphSource::with_connection(conn)
+        .match_attribute(m)
+        .build()
+        .map_err(|e| format!("--source graph: {}", explain(&e)))
+}
+
+/// The connection and identity of the Graph flags: the credential, cloud, URLs, CA file,
+/// timeouts (shared by `--sink graph` and `--source graph`).
+fn connection(args: &GraphArgs) -> Result<GraphSinkBuilder, String> {
     let mut b = credential_choice(args)
         .resolve()
         .map_err(|e| credential_message(&e))?
@@ -175,20 +208,7 @@ pub(crate) fn graph_sink(
     if let Some(d) = seconds(args.request_timeout, "--graph-request-timeout")? {
         b = b.request_timeout(d);
     }
-    b = b.allow_insecure_http(args.insecure_http);
-    let m: MatchAttribute = match_attr
-        .parse()
-        .map_err(|e: userphoto::Error| format!("--match: {e}"))?;
-    if concurrency == 0 {
-        return Err("--concurrency must be at least 1".into());
-    }
-    let sink = b
-        .match_attribute(m)
-        .max_in_flight(concurrency)
-        .confirm_uploads(args.confirm_uploads)
-        .build()
-        .map_err(|e| format!("--sink graph: {}", explain(&e)))?;
-    Ok(sink)
+    Ok(b.allow_insecure_http(args.insecure_http))
 }
 
 #[cfg(test)]

@@ -26,13 +26,21 @@ pub(crate) fn open_source(a: &SourceArgs, sink: &SinkArgs) -> Result<Box<dyn Pho
     let (kind, arg) = match source.split_once(':') {
         Some(x) => x,
         None if source == "ldap" => ("ldap", ""),
+        None if source == "graph" => ("graph", ""),
         None => {
             return Err(format!(
-                "--source {source:?}: expected folder:DIR, csv:FILE or ldap[:ATTRIBUTE]"
+                "--source {source:?}: expected folder:DIR, csv:FILE, ldap[:ATTRIBUTE] or graph"
             ))
         }
     };
     match kind {
+        // Microsoft 365's photos, through the `--sink graph` connection flags; keys from
+        // `--match` (upn unless given).
+        "graph" if arg.is_empty() => {
+            let m = sink.match_attr.as_deref().unwrap_or("upn");
+            Ok(Box::new(graph::graph_source(&sink.graph, m)?))
+        }
+        "graph" => Err(format!("--source {source:?}: graph takes no argument")),
         "ldap" => {
             let matcher: MatchAttribute = sink
                 .match_name()
@@ -73,7 +81,7 @@ pub(crate) fn open_source(a: &SourceArgs, sink: &SinkArgs) -> Result<Box<dyn Pho
             Ok(Box::new(s))
         }
         other => Err(format!(
-            "--source: unknown kind {other:?} (expected folder, csv or ldap)"
+            "--source: unknown kind {other:?} (expected folder, csv, ldap or graph)"
         )),
     }
 }

@@ -92,10 +92,10 @@
 mod auth;
 mod builder;
 mod choice;
-mod http;
+pub(crate) mod http;
 mod identity;
 mod preflight;
-mod read;
+pub(crate) mod read;
 mod resolve;
 mod token;
 mod write;
@@ -137,7 +137,7 @@ pub const GRAPH_DEFAULT_MAX_IN_FLIGHT: usize = 4;
 /// Characters percent-encoded in a path segment: everything but RFC 3986 `pchar`
 /// (unreserved, sub-delims, `:` and `@`), so `#`, `/`, `?`, `%` and spaces are encoded while
 /// `@`, `$` and `'` stay readable.
-const PATH: &AsciiSet = &CONTROLS
+pub(crate) const PATH: &AsciiSet = &CONTROLS
     .add(b' ')
     .add(b'"')
     .add(b'#')
@@ -230,9 +230,14 @@ impl GraphSink {
             .with_user(key.clone())
     }
 
+    /// `{graph root}/v1.0`, the prefix of every request this sink makes.
+    pub(crate) fn api(&self) -> &str {
+        &self.inner.api
+    }
+
     /// One Graph request: the token, a slot, a fresh `client-request-id`; on 401 the token
     /// is refreshed once and the request sent once more.
-    async fn send(
+    pub(crate) async fn send(
         &self,
         method: hyper::Method,
         url: &str,

@@ -7,6 +7,25 @@ use super::{lock, GraphSink};
 use crate::sink::CurrentPhoto;
 use crate::{Result, UserKey};
 
+/// The `@odata.mediaEtag` of a `GET …/photo` answer's body; `None` for the documented 1x1
+/// placeholder (an empty etag, or a 1-pixel-wide GIF), which means no photo (contract 1.3).
+pub(crate) fn media_etag(body: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let etag = v
+        .get("@odata.mediaEtag")
+        .and_then(|x| x.as_str())
+        .unwrap_or("");
+    let placeholder = v
+        .get("@odata.mediaContentType")
+        .and_then(|x| x.as_str())
+        .is_some_and(|t| t.eq_ignore_ascii_case("image/gif"))
+        && v.get("width").and_then(|x| x.as_u64()) == Some(1);
+    if etag.is_empty() || placeholder {
+        return None;
+    }
+    Some(etag.to_owned())
+}
+
 impl GraphSink {
     /// Reads `@odata.mediaEtag`: `Ok(None)` when the user has no photo.
     pub(super) async fn read_etag(
@@ -20,21 +39,7 @@ impl GraphSink {
             .await
             .map_err(|e| self.ctx(e, op, key))?;
         if a.is_success() {
-            let v: serde_json::Value = serde_json::from_slice(&a.body).unwrap_or_default();
-            let etag = v
-                .get("@odata.mediaEtag")
-                .and_then(|x| x.as_str())
-                .unwrap_or("");
-            let placeholder = v
-                .get("@odata.mediaContentType")
-                .and_then(|x| x.as_str())
-                .is_some_and(|t| t.eq_ignore_ascii_case("image/gif"))
-                && v.get("width").and_then(|x| x.as_u64()) == Some(1);
-            // The documented 1x1 placeholder (empty etag) means no photo (contract 1.3).
-            if etag.is_empty() || placeholder {
-                return Ok(None);
-            }
-            return Ok(Some(etag.to_owned()));
+            return Ok(media_etag(&a.body));
         }
         match a.mapped(Call::ReadPhoto) {
             Mapped::NotFound => self.not_found(&a, key, op).await.map(|()| None),

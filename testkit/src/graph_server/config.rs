@@ -154,6 +154,19 @@ pub struct GraphServerConfig {
     /// Issue opaque tokens (`fakegraph.<hex>`) instead of the RS256-signed JWTs that Entra
     /// issues (for clients that must cope with a token they cannot read). Default `false`.
     pub opaque_tokens: bool,
+    /// Users per page of `GET /users` without `$top` (Graph: 100); a longer listing ends
+    /// with an `@odata.nextLink` to the next page. `$top` (1 to 999) overrides it.
+    pub page_size: usize,
+    /// Uploads are stored re-encoded, as Graph does: the picture decoded and written again
+    /// as a JPEG (other bytes, the same picture), so a download never equals the upload.
+    /// Default `false` (the stored bytes are the uploaded ones).
+    pub reencode_uploads: bool,
+    /// `allowedRoles` of `GET /beta/admin/people/photoUpdateSettings` (its `source` is
+    /// `onPremises` under [`Self::cloud_updates_disabled`], else `cloud`).
+    pub photo_update_allowed_roles: Vec<String>,
+    /// `GET /beta/admin/people/photoUpdateSettings` answers 403 (the app may not read the
+    /// tenant's people settings).
+    pub photo_update_settings_denied: bool,
 }
 
 impl Default for GraphServerConfig {
@@ -187,6 +200,10 @@ impl Default for GraphServerConfig {
             denied_code: codes::ACCESS_DENIED.to_string(),
             assertion_clock_skew: Duration::from_secs(5),
             opaque_tokens: false,
+            page_size: 100,
+            reencode_uploads: false,
+            photo_update_allowed_roles: Vec::new(),
+            photo_update_settings_denied: false,
         }
     }
 }
@@ -217,6 +234,31 @@ impl GraphServerConfig {
         for a in &mut self.apps {
             a.roles = roles.iter().map(|r| r.to_string()).collect();
         }
+        self
+    }
+
+    /// Lists users `n` per page ([`Self::page_size`], at least 1).
+    pub fn with_page_size(mut self, n: usize) -> Self {
+        self.page_size = n.max(1);
+        self
+    }
+
+    /// Stores uploads re-encoded ([`Self::reencode_uploads`]).
+    pub fn with_reencode(mut self, yes: bool) -> Self {
+        self.reencode_uploads = yes;
+        self
+    }
+
+    /// Users without a photo answer `GET …/photo` with the 200 1x1 placeholder
+    /// ([`Self::legacy_placeholder`]) instead of 404.
+    pub fn with_legacy_placeholder(mut self, yes: bool) -> Self {
+        self.legacy_placeholder = yes;
+        self
+    }
+
+    /// Every Nth Graph operation fails ([`Self::throttle`]).
+    pub fn with_throttle(mut self, throttle: Throttle) -> Self {
+        self.throttle = Some(throttle);
         self
     }
 
@@ -292,6 +334,9 @@ pub struct UserSeed {
     pub photo: Option<Vec<u8>>,
     /// Its `@odata.mediaEtag` (generated when `None`).
     pub photo_etag: Option<String>,
+    /// `onPremisesSyncEnabled`: `Some(true)` synced from AD, `Some(false)` no longer synced,
+    /// `None` never synced (shown as `null`, and only when `$select` names it).
+    pub on_premises_sync_enabled: Option<bool>,
 }
 
 impl UserSeed {
@@ -305,7 +350,14 @@ impl UserSeed {
             display_name: None,
             photo: None,
             photo_etag: None,
+            on_premises_sync_enabled: None,
         }
+    }
+
+    /// Sets `onPremisesSyncEnabled` (`None`: never synced).
+    pub fn on_premises_sync_enabled(mut self, v: Option<bool>) -> Self {
+        self.on_premises_sync_enabled = v;
+        self
     }
 
     /// Sets `employeeId`.

@@ -3,12 +3,13 @@
 //! the users routes turn their errors into Graph error answers.
 
 /// The user properties the fake knows (canonical spelling).
-pub(super) const USER_PROPERTIES: [&str; 5] = [
+pub(super) const USER_PROPERTIES: [&str; 6] = [
     "id",
     "userPrincipalName",
     "displayName",
     "mail",
     "employeeId",
+    "onPremisesSyncEnabled",
 ];
 /// What a user object shows without `$select`.
 pub(super) const DEFAULT_SELECT: [&str; 4] = ["id", "displayName", "mail", "userPrincipalName"];

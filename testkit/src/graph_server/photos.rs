@@ -83,12 +83,18 @@ pub(super) fn upload_photo(st: &mut ServerState, idx: usize, op: &Op, corr: &Cor
             ));
         }
     }
+    // Graph re-encodes what it stores: other bytes, the same picture.
+    let (body, kind) = match st.cfg.reencode_uploads.then(|| reencode(body)).flatten() {
+        Some(b) => (b, "image/jpeg"),
+        None => (body.clone(), kind),
+    };
+    let size = image_size(&body).or(size);
     let previous = st.users[idx].photo.clone();
-    let etag = st.new_etag(body, previous.as_ref().map(|p| p.etag.as_str()));
+    let etag = st.new_etag(&body, previous.as_ref().map(|p| p.etag.as_str()));
     let stale_reads = st.cfg.stale_metadata_reads;
     let user = &mut st.users[idx];
     user.photo = Some(Photo {
-        bytes: Arc::new(body.clone()),
+        bytes: Arc::new(body),
         etag,
         content_type: kind,
         size,
@@ -96,6 +102,17 @@ pub(super) fn upload_photo(st: &mut ServerState, idx: usize, op: &Op, corr: &Cor
     user.uploads += 1;
     user.stale = (stale_reads > 0).then_some((previous, stale_reads));
     with_detected(Reply::empty(200))
+}
+
+/// The picture decoded and written again as a JPEG at another quality (Graph's re-encoding);
+/// `None` when it does not decode (the bytes are then stored as sent).
+fn reencode(bytes: &[u8]) -> Option<Vec<u8>> {
+    let img = image::load_from_memory(bytes).ok()?.to_rgb8();
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 83)
+        .encode_image(&img)
+        .ok()?;
+    Some(out)
 }
 
 fn photo_updates_disabled(corr: &Corr) -> Reply {

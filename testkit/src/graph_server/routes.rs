@@ -161,7 +161,46 @@ pub(super) fn method_not_allowed(corr: &Corr) -> Reply {
     )
 }
 
+/// Whether `path` is `/beta/admin/people/photoUpdateSettings` (case-insensitive).
+fn is_photo_update_settings(path: &str) -> bool {
+    let segs = decoded_segments(path);
+    segs.len() == 4
+        && ["beta", "admin", "people", "photoUpdateSettings"]
+            .iter()
+            .zip(&segs)
+            .all(|(want, got)| want.eq_ignore_ascii_case(got))
+}
+
+/// `GET /beta/admin/people/photoUpdateSettings`: `{"source", "allowedRoles"}` from the
+/// configuration, or 403 when [`photo_update_settings_denied`] is set.
+///
+/// [`photo_update_settings_denied`]: super::GraphServerConfig::photo_update_settings_denied
+fn photo_update_settings(st: &ServerState, base: &str, op: &Op, corr: &Corr) -> Reply {
+    if op.method != "GET" {
+        return method_not_allowed(corr);
+    }
+    if st.cfg.photo_update_settings_denied {
+        return directory_denied(corr);
+    }
+    let source = if st.cfg.cloud_updates_disabled {
+        "onPremises"
+    } else {
+        "cloud"
+    };
+    Reply::odata(
+        200,
+        serde_json::json!({
+            "@odata.context": format!("{base}/beta/$metadata#admin/people/photoUpdateSettings/$entity"),
+            "source": source,
+            "allowedRoles": st.cfg.photo_update_allowed_roles,
+        }),
+    )
+}
+
 pub(super) fn operation(inner: &Inner, op: &Op, token: &TokenInfo, corr: &Corr) -> Reply {
+    if is_photo_update_settings(&op.path) {
+        return photo_update_settings(&inner.lock(), &inner.base_url, op, corr);
+    }
     let route = match route(&op.path, corr) {
         Ok(r) => r,
         Err(r) => return r,

@@ -53,6 +53,7 @@ pub(super) struct UserEntry {
     pub(super) employee_id: Option<String>,
     pub(super) mail: Option<String>,
     pub(super) display_name: Option<String>,
+    pub(super) on_premises_sync_enabled: Option<bool>,
     pub(super) photo: Option<Photo>,
     /// What metadata reads still show, and for how many more reads.
     pub(super) stale: Option<(Option<Photo>, u32)>,
@@ -196,6 +197,7 @@ pub(super) fn add_user(st: &mut ServerState, seed: UserSeed) {
         employee_id: seed.employee_id,
         mail: seed.mail,
         display_name: seed.display_name,
+        on_premises_sync_enabled: seed.on_premises_sync_enabled,
         photo,
         stale: None,
         uploads: 0,

@@ -1,5 +1,6 @@
 //! `GET /v1.0/users` (with `$filter` and `$select`) and `GET /v1.0/users/{id | upn}`.
 
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::{json, Map, Value};
 
 use super::config::codes;
@@ -14,6 +15,7 @@ fn user_value(u: &UserEntry, prop: &str) -> Value {
         "displayName" => json!(u.display_name),
         "mail" => json!(u.mail),
         "employeeId" => json!(u.employee_id),
+        "onPremisesSyncEnabled" => json!(u.on_premises_sync_enabled),
         _ => Value::Null,
     }
 }
@@ -23,7 +25,15 @@ fn select_of(op: &Op, corr: &Corr) -> Result<Option<Vec<&'static str>>, Reply> {
     let Some(sel) = op.param("$select") else {
         return Ok(None);
     };
-    parse_select(sel).map(Some).map_err(|name| {
+    // Graph always returns `id`, selected or not.
+    parse_select(sel)
+        .map(|mut s| {
+            if !s.contains(&"id") {
+                s.insert(0, "id");
+            }
+            Some(s)
+        })
+        .map_err(|name| {
         graph_error(
             400,
             codes::BAD_REQUEST,
@@ -70,13 +80,63 @@ pub(super) fn get_user(st: &ServerState, idx: usize, base: &str, op: &Op, corr: 
     Reply::odata(200, v)
 }
 
-/// `GET /v1.0/users[?$filter=…][&$select=…]`: `eq` and `in (…)` on `id`,
+/// Characters percent-encoded in a query value of a next link: all but unreserved.
+const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// The opaque `$skiptoken` of the page that starts at `offset`.
+fn skip_token(offset: usize) -> String {
+    format!("RFNwdAIA{:x}AAAA", offset ^ 0x5a5a)
+}
+
+/// The offset a `$skiptoken` stands for; `None` when it is not one of ours.
+fn skip_offset(token: &str) -> Option<usize> {
+    let hex = token.strip_prefix("RFNwdAIA")?.strip_suffix("AAAA")?;
+    usize::from_str_radix(hex, 16).ok().map(|n| n ^ 0x5a5a)
+}
+
+/// `GET /v1.0/users[?$filter=…][&$select=…][&$top=…]`: `eq` and `in (…)` on `id`,
 /// `userPrincipalName`, `mail`, `employeeId`, `displayName`, joined with `or`; string
-/// comparison is case-insensitive, as in the directory.
+/// comparison is case-insensitive, as in the directory. In pages of `$top` (1 to 999) or
+/// the configured page size, each but the last with an absolute `@odata.nextLink` that
+/// repeats the query with an opaque `$skiptoken`.
 pub(super) fn list_users(st: &ServerState, base: &str, op: &Op, corr: &Corr) -> Reply {
     let select = match select_of(op, corr) {
         Ok(s) => s,
         Err(r) => return r,
+    };
+    let page = match op.param("$top") {
+        None => st.cfg.page_size.max(1),
+        Some(t) => match t.trim().parse::<usize>() {
+            Ok(n) if (1..=999).contains(&n) => n,
+            _ => {
+                return graph_error(
+                    400,
+                    codes::BAD_REQUEST,
+                    &format!(
+                        "Invalid page size specified: '{t}'. Must be between 1 and 999 inclusive."
+                    ),
+                    corr,
+                )
+            }
+        },
+    };
+    let offset = match op.param("$skiptoken") {
+        None => 0,
+        Some(t) => match skip_offset(t) {
+            Some(n) => n,
+            None => {
+                return graph_error(
+                    400,
+                    codes::BAD_REQUEST,
+                    "Invalid or expired skip token.",
+                    corr,
+                )
+            }
+        },
     };
     let filter = match op.param("$filter") {
         None => None,
@@ -106,13 +166,26 @@ pub(super) fn list_users(st: &ServerState, base: &str, op: &Op, corr: &Corr) -> 
                     .is_some_and(|h| values.iter().any(|v| v.to_lowercase() == h.to_lowercase()))
             }),
         })
+        .skip(offset)
+        .take(page + 1)
         .map(|u| user_object(u, &select))
         .collect();
-    Reply::odata(
-        200,
-        json!({
-            "@odata.context": format!("{base}/v1.0/$metadata#{}", context_suffix(&select)),
-            "value": value,
-        }),
-    )
+    let mut value = value;
+    let more = value.len() > page;
+    value.truncate(page);
+    let mut body = json!({
+        "@odata.context": format!("{base}/v1.0/$metadata#{}", context_suffix(&select)),
+        "value": value,
+    });
+    if more {
+        let mut query: Vec<String> = op
+            .params
+            .iter()
+            .filter(|(k, _)| !k.eq_ignore_ascii_case("$skiptoken"))
+            .map(|(k, v)| format!("{k}={}", utf8_percent_encode(v, QUERY_VALUE)))
+            .collect();
+        query.push(format!("$skiptoken={}", skip_token(offset + page)));
+        body["@odata.nextLink"] = json!(format!("{base}/v1.0/users?{}", query.join("&")));
+    }
+    Reply::odata(200, body)
 }
