@@ -131,3 +131,70 @@ fn source_graph_names_its_missing_flags() {
     let o = cli().args(["sync", "--help"]).output().unwrap();
     assert!(String::from_utf8_lossy(&o.stdout).contains("`graph`"));
 }
+
+/// The photo export admins script by hand: every Microsoft 365 photo into a folder, one
+/// `<upn>.jpg` per user with a photo (648 px, the folder's default profile), with its
+/// manifest; users without a photo get no file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloud_photos_exported_to_a_folder() {
+    let users = (0..4).map(|i| {
+        let u = UserSeed::new(&format!("00000000-0000-4000-8000-{i:012}"), &upn_of(i));
+        if i != 2 {
+            u.photo(photo_jpeg(700, 800, i as u32))
+        } else {
+            u
+        }
+    });
+    let srv = GraphServer::start(
+        GraphServerConfig::default()
+            .with_users(users)
+            .with_page_size(2),
+    )
+    .await;
+    let dir = tempdir("graph-source", "folder");
+    let mut c = cli();
+    c.current_dir(&*dir)
+        .env("GRAPH_TEST_SECRET", srv.client_secret().unwrap())
+        .args(["sync", "--source", "graph", "--match", "upn"])
+        .args(["--sink", "folder:export", "--no-backup"])
+        .args([
+            "--graph-url",
+            &srv.base_url(),
+            "--login-url",
+            &srv.login_url(),
+        ])
+        .args([
+            "--tenant",
+            &srv.tenant_id(),
+            "--client-id",
+            &srv.client_id(),
+        ])
+        .args(["--client-secret-env", "GRAPH_TEST_SECRET"]);
+    let o = tokio::task::spawn_blocking(move || c.output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let mut files: Vec<String> = std::fs::read_dir(dir.join("export"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    let mut want: Vec<String> = [0, 1, 3]
+        .iter()
+        .map(|&i| format!("{}.jpg", upn_of(i)))
+        .collect();
+    want.push("manifest.csv".into());
+    want.sort();
+    assert_eq!(files, want);
+    let img = image::load_from_memory(
+        &std::fs::read(dir.join("export").join(format!("{}.jpg", upn_of(0)))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!((img.width(), img.height()), (648, 648));
+    let manifest = std::fs::read_to_string(dir.join("export/manifest.csv")).unwrap();
+    assert!(
+        manifest.starts_with("key,file,sha256,updated\n"),
+        "{manifest}"
+    );
+    assert_eq!(manifest.lines().count(), 4, "{manifest}");
+}
