@@ -132,8 +132,15 @@ impl Review {
                     None => {
                         let made = match prepared.preview(&it.key).await {
                             Some(p) => {
-                                let file =
-                                    write_image(dir, n, "source", &p.jpeg, p.width, p.height)?;
+                                let file = write_image(
+                                    dir,
+                                    n,
+                                    "source",
+                                    p.jpeg.clone(),
+                                    p.width,
+                                    p.height,
+                                )
+                                .await?;
                                 Some((file, p))
                             }
                             None => None,
@@ -284,9 +291,9 @@ async fn card(
                         .await
                         .map_err(|e| Error::new(ErrorKind::Other, e.to_string()))?;
                     match made {
-                        Ok(pv) => Picture::File(write_image(
-                            dir, n, "current", &pv.jpeg, pv.width, pv.height,
-                        )?),
+                        Ok(pv) => Picture::File(
+                            write_image(dir, n, "current", pv.jpeg, pv.width, pv.height).await?,
+                        ),
                         Err(e) => Picture::Missing(format!(
                             "the directory's photo is not an image we can show: {e}"
                         )),
@@ -304,7 +311,7 @@ async fn card(
                     .probe(&bytes)
                     .map(|i| (i.width, i.height))
                     .unwrap_or((0, 0));
-                Picture::File(write_image(dir, n, "new", &bytes, w, h)?)
+                Picture::File(write_image(dir, n, "new", bytes, w, h).await?)
             }
             Err(e) => Picture::Missing(format!("the rendition could not be made: {e}")),
         },
@@ -356,23 +363,36 @@ fn status_text(s: Status) -> &'static str {
     }
 }
 
-/// Writes `img/<n>-<what>.jpg`.
-fn write_image(dir: &Path, n: usize, what: &str, jpeg: &[u8], w: u32, h: u32) -> Result<ImageFile> {
+/// Writes `img/<n>-<what>.jpg` on the blocking pool (file I/O stays off the async workers).
+async fn write_image(
+    dir: &Path,
+    n: usize,
+    what: &str,
+    jpeg: bytes::Bytes,
+    w: u32,
+    h: u32,
+) -> Result<ImageFile> {
     let rel = format!("{IMAGES}/{n:06}-{what}.jpg");
-    // Readable by the owner only, like the page: they are people's photos.
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(dir.join(&rel))
+    let path = dir.join(&rel);
+    tokio::task::spawn_blocking(move || write_private(&path, &jpeg))
+        .await
+        .map_err(|e| Error::new(ErrorKind::Other, e.to_string()))?
         .map_err(|e| io("write an image", e))?;
-    std::io::Write::write_all(&mut file, jpeg).map_err(|e| io("write an image", e))?;
     Ok(ImageFile {
         path: rel,
         width: w,
         height: h,
     })
+}
+
+/// Writes `bytes` to `path`, readable by the owner only, like the page: they are people's
+/// photos.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    std::io::Write::write_all(&mut options.open(path)?, bytes)
 }
 
 /// Makes `dir` ready: created when missing; an earlier review's images removed; any
