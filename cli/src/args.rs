@@ -313,6 +313,28 @@ pub enum GraphAuth {
     WorkloadIdentity,
 }
 
+/// `--graph-users`: which users the Graph sink writes.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GraphUsersArg {
+    /// Every user.
+    #[default]
+    All,
+    /// Users Entra Connect does not sync (onPremisesSyncEnabled null or false).
+    CloudOnly,
+    /// Users synced from on-premises AD (onPremisesSyncEnabled true).
+    Synced,
+}
+
+impl From<GraphUsersArg> for userphoto::sink::GraphUsers {
+    fn from(a: GraphUsersArg) -> Self {
+        match a {
+            GraphUsersArg::All => Self::All,
+            GraphUsersArg::CloudOnly => Self::CloudOnly,
+            GraphUsersArg::Synced => Self::Synced,
+        }
+    }
+}
+
 /// How to reach Microsoft Graph (`--sink graph`): the tenant, the app and its credential (a
 /// client secret from an environment variable, a certificate and its key, a managed
 /// identity, or a federated token file).
@@ -376,6 +398,12 @@ pub struct GraphArgs {
     /// next run takes the etag it finds as that of our upload.
     #[arg(long = "graph-confirm-uploads")]
     pub confirm_uploads: bool,
+    /// Which users Graph writes, by whether Entra Connect syncs them from AD (read once per
+    /// run from onPremisesSyncEnabled; needs User.Read.All): all, cloud-only (synced users
+    /// get AD's photo through Entra Connect, which overwrites Graph's within a sync cycle)
+    /// or synced. Users left out are skipped as synced-user or cloud-only-user.
+    #[arg(long = "graph-users", value_name = "WHICH", value_enum, default_value_t = GraphUsersArg::All)]
+    pub graph_users: GraphUsersArg,
     /// Trust only the CA certificates in this PEM file for Graph and the login endpoint
     /// (a TLS-inspecting proxy's CA, a private CA), instead of the system's trust store
     /// (which SSL_CERT_FILE can also point at a file).

@@ -605,6 +605,9 @@ report = "report.json"
 # it rotates (default AZURE_FEDERATED_TOKEN_FILE).
 # graph-auth = "workload-identity"
 # federated-token-file = "/var/run/secrets/azure/tokens/azure-identity-token"
+# Hybrid tenants: Entra Connect copies AD's thumbnailPhoto over synced users' Microsoft 365
+# photos, so write Graph for cloud-only users and AD for the synced ones.
+# graph-users = "cloud-only"
 "#;
 
 #[cfg(test)]

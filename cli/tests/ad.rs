@@ -258,3 +258,130 @@ async fn cli_review_shows_the_photo_ad_holds_today() {
     );
     ou.cleanup().await;
 }
+
+/// Cloud to AD: `--source graph --sink ad` copies the photos people have in Microsoft 365
+/// (the Graph fake: 1,001 users over two pages, most without a photo, every 150th request
+/// throttled) into AD's `thumbnailPhoto` by UPN, as thumbnails; a user without a cloud photo
+/// keeps AD as it is, and a second run writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_copies_cloud_photos_into_ad() {
+    use userphoto_testkit::graph_server::{
+        Failure, GraphServer, GraphServerConfig, RetryAfter, Throttle, UserSeed,
+    };
+    let env = need_env!();
+    let ou = Ou::new(&env, "cli-g2ad").await;
+    let id = run_id();
+    let sams: Vec<String> = (0..4).map(|i| format!("ga{id}{i}")).collect();
+    let upn = |s: &str| format!("{s}@contoso.example");
+    let dns = ou
+        .add_users(
+            sams.iter()
+                .map(|s| NewUser::new(s.clone(), s.clone()).with("userPrincipalName", upn(s)))
+                .collect(),
+            4,
+        )
+        .await;
+    // Users 0 to 2 have a cloud photo, user 3 has none; 997 cloud-only users without photos.
+    let seeds = sams.iter().enumerate().map(|(i, s)| {
+        let u = UserSeed::new(&format!("00000000-0000-4000-8000-{i:012}"), &upn(s));
+        if i < 3 {
+            u.photo(testimage::photo_jpeg(500, 600, i as u32 + 7))
+        } else {
+            u
+        }
+    });
+    let fillers = (0..997).map(|i| {
+        UserSeed::new(
+            &format!("00000000-0000-4000-9000-{i:012}"),
+            &format!("cloud{i}@contoso.example"),
+        )
+    });
+    let srv = GraphServer::start(
+        GraphServerConfig::default()
+            .with_users(seeds)
+            .with_users(fillers)
+            .with_throttle(Throttle::every(
+                150,
+                Failure::TooManyRequests(RetryAfter::Seconds(1)),
+            )),
+    )
+    .await;
+    let tmp = tempfile::Builder::new()
+        .prefix("userphoto-ad-g2ad-")
+        .tempdir()
+        .unwrap();
+    let dir: PathBuf = tmp.path().to_path_buf();
+    let run = || {
+        let mut c = cli();
+        c.current_dir(&dir)
+            .env("UP_TEST_PW", password(&env.admin_pw_file))
+            .env("GRAPH_TEST_SECRET", srv.client_secret().unwrap())
+            .args([
+                "sync", "--source", "graph", "--match", "upn", "--sink", "ad",
+            ])
+            .args(["--ldap-url", &env.ldaps_url, "--ca-cert", &env.ca])
+            .args([
+                "--bind-dn",
+                &env.admin_upn,
+                "--bind-password-env",
+                "UP_TEST_PW",
+            ])
+            .args(["--base-dn", &ou.dn, "--state", "state.redb", "--no-backup"])
+            .args([
+                "--graph-url",
+                &srv.base_url(),
+                "--login-url",
+                &srv.login_url(),
+            ])
+            .args([
+                "--tenant",
+                &srv.tenant_id(),
+                "--client-id",
+                &srv.client_id(),
+            ])
+            .args(["--client-secret-env", "GRAPH_TEST_SECRET", "--json"]);
+        c
+    };
+    let mut c = run();
+    let out = tokio::task::spawn_blocking(move || c.output().unwrap())
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    for (i, dn) in dns.iter().enumerate() {
+        let p = ou.photo(dn).await;
+        if i < 3 {
+            let p = p.unwrap_or_else(|| panic!("{dn} has no photo: {stderr}"));
+            let img = image::load_from_memory(&p).unwrap();
+            assert_eq!(
+                (img.width(), img.height()),
+                (96, 96),
+                "{dn}: an AD thumbnail"
+            );
+        } else {
+            assert!(p.is_none(), "{dn} has no cloud photo, AD keeps none");
+        }
+    }
+    let throttled = srv
+        .operation_records()
+        .iter()
+        .filter(|r| r.status == 429)
+        .count();
+    assert!(throttled > 0, "the run met throttling");
+
+    let mut c = run();
+    let out = tokio::task::spawn_blocking(move || c.output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        report["outcomes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|o| o["action"] != "put"),
+        "{report}"
+    );
+    ou.cleanup().await;
+}

@@ -44,8 +44,9 @@ pub use folder::{FolderSink, FOLDER_MAX_KEY_BYTES};
 pub use graph::{
     AssertionAlgorithm, GraphAuthMode, GraphCertificate, GraphCloud, GraphCredential,
     GraphCredentialChoice, GraphCredentialError, GraphPreflight, GraphSetting, GraphSink,
-    GraphSinkBuilder, ManagedIdentity, ManagedIdentityKind, ResolvedGraphCredential,
-    WorkloadIdentity, GRAPH_DEFAULT_MAX_IN_FLIGHT, GRAPH_MAX_BYTES, GRAPH_PHOTO_WRITE_ROLES,
+    GraphSinkBuilder, GraphUsers, ManagedIdentity, ManagedIdentityKind, PhotoPolicy,
+    ResolvedGraphCredential, SyncSplit, WorkloadIdentity, GRAPH_DEFAULT_MAX_IN_FLIGHT,
+    GRAPH_MAX_BYTES, GRAPH_PHOTO_WRITE_ROLES,
 };
 pub use ldif::{LdifSink, LdifSummary};
 pub use memory::MemorySink;
@@ -236,6 +237,27 @@ pub trait DirectorySink: Send + Sync + Debug {
         let _ = key;
         None
     }
+
+    /// Whether the sink's own configuration leaves `key` out, and why: a Graph sink that
+    /// writes only cloud-only users (`GraphUsers`) leaves synced ones out. Asked after
+    /// [`prefetch`](Self::prefetch) and before [`current`](Self::current); such a user is
+    /// neither read nor written and is planned as skipped with the matching
+    /// [`Reason`](crate::sync::Reason). The default is `None`: every user is the sink's.
+    fn excluded(&self, key: &UserKey) -> Option<Excluded> {
+        let _ = key;
+        None
+    }
+}
+
+/// Why a sink leaves a user out by its own configuration: [`DirectorySink::excluded`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Excluded {
+    /// The user is synced from on-premises AD and the sink writes cloud-only users.
+    SyncedUser,
+    /// The user is cloud-only and the sink writes synced users.
+    CloudOnlyUser,
 }
 
 /// An optional extension of a [`DirectorySink`]: a sink that can carry what it learnt about
@@ -309,6 +331,9 @@ macro_rules! forward_sink {
             }
             async fn entry_name(&self, key: &UserKey) -> Option<String> {
                 (**self).entry_name(key).await
+            }
+            fn excluded(&self, key: &UserKey) -> Option<Excluded> {
+                (**self).excluded(key)
             }
         }
     };

@@ -67,6 +67,15 @@ pub enum Reason {
     /// not made. (Written `not-in-plan`.)
     #[serde(rename = "not-in-plan", alias = "not_in_plan")]
     NotInPlan,
+    /// The user is synced from on-premises AD and the sink writes only cloud-only users
+    /// (`--graph-users cloud-only`): Entra Connect carries the AD photo there. (Written
+    /// `synced-user`.)
+    #[serde(rename = "synced-user", alias = "synced_user")]
+    SyncedUser,
+    /// The user is cloud-only and the sink writes only synced users
+    /// (`--graph-users synced`). (Written `cloud-only-user`.)
+    #[serde(rename = "cloud-only-user", alias = "cloud_only_user")]
+    CloudOnlyUser,
 }
 
 impl Reason {
@@ -190,6 +199,12 @@ pub enum SinkState {
         kind: ErrorKind,
         /// The message.
         message: String,
+    },
+    /// Not read: the sink's configuration leaves the user out
+    /// ([`DirectorySink::excluded`](crate::sink::DirectorySink::excluded)).
+    Excluded {
+        /// Why.
+        excluded: crate::sink::Excluded,
     },
 }
 
@@ -457,6 +472,13 @@ fn decide(o: Observation, policy: Policy) -> PlanItem {
         return item(Action::Fail, reason, Some(message.clone()));
     }
     let has_photo = match &o.current {
+        SinkState::Excluded { excluded } => {
+            let reason = match excluded {
+                crate::sink::Excluded::SyncedUser => Reason::SyncedUser,
+                crate::sink::Excluded::CloudOnlyUser => Reason::CloudOnlyUser,
+            };
+            return item(Action::Skip, reason, None);
+        }
         SinkState::NotFound => {
             // A leaver the sink no longer knows has nothing to remove either.
             let action = if o.source == SourceState::Absent {
@@ -729,6 +751,25 @@ mod tests {
         assert_eq!(
             decided(obs("a", SourceState::Absent, SinkState::NotFound), remove),
             (Skip, Unmatched)
+        );
+        // Users the sink's configuration leaves out: skipped, whatever the source says
+        // (withheld and leavers included: the sink does not touch them).
+        use crate::sink::Excluded;
+        for (ex, reason) in [
+            (Excluded::SyncedUser, SyncedUser),
+            (Excluded::CloudOnlyUser, CloudOnlyUser),
+        ] {
+            for src in [photo("aa", 10), SourceState::Withheld, SourceState::Absent] {
+                assert_eq!(
+                    decided(obs("a", src, SinkState::Excluded { excluded: ex }), remove),
+                    (Skip, reason)
+                );
+            }
+        }
+        assert_eq!(SyncedUser.as_kebab(), "synced-user");
+        assert_eq!(
+            serde_json::to_value(CloudOnlyUser).unwrap(),
+            "cloud-only-user"
         );
     }
 

@@ -93,6 +93,12 @@ pub struct Counts {
     /// ([`Reason::NotInPlan`]).
     #[serde(default)]
     pub not_in_plan: usize,
+    /// Synced users the sink leaves to Entra Connect ([`Reason::SyncedUser`]).
+    #[serde(default)]
+    pub synced_users: usize,
+    /// Cloud-only users the sink leaves out ([`Reason::CloudOnlyUser`]).
+    #[serde(default)]
+    pub cloud_only_users: usize,
 }
 
 /// Wall-clock time per stage, in milliseconds, and how much decoding the run needed.
@@ -181,6 +187,8 @@ impl Report {
                 (_, _, Reason::Withheld) => c.withheld_kept += 1,
                 (_, _, Reason::ChangedSincePlan) => c.changed_since_plan += 1,
                 (_, _, Reason::NotInPlan) => c.not_in_plan += 1,
+                (_, _, Reason::SyncedUser) => c.synced_users += 1,
+                (_, _, Reason::CloudOnlyUser) => c.cloud_only_users += 1,
                 _ => c.unchanged += 1,
             }
         }
@@ -234,6 +242,12 @@ impl fmt::Display for Report {
             }
             if c.not_in_plan > 0 {
                 write!(f, ", {} not made: not-in-plan", c.not_in_plan)?;
+            }
+            if c.synced_users > 0 {
+                write!(f, ", {} left out: synced-user", c.synced_users)?;
+            }
+            if c.cloud_only_users > 0 {
+                write!(f, ", {} left out: cloud-only-user", c.cloud_only_users)?;
             }
             writeln!(f)?;
         }

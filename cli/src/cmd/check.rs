@@ -19,6 +19,7 @@
 use std::process::ExitCode;
 
 use serde_json::{json, Value};
+use userphoto::sink::GraphUsers;
 
 use crate::args::CheckArgs;
 use crate::fail::fail;
@@ -173,6 +174,72 @@ async fn check_graph(spec: &str, s: &userphoto::sink::GraphSink) -> Finding {
         (None, Some(_)) => {}
         (None, None) => lines.push("the tenant lists no users".to_owned()),
     }
+    // Hybrid tenants: the photo policy and the synced/cloud-only split. Neither fails the
+    // check on its own (a token without PeopleSettings.Read.All is common); a sync that
+    // routes by sync state fails at its start when it cannot list users, so the split's
+    // failure is a finding then.
+    let (policy, policy_error) = match s.photo_policy().await {
+        Ok(pol) => (Some(pol), None),
+        Err(e) => (None, Some(e.message().to_owned())),
+    };
+    match (&policy, &policy_error) {
+        (Some(pol), _) => lines.push(format!(
+            "photo policy: source {}{}",
+            if pol.source.is_empty() {
+                "unset"
+            } else {
+                &pol.source
+            },
+            if pol.allowed_roles.is_empty() {
+                String::new()
+            } else {
+                format!(", allowed roles {}", pol.allowed_roles.join(", "))
+            }
+        )),
+        (None, Some(e)) => lines.push(format!("photo policy not read: {e}")),
+        (None, None) => {}
+    }
+    let users = s.users();
+    let (split, split_error) = match s.sync_split().await {
+        Ok(sp) => (Some(sp), None),
+        Err(e) => (None, Some(e.message().to_owned())),
+    };
+    match (&split, &split_error) {
+        (Some(sp), _) => lines.push(format!(
+            "{} synced users, {} cloud-only users; Graph writes {}",
+            sp.synced,
+            sp.cloud_only,
+            match users {
+                GraphUsers::CloudOnly => "the cloud-only ones",
+                GraphUsers::Synced => "the synced ones",
+                _ => "all of them",
+            }
+        )),
+        (None, Some(e)) => lines.push(format!("users' sync states not read: {e}")),
+        (None, None) => {}
+    }
+    let writes_synced = users != GraphUsers::CloudOnly;
+    if writes_synced && policy.as_ref().is_some_and(|p| p.is_on_premises()) {
+        lines.push(
+            "WARNING: the photo policy's source is onPremises: Microsoft 365 takes photos from \
+             AD and refuses Graph writes to synced users; use --graph-users cloud-only and \
+             write synced users to AD (--sink ad)"
+                .to_owned(),
+        );
+    } else if writes_synced && split.is_some_and(|sp| sp.synced > 0) {
+        lines.push(format!(
+            "note: Entra Connect copies AD's thumbnailPhoto over synced users' photos on each \
+             cycle (the last writer wins); --graph-users cloud-only leaves the {} synced users \
+             to AD",
+            split.map_or(0, |sp| sp.synced)
+        ));
+    }
+    let reason = reason.or_else(|| {
+        (users != GraphUsers::All)
+            .then_some(split_error.as_ref())
+            .flatten()
+            .map(|e| format!("--graph-users {users} needs the users' sync states: {e}"))
+    });
     lines.push(match &reason {
         None => "OK".to_owned(),
         Some(r) => format!("FAIL: {r}"),
@@ -183,6 +250,10 @@ async fn check_graph(spec: &str, s: &userphoto::sink::GraphSink) -> Finding {
             "sink": spec, "kind": "graph", "ok": reason.is_none(),
             "token_decoded": p.token_decoded, "roles": p.roles, "photo_role": p.photo_role,
             "user": p.user, "user_error": p.user_error, "reason": reason,
+            "photo_policy": policy, "photo_policy_error": policy_error,
+            "synced_users": split.map(|sp| sp.synced),
+            "cloud_only_users": split.map(|sp| sp.cloud_only),
+            "graph_users": users.as_str(),
         }),
         lines,
     }

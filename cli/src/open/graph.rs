@@ -163,6 +163,7 @@ pub(crate) fn graph_sink(
         .match_attribute(m)
         .max_in_flight(concurrency)
         .confirm_uploads(args.confirm_uploads)
+        .users(args.graph_users.into())
         .build()
         .map_err(|e| format!("--sink graph: {}", explain(&e)))?;
     Ok(sink)

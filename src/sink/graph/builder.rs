@@ -10,8 +10,8 @@ use tokio::sync::Semaphore;
 use super::auth::TokenSource;
 use super::http;
 use super::{
-    Addressing, GraphCloud, GraphCredential, GraphSink, Inner, GRAPH_DEFAULT_MAX_IN_FLIGHT,
-    GRAPH_MAX_BYTES, PATH,
+    Addressing, GraphCloud, GraphCredential, GraphSink, GraphUsers, Inner,
+    GRAPH_DEFAULT_MAX_IN_FLIGHT, GRAPH_MAX_BYTES, PATH,
 };
 #[cfg(doc)]
 use super::{GraphCertificate, ManagedIdentity, WorkloadIdentity};
@@ -56,6 +56,7 @@ pub struct GraphSinkBuilder {
     confirm_uploads: bool,
     ca_file: Option<std::path::PathBuf>,
     allow_insecure_http: bool,
+    users: GraphUsers,
 }
 
 impl GraphSinkBuilder {
@@ -154,6 +155,15 @@ impl GraphSinkBuilder {
     ///   someone else is detected, at the cost of one more request per upload.
     pub fn confirm_uploads(mut self, yes: bool) -> Self {
         self.confirm_uploads = yes;
+        self
+    }
+
+    /// Which users to write by their sync state (default [`GraphUsers::All`]). With
+    /// `CloudOnly` or `Synced` the sink reads every user's `onPremisesSyncEnabled` once
+    /// (`User.Read.All`) and the users it leaves out are planned as skipped
+    /// ([`DirectorySink::excluded`]).
+    pub fn users(mut self, users: GraphUsers) -> Self {
+        self.users = users;
         self
     }
 
@@ -310,6 +320,9 @@ impl GraphSinkBuilder {
                 name: self.name,
                 default_profile: self.default_profile,
                 confirm_uploads: self.confirm_uploads,
+                users: self.users,
+                sync_states: tokio::sync::OnceCell::new(),
+                policy: tokio::sync::OnceCell::new(),
             }),
         })
     }
@@ -348,6 +361,7 @@ impl GraphSink {
             confirm_uploads: false,
             ca_file: None,
             allow_insecure_http: false,
+            users: GraphUsers::All,
         }
     }
 }

@@ -97,6 +97,7 @@ mod identity;
 mod preflight;
 pub(crate) mod read;
 mod resolve;
+mod routing;
 mod token;
 mod write;
 
@@ -119,11 +120,12 @@ pub use choice::{
 };
 pub use identity::{ManagedIdentity, ManagedIdentityKind, WorkloadIdentity, IMDS_DEFAULT_HOST};
 pub use preflight::{GraphPreflight, GRAPH_PHOTO_WRITE_ROLES};
+pub use routing::{GraphUsers, PhotoPolicy, SyncSplit};
 
 use self::auth::TokenSource;
 use self::http::{parse_retry_after, Answer, Limits};
 use self::resolve::Resolved;
-use super::{CurrentPhoto, DirectorySink, SinkCapabilities};
+use super::{CurrentPhoto, DirectorySink, Excluded, SinkCapabilities};
 use crate::normalize::BuiltinProfile;
 use crate::{Error, ErrorKind, Result, UserKey};
 
@@ -189,6 +191,12 @@ struct Inner {
     default_profile: BuiltinProfile,
     /// Read the etag back after an upload ([`GraphSinkBuilder::confirm_uploads`]).
     confirm_uploads: bool,
+    /// Which users are written ([`GraphSinkBuilder::users`]).
+    users: GraphUsers,
+    /// Sync states by folded key, read once when [`Self::users`] is not `All`.
+    sync_states: tokio::sync::OnceCell<routing::SyncStates>,
+    /// The tenant's photo policy, read once after a refused write (`None`: unreadable).
+    policy: tokio::sync::OnceCell<Option<PhotoPolicy>>,
 }
 
 impl fmt::Debug for GraphSink {
@@ -200,6 +208,7 @@ impl fmt::Debug for GraphSink {
             .field("addressing", &self.inner.addressing)
             .field("max_in_flight", &self.inner.max_in_flight)
             .field("confirm_uploads", &self.inner.confirm_uploads)
+            .field("users", &self.inner.users)
             .finish_non_exhaustive()
     }
 }
@@ -339,8 +348,17 @@ impl DirectorySink for GraphSink {
     /// requests in flight up to the sink's limit. Keys that are ids or UPNs need no lookup.
     /// Only run-level failures (credentials, rights, a property Graph cannot filter on) are
     /// errors; others leave the keys to be looked up one by one later.
+    ///
+    /// With [`GraphSinkBuilder::users`] other than `All`, first reads every user's
+    /// `onPremisesSyncEnabled` (once per sink; a failure stops the run).
     async fn prefetch(&self, keys: &[UserKey]) -> Result<()> {
+        self.load_sync_states().await?;
         self.resolve_all(keys).await
+    }
+
+    /// A synced user when the sink writes cloud-only users, and the reverse.
+    fn excluded(&self, key: &UserKey) -> Option<Excluded> {
+        self.excluded_by_route(key)
     }
 
     // `users_with_photos` keeps the default (Unsupported): Graph cannot filter users on

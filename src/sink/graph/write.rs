@@ -85,7 +85,10 @@ impl GraphSink {
                         .permanent()
                         .user_level())
                 }
-                Mapped::Error { .. } => Err(self.ctx(a.to_error(Call::PutPhoto), "put", key)),
+                Mapped::Error { .. } => {
+                    let e = self.refusal(&a, Call::PutPhoto).await;
+                    Err(self.ctx(e, "put", key))
+                }
             };
         }
         // An etag in the answer saves the read (Graph documents none today).
@@ -112,6 +115,32 @@ impl GraphSink {
         Ok(etag)
     }
 
+    /// The error for a refused write. A 403 under the tenant's `onPremises` photo policy
+    /// (read once, when the first write is refused) says so: it is that user's failure
+    /// like any 403, and the message names the policy and what to do.
+    async fn refusal(&self, a: &super::http::Answer, call: Call) -> crate::Error {
+        let e = a.to_error(call);
+        if a.status != 403 {
+            return e;
+        }
+        match self.cached_policy().await {
+            Some(p) if p.is_on_premises() => super::http::rewrap(
+                &e,
+                ErrorKind::PermissionDenied,
+                format!(
+                    "Graph refused the change: the tenant's photo policy (photoUpdateSettings) \
+                     has source onPremises, so Microsoft 365 takes photos from on-premises AD \
+                     only and updates through cloud services are disabled; write this user's \
+                     photo to AD (--sink ad, Entra Connect carries it), keep Graph to \
+                     cloud-only users (--graph-users cloud-only), or have an admin set the \
+                     policy's source to cloud ({})",
+                    a.describe()
+                ),
+            ),
+            _ => e,
+        }
+    }
+
     /// `delete`: the `DELETE`.
     pub(super) async fn remove(&self, key: &UserKey) -> Result<()> {
         let url = self.user_url(key, "delete", "/photo/$value").await?;
@@ -125,7 +154,10 @@ impl GraphSink {
         }
         match a.mapped(Call::DeletePhoto) {
             Mapped::NotFound => self.not_found(&a, key, "delete").await,
-            Mapped::Error { .. } => Err(self.ctx(a.to_error(Call::DeletePhoto), "delete", key)),
+            Mapped::Error { .. } => {
+                let e = self.refusal(&a, Call::DeletePhoto).await;
+                Err(self.ctx(e, "delete", key))
+            }
         }
     }
 }

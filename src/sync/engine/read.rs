@@ -155,6 +155,10 @@ impl Engine {
             .iter()
             .filter_map(|(key, u)| {
                 let slot = u.slot(ti)?;
+                if tg.sink.excluded(key).is_some() {
+                    // Settled below without a read.
+                    return Some((key.clone(), false));
+                }
                 let unread = !returns_bytes
                     && u.photo.as_ref().filter(|r| !r.withheld).is_some_and(|r| {
                         let fp = StateRecord::keyed_fingerprint(&tg.profile_id, &r.fingerprint);
@@ -165,7 +169,9 @@ impl Engine {
             .collect();
         stream::iter(work)
             .map(|(key, read)| async move {
-                let state = if read {
+                let state = if let Some(excluded) = tg.sink.excluded(&key) {
+                    SinkState::Excluded { excluded }
+                } else if read {
                     self.read_one(tg, &key, retrier).await?
                 } else {
                     SinkState::Unread
