@@ -15,7 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n==> %s\n' "$*"; }
+step() { printf '\n==> [%4ds] %s\n' "$SECONDS" "$*"; }
 
 # --- system packages -------------------------------------------------------------------
 # nasm: libjpeg-turbo's SIMD in the mozjpeg-sys build (without it the build still works,
