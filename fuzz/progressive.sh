@@ -164,7 +164,8 @@ while pos + 4 <= len(b) and b[pos] == 0xFF:
     pos = seg + length - 2
 open(sys.argv[2], "wb").write(b)
 EOF
-# Random valid scan scripts: DC interleaved or not (any order, successive approximation),
+# Random valid scan scripts: DC interleaved or not (then in any order; jpegtran wants an
+# interleaved scan's components in frame order), successive approximation,
 # AC bands split at random per component, each refined down to Al 0, the scans shuffled
 # within the order the standard allows.
 samplings=(2x2 2x1 1x2 1x1 4x1 2x1)
@@ -177,7 +178,7 @@ al = r.randint(0, 3)
 order = comps[:]
 r.shuffle(order)
 if r.random() < 0.5:
-    first = [f"{','.join(map(str, order))}: 0-0, 0, {al};"]
+    first = [f"0,1,2: 0-0, 0, {al};"]
 else:
     first = [f"{c}: 0-0, 0, {al};" for c in order]
 seqs = [[f"0,1,2: 0-0, {k}, {k - 1};" for k in range(al, 0, -1)]]
