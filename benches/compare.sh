@@ -152,7 +152,7 @@ if [ "${PER_FILE:-0}" = 1 ]; then
   echo "== per file (graph x vips: vipsthumbnail per-file time minus its start-up ${start}s / ours in-process; peak RSS of the CLI, one thread)"
   printf '%-44s %9s %8s %8s %8s %9s %s\n' file ours_ms vips_ms "x vips" graph_MB ad_thumb_MB "decoder"
   fallbacks=0
-  while read -r f; do
+  while read -r f <&3; do
     name=$(basename "$f")
     ours=$("$PY" -c "
 import json
@@ -168,10 +168,10 @@ for l in open('$WORK/graph/ours.jsonl'):
         "$CLI" normalize --profile $profile --threads 1 --out "$WORK/pf" "$f" >/dev/null 2>"$WORK/pf-$profile.log"
       rss+=("$(( $(tail -1 "$WORK/rss") / 1024 ))")
     done
-    why=$(grep -ho 'reason="[^"]*"' "$WORK/pf-graph.log" "$WORK/pf-ad-thumbnail.log" | head -1 | sed 's/^reason=//')
+    why=$(grep -ho 'reason="[^"]*"' "$WORK/pf-graph.log" "$WORK/pf-ad-thumbnail.log" | head -1 | sed 's/^reason=//' || true)
     if [ -n "$why" ]; then fallbacks=$((fallbacks + 1)); dec="libjpeg ($why)"; else dec=native; fi
     printf '%-44s %9.1f %8.1f %8.2f %8s %9s %s\n' "$name" "$ours" "$vips" "$("$PY" -c "print($vips / $ours)")" "${rss[0]}" "${rss[1]}" "$dec"
-  done < <(cat "$WORK/baseline.list" "$WORK/progressive.list")
+  done 3< <(cat "$WORK/baseline.list" "$WORK/progressive.list")
   echo "files left to libjpeg by the progressive decoder: $fallbacks"
   echo
 fi

@@ -97,7 +97,7 @@ impl Plane {
             Up::H1V2 => {
                 let g = (m * self.rows + r / 2) as isize;
                 let near = self.sample_line(m, g);
-                let (far, bias) = if r % 2 == 0 {
+                let (far, bias) = if r.is_multiple_of(2) {
                     (self.sample_line(m, g - 1), 1)
                 } else {
                     (self.sample_line(m, g + 1), 2)
@@ -114,7 +114,7 @@ impl Plane {
             Up::H2V2 => {
                 let g = (m * self.rows + r / 2) as isize;
                 let near = self.sample_line(m, g);
-                let far = if r % 2 == 0 {
+                let far = if r.is_multiple_of(2) {
                     self.sample_line(m, g - 1)
                 } else {
                     self.sample_line(m, g + 1)
