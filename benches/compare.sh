@@ -2,6 +2,7 @@
 # Compares userphoto's normalization core with libvips (vipsthumbnail) on a folder of photos.
 #
 #   benches/compare.sh [PHOTO_DIR] [RUNS]
+#   PER_FILE=1 benches/compare.sh target/progressive-inputs 3    (adds a per-file table)
 #
 # PHOTO_DIR defaults to ../shared/corpus. Installs libvips-tools, hyperfine and time (apt)
 # and a Python venv with numpy, Pillow and scikit-image (pip) when missing. Prints, per
@@ -137,6 +138,43 @@ for profile in ad-thumbnail graph; do
   echo "== peak RSS, $profile, $(basename "$BIG") ($(stat -c %s "$BIG") bytes): ours $((ours / 1024)) MB, vipsthumbnail $((vips / 1024)) MB"
 done
 echo
+
+# --- per file (PER_FILE=1) ---------------------------------------------------------------
+# For every JPEG: graph time against vipsthumbnail (ours in-process from bench_folder above;
+# vips one process per file, minus its start-up measured on a 16x16 JPEG), peak RSS of the
+# CLI for graph and ad-thumbnail, and whether the crate's progressive decoder took the file
+# (its debug event "progressive JPEG left to libjpeg" counts the fallbacks, with reasons).
+if [ "${PER_FILE:-0}" = 1 ]; then
+  "$PY" -c "from PIL import Image; Image.new('RGB', (16, 16)).save('$WORK/tiny.jpg')"
+  VIPS_CONCURRENCY=1 hyperfine --style none --runs 5 --warmup 1 --export-json "$WORK/vips-start.json" \
+    "taskset -c $CORE vipsthumbnail -s 8x8 -o '$WORK/tiny-out.jpg' '$WORK/tiny.jpg'" >/dev/null
+  start=$("$PY" -c "import json;print(json.load(open('$WORK/vips-start.json'))['results'][0]['median'])")
+  echo "== per file (graph x vips: vipsthumbnail per-file time minus its start-up ${start}s / ours in-process; peak RSS of the CLI, one thread)"
+  printf '%-44s %9s %8s %8s %8s %9s %s\n' file ours_ms vips_ms "x vips" graph_MB ad_thumb_MB "decoder"
+  fallbacks=0
+  while read -r f <&3; do
+    name=$(basename "$f")
+    ours=$("$PY" -c "
+import json
+for l in open('$WORK/graph/ours.jsonl'):
+    d = json.loads(l)
+    if d.get('file') == '$name': print(d['ms'])")
+    VIPS_CONCURRENCY=1 hyperfine --style none --runs 3 --warmup 1 --export-json "$WORK/v1.json" \
+      "taskset -c $CORE vipsthumbnail -s 648x648 --smartcrop centre -o '$WORK/v1.jpg[Q=90,strip,optimize_coding]' '$f'" >/dev/null
+    vips=$("$PY" -c "import json;print(max(0.0, json.load(open('$WORK/v1.json'))['results'][0]['median'] - $start) * 1000)")
+    rss=()
+    for profile in graph ad-thumbnail; do
+      RUST_LOG=userphoto::normalize=debug /usr/bin/time -o "$WORK/rss" -f %M taskset -c "$CORE" \
+        "$CLI" normalize --profile $profile --threads 1 --out "$WORK/pf" "$f" >/dev/null 2>"$WORK/pf-$profile.log"
+      rss+=("$(( $(tail -1 "$WORK/rss") / 1024 ))")
+    done
+    why=$(grep -ho 'reason="[^"]*"' "$WORK/pf-graph.log" "$WORK/pf-ad-thumbnail.log" | head -1 | sed 's/^reason=//' || true)
+    if [ -n "$why" ]; then fallbacks=$((fallbacks + 1)); dec="libjpeg ($why)"; else dec=native; fi
+    printf '%-44s %9.1f %8.1f %8.2f %8s %9s %s\n' "$name" "$ours" "$vips" "$("$PY" -c "print($vips / $ours)")" "${rss[0]}" "${rss[1]}" "$dec"
+  done 3< <(cat "$WORK/baseline.list" "$WORK/progressive.list")
+  echo "files left to libjpeg by the progressive decoder: $fallbacks"
+  echo
+fi
 
 # --- quality at equal bytes --------------------------------------------------------------
 # For every file: our ad-thumbnail rendition has B bytes; vipsthumbnail gets the highest Q

@@ -5,12 +5,12 @@
 #
 #   benches/progressive_memory.sh [FILE]
 #
-# FILE defaults to target/progressive-inputs/seeding_16mp_q100_420.jpg (make it with
+# FILE defaults to target/progressive-inputs/cjpeg_16mp_q100_420_grain.jpg (make it with
 # benches/progressive_inputs.sh). Targets (issue 13, on the 16 MB 18 MP quality-100 file):
 # ad-thumbnail < 30 MB, graph < 60 MB.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-FILE=${1:-target/progressive-inputs/seeding_16mp_q100_420.jpg}
+FILE=${1:-target/progressive-inputs/cjpeg_16mp_q100_420_grain.jpg}
 [ -f "$FILE" ] || { echo "progressive_memory.sh: $FILE missing (run benches/progressive_inputs.sh)" >&2; exit 1; }
 [ -x /usr/bin/time ] || { echo "progressive_memory.sh: /usr/bin/time missing (apt install time)" >&2; exit 1; }
 CLI=$(scripts/cargo-exe.sh userphoto -p userphoto-cli)

@@ -7,7 +7,9 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use userphoto::normalize::testimage::{photo_rgb, progressive_rasters};
+use userphoto::normalize::testimage::{
+    photo_rgb, progressive_fallback_reason, progressive_rasters,
+};
 use userphoto::normalize::{Normalizer, Profile, ProgressiveDecoder};
 
 fn have(tool: &str) -> bool {
@@ -88,9 +90,12 @@ fn diff(a: &[u8], b: &[u8]) -> (f64, u8) {
     (sum as f64 / a.len().max(1) as f64, max)
 }
 
-/// Byte-identical rasters at 1/8, 1/4 and 1/2.
+/// Byte-identical rasters at 1/8, 1/4, 1/2 and full scale.
 fn check(bytes: &[u8], what: &str) {
-    for denom in [8, 4, 2] {
+    for denom in [8, 4, 2, 1] {
+        if let Some(why) = progressive_fallback_reason(bytes, denom) {
+            panic!("{what} 1/{denom}: left to libjpeg ({why})");
+        }
         let (w, h, ch, ours, theirs) = progressive_rasters(bytes, denom)
             .unwrap_or_else(|| panic!("{what} 1/{denom}: not decoded natively"));
         assert_eq!(ours.len(), (w * h) as usize * ch, "{what} 1/{denom}");
@@ -111,10 +116,25 @@ fn every_scale_and_sampling_matches_libjpeg() {
         ("1x1", 90),
         ("1x1", 100),
         ("gray", 85),
+        // 4:2:2, 4:4:0 and 4:1:1: upsampled as libjpeg-turbo does at each scale.
+        ("2x1", 90),
+        ("2x1", 100),
+        ("1x2", 85),
+        ("4x1", 90),
+        // Chroma denser than luma in one direction: replication.
+        ("1x1,2x1,2x1", 90),
     ] {
         // Odd sizes: partial MCUs at the right and bottom edges.
         let jpeg = cjpeg(517, 389, 3, q, sample, &[]);
         check(&jpeg, &format!("{sample} q{q}"));
+    }
+    // Sizes where the upsampled edges are tight: a width of 1-3 chroma samples (libjpeg
+    // replicates instead of filtering at 2 or fewer), one MCU, exact multiples.
+    for (w, h) in [(3, 5), (5, 3), (9, 17), (16, 16), (64, 48), (130, 66)] {
+        for sample in ["2x1", "1x2", "2x2", "4x1"] {
+            let jpeg = cjpeg(w, h, 7, 90, sample, &[]);
+            check(&jpeg, &format!("{sample} {w}x{h}"));
+        }
     }
 }
 
@@ -123,7 +143,7 @@ fn restart_markers_are_followed() {
     if !tools() {
         return;
     }
-    for sample in ["2x2", "1x1"] {
+    for sample in ["2x2", "1x1", "2x1", "1x2"] {
         // -restart 1: an RST marker after every MCU row; 3B: after every 3 MCUs / blocks.
         for r in ["1", "3B"] {
             let jpeg = cjpeg(333, 250, 5, 90, sample, &["-restart", r]);
@@ -188,16 +208,162 @@ fn out_of_scope_files_fall_back_to_libjpeg() {
     if !tools() {
         return;
     }
-    // 4:2:2 and arithmetic coding are left to libjpeg, and still normalize.
-    let s422 = cjpeg(300, 200, 2, 90, "2x1", &[]);
-    assert!(progressive_rasters(&s422, 4).is_none());
+    // Arithmetic coding is left to libjpeg, with its reason, and still normalizes.
     let arith = cjpeg(300, 200, 2, 90, "2x2", &["-arithmetic"]);
+    assert_eq!(
+        progressive_fallback_reason(&arith, 4),
+        Some("not a Huffman-coded progressive frame (arithmetic, lossless, hierarchical or DNL)")
+    );
     assert!(progressive_rasters(&arith, 4).is_none());
+    // A truncated file (no EOI) is irregular.
+    let s422 = cjpeg(300, 200, 2, 90, "2x1", &[]);
+    assert_eq!(
+        progressive_fallback_reason(&s422[..s422.len() - 2], 2),
+        Some("malformed header")
+    );
     for f in [&s422, &arith] {
         let r = Normalizer::new()
             .normalize(f, &Profile::ad_thumbnail())
             .unwrap();
         assert_eq!((r.width, r.height), (96, 96));
+    }
+}
+
+/// Hand-written `jpegtran -scans` scripts, as other writers order their scans: chroma before
+/// luma, spectral selection only, DC scans one component at a time, successive
+/// approximation split many ways; on 4:2:0, 4:2:2, 4:4:0 and 4:4:4 files.
+#[test]
+fn every_scan_script_matches_libjpeg() {
+    if !tools() {
+        return;
+    }
+    let scripts: [(&str, &str); 5] = [
+        (
+            "chroma first, spectral selection only",
+            "2: 0-0, 0, 0; 1: 0-0, 0, 0; 0: 0-0, 0, 0; 2: 1-63, 0, 0; 1: 1-63, 0, 0;\n\
+             0: 1-5, 0, 0; 0: 6-20, 0, 0; 0: 21-63, 0, 0;",
+        ),
+        (
+            "successive approximation, luma bands refined as one",
+            "0,1,2: 0-0, 0, 1; 0: 1-5, 0, 2; 2: 1-63, 0, 1; 1: 1-63, 0, 1; 0: 6-63, 0, 2;\n\
+             0: 1-63, 2, 1; 0,1,2: 0-0, 1, 0; 1: 1-63, 1, 0; 2: 1-63, 1, 0; 0: 1-63, 1, 0;",
+        ),
+        (
+            "MozJPEG-like",
+            "0,1,2: 0-0, 0, 0; 0: 1-2, 0, 1; 0: 3-63, 0, 1; 0: 1-63, 1, 0;\n\
+             1: 1-63, 0, 0; 2: 1-63, 0, 0;",
+        ),
+        (
+            "single coefficients",
+            "0: 0-0, 0, 0; 1,2: 0-0, 0, 0; 0: 1-1, 0, 0; 0: 2-2, 0, 0; 0: 3-3, 0, 0;\n\
+             0: 4-63, 0, 0; 1: 1-1, 0, 0; 1: 2-63, 0, 0; 2: 1-63, 0, 0;",
+        ),
+        (
+            "deep successive approximation",
+            "0,1,2: 0-0, 0, 4; 0,1,2: 0-0, 4, 3; 0,1,2: 0-0, 3, 2; 0,1,2: 0-0, 2, 1;\n\
+             0,1,2: 0-0, 1, 0; 0: 1-63, 0, 5; 1: 1-63, 0, 3; 2: 1-63, 0, 3; 0: 1-63, 5, 4;\n\
+             0: 1-63, 4, 3; 0: 1-63, 3, 2; 0: 1-63, 2, 1; 0: 1-63, 1, 0; 1: 1-63, 3, 2;\n\
+             1: 1-63, 2, 1; 1: 1-63, 1, 0; 2: 1-63, 3, 2; 2: 1-63, 2, 1;\n\
+             2: 1-63, 1, 0;",
+        ),
+    ];
+    let mut scans = tempfile::NamedTempFile::new().unwrap();
+    for sample in ["2x2", "2x1", "1x2", "1x1"] {
+        let input = pnm(301, 203, 13, false);
+        let base = run(
+            "cjpeg",
+            &["-quality", "92", "-sample", sample],
+            input.path(),
+        );
+        let bpath = tmp_file(&base, ".jpg");
+        for (name, script) in scripts {
+            scans.as_file().set_len(0).unwrap();
+            std::fs::write(scans.path(), script).unwrap();
+            scans.flush().unwrap();
+            let sp = scans.path().to_str().unwrap().to_owned();
+            let prog = run("jpegtran", &["-scans", &sp], bpath.path());
+            check(&prog, &format!("{sample} {name}"));
+            check(
+                &renumber_components(&prog),
+                &format!("{sample} {name}, ids from 0"),
+            );
+        }
+        // And with restart intervals, one per MCU row.
+        let prog = run("jpegtran", &["-progressive", "-restart", "1"], bpath.path());
+        check(&prog, &format!("{sample} jpegtran -progressive -restart 1"));
+    }
+}
+
+/// The file with its component ids lowered by one (MozJPEG writes ids from 0 in some
+/// files): in the frame header and in every scan header.
+fn renumber_components(b: &[u8]) -> Vec<u8> {
+    let mut f = b.to_vec();
+    let mut pos = 2;
+    while pos + 4 <= f.len() && f[pos] == 0xFF {
+        let marker = f[pos + 1];
+        let len = ((f[pos + 2] as usize) << 8) | f[pos + 3] as usize;
+        let seg = pos + 4;
+        match marker {
+            0xC0..=0xC2 => {
+                let n = f[seg + 5] as usize;
+                for i in 0..n {
+                    f[seg + 6 + 3 * i] -= 1;
+                }
+            }
+            0xDA => {
+                let n = f[seg] as usize;
+                for i in 0..n {
+                    f[seg + 1 + 2 * i] -= 1;
+                }
+                // Skip the entropy-coded data to the next marker.
+                let mut p = seg + len - 2;
+                while p + 1 < f.len()
+                    && !(f[p] == 0xFF && f[p + 1] != 0 && !(0xD0..=0xD7).contains(&f[p + 1]))
+                {
+                    p += 1;
+                }
+                pos = p;
+                continue;
+            }
+            0xD9 => break,
+            _ => {}
+        }
+        pos = seg + len - 2;
+    }
+    f
+}
+
+/// ImageMagick's progressive files (`convert -interlace JPEG -sampling-factor`), when it is
+/// installed: decoded natively at every scale, the same pixels as libjpeg.
+#[test]
+fn imagemagick_files_match() {
+    if !tools() {
+        return;
+    }
+    if !have("convert") {
+        userphoto_testkit::skip("ImageMagick convert not installed");
+        return;
+    }
+    let input = pnm(420, 270, 21, false);
+    for sample in ["2x1", "1x2", "2x2", "1x1"] {
+        let out = tempfile::Builder::new().suffix(".jpg").tempfile().unwrap();
+        let st = Command::new("convert")
+            .arg(input.path())
+            .args([
+                "-interlace",
+                "JPEG",
+                "-quality",
+                "88",
+                "-sampling-factor",
+                sample,
+            ])
+            .arg(out.path())
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let jpeg = std::fs::read(out.path()).unwrap();
+        assert!(userphoto::normalize::bench::jpeg_is_progressive(&jpeg));
+        check(&jpeg, &format!("ImageMagick {sample}"));
     }
 }
 

@@ -1,4 +1,4 @@
-//! Fuzzes the progressive JPEG decoder at every scale it serves (1/2, 1/4, 1/8) through the
+//! Fuzzes the progressive JPEG decoder at every scale it serves (1/1, 1/2, 1/4, 1/8) through the
 //! normalizer, against the libjpeg path: both may fail, neither may panic, hang or allocate
 //! without bound, and when both produce a rendition it is the same bytes.
 #![no_main]

@@ -12,7 +12,8 @@ use super::progressive;
 /// The crate's progressive decoder inside a panic guard, as every other decoder runs: a
 /// panic in it (a bug) must not unwind into the embedder's `normalize` call. The photo then
 /// goes to the JPEG codec (`None`, as for a file out of the decoder's scope), and the
-/// failure is logged with the file's facts (never its bytes).
+/// failure is logged with the file's facts (never its bytes). A file the decoder leaves to
+/// libjpeg is logged as a debug event with the reason (see [`log_fallback`]).
 pub(super) fn native_progressive(
     bytes: &[u8],
     info: &format::JpegInfo<'_>,
@@ -24,7 +25,11 @@ pub(super) fn native_progressive(
         progressive::decode(bytes, denom)
     });
     match decoded {
-        Ok(raster) => raster,
+        Ok(Ok(raster)) => Some(raster),
+        Ok(Err(why)) => {
+            log_fallback(info, bytes.len(), denom, why.0);
+            None
+        }
         Err(payload) => {
             tracing::warn!(
                 target: "userphoto::normalize",
@@ -39,6 +44,28 @@ pub(super) fn native_progressive(
             None
         }
     }
+}
+
+/// The debug event for a progressive JPEG decoded by libjpeg instead of the crate's
+/// decoder (`reason`: out of its scope, such as arithmetic coding or CMYK, or irregular), so
+/// that a bench or an operator can count them: `RUST_LOG=userphoto::normalize=debug`, then
+/// count the lines with this message.
+pub(super) fn log_fallback(
+    info: &format::JpegInfo<'_>,
+    input_bytes: usize,
+    denom: u32,
+    reason: &str,
+) {
+    tracing::debug!(
+        target: "userphoto::normalize",
+        width = info.width,
+        height = info.height,
+        components = info.components,
+        input_bytes,
+        scale = format_args!("1/{denom}"),
+        reason,
+        "progressive JPEG left to libjpeg"
+    );
 }
 
 /// The text of a panic's payload (`panic!` with a message gives a `String` or a `&str`).

@@ -19,9 +19,10 @@
 //!    TIFF, WebP; HEIC and others give [`NormalizeError::Unsupported`] naming the format.
 //! 3. **Decode**. JPEGs decode at the smallest DCT scale (1/8, 1/4, 1/2) that still leaves the
 //!    resize filter at least 2x to work with, so a 24 MP photo becomes a few hundred pixels
-//!    wide inside the decoder. Progressive JPEGs at a reduced scale go through the crate's
-//!    own progressive decoder, which keeps only the coefficients that scale reads (only the
-//!    DC scans are decoded at 1/8), so memory and time follow the output, not the input.
+//!    wide inside the decoder. Progressive JPEGs go through the crate's own progressive
+//!    decoder, which holds one MCU row of coefficients, not the whole image's, and reads
+//!    only what the scale needs (only the DC scans at 1/8), so memory and time follow the
+//!    output, not the input.
 //! 4. **Crop** by a [`CropStrategy`] in upright coordinates (EXIF orientation applied, all
 //!    eight values), mapped back onto the stored pixels, then **Lanczos3 resize**. The
 //!    default, [`FaceCrop`], looks once per photo at a small upright copy (a JPEG decoded at
@@ -79,7 +80,7 @@ use format::JpegCoding;
 use search::Search;
 
 use decode::{
-    check_jpeg_coding, contain_panics, detect, image_error, native_progressive,
+    check_jpeg_coding, contain_panics, detect, image_error, log_fallback, native_progressive,
     orientation_from_image, other_decoder,
 };
 
@@ -708,11 +709,21 @@ impl Normalizer {
         let scaled = (w as u64).div_ceil(denom as u64) * (h as u64).div_ceil(denom as u64);
         self.limits.check_decoded(scaled * channels)?;
         let progressive = matches!(info.coding, Some(JpegCoding::Progressive));
-        // The scale-aware progressive decoder; `None` (out of its scope, anything irregular
-        // in the file, or a panic in it) leaves the file to libjpeg exactly as before.
-        let native = if progressive && denom > 1 && self.progressive == ProgressiveDecoder::Native {
+        // The scale-aware progressive decoder (at full scale too when the codec scales, so
+        // that its output is libjpeg's); `None` (out of its scope, anything irregular in the
+        // file, or a panic in it) leaves the file to libjpeg exactly as before.
+        let native_ok = self.progressive == ProgressiveDecoder::Native;
+        let native = if progressive && native_ok && (denom > 1 || codec::DECODER_SCALES) {
             native_progressive(bytes, info, denom)
         } else {
+            if native_ok
+                && matches!(
+                    info.coding,
+                    Some(JpegCoding::Arithmetic { progressive: true })
+                )
+            {
+                log_fallback(info, bytes.len(), denom, "arithmetic coding");
+            }
             None
         };
         let raster = if let Some(r) = native {

@@ -93,6 +93,12 @@ pub fn rgba_png(w: u32, h: u32) -> Vec<u8> {
     out
 }
 
+/// Why the crate's progressive decoder leaves a file to libjpeg at 1/`denom` (`None`: it
+/// decodes it). For the tests of its scope.
+pub fn progressive_fallback_reason(bytes: &[u8], denom: u32) -> Option<&'static str> {
+    super::progressive::decode(bytes, denom).err().map(|e| e.0)
+}
+
 /// `(width, height, channels, ours, libjpeg)`: what [`progressive_rasters`] returns.
 pub type RasterPair = (u32, u32, usize, Vec<u8>, Vec<u8>);
 
@@ -101,7 +107,7 @@ pub type RasterPair = (u32, u32, usize, Vec<u8>, Vec<u8>);
 /// channels, ours, libjpeg)`. `None` when the progressive decoder leaves the file to libjpeg.
 /// For the exactness tests.
 pub fn progressive_rasters(bytes: &[u8], denom: u32) -> Option<RasterPair> {
-    let ours = super::progressive::decode(bytes, denom)?;
+    let ours = super::progressive::decode(bytes, denom).ok()?;
     let info = super::format::walk_jpeg(bytes, true).ok()?;
     let theirs = if denom == 8 {
         let dc = super::format::dc_only_stream(bytes, &info)?;

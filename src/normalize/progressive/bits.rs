@@ -1,7 +1,7 @@
 //! The entropy-coded bit stream of a scan (0xFF00 unstuffing, zero padding at markers
 //! detected) and its restart-marker bookkeeping.
 
-use super::types::{Irregular, R};
+use super::types::{BAD_DATA, R};
 
 /// The entropy-coded bit stream of one scan, with 0xFF00 unstuffing. At a marker (RSTn or
 /// the end) it feeds zero bits and counts them, so running into padding is detected.
@@ -130,17 +130,17 @@ impl<'a> Bits<'a> {
     /// be RSTn with the expected n. Resets the bit buffer.
     pub(super) fn restart(&mut self, expect: u8) -> R<()> {
         if !self.sound() || self.real - (self.fed - self.n as u64) >= 8 {
-            return Err(Irregular);
+            return Err(BAD_DATA);
         }
         let mut p = self.pos;
         if self.data.get(p) != Some(&0xFF) {
-            return Err(Irregular);
+            return Err(BAD_DATA);
         }
         while self.data.get(p) == Some(&0xFF) {
             p += 1;
         }
         if self.data.get(p) != Some(&(0xD0 + expect)) {
-            return Err(Irregular);
+            return Err(BAD_DATA);
         }
         self.pos = p + 1;
         self.buf = 0;

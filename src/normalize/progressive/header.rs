@@ -2,7 +2,9 @@
 //! and checked as libjpeg would before any entropy-coded data is decoded.
 
 use super::huffman::Huff;
-use super::types::{be16, Comp, Frame, Irregular, Scan, R, ZIGZAG};
+use super::types::{
+    be16, Comp, Frame, Irregular, Scan, Up, BAD_HEADER, BAD_PROGRESSION, R, ZIGZAG,
+};
 
 /// Huffman table definitions one file may make (each DHT entry is one); beyond this the file
 /// is left to libjpeg. Real encoders write one or two per scan; the cap bounds the memory a
@@ -42,27 +44,27 @@ impl Headers {
             scans: Vec::new(),
         };
         if !b.starts_with(&[0xFF, 0xD8]) {
-            return Err(Irregular);
+            return Err(BAD_HEADER);
         }
         let mut pos = 2usize;
         loop {
             if b.get(pos) != Some(&0xFF) {
-                return Err(Irregular);
+                return Err(BAD_HEADER);
             }
             while b.get(pos) == Some(&0xFF) {
                 pos += 1;
             }
-            let marker = *b.get(pos).ok_or(Irregular)?;
+            let marker = *b.get(pos).ok_or(BAD_HEADER)?;
             pos += 1;
             match marker {
                 // The loop only ends here: a file without EOI is irregular.
                 0xD9 => break,
-                0xD8 | 0x01 | 0xD0..=0xD7 => return Err(Irregular),
+                0xD8 | 0x01 | 0xD0..=0xD7 => return Err(BAD_HEADER),
                 _ => {}
             }
             let len = be16(b, pos)?;
             if len < 2 || pos + len > b.len() {
-                return Err(Irregular);
+                return Err(BAD_HEADER);
             }
             let seg = &b[pos + 2..pos + len];
             pos += len;
@@ -70,7 +72,9 @@ impl Headers {
                 0xC2 => d.sof(seg)?,
                 // Any other frame type, DNL, or a hierarchical file: libjpeg's business.
                 0xC0 | 0xC1 | 0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF | 0xDC | 0xDE => {
-                    return Err(Irregular)
+                    return Err(Irregular(
+                        "not a Huffman-coded progressive frame (arithmetic, lossless, hierarchical or DNL)",
+                    ))
                 }
                 0xC4 => d.dht(seg)?,
                 0xDB => d.dqt(seg)?,
@@ -91,35 +95,39 @@ impl Headers {
     }
 
     fn sof(&mut self, seg: &[u8]) -> R<()> {
-        if self.frame.is_some() || seg.len() < 6 || seg[0] != 8 {
-            return Err(Irregular);
+        if self.frame.is_some() || seg.len() < 6 {
+            return Err(BAD_HEADER);
+        }
+        if seg[0] != 8 {
+            return Err(Irregular("not 8-bit samples"));
         }
         let height = be16(seg, 1)?;
         let width = be16(seg, 3)?;
         let n = seg[5] as usize;
-        if width == 0 || height == 0 || !(n == 1 || n == 3) || seg.len() < 6 + 3 * n {
-            return Err(Irregular);
+        if width == 0 || height == 0 || seg.len() < 6 + 3 * n {
+            return Err(BAD_HEADER);
+        }
+        if !(n == 1 || n == 3) {
+            return Err(Irregular("not 1 or 3 components (CMYK or YCCK)"));
         }
         let mut raw = Vec::new();
         for i in 0..n {
             let c = &seg[6 + 3 * i..9 + 3 * i];
             let (h, v, tq) = ((c[1] >> 4) as usize, (c[1] & 15) as usize, c[2] as usize);
             if tq > 3 || raw.iter().any(|&(id, _, _, _)| id == c[0]) {
-                return Err(Irregular);
+                return Err(BAD_HEADER);
             }
             raw.push((c[0], h, v, tq));
         }
-        // Supported sampling: gray 1x1; YCbCr 1x1,1x1,1x1 or 2x2,1x1,1x1.
-        let ok = match n {
-            1 => raw[0].1 == 1 && raw[0].2 == 1,
-            _ => {
-                let luma = (raw[0].1, raw[0].2);
-                (luma == (1, 1) || luma == (2, 2))
-                    && raw[1..].iter().all(|&(_, h, v, _)| h == 1 && v == 1)
-            }
-        };
-        if !ok {
-            return Err(Irregular);
+        // Sampling factors 1 to 4 (libjpeg refuses others); gray only at 1x1.
+        if raw
+            .iter()
+            .any(|&(_, h, v, _)| !(1..=4).contains(&h) || !(1..=4).contains(&v))
+        {
+            return Err(BAD_HEADER);
+        }
+        if n == 1 && (raw[0].1, raw[0].2) != (1, 1) {
+            return Err(Irregular("gray with sampling factors other than 1x1"));
         }
         let hmax = raw.iter().map(|c| c.1).max().unwrap_or(1);
         let vmax = raw.iter().map(|c| c.2).max().unwrap_or(1);
@@ -139,6 +147,34 @@ impl Headers {
             }
             let cw = (width * h).div_ceil(hmax);
             let ch = (height * v).div_ceil(vmax);
+            // The component's samples at this scale (jdmaster.c's downsampled_width and
+            // _height), and how libjpeg-turbo brings them to the output's density
+            // (jdsample.c's choice; fancy upsampling is off at 1/8).
+            let dw = (width * h * size).div_ceil(hmax * 8);
+            let dh = (height * v * size).div_ceil(vmax * 8);
+            let (h_in, v_in) = (h * size / min_size, v * size / min_size);
+            let fancy = min_size > 1;
+            let up = if (h_in, v_in) == (hmax, vmax) {
+                Up::Full
+            } else if h_in * 2 == hmax && v_in == vmax {
+                if fancy && dw > 2 {
+                    Up::H2V1
+                } else {
+                    Up::Rep(2, 1)
+                }
+            } else if h_in == hmax && v_in * 2 == vmax && fancy {
+                Up::H1V2
+            } else if h_in * 2 == hmax && v_in * 2 == vmax {
+                if fancy && dw > 2 {
+                    Up::H2V2
+                } else {
+                    Up::Rep(2, 2)
+                }
+            } else if hmax.is_multiple_of(h_in) && vmax.is_multiple_of(v_in) {
+                Up::Rep(hmax / h_in, vmax / v_in)
+            } else {
+                return Err(Irregular("fractional sampling ratios"));
+            };
             comps.push(Comp {
                 id,
                 h,
@@ -148,6 +184,9 @@ impl Headers {
                 bh: ch.div_ceil(8),
                 stride: mcus_x * h,
                 size,
+                dw,
+                dh,
+                up,
                 quant: None,
                 coef_bits: [-1; 64],
             });
@@ -156,7 +195,6 @@ impl Headers {
             width,
             height,
             comps,
-            hmax,
             vmax,
             mcus_x,
             mcus_y,
@@ -166,16 +204,19 @@ impl Headers {
 
     fn dht(&mut self, mut seg: &[u8]) -> R<()> {
         while !seg.is_empty() {
-            if seg.len() < 17 || self.tables.len() >= MAX_TABLES {
-                return Err(Irregular);
+            if seg.len() < 17 {
+                return Err(BAD_HEADER);
+            }
+            if self.tables.len() >= MAX_TABLES {
+                return Err(Irregular("too many Huffman tables"));
             }
             let (class, id) = (seg[0] >> 4, (seg[0] & 15) as usize);
             if class > 1 || id > 3 {
-                return Err(Irregular);
+                return Err(BAD_HEADER);
             }
             let counts: [u8; 16] = seg[1..17].try_into().expect("16 counts");
             let total: usize = counts.iter().map(|&c| c as usize).sum();
-            let syms = seg.get(17..17 + total).ok_or(Irregular)?;
+            let syms = seg.get(17..17 + total).ok_or(BAD_HEADER)?;
             self.tables.push(Huff::new(&counts, syms)?);
             let at = Some(self.tables.len() - 1);
             if class == 0 {
@@ -192,10 +233,10 @@ impl Headers {
         while !seg.is_empty() {
             let (pq, id) = (seg[0] >> 4, (seg[0] & 15) as usize);
             if pq > 1 || id > 3 {
-                return Err(Irregular);
+                return Err(BAD_HEADER);
             }
             let n = if pq == 0 { 64 } else { 128 };
-            let body = seg.get(1..1 + n).ok_or(Irregular)?;
+            let body = seg.get(1..1 + n).ok_or(BAD_HEADER)?;
             let mut q = [0u16; 64];
             for k in 0..64 {
                 let v = if pq == 0 {
@@ -214,25 +255,35 @@ impl Headers {
     /// Checks a scan header as libjpeg would at its SOS and records it with the tables in
     /// force; the data is decoded later, row by row, with every other scan.
     fn sos(&mut self, seg: &[u8], start: usize, end: usize) -> R<()> {
-        let f = self.frame.as_mut().ok_or(Irregular)?;
-        let ns = *seg.first().ok_or(Irregular)? as usize;
+        let f = self.frame.as_mut().ok_or(BAD_HEADER)?;
+        let ns = *seg.first().ok_or(BAD_HEADER)? as usize;
         if ns == 0 || ns > 4 || seg.len() != 4 + 2 * ns {
-            return Err(Irregular);
+            return Err(BAD_HEADER);
         }
         let mut comps = Vec::with_capacity(ns);
         let mut tables = Vec::with_capacity(ns);
         for i in 0..ns {
             let cid = seg[1 + 2 * i];
-            let ci = f.comps.iter().position(|c| c.id == cid).ok_or(Irregular)?;
+            let ci = f.comps.iter().position(|c| c.id == cid).ok_or(BAD_HEADER)?;
             if comps.contains(&ci) {
-                return Err(Irregular);
+                return Err(BAD_HEADER);
             }
             comps.push(ci);
             let t = seg[2 + 2 * i];
             if t >> 4 > 3 || t & 15 > 3 {
-                return Err(Irregular);
+                return Err(BAD_HEADER);
             }
             tables.push(((t >> 4) as usize, (t & 15) as usize));
+        }
+        // libjpeg's limit on the blocks of an interleaved MCU (jdinput.c).
+        if ns > 1
+            && comps
+                .iter()
+                .map(|&ci| f.comps[ci].h * f.comps[ci].v)
+                .sum::<usize>()
+                > 10
+        {
+            return Err(BAD_HEADER);
         }
         let p = 1 + 2 * ns;
         let (ss, se, ah, al) = (
@@ -245,29 +296,29 @@ impl Headers {
         let dc_scan = ss == 0;
         if dc_scan {
             if se != 0 {
-                return Err(Irregular);
+                return Err(BAD_PROGRESSION);
             }
         } else if ss > se || se > 63 || ns != 1 {
-            return Err(Irregular);
+            return Err(BAD_PROGRESSION);
         }
         if (ah != 0 && al != ah - 1) || al > 13 {
-            return Err(Irregular);
+            return Err(BAD_PROGRESSION);
         }
         for &ci in &comps {
             let c = &mut f.comps[ci];
             if !dc_scan && c.coef_bits[0] < 0 {
-                return Err(Irregular);
+                return Err(BAD_PROGRESSION);
             }
             for k in ss..=se {
                 let expected = c.coef_bits[k].max(0);
                 if ah != expected {
-                    return Err(Irregular);
+                    return Err(BAD_PROGRESSION);
                 }
                 c.coef_bits[k] = al;
             }
             // libjpeg latches a component's quantization table at its first scan.
             if c.quant.is_none() {
-                c.quant = Some(self.quant[c.tq].ok_or(Irregular)?);
+                c.quant = Some(self.quant[c.tq].ok_or(BAD_HEADER)?);
             }
         }
         // At 1/8 the AC scans are not needed.
@@ -275,16 +326,16 @@ impl Headers {
             return Ok(());
         }
         if self.scans.len() >= MAX_SCANS {
-            return Err(Irregular);
+            return Err(Irregular("too many scans"));
         }
         let dc: Vec<Option<usize>> = tables.iter().map(|&(td, _)| self.dc[td]).collect();
         if dc_scan && ah == 0 && dc.iter().any(|t| t.is_none()) {
-            return Err(Irregular);
+            return Err(BAD_HEADER);
         }
         let ac = if dc_scan {
             None
         } else {
-            Some(self.ac[tables[0].1].ok_or(Irregular)?)
+            Some(self.ac[tables[0].1].ok_or(BAD_HEADER)?)
         };
         self.scans.push(Scan {
             comps,

@@ -1,7 +1,7 @@
 //! Canonical Huffman tables with a 9-bit lookahead, and symbol decoding from a scan's bits.
 
 use super::bits::Bits;
-use super::types::{Irregular, R};
+use super::types::{BAD_DATA, R};
 
 /// A canonical Huffman table with a 9-bit lookahead.
 pub(super) struct Huff {
@@ -21,7 +21,7 @@ impl Huff {
     pub(super) fn new(counts: &[u8; 16], symbols: &[u8]) -> R<Huff> {
         let total: usize = counts.iter().map(|&c| c as usize).sum();
         if total > 256 || total != symbols.len() {
-            return Err(Irregular);
+            return Err(BAD_DATA);
         }
         let mut vals = [0u8; 256];
         vals[..total].copy_from_slice(symbols);
@@ -39,7 +39,7 @@ impl Huff {
                     // libjpeg refuses a table whose codes overflow their length; checked
                     // before the code indexes the lookahead tables.
                     if code >= (1u32 << len) {
-                        return Err(Irregular);
+                        return Err(BAD_DATA);
                     }
                     if len <= LOOKAHEAD {
                         let shift = LOOKAHEAD - len;
@@ -62,7 +62,7 @@ impl Huff {
             }
             // libjpeg refuses a table whose codes overflow their length.
             if code > (1u32 << len) {
-                return Err(Irregular);
+                return Err(BAD_DATA);
             }
             code <<= 1;
         }
@@ -109,9 +109,9 @@ impl Huff {
             if c <= self.maxcode[len as usize] {
                 bits.consume(len);
                 let i = c + self.valoffset[len as usize];
-                return self.vals.get(i as usize).copied().ok_or(Irregular);
+                return self.vals.get(i as usize).copied().ok_or(BAD_DATA);
             }
         }
-        Err(Irregular)
+        Err(BAD_DATA)
     }
 }

@@ -18,19 +18,26 @@
 //! - zune-jpeg or jpeg-decoder: zune-jpeg has no DCT scaling and both decode into full-size
 //!   rasters (54 MB for 18 MP), then every scan at full cost.
 //!
-//! Scope: 8-bit Huffman progressive frames (SOF2) with 1 component, or 3 components in
-//! YCbCr with 4:4:4 or 4:2:0 sampling, at 1/2, 1/4 and 1/8. Anything else (arithmetic
-//! coding, 12-bit, CMYK, 4:2:2, 4:4:0, odd factors, RGB-coded files), and any file this
-//! decoder finds irregular (bad Huffman code, data running into a marker, a missing or
-//! unexpected restart marker, a progression libjpeg would warn about, no EOI, more than
-//! [`header::MAX_SCANS`] scans or [`header::MAX_TABLES`] Huffman tables) returns `None`, and the caller
-//! decodes with libjpeg as before. So every output is either this decoder's or libjpeg's,
-//! and irregular input behaves exactly as it did before.
+//! Scope: 8-bit Huffman progressive frames (SOF2) with 1 component (1x1), or 3 components in
+//! YCbCr with any sampling factors libjpeg upsamples by whole factors (4:4:4, 4:2:0, 4:2:2,
+//! 4:4:0, 4:1:1...), at 1/1, 1/2, 1/4 and 1/8, with any scan script the standard allows (any
+//! number and order of scans, components in any order and with any ids, DC scans
+//! interleaved or not, spectral selection and successive approximation split any way, a
+//! restart interval per scan). Anything else (arithmetic coding, 12-bit, CMYK/YCCK,
+//! RGB-coded files), and any file this decoder finds irregular (bad Huffman code, data
+//! running into a marker, a missing or unexpected restart marker, a progression libjpeg
+//! would warn about, no EOI, more than [`header::MAX_SCANS`] scans or [`header::MAX_TABLES`]
+//! Huffman tables) returns an [`Irregular`] with its reason, and the caller decodes with
+//! libjpeg as before (logging the reason). So every output is either this decoder's or
+//! libjpeg's, and irregular input behaves exactly as it did before.
 //!
 //! Exactness: the coefficients are libjpeg's (the order in which the scans are decoded does
 //! not change any value: a refinement scan's row only depends on the earlier scans' same
-//! row), and the scaled IDCTs (libjpeg-turbo's `jpeg_idct_4x4`/`2x2`/`1x1` and islow for
-//! chroma that libjpeg enlarges instead of upsampling) and the YCbCr conversion are
+//! row), the scaled IDCTs (libjpeg-turbo's `jpeg_idct_4x4`/`2x2`/`1x1` and islow for
+//! full-size blocks and for chroma that libjpeg enlarges instead of upsampling), the
+//! upsampling (jdsample.c's choice per component and scale: the fancy triangle filters
+//! h2v1, h1v2 and h2v2 with their edge replication and alternating rounding, plain
+//! replication at 1/8 or for other whole factors) and the YCbCr conversion are
 //! integer-exact, so the raster equals libjpeg's bit for bit.
 
 mod bits;
@@ -46,35 +53,35 @@ use self::header::Headers;
 use self::huffman::Huff;
 use self::render::Render;
 use self::scan::{decode_row, ScanState};
-use self::types::{Frame, Irregular, Row, Scan, R};
+use self::types::{Frame, Row, Scan, BAD_DATA, BAD_HEADER, BAD_PROGRESSION, R};
 use super::codec::Raster;
 
-/// Decodes a progressive JPEG at 1/`denom` (2, 4 or 8). `None`: not in scope or irregular;
-/// decode it with libjpeg.
-pub(crate) fn decode(data: &[u8], denom: u32) -> Option<Raster> {
-    if !matches!(denom, 2 | 4 | 8) {
-        return None;
+pub(crate) use self::types::Irregular;
+
+/// Decodes a progressive JPEG at 1/`denom` (1, 2, 4 or 8). An error: not in scope or
+/// irregular (its reason says which); decode it with libjpeg.
+pub(crate) fn decode(data: &[u8], denom: u32) -> Result<Raster, Irregular> {
+    if !matches!(denom, 1 | 2 | 4 | 8) {
+        return Err(Irregular("a DCT scale other than 1/1, 1/2, 1/4 or 1/8"));
     }
-    Headers::read(data, denom as usize)
-        .and_then(|h| decode_scans(h, data))
-        .ok()
+    Headers::read(data, denom as usize).and_then(|h| decode_scans(h, data))
 }
 
 /// Decodes every scan one MCU row at a time (each scan keeps its own place in its data)
 /// and renders each row as soon as its last scan has been through it, so only one MCU
 /// row of coefficients is ever held, and it stays in cache across the scans.
 fn decode_scans(h: Headers, b: &[u8]) -> R<Raster> {
-    let f = h.frame.ok_or(Irregular)?;
+    let f = h.frame.ok_or(BAD_HEADER)?;
     let ncomp = f.comps.len();
     // Every component needs its DC, or libjpeg would warn.
     if f.comps.iter().any(|c| c.coef_bits[0] < 0) {
-        return Err(Irregular);
+        return Err(BAD_PROGRESSION);
     }
     let colour = ncomp == 3;
     if colour {
         let rgb_ids = f.comps.iter().map(|c| c.id).eq([b'R', b'G', b'B']);
         if h.adobe == Some(0) || (!h.jfif && h.adobe.is_none() && rgb_ids) {
-            return Err(Irregular);
+            return Err(Irregular("RGB-coded colour"));
         }
     }
     let mut states: Vec<ScanState<'_>> = h
@@ -108,7 +115,7 @@ fn decode_scans(h: Headers, b: &[u8]) -> R<Raster> {
         out: &mut out,
     })?;
     if states.iter().any(|s| !s.bits.sound()) {
-        return Err(Irregular);
+        return Err(BAD_DATA);
     }
     Ok(out.finish())
 }

@@ -3,7 +3,7 @@
 
 use super::bits::{Bits, Restarts};
 use super::huffman::{extend, Huff, LOOKAHEAD};
-use super::types::{Frame, Irregular, Row, Scan, R, ZIGZAG};
+use super::types::{Frame, Row, Scan, BAD_DATA, R, ZIGZAG};
 
 /// Where a scan's decoding stands between MCU rows.
 pub(super) struct ScanState<'a> {
@@ -90,11 +90,11 @@ fn dc_block(
     tables: &[Huff],
 ) -> R<()> {
     if s.ah == 0 {
-        let h = &tables[s.dc[si].ok_or(Irregular)?];
+        let h = &tables[s.dc[si].ok_or(BAD_DATA)?];
         bits.refill();
         let n = h.symbol(bits)? as u32;
         if n > 15 {
-            return Err(Irregular);
+            return Err(BAD_DATA);
         }
         let diff = extend(bits.bits(n), n);
         *pred = pred.wrapping_add(diff);
@@ -153,13 +153,13 @@ fn ac_first(
                 break;
             }
             if s + al > 15 {
-                return Err(Irregular);
+                return Err(BAD_DATA);
             }
             (r, extend(bits.take(s), s))
         };
         k += r;
         if k > se {
-            return Err(Irregular);
+            return Err(BAD_DATA);
         }
         m |= 1u64 << k;
         coef[ZIGZAG[k] as usize] = (val << al) as i16;
@@ -222,7 +222,7 @@ fn ac_refine(
             k = target;
             if newval != 0 {
                 if k > se {
-                    return Err(Irregular);
+                    return Err(BAD_DATA);
                 }
                 m |= 1u64 << k;
                 coef[ZIGZAG[k] as usize] = newval;

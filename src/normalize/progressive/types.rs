@@ -9,16 +9,24 @@ pub(super) const ZIGZAG: [u8; 64] = [
     52, 45, 38, 31, 39, 46, 53, 60, 61, 54, 47, 55, 62, 63,
 ];
 
-/// Any irregularity: the caller falls back to libjpeg.
-#[derive(Debug)]
-pub(super) struct Irregular;
+/// Why a file is left to libjpeg: out of this decoder's scope, or irregular in some way
+/// (the reason is logged by the caller, so a bench can count the fallbacks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Irregular(pub(crate) &'static str);
+
+/// A malformed header segment.
+pub(super) const BAD_HEADER: Irregular = Irregular("malformed header");
+/// Entropy-coded data this decoder cannot follow (bad code, padding, restart glitch).
+pub(super) const BAD_DATA: Irregular = Irregular("irregular entropy-coded data");
+/// A progression libjpeg would warn about.
+pub(super) const BAD_PROGRESSION: Irregular = Irregular("irregular progression");
 
 pub(super) type R<T> = Result<T, Irregular>;
 
 pub(super) fn be16(b: &[u8], at: usize) -> R<usize> {
     match (b.get(at), b.get(at + 1)) {
         (Some(&h), Some(&l)) => Ok(((h as usize) << 8) | l as usize),
-        _ => Err(Irregular),
+        _ => Err(BAD_HEADER),
     }
 }
 
@@ -35,9 +43,30 @@ pub(super) struct Comp {
     pub(super) stride: usize,
     /// IDCT output size (1, 2, 4 or 8) at the chosen scale.
     pub(super) size: usize,
+    /// Samples across and down at that size (libjpeg's downsampled width and height).
+    pub(super) dw: usize,
+    pub(super) dh: usize,
+    /// How its samples are brought to the output's density.
+    pub(super) up: Up,
     pub(super) quant: Option<[u16; 64]>,
     /// Successive-approximation bit of each coefficient (-1: not seen yet), as libjpeg tracks.
     pub(super) coef_bits: [i8; 64],
+}
+
+/// How a component's samples become output pixels: libjpeg-turbo's upsampling methods
+/// (jdsample.c) at the chosen scale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Up {
+    /// Already at the output's density (including chroma whose IDCT was enlarged).
+    Full,
+    /// Triangle filter, 2x across (4:2:2).
+    H2V1,
+    /// Triangle filter, 2x down (4:4:0), with the rows above and below as context.
+    H1V2,
+    /// Triangle filter, 2x both ways (4:2:0 at full scale), with context rows.
+    H2V2,
+    /// Replication by whole factors across and down (box filter).
+    Rep(usize, usize),
 }
 
 /// The coefficients of one MCU row of a component: `v` block rows of `stride` blocks, each
@@ -51,7 +80,6 @@ pub(super) struct Frame {
     pub(super) width: usize,
     pub(super) height: usize,
     pub(super) comps: Vec<Comp>,
-    pub(super) hmax: usize,
     pub(super) vmax: usize,
     pub(super) mcus_x: usize,
     pub(super) mcus_y: usize,
