@@ -38,13 +38,26 @@ pub(crate) fn restore(a: RestoreArgs) -> ExitCode {
     };
     let mut incomplete = false;
     let mut own_run = None;
-    for sink in &sinks {
+    for (sink, spec) in sinks.iter().zip(&a.sink.sinks) {
         let done = match rt.block_on(backups.restore_run(sink.as_ref(), &opts)) {
             Ok(d) => d,
             Err(e) => return fail(explain(&e)),
         };
         if done.users.is_empty() {
-            println!("{}: nothing to restore", sink.name());
+            if spec.starts_with("ldif:") {
+                // An export is the directory as it was when exported: a change file not yet
+                // applied (or applied after the export) left no photo of the run in it.
+                println!(
+                    "{}: nothing to restore in {}: an LDIF export shows the directory as it \
+                     was exported, so it holds none of the run's photos until its change file \
+                     is applied; apply the change file, export the users again and restore \
+                     against the new export",
+                    sink.name(),
+                    spec.trim_start_matches("ldif:")
+                );
+            } else {
+                println!("{}: nothing to restore", sink.name());
+            }
             continue;
         }
         let (mut restored, mut skipped, mut failed) = (0, 0, 0);
