@@ -345,10 +345,7 @@ pub fn human_message(text: &str) -> &str {
         ErrorKind::Io,
         ErrorKind::Other,
     ];
-    let Some(rest) = KINDS
-        .iter()
-        .find_map(|k| text.strip_prefix(k.as_str()))
-    else {
+    let Some(rest) = KINDS.iter().find_map(|k| text.strip_prefix(k.as_str())) else {
         return text;
     };
     // ` in backend.op` (no spaces in either), then ` for user` (up to the first `: `).

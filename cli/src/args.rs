@@ -193,7 +193,8 @@ impl FromArgMatches for SinkArgs {
             attribute: std::mem::take(&mut self.attribute),
         };
         core.update_from_arg_matches_mut(m)?;
-        (self.sinks, self.match_attr, self.attribute) = (core.sinks, core.match_attr, core.attribute);
+        (self.sinks, self.match_attr, self.attribute) =
+            (core.sinks, core.match_attr, core.attribute);
         self.ldap.update_from_arg_matches_mut(m)?;
         self.graph.update_from_arg_matches_mut(m)
     }

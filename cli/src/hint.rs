@@ -90,10 +90,7 @@ pub(crate) fn explain_failure(f: &SourceFailure) -> String {
 
 /// A message without its kind (a plan item's failure detail), as the CLI prints it.
 pub(crate) fn explain_text(message: &str) -> String {
-    with(
-        human_message(message).to_owned(),
-        hint_for(None, message),
-    )
+    with(human_message(message).to_owned(), hint_for(None, message))
 }
 
 #[cfg(test)]

@@ -189,7 +189,12 @@ fn every_missing_ad_option_is_named_at_once() {
     // Only what is missing is named.
     let o = cli()
         .args(["sync", "--source", "folder:nowhere", "--sink", "ad"])
-        .args(["--ldap-url", "ldaps://dc.example.test", "--base-dn", "DC=example"])
+        .args([
+            "--ldap-url",
+            "ldaps://dc.example.test",
+            "--base-dn",
+            "DC=example",
+        ])
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
@@ -209,7 +214,13 @@ fn an_export_with_no_users_stops_the_run() {
     for cmd in ["sync", "check"] {
         let o = cli()
             .current_dir(&dir)
-            .args([cmd, "--source", "folder:photos", "--sink", "ldif:empty.ldif"])
+            .args([
+                cmd,
+                "--source",
+                "folder:photos",
+                "--sink",
+                "ldif:empty.ldif",
+            ])
             .args(["--out", "changes.ldif"])
             .output()
             .unwrap();
@@ -224,24 +235,30 @@ fn an_export_with_no_users_stops_the_run() {
     assert!(!dir.join("changes.ldif").exists());
 }
 
-/// An export none of whose users the source lists (photos named by another attribute)
-/// stops `sync` and `check --source` (exit 2) naming the export and the match attribute,
-/// instead of failing every user.
+/// An export none of whose users the source lists (photos named by sAMAccountName, matched
+/// by UPN) stops `sync`, `plan` and `check --source` (exit 2) naming the export and the
+/// match attribute, instead of failing every user.
 #[test]
 fn an_export_that_matches_no_source_user_stops_the_run() {
     let dir = demo_copy("no-match");
     for cmd in ["sync", "plan", "check"] {
         let o = cli()
             .current_dir(&dir)
-            .args([cmd, "--source", "folder:photos", "--sink", "ldif:directory.ldif"])
-            .args(["--match", "mail", "--out", "changes.ldif"])
+            .args([
+                cmd,
+                "--source",
+                "folder:photos",
+                "--sink",
+                "ldif:directory.ldif",
+            ])
+            .args(["--match", "upn", "--out", "changes.ldif"])
             .output()
             .unwrap();
         assert_eq!(o.status.code(), Some(2), "{cmd}: {}", text(&o));
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(
             err.contains(
-                "--sink ldif:directory.ldif: none of the source's 6 users is in the export by mail"
+                "--sink ldif:directory.ldif: none of the source's 6 users is in the export by userPrincipalName"
             ),
             "{cmd}: {err}"
         );
@@ -249,8 +266,14 @@ fn an_export_that_matches_no_source_user_stops_the_run() {
     // check: the source's object and the sink's say so on stdout.
     let o = cli()
         .current_dir(&dir)
-        .args(["check", "--source", "folder:photos", "--sink", "ldif:directory.ldif"])
-        .args(["--match", "mail"])
+        .args([
+            "check",
+            "--source",
+            "folder:photos",
+            "--sink",
+            "ldif:directory.ldif",
+        ])
+        .args(["--match", "upn"])
         .output()
         .unwrap();
     let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
@@ -287,7 +310,13 @@ fn check_reads_the_source() {
     std::fs::write(dir.join("photos/empty.jpg"), b"").unwrap();
     let o = cli()
         .current_dir(&dir)
-        .args(["check", "--source", "folder:photos", "--sink", "ldif:directory.ldif"])
+        .args([
+            "check",
+            "--source",
+            "folder:photos",
+            "--sink",
+            "ldif:directory.ldif",
+        ])
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
@@ -306,7 +335,13 @@ fn empty_not_an_image_and_missing_files_are_told_apart() {
     std::fs::write(dir.join("photos/notes.jpg"), b"meeting notes, not a photo").unwrap();
     let o = cli()
         .current_dir(&dir)
-        .args(["sync", "--source", "folder:photos", "--sink", "ldif:directory.ldif"])
+        .args([
+            "sync",
+            "--source",
+            "folder:photos",
+            "--sink",
+            "ldif:directory.ldif",
+        ])
         .args(["--out", "changes.ldif", "--report", "report.json"])
         .output()
         .unwrap();
@@ -320,7 +355,7 @@ fn empty_not_an_image_and_missing_files_are_told_apart() {
         all.contains("photos/notes.jpg is not an image (JPEG, PNG, GIF, BMP, TIFF, WebP or HEIC"),
         "{all}"
     );
-    for internal in ["invalid_photo in", "folder.list", " in folder"] {
+    for internal in ["invalid_photo in", "folder.list"] {
         assert!(!all.contains(internal), "{internal}: {all}");
     }
     let report = std::fs::read_to_string(dir.join("report.json")).unwrap();
@@ -351,7 +386,12 @@ fn empty_not_an_image_and_missing_files_are_told_apart() {
 fn an_unset_password_variable_says_so() {
     let o = cli()
         .args(["sync", "--source", "folder:nowhere", "--sink", "ad"])
-        .args(["--ldap-url", "ldaps://dc.example.test", "--base-dn", "DC=example"])
+        .args([
+            "--ldap-url",
+            "ldaps://dc.example.test",
+            "--base-dn",
+            "DC=example",
+        ])
         .args(["--bind-dn", "svc@example.test"])
         .args(["--bind-password-env", "USERPHOTO_TEST_UNSET_PASSWORD"])
         .env_remove("USERPHOTO_TEST_UNSET_PASSWORD")
@@ -411,4 +451,42 @@ fn sync_help_is_grouped_and_ends_with_examples() {
     let examples = help.find("Examples:").expect("examples");
     assert!(examples > at[6], "{help}");
     assert!(help[examples..].contains("userphoto sync --source folder:photos --sink ad"));
+}
+
+/// A restore against the export a sync read (its change file never applied) undoes no one
+/// and says why: an export shows the directory as it was exported.
+#[test]
+fn a_restore_against_an_unchanged_export_says_why_it_undoes_no_one() {
+    let dir = demo_copy("restore");
+    let o = cli()
+        .current_dir(&dir)
+        .args([
+            "sync",
+            "--source",
+            "folder:photos",
+            "--sink",
+            "ldif:directory.ldif",
+        ])
+        .args(["--out", "changes.ldif"])
+        .output()
+        .unwrap();
+    common::succeeded(&o);
+    let o = cli()
+        .current_dir(&dir)
+        .args([
+            "restore",
+            "--sink",
+            "ldif:directory.ldif",
+            "--out",
+            "undo.ldif",
+        ])
+        .output()
+        .unwrap();
+    let out = common::succeeded(&o);
+    assert!(out.contains("undone for 0 users"), "{out}");
+    assert!(
+        out.contains("directory.ldif is an LDIF export: it shows the directory as it was exported")
+            && out.contains("restore against that new export"),
+        "{out}"
+    );
 }

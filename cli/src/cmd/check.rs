@@ -232,9 +232,11 @@ fn check_ldif(
         Some(crate::open::no_users(spec, &sum))
     } else {
         match matched {
-            Some((listed, 0)) if listed > 0 => {
-                Some(crate::open::none_matched(spec, listed, &sum.match_attribute))
-            }
+            Some((listed, 0)) if listed > 0 => Some(crate::open::none_matched(
+                spec,
+                listed,
+                &sum.match_attribute,
+            )),
             _ => None,
         }
     };

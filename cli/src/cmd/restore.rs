@@ -43,20 +43,21 @@ pub(crate) fn restore(a: RestoreArgs) -> ExitCode {
             Ok(d) => d,
             Err(e) => return fail(explain(&e)),
         };
+        // An export is the directory as it was when exported: until the run's change file is
+        // applied and the users exported again, it holds none of the run's photos, so there
+        // is nothing to undo in it.
+        let offline = spec.starts_with("ldif:").then(|| {
+            format!(
+                "  {} is an LDIF export: it shows the directory as it was exported, so it \
+                 holds the run's photos only once the run's change file is applied and the \
+                 users are exported again; restore against that new export",
+                spec.trim_start_matches("ldif:")
+            )
+        });
         if done.users.is_empty() {
-            if spec.starts_with("ldif:") {
-                // An export is the directory as it was when exported: a change file not yet
-                // applied (or applied after the export) left no photo of the run in it.
-                println!(
-                    "{}: nothing to restore in {}: an LDIF export shows the directory as it \
-                     was exported, so it holds none of the run's photos until its change file \
-                     is applied; apply the change file, export the users again and restore \
-                     against the new export",
-                    sink.name(),
-                    spec.trim_start_matches("ldif:")
-                );
-            } else {
-                println!("{}: nothing to restore", sink.name());
+            println!("{}: nothing to restore", sink.name());
+            if let Some(note) = &offline {
+                println!("{note}");
             }
             continue;
         }
@@ -98,6 +99,9 @@ pub(crate) fn restore(a: RestoreArgs) -> ExitCode {
             sink.name(),
             done.undone
         );
+        if let (0, Some(note)) = (restored, &offline) {
+            println!("{note}");
+        }
         own_run = done.run.or(own_run);
     }
     if let Some(run) = own_run {

@@ -132,6 +132,15 @@ fn run_inner(a: RunArgs, plan_only: bool) -> ExitCode {
         .filter(|(spec, _)| spec.starts_with("ldif:"))
         .map(|(spec, s)| (s.name().to_owned(), spec.clone()))
         .collect();
+    // (its LDAP name, as the export spells it: userPrincipalName for upn)
+    let match_ldap_name = a
+        .sink
+        .match_name()
+        .parse::<userphoto::MatchAttribute>()
+        .map_or_else(
+            |_| a.sink.match_name().to_owned(),
+            |m| m.ldap_name().to_owned(),
+        );
     let mut engine = match engine_for(&a, source, sinks, state) {
         Ok(e) => e,
         Err(e) => return fail(e),
@@ -172,7 +181,7 @@ fn run_inner(a: RunArgs, plan_only: bool) -> ExitCode {
         } else {
             engine.prepare_to_apply().await?
         };
-        unmatched_export(prepared.plan(), &ldif, a.sink.match_name())?;
+        unmatched_export(prepared.plan(), &ldif, &match_ldap_name)?;
         if !a.json {
             print_plan(prepared.plan(), prepared.source_failures(), a.dry_run);
         }

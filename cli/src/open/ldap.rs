@@ -16,7 +16,10 @@ pub(crate) fn ldap_config(l: &LdapArgs, what: &str) -> Result<LdapConfig, String
     let kerberos = false;
     let mut missing = Vec::new();
     if l.ldap_url.is_none() {
-        missing.push(("--ldap-url ldaps://HOST (or ldap://HOST with --starttls)", "ldap-url"));
+        missing.push((
+            "--ldap-url ldaps://HOST (or ldap://HOST with --starttls)",
+            "ldap-url",
+        ));
     }
     if !kerberos && l.bind_dn.is_none() {
         missing.push(("--bind-dn (a DN, a UPN or DOMAIN\\user)", "bind-dn"));
@@ -57,13 +60,18 @@ pub(crate) fn ldap_config(l: &LdapArgs, what: &str) -> Result<LdapConfig, String
         return Ok(cfg);
     }
     let user = l.bind_dn.as_deref().unwrap_or_default();
-    let password = match (&l.bind_password_env, &l.bind_password_file) {
-        (Some(var), _) => Secret::from_env(var).map_err(|e| format!("--bind-password-env: {}", e.message()))?,
-        (None, Some(file)) => {
-            Secret::from_file(file).map_err(|e| format!("--bind-password-file: {}", e.message()))?
-        }
-        (None, None) => return Err(format!("{what} needs --bind-password-env VAR or --bind-password-file FILE")),
-    };
+    let password =
+        match (&l.bind_password_env, &l.bind_password_file) {
+            (Some(var), _) => Secret::from_env(var)
+                .map_err(|e| format!("--bind-password-env: {}", e.message()))?,
+            (None, Some(file)) => Secret::from_file(file)
+                .map_err(|e| format!("--bind-password-file: {}", e.message()))?,
+            (None, None) => {
+                return Err(format!(
+                    "{what} needs --bind-password-env VAR or --bind-password-file FILE"
+                ))
+            }
+        };
     Ok(cfg.simple_bind(user, password))
 }
 

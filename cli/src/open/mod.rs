@@ -66,7 +66,9 @@ pub(crate) fn open_source(a: &SourceArgs, sink: &SinkArgs) -> Result<Box<dyn Pho
         "folder" => {
             let mut s = FolderSource::new(arg).recursive(a.recursive);
             if let Some(re) = &a.key_regex {
-                s = s.key_rule(KeyRule::regex(re).map_err(|e| format!("--key-regex: {}", e.human()))?);
+                s = s.key_rule(
+                    KeyRule::regex(re).map_err(|e| format!("--key-regex: {}", e.human()))?,
+                );
             }
             Ok(Box::new(s))
         }
@@ -114,7 +116,9 @@ pub(crate) fn open_sinks(
                 }
                 if write {
                     let out = out.ok_or("--sink ldif: needs --out CHANGES.ldif")?;
-                    s = s.with_output(out).map_err(|e| format!("--out: {}", e.human()))?;
+                    s = s
+                        .with_output(out)
+                        .map_err(|e| format!("--out: {}", e.human()))?;
                 }
                 sinks.push(Arc::new(s));
             }
@@ -127,7 +131,9 @@ pub(crate) fn open_sinks(
                 } else {
                     FolderSink::read_only(arg)
                 };
-                sinks.push(Arc::new(s.map_err(|e| format!("--sink {spec}: {}", crate::hint::explain(&e)))?));
+                sinks.push(Arc::new(s.map_err(|e| {
+                    format!("--sink {spec}: {}", crate::hint::explain(&e))
+                })?));
             }
             "ad" => sinks.push(Arc::new(ad_sink(a, spec, arg, &matcher)?)),
             "graph" => sinks.push(open_graph_sink(&a.graph, a.match_name(), concurrency)?),
@@ -220,13 +226,23 @@ pub(crate) fn open_for_check(a: &RunArgs) -> Vec<(String, Result<Opened, OpenErr
                 )),
                 "ldif" => LdifSink::open_with_attribute(arg, m, &s.attribute)
                     .map(|l| Opened::Ldif(Box::new(l), PathBuf::from(arg)))
-                    .map_err(|e| (e.kind().as_str(), format!("--sink {spec}: {}", crate::hint::explain(&e)))),
+                    .map_err(|e| {
+                        (
+                            e.kind().as_str(),
+                            format!("--sink {spec}: {}", crate::hint::explain(&e)),
+                        )
+                    }),
                 "folder" if arg.is_empty() => {
                     Err(usage("--sink folder:DIR needs the folder's path".into()))
                 }
                 "folder" => FolderSink::read_only(arg)
                     .map(|f| Opened::Folder(Box::new(f), PathBuf::from(arg)))
-                    .map_err(|e| (e.kind().as_str(), format!("--sink {spec}: {}", crate::hint::explain(&e)))),
+                    .map_err(|e| {
+                        (
+                            e.kind().as_str(),
+                            format!("--sink {spec}: {}", crate::hint::explain(&e)),
+                        )
+                    }),
                 "ad" => ad_sink(s, spec, arg, &m)
                     .map(|a| Opened::Ad(Box::new(a)))
                     .map_err(usage),
