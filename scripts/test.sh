@@ -80,8 +80,8 @@ newest_target=${CARGO_TARGET_DIR:-$PWD/target}
   cargo update --quiet
   git diff --no-index --stat "$OLDPWD/Cargo.lock" Cargo.lock | tail -1 || true
   CARGO_TARGET_DIR=$newest_target cargo check --release --workspace --all-targets \
-    --message-format short 2>&1 | tee check.log | grep -E '^(warning|error)' || true
-  if grep -qE '^(warning|error)' check.log; then
+    --message-format short 2>&1 | tee check.log | grep -E '(^|: )(warning|error)' || true
+  if grep -qE '(^|: )(warning|error)' check.log; then
     echo "the build against the newest compatible dependencies has warnings or errors (above)" >&2
     exit 1
   fi
