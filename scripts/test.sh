@@ -181,7 +181,7 @@ cargo test --release -p userphoto --no-default-features --features pure-rust --l
   "${corpus_tests[@]}"
 # The CLI's offline tests on the same codec (normalize, and sync/plan/restore on LDIF).
 cargo test --release -p userphoto-cli --no-default-features --features pure-rust,test-hooks \
-  --test cli --test cli_sync
+  --test cli --test cli_sync "${corpus_tests[@]}"
 
 step "cargo test (the CLI: its unit tests, normalize, the LDIF path, Graph against the fake, AD against the DC)"
 # (test-hooks: the crash-test hook that tests/cli_sync.rs needs; never in a released binary)
