@@ -8,8 +8,9 @@
 #
 # Environment:
 #   USERPHOTO_CORPUS  folder of real photos (default ../shared/corpus)
-#   USERPHOTO_REQUIRE_TOOLS=0  let tests that need the corpus or a tool skip (printing
-#                     SKIPPED) instead of failing; by default this script runs them all
+#   USERPHOTO_REQUIRE_TOOLS=0  let tests that need a tool skip (printing SKIPPED) and
+#                     leave out the tests that need the corpus (the summary line says so)
+#                     instead of failing; by default this script runs them all
 #   SKIP_APT=1        do not install packages (you installed them yourself)
 #   (the face detector's oracle test gets onnxruntime from PyPI in target/oracle-venv)
 set -euo pipefail
@@ -66,6 +67,27 @@ cargo clippy --workspace --all-targets --all-features --release -- -D warnings
 step "cargo clippy (every package, all targets, the default features, warnings are errors)"
 cargo clippy --workspace --all-targets --release -- -D warnings
 
+step "the newest compatible dependencies: cargo update in a scratch copy, cargo check (warnings are errors)"
+# Cargo.lock pins what the project is tested with; an embedder's build (and `cargo install`
+# without --locked) resolves the newest compatible versions instead, where a deprecation
+# or a breaking patch release shows first. The scratch copy shares this build's target
+# folder, so only what `cargo update` changed is checked again.
+scratch=$(mktemp -d)
+tar --exclude=./target --exclude=./fuzz --exclude=./.git -cf - . | tar -xf - -C "$scratch"
+newest_target=${CARGO_TARGET_DIR:-$PWD/target}
+(
+  cd "$scratch"
+  cargo update --quiet
+  git diff --no-index --stat "$OLDPWD/Cargo.lock" Cargo.lock | tail -1 || true
+  CARGO_TARGET_DIR=$newest_target cargo check --release --workspace --all-targets \
+    --message-format short 2>&1 | tee check.log | grep -E '(^|: )(warning|error)' || true
+  if grep -qE '(^|: )(warning|error)' check.log; then
+    echo "the build against the newest compatible dependencies has warnings or errors (above)" >&2
+    exit 1
+  fi
+)
+rm -rf "$scratch"
+
 step "the offline library builds without the network backends"
 # Each backend alone and neither (`ad`: AD sink, LDAP source; `graph`: Graph sink), warnings
 # are errors; without both, none of ldap3, hyper, rustls or ring is in the build.
@@ -118,8 +140,24 @@ export USERPHOTO_ORACLE_PYTHON="$PWD/$ORACLE_VENV/bin/python"
 # fails here when it is missing, instead of passing with SKIPPED.
 export USERPHOTO_REQUIRE_TOOLS=${USERPHOTO_REQUIRE_TOOLS:-1}
 
+# The tests that need the photo corpus are #[ignore = "needs the photo corpus ..."]: a plain
+# `cargo test` lists them as ignored, with the reason. Here they run (--include-ignored),
+# and a missing corpus fails the script before any test, unless USERPHOTO_REQUIRE_TOOLS=0.
+step "the photo corpus"
+export USERPHOTO_CORPUS=${USERPHOTO_CORPUS:-$PWD/../shared/corpus}
+corpus_tests=(-- --include-ignored)
+if [ -d "$USERPHOTO_CORPUS" ]; then
+  echo "corpus: $USERPHOTO_CORPUS ($(find "$USERPHOTO_CORPUS" -maxdepth 1 -type f | wc -l) files)"
+elif [ "$USERPHOTO_REQUIRE_TOOLS" = 1 ]; then
+  echo "FAILED: no photo corpus at $USERPHOTO_CORPUS (set USERPHOTO_CORPUS, or USERPHOTO_REQUIRE_TOOLS=0 to leave those tests out)" >&2
+  exit 1
+else
+  echo "NOT RUN: the tests that need the photo corpus (none at $USERPHOTO_CORPUS); they show as ignored below"
+  corpus_tests=()
+fi
+
 step "cargo test (the library and the test kit: libjpeg-turbo codec, HEIC through libheif)"
-cargo test --release -p userphoto -p userphoto-testkit --features heic
+cargo test --release -p userphoto -p userphoto-testkit --features heic "${corpus_tests[@]}"
 
 step "cargo test (Kerberos: GSSAPI binds to the Samba DC with its keytab)"
 # Selected by name; a step that ran no test (a renamed test) fails.
@@ -139,14 +177,15 @@ step "cargo test (pure-Rust codec, no C JPEG code)"
 cargo test --release -p userphoto --no-default-features --features pure-rust --lib \
   --test normalize_api --test normalize_corpus --test normalize_hostile \
   --test normalize_jpeg_variants --test normalize_props \
-  --test sources --test sinks --test sink_ldif --test sync_engine --test apply_sequence
+  --test sources --test sinks --test sink_ldif --test sync_engine --test apply_sequence \
+  "${corpus_tests[@]}"
 # The CLI's offline tests on the same codec (normalize, and sync/plan/restore on LDIF).
 cargo test --release -p userphoto-cli --no-default-features --features pure-rust,test-hooks \
-  --test cli --test cli_sync
+  --test cli --test cli_sync "${corpus_tests[@]}"
 
 step "cargo test (the CLI: its unit tests, normalize, the LDIF path, Graph against the fake, AD against the DC)"
 # (test-hooks: the crash-test hook that tests/cli_sync.rs needs; never in a released binary)
-cargo test --release -p userphoto-cli --features heic,test-hooks
+cargo test --release -p userphoto-cli --features heic,test-hooks "${corpus_tests[@]}"
 
 step "examples run (the CLI and the library's examples)"
 # (the CLI with the features its tests were built with, so its build is reused)
@@ -203,6 +242,8 @@ else
 fi
 
 step "benchmarks build"
-cargo bench --no-run --quiet -p userphoto
+# (with the release profile, which the tests built already; `cargo bench` itself uses the
+# bench profile, whose debug info would rebuild every crate)
+cargo build --release --benches --quiet -p userphoto
 
 step "all tests passed"

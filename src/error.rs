@@ -255,6 +255,26 @@ impl Error {
         &self.inner.message
     }
 
+    /// The error as people read it: the user concerned (if any) and the message, without
+    /// the kind, operation and backend that `Display` puts first (they are for reports and
+    /// logs: [`kind`](Self::kind), [`operation`](Self::operation), [`backend`](Self::backend)).
+    ///
+    /// ```
+    /// use userphoto::{Error, ErrorKind, UserKey};
+    /// let e = Error::new(ErrorKind::Io, "cannot read /photos/alice.jpg")
+    ///     .with_backend("folder")
+    ///     .with_operation("load")
+    ///     .with_user(UserKey::new("alice"));
+    /// assert_eq!(e.to_string(), "io in folder.load for alice: cannot read /photos/alice.jpg");
+    /// assert_eq!(e.human(), "alice: cannot read /photos/alice.jpg");
+    /// ```
+    pub fn human(&self) -> String {
+        match &self.inner.user {
+            Some(u) => format!("{u}: {}", self.inner.message),
+            None => self.inner.message.clone(),
+        }
+    }
+
     /// Whether trying again later may succeed.
     pub fn is_retryable(&self) -> bool {
         match self.inner.retry {
@@ -290,6 +310,60 @@ impl fmt::Display for Error {
         }
         Ok(())
     }
+}
+
+/// The message of an error's `Display` text (`kind in backend.op for user: message`) without
+/// its kind, operation, backend and user, for people; any other text is returned as it is.
+/// Reports keep an error's whole text (with its kind in a field of its own); summaries and
+/// the command line show this part of it.
+///
+/// ```
+/// use userphoto::{human_message, Error, ErrorKind, UserKey};
+/// let e = Error::new(ErrorKind::InvalidPhoto, "empty.jpg is empty (0 bytes)")
+///     .with_backend("folder")
+///     .with_operation("list")
+///     .with_user(UserKey::new("empty"));
+/// assert_eq!(human_message(&e.to_string()), "empty.jpg is empty (0 bytes)");
+/// assert_eq!(human_message("no such user"), "no such user");
+/// ```
+pub fn human_message(text: &str) -> &str {
+    const KINDS: [ErrorKind; 16] = [
+        ErrorKind::UserNotFound,
+        ErrorKind::AmbiguousMatch,
+        ErrorKind::Unauthenticated,
+        ErrorKind::PermissionDenied,
+        ErrorKind::RateLimited,
+        ErrorKind::Unavailable,
+        ErrorKind::Timeout,
+        ErrorKind::InvalidPhoto,
+        ErrorKind::PhotoTooLarge,
+        ErrorKind::LimitExceeded,
+        ErrorKind::Conflict,
+        ErrorKind::Config,
+        ErrorKind::Unsupported,
+        ErrorKind::InvalidData,
+        ErrorKind::Io,
+        ErrorKind::Other,
+    ];
+    let Some(rest) = KINDS.iter().find_map(|k| text.strip_prefix(k.as_str())) else {
+        return text;
+    };
+    // ` in backend.op` (no spaces in either), then ` for user` (up to the first `: `).
+    let rest = match rest.strip_prefix(" in ") {
+        Some(r) => match r.find([' ', ':']) {
+            Some(end) => &r[end..],
+            None => return text,
+        },
+        None => rest,
+    };
+    let rest = match rest.strip_prefix(" for ") {
+        Some(r) => match r.find(": ") {
+            Some(end) => &r[end..],
+            None => return text,
+        },
+        None => rest,
+    };
+    rest.strip_prefix(": ").unwrap_or(text)
 }
 
 impl fmt::Debug for Error {

@@ -182,7 +182,7 @@ pub mod source;
 pub mod sync;
 mod text;
 
-pub use error::{Error, ErrorKind, Result};
+pub use error::{human_message, Error, ErrorKind, Result};
 pub use key::{MatchAttribute, OtherAttribute, UserKey};
 pub use secret::Secret;
 

@@ -41,6 +41,10 @@ impl Secret {
                 ErrorKind::Config,
                 format!("environment variable {var} is empty"),
             )),
+            Err(std::env::VarError::NotPresent) => Err(Error::new(
+                ErrorKind::Config,
+                format!("the environment variable {var} is not set: set it for the account the tool runs as"),
+            )),
             Err(e) => Err(Error::new(
                 ErrorKind::Config,
                 format!("environment variable {var}: {e}"),

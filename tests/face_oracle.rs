@@ -112,11 +112,10 @@ fn oracle_faces(maps: &[Vec<f32>], h: usize, w: usize) -> Vec<[f32; 5]> {
 }
 
 #[test]
+#[ignore = "needs the photo corpus (USERPHOTO_CORPUS); scripts/test.sh runs it"]
 fn the_forward_pass_matches_onnxruntime_on_corpus_photos() {
+    let corpus = common::corpus();
     let Some(py) = python() else { return };
-    let Some(corpus) = common::corpus() else {
-        return;
-    };
     // (photo, whether a face is there at this input size: None when it is borderline, as
     // the band's 8 px faces are; the crate and the oracle must then still agree)
     let photos = [

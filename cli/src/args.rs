@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, ValueEnum};
+use clap::{ArgMatches, Args, Command, FromArgMatches, ValueEnum};
 use userphoto::normalize::{CropMode, Profile};
 
 /// The crop strategies (`--crop`).
@@ -57,6 +57,7 @@ impl ProfileName {
 
 /// Where photos come from and how keys are read.
 #[derive(Args, Debug)]
+#[command(next_help_heading = "Source")]
 pub struct SourceArgs {
     /// The photos: `folder:DIR` (files named by user key), `csv:FILE` (a `key,path[,withheld]`
     /// manifest), `ldap[:ATTRIBUTE]` (a directory's `thumbnailPhoto` or another attribute,
@@ -81,6 +82,7 @@ pub struct SourceArgs {
 /// How to reach a directory over LDAP (`--sink ad`, `--source ldap`). The password is read
 /// from an environment variable or a file, never from the command line.
 #[derive(Args, Debug)]
+#[command(next_help_heading = "Active Directory and LDAP (--sink ad, --source ldap)")]
 pub struct LdapArgs {
     /// The directory: `ldaps://host[:636]`, or `ldap://host[:389]` with `--starttls`.
     #[arg(long)]
@@ -128,9 +130,22 @@ pub struct LdapArgs {
     pub(crate) ldap_connections: usize,
 }
 
-/// Where photos go.
-#[derive(Args, Debug)]
+/// Where photos go: the sinks, how keys match, and how to reach AD and Graph. `--help` lists
+/// the AD and Graph options last, after the run's own: they are declared by [`Connections`]
+/// (flattened at the end of each command's options) and read into `ldap` and `graph` here.
+#[derive(Debug)]
 pub struct SinkArgs {
+    pub(crate) sinks: Vec<String>,
+    pub(crate) match_attr: Option<String>,
+    pub(crate) attribute: String,
+    pub(crate) ldap: LdapArgs,
+    pub(crate) graph: GraphArgs,
+}
+
+/// The options of [`SinkArgs`] shown under "Directories".
+#[derive(Args, Debug)]
+#[command(next_help_heading = "Directories")]
+struct SinkCore {
     /// The directory: `ldif:EXPORT.ldif` (an LDIF export of the users, from `ldapsearch` or
     /// `ldifde`; changes go to `--out`) or `ad` (Active Directory over LDAP: see
     /// `--ldap-url`; the default profile is `ad-thumbnail`, `--profile ad-large` writes 648 px)
@@ -149,10 +164,76 @@ pub struct SinkArgs {
     /// The photo attribute.
     #[arg(long, default_value = "thumbnailPhoto")]
     pub(crate) attribute: String,
-    #[command(flatten)]
-    pub(crate) ldap: LdapArgs,
-    #[command(flatten)]
-    pub(crate) graph: GraphArgs,
+}
+
+impl FromArgMatches for SinkArgs {
+    fn from_arg_matches(m: &ArgMatches) -> Result<Self, clap::Error> {
+        Self::from_arg_matches_mut(&mut m.clone())
+    }
+
+    fn from_arg_matches_mut(m: &mut ArgMatches) -> Result<Self, clap::Error> {
+        let core = SinkCore::from_arg_matches_mut(m)?;
+        Ok(Self {
+            sinks: core.sinks,
+            match_attr: core.match_attr,
+            attribute: core.attribute,
+            ldap: LdapArgs::from_arg_matches_mut(m)?,
+            graph: GraphArgs::from_arg_matches_mut(m)?,
+        })
+    }
+
+    fn update_from_arg_matches(&mut self, m: &ArgMatches) -> Result<(), clap::Error> {
+        self.update_from_arg_matches_mut(&mut m.clone())
+    }
+
+    fn update_from_arg_matches_mut(&mut self, m: &mut ArgMatches) -> Result<(), clap::Error> {
+        let mut core = SinkCore {
+            sinks: std::mem::take(&mut self.sinks),
+            match_attr: self.match_attr.take(),
+            attribute: std::mem::take(&mut self.attribute),
+        };
+        core.update_from_arg_matches_mut(m)?;
+        (self.sinks, self.match_attr, self.attribute) =
+            (core.sinks, core.match_attr, core.attribute);
+        self.ldap.update_from_arg_matches_mut(m)?;
+        self.graph.update_from_arg_matches_mut(m)
+    }
+}
+
+impl Args for SinkArgs {
+    fn augment_args(cmd: Command) -> Command {
+        SinkCore::augment_args(cmd)
+    }
+
+    fn augment_args_for_update(cmd: Command) -> Command {
+        SinkCore::augment_args_for_update(cmd)
+    }
+}
+
+/// The AD and Graph options of [`SinkArgs`], declared where this is flattened (after a
+/// command's own options, so that `--help` shows them last under their own headings); their
+/// values are read by [`SinkArgs`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Connections;
+
+impl FromArgMatches for Connections {
+    fn from_arg_matches(_: &ArgMatches) -> Result<Self, clap::Error> {
+        Ok(Self)
+    }
+
+    fn update_from_arg_matches(&mut self, _: &ArgMatches) -> Result<(), clap::Error> {
+        Ok(())
+    }
+}
+
+impl Args for Connections {
+    fn augment_args(cmd: Command) -> Command {
+        GraphArgs::augment_args(LdapArgs::augment_args(cmd))
+    }
+
+    fn augment_args_for_update(cmd: Command) -> Command {
+        GraphArgs::augment_args_for_update(LdapArgs::augment_args_for_update(cmd))
+    }
 }
 
 impl SinkArgs {
@@ -179,78 +260,80 @@ pub struct RunArgs {
     pub(crate) source: SourceArgs,
     #[command(flatten)]
     pub(crate) sink: SinkArgs,
-    /// The LDIF change file to write (`ldif:` sinks).
-    #[arg(long)]
-    pub(crate) out: Option<PathBuf>,
     /// The rendition profile (default: the sink's, `ad-thumbnail` for AD and LDIF, `graph`
     /// for Graph and folders).
-    #[arg(long, value_enum)]
+    #[arg(long, value_enum, help_heading = "Run")]
     pub(crate) profile: Option<ProfileName>,
     /// Where the square goes: `face` (a head-and-shoulders square around the main face,
     /// attention when there is none), `attention` or `centre`. Changing it makes every
     /// rendition again (the state file records the crop).
-    #[arg(long, value_enum, default_value_t = CropName::Face)]
+    #[arg(long, value_enum, default_value_t = CropName::Face, help_heading = "Run")]
     pub(crate) crop: CropName,
     /// Plan and report, change nothing.
-    #[arg(long)]
+    #[arg(long, help_heading = "Run")]
     pub(crate) dry_run: bool,
+    /// The LDIF change file to write (`ldif:` sinks).
+    #[arg(long, help_heading = "Output")]
+    pub(crate) out: Option<PathBuf>,
     /// Write the JSON report here.
-    #[arg(long)]
+    #[arg(long, help_heading = "Output")]
     pub(crate) report: Option<PathBuf>,
     /// The state store (one file, created if missing): unchanged users are not decoded
     /// again, and an interrupted run resumes.
-    #[arg(long)]
+    #[arg(long, help_heading = "Run")]
     pub(crate) state: Option<PathBuf>,
     /// Keep every photo that is replaced or removed here (default: `userphoto-backup`).
-    #[arg(long, default_value = "userphoto-backup")]
+    #[arg(long, default_value = "userphoto-backup", help_heading = "Run")]
     pub(crate) backup_dir: PathBuf,
     /// Do not keep backups.
-    #[arg(long, conflicts_with = "backup_dir")]
+    #[arg(long, conflicts_with = "backup_dir", help_heading = "Run")]
     pub(crate) no_backup: bool,
     /// Remove the photos of users the source no longer lists.
-    #[arg(long)]
+    #[arg(long, help_heading = "Run")]
     pub(crate) remove_leavers: bool,
     /// Keep the photos of people who withdrew consent (they are removed by default).
-    #[arg(long)]
+    #[arg(long, help_heading = "Run")]
     pub(crate) keep_withheld: bool,
     /// Calls in flight per sink (at least 1).
-    #[arg(long, default_value_t = 4, value_parser = at_least_one)]
+    #[arg(long, default_value_t = 4, value_parser = at_least_one, help_heading = "Run")]
     pub(crate) concurrency: usize,
     /// Photos normalized at once (default: one per core).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, help_heading = "Run")]
     pub(crate) threads: usize,
     /// Stop the run after this many writes in a row to one sink failed for reasons that are
     /// not the users' own (an account with no write rights, a directory gone); one user's
     /// refusal never stops a run. 0: never stop.
-    #[arg(long, default_value_t = userphoto::sync::DEFAULT_MAX_CONSECUTIVE_FAILURES)]
+    #[arg(long, default_value_t = userphoto::sync::DEFAULT_MAX_CONSECUTIVE_FAILURES, help_heading = "Run")]
     pub(crate) max_consecutive_failures: usize,
     /// Print the report as one JSON object on stdout instead of the human summary.
-    #[arg(long)]
+    #[arg(long, help_heading = "Output")]
     pub(crate) json: bool,
     /// Write a review page into this folder (`DIR/index.html`, images in `DIR/img`): per
     /// change the photo the directory holds today beside the new one, the source photo with
     /// its crop square, warnings and failures. Open it from disk in any browser; nothing is
     /// fetched from the network. With `sync`, the page shows what the run did.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", help_heading = "Output")]
     pub(crate) review: Option<PathBuf>,
     /// Show unchanged users on the review page too.
-    #[arg(long)]
+    #[arg(long, help_heading = "Output")]
     pub(crate) review_all: bool,
     /// Write the plan and what it was based on (per user the source photo's fingerprint,
     /// the rendition's hash and the directory photo's version; the sinks, profiles and crop)
     /// to this JSON file, to approve and then apply with `sync --plan`.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = "Output")]
     pub(crate) save_plan: Option<PathBuf>,
     /// Apply exactly this approved plan (a `--save-plan` file): a change whose source or
     /// directory photo moved since is skipped as `changed-since-plan`, a user not in the plan
     /// is not written (`not-in-plan`), and a run with another profile, crop or sink stops
     /// with exit code 2.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = "Run")]
     pub(crate) plan: Option<PathBuf>,
     /// Read options from this TOML file: each key is an option's long name without the
     /// dashes (`userphoto config init` prints an example); the command line wins.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = "Run")]
     pub(crate) config: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) connections: Connections,
 }
 
 /// A count that must be at least 1 (`--concurrency`): the same rule for every sink.
@@ -267,27 +350,29 @@ fn at_least_one(v: &str) -> Result<usize, String> {
 pub struct RestoreArgs {
     #[command(flatten)]
     pub(crate) sink: SinkArgs,
-    /// The LDIF change file to write (`ldif:` sinks).
-    #[arg(long)]
-    pub(crate) out: Option<PathBuf>,
     /// The backup folder a sync wrote.
-    #[arg(long, default_value = "userphoto-backup")]
+    #[arg(long, default_value = "userphoto-backup", help_heading = "Run")]
     pub(crate) backup_dir: PathBuf,
+    /// The LDIF change file to write (`ldif:` sinks).
+    #[arg(long, help_heading = "Output")]
+    pub(crate) out: Option<PathBuf>,
     /// Restore only these users (repeatable; default: everyone the run changed).
-    #[arg(long = "user")]
+    #[arg(long = "user", help_heading = "Run")]
     pub(crate) users: Vec<String>,
     /// The run to undo, as `userphoto runs` lists them (default: the last sync run that
     /// changed the sink; a restore's own run can be named to undo the restore).
-    #[arg(long = "run")]
+    #[arg(long = "run", help_heading = "Run")]
     pub(crate) run: Option<String>,
     /// Restore users whose photo changed since the run too (what is overwritten is still
     /// backed up).
-    #[arg(long)]
+    #[arg(long, help_heading = "Run")]
     pub(crate) force: bool,
     /// Read options from this TOML file: each key is an option's long name without the
     /// dashes; the command line wins.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = "Run")]
     pub(crate) config: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) connections: Connections,
 }
 
 /// `runs` options.
@@ -339,6 +424,7 @@ impl From<GraphUsersArg> for userphoto::sink::GraphUsers {
 /// client secret from an environment variable, a certificate and its key, a managed
 /// identity, or a federated token file).
 #[derive(Args, Debug, Clone, Default)]
+#[command(next_help_heading = "Microsoft Graph (--sink graph, --source graph)")]
 pub struct GraphArgs {
     /// How to sign in: secret, certificate, managed-identity or workload-identity. Without
     /// it: secret with --client-secret-env, certificate with --client-cert, workload-identity
@@ -435,7 +521,7 @@ pub struct CheckArgs {
     #[command(flatten)]
     pub(crate) run: RunArgs,
     /// AD sinks: how many users below the base DN to ask the DC about.
-    #[arg(long, default_value_t = 50, value_name = "N")]
+    #[arg(long, default_value_t = 50, value_name = "N", help_heading = "Run")]
     pub(crate) check_sample: usize,
 }
 

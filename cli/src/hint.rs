@@ -9,7 +9,7 @@
 //! report's abort, [`explain_text`] for a plan's failure detail (which has no kind).
 
 use userphoto::sync::SourceFailure;
-use userphoto::{cited, Error, ErrorKind};
+use userphoto::{cited, human_message, Error, ErrorKind};
 
 /// The cited fragment and the advice for it.
 const HINTS: [(&str, &str); 7] = [
@@ -73,19 +73,24 @@ fn with(line: String, advice: Option<String>) -> String {
     }
 }
 
-/// A library error as the CLI prints it: the error, then the advice, on one line.
+/// A library error as the CLI prints it for people: for whom and what failed (without the
+/// kind, operation and backend, which the report and the log keep), then the advice, on
+/// one line.
 pub(crate) fn explain(e: &Error) -> String {
-    with(e.to_string(), hint(e))
+    with(e.human(), hint(e))
 }
 
 /// A report's abort (or a source failure) as the CLI prints it.
 pub(crate) fn explain_failure(f: &SourceFailure) -> String {
-    with(f.message.clone(), hint_for(Some(f.kind), &f.message))
+    with(
+        human_message(&f.message).to_owned(),
+        hint_for(Some(f.kind), &f.message),
+    )
 }
 
 /// A message without its kind (a plan item's failure detail), as the CLI prints it.
 pub(crate) fn explain_text(message: &str) -> String {
-    with(message.to_owned(), hint_for(None, message))
+    with(human_message(message).to_owned(), hint_for(None, message))
 }
 
 #[cfg(test)]
@@ -149,7 +154,8 @@ mod tests {
             .build()
             .unwrap_err();
         let line = explain(&e);
-        assert!(line.starts_with(&e.to_string()), "{line}");
+        assert!(line.starts_with(&e.human()), "{line}");
+        assert!(!line.starts_with("config in "), "{line}");
         names(&advice(&e), "--graph-insecure-http");
         assert!(line.contains("= true"), "{line}");
     }
@@ -204,7 +210,7 @@ mod tests {
             format!("busy ({})", cited::GRAPH_CA_FILE),
         );
         assert_eq!(hint(&busy), None);
-        assert_eq!(explain(&busy), busy.to_string());
+        assert_eq!(explain(&busy), busy.human());
         assert_eq!(explain_text("no such user"), "no such user");
         assert!(explain_text(cited::LDAP_CA_FILE).contains("--ca-cert"));
     }

@@ -28,6 +28,7 @@ use tracing_subscriber::EnvFilter;
 
 /// The logging options, global to every subcommand (and keys of the config file).
 #[derive(Args, Debug, Clone, Default)]
+#[command(next_help_heading = "Logging")]
 pub struct LogArgs {
     /// Append the run's events to this file as JSON lines (timestamp, level, target, fields,
     /// spans), one event a line. Never holds a secret, a token or a photo.

@@ -87,11 +87,26 @@ struct Cli {
     log: log::LogArgs,
 }
 
+/// The examples at the end of `userphoto sync --help`.
+const SYNC_EXAMPLES: &str = "\
+Examples:
+  # An LDIF export in, a change file for ldapmodify or ldifde out
+  userphoto sync --source folder:photos --sink ldif:users.ldif --out changes.ldif
+
+  # Straight into Active Directory, the password from an environment variable
+  userphoto sync --source folder:photos --sink ad --ldap-url ldaps://dc1.example.com \\
+      --bind-dn svc-photos@example.com --bind-password-env AD_PASSWORD \\
+      --base-dn \"OU=Staff,DC=example,DC=com\" --state ad.state
+
+  # Everything from a config file (userphoto config init prints one); plan only
+  userphoto sync --config userphoto.toml --dry-run";
+
 #[derive(Subcommand)]
 enum Command {
     /// Normalize image files into JPEG renditions for one profile.
     Normalize(NormalizeArgs),
     /// Sync photos from a source into directories: plan, apply, report.
+    #[command(after_help = SYNC_EXAMPLES)]
     Sync(RunArgs),
     /// Print what `sync` would do; change nothing.
     Plan(RunArgs),

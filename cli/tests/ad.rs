@@ -108,7 +108,11 @@ async fn cli_syncs_a_folder_into_ad() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     let last = stderr.lines().last().unwrap_or_default();
-    assert!(last.contains("unauthenticated"), "{stderr}");
+    // (the cause for people; the kind `unauthenticated` is the report's and the log's)
+    assert!(
+        last.contains("refused: invalidCredentials") && !last.contains("unauthenticated in"),
+        "{stderr}"
+    );
     assert!(!stderr.contains(wrong) && !String::from_utf8_lossy(&out.stdout).contains(wrong));
     // An unset variable is a usage error too.
     let out = args("UP_TEST_PW_UNSET").output().unwrap();

@@ -277,10 +277,9 @@ fn normalize_reports_the_crop_and_takes_crop() {
 
 /// On a real photo of a person (the corpus astronaut): the face and the square around it.
 #[test]
+#[ignore = "needs the photo corpus (USERPHOTO_CORPUS); scripts/test.sh runs it"]
 fn normalize_finds_the_face_in_a_photo_of_a_person() {
-    let Some(dir) = userphoto_testkit::corpus() else {
-        return;
-    };
+    let dir = userphoto_testkit::corpus();
     let d = tempdir("face");
     let o = cli()
         .args([

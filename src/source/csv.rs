@@ -323,6 +323,18 @@ impl CsvSource {
                         .with_user(key)));
                         continue;
                     }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        out.push(Err(Self::err(
+                            ErrorKind::Io,
+                            format!(
+                                "{where_}: {} does not exist: check the path in the manifest \
+                                 (relative paths are taken from the manifest's folder)",
+                                full.display()
+                            ),
+                        )
+                        .with_user(key)));
+                        continue;
+                    }
                     Err(e) => {
                         out.push(Err(Self::err(
                             ErrorKind::Io,

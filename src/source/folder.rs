@@ -185,7 +185,14 @@ impl FolderSource {
         if let Err(e) = std::fs::read_dir(&self.root) {
             return vec![Err(Self::err(
                 ErrorKind::Io,
-                format!("cannot read the folder {}: {e}", self.root.display()),
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    format!(
+                        "the folder {} does not exist: check the path after folder:",
+                        self.root.display()
+                    )
+                } else {
+                    format!("cannot read the folder {}: {e}", self.root.display())
+                },
             )
             .with_source(e)
             .run_level())];
@@ -229,10 +236,28 @@ impl FolderSource {
                     continue;
                 }
             };
+            // An empty file (a copy that failed, a placeholder) and a file that is not an
+            // image (a document named like a person) are told apart: each has its own fix.
+            if meta.len() == 0 {
+                out.push(Err(Self::err(
+                    ErrorKind::InvalidPhoto,
+                    format!(
+                        "{} is empty (0 bytes): replace it with the person's photo, or remove it",
+                        path.display()
+                    ),
+                )
+                .with_user(key)));
+                continue;
+            }
             if !is_image(&path) {
                 out.push(Err(Self::err(
                     ErrorKind::InvalidPhoto,
-                    format!("{} is not an image", path.display()),
+                    format!(
+                        "{} is not an image (JPEG, PNG, GIF, BMP, TIFF, WebP or HEIC, told from \
+                         its first bytes): replace it with the person's photo, or move it out of \
+                         the folder",
+                        path.display()
+                    ),
                 )
                 .with_user(key)));
                 continue;

@@ -269,7 +269,7 @@ impl fmt::Display for Report {
                     .replace('_', " "),
                 o.message
                     .as_deref()
-                    .map(|m| format!(": {m}"))
+                    .map(|m| format!(": {}", crate::error::human_message(m)))
                     .unwrap_or_default()
             )?;
         }
@@ -299,7 +299,11 @@ impl fmt::Display for Report {
             writeln!(f, "  ... and {} more not made", held.len() - 20)?;
         }
         for s in self.source_failures.iter().take(20) {
-            writeln!(f, "  source failure: {}", s.message)?;
+            writeln!(
+                f,
+                "  source failure: {}",
+                crate::error::human_message(&s.message)
+            )?;
         }
         if self.source_failures.len() > 20 {
             writeln!(
@@ -309,7 +313,7 @@ impl fmt::Display for Report {
             )?;
         }
         if let Some(a) = &self.aborted {
-            writeln!(f, "  STOPPED: {}", a.message)?;
+            writeln!(f, "  STOPPED: {}", crate::error::human_message(&a.message))?;
         }
         if let Some(run) = &self.backup_run {
             writeln!(f, "  backup run: {run} (a restore undoes it)")?;

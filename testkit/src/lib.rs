@@ -87,22 +87,34 @@ pub fn skip(why: &str) {
     eprintln!("SKIPPED: {why}");
 }
 
-/// The shared photo corpus, or `None` (with a printed reason) when it is not there (a
-/// failure under `USERPHOTO_REQUIRE_TOOLS=1`: [`skip`]).
-pub fn corpus() -> Option<PathBuf> {
-    let dir = std::env::var_os("USERPHOTO_CORPUS")
+/// Where the shared photo corpus is: `USERPHOTO_CORPUS`, or `../shared/corpus` next to the
+/// repository.
+pub fn corpus_path() -> PathBuf {
+    std::env::var_os("USERPHOTO_CORPUS")
         .map(PathBuf::from)
         // `../shared/corpus` next to the repository (this package is one folder down).
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus"));
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        skip(&format!(
-            "photo corpus not found at {} (set USERPHOTO_CORPUS to run these tests)",
-            dir.display()
-        ));
-        None
-    }
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus"))
+}
+
+/// The shared photo corpus, for a test that needs it. Such tests are marked
+/// `#[ignore = "needs the photo corpus ..."]`, so a plain `cargo test` lists them as ignored
+/// with that reason; `scripts/test.sh` checks that the corpus is there and runs them with
+/// `--include-ignored`. Run without it, a test fails here naming where it looked: it never
+/// passes without its photos.
+pub fn corpus() -> PathBuf {
+    let dir = corpus_path();
+    assert!(
+        dir.is_dir(),
+        "the photo corpus is not at {} (set USERPHOTO_CORPUS to the folder of real photos)",
+        dir.display()
+    );
+    dir
+}
+
+/// The shared photo corpus when it is there: for a test that runs on generated photos and
+/// adds the corpus's when it can.
+pub fn corpus_if_present() -> Option<PathBuf> {
+    Some(corpus_path()).filter(|d| d.is_dir())
 }
 
 /// Decodes a JPEG rendition to RGB8 with the `image` crate.

@@ -7,7 +7,10 @@
 //!   `adminCount=1` (protected admin accounts).
 //! * Graph: gets a token, reads its `roles` claim for `ProfilePhoto.ReadWrite.All` or
 //!   `User.ReadWrite.All`, reads one user.
-//! * LDIF: reads the export and counts its users and photos.
+//! * The source (`--source`, optional): listed as a sync lists it, photos counted,
+//!   unreadable items named; a listing that fails (a missing folder) fails the check.
+//! * LDIF: reads the export and counts its users and photos; an export with no users, or
+//!   (with `--source`) none matching the source's keys, fails.
 //! * Folder: lists the folder's photos (a missing folder is fine: a sync creates it).
 //!
 //! Output: human lines on stderr, one JSON object per sink on stdout (`sink`, `kind`, `ok`,
@@ -19,12 +22,15 @@
 use std::process::ExitCode;
 
 use serde_json::{json, Value};
+use userphoto::sink::DirectorySink as _;
 use userphoto::sink::GraphUsers;
 
 use crate::args::CheckArgs;
 use crate::fail::fail;
 use crate::hint::explain;
-use crate::open::{open_for_check, Opened};
+use crate::open::{open_for_check, open_source, Opened};
+
+use super::check_source::check_source;
 
 /// How many not-writable or protected DNs are named on stderr and in the JSON.
 const NAMED: usize = 10;
@@ -67,12 +73,37 @@ pub(crate) fn check(a: CheckArgs) -> ExitCode {
         Err(e) => return fail(format!("cannot start the runtime: {e}")),
     };
     let mut all_ok = true;
+    // The source first, when there is one: its keys are what the sinks must match.
+    let mut keys = None;
+    if let Some(spec) = a.run.source.source.as_deref() {
+        let c = match open_source(&a.run.source, &a.run.sink) {
+            Ok(source) => rt.block_on(check_source(spec, source.as_ref())),
+            Err(e) => return fail(e),
+        };
+        all_ok &= c.ok;
+        for l in &c.lines {
+            eprintln!("userphoto check: --source {spec}: {l}");
+        }
+        println!("{}", c.json);
+        keys = c.ok.then_some(c.keys);
+    }
     for (spec, sink) in opened {
         let f = match sink {
             Err((kind, reason)) => Finding::failed(&spec, kind_of(&spec), Some(kind), reason),
             Ok(Opened::Ad(s)) => rt.block_on(check_ad(&spec, &s, a.check_sample)),
             Ok(Opened::Graph(s)) => rt.block_on(check_graph(&spec, &s)),
-            Ok(Opened::Ldif(s, path)) => check_ldif(&spec, &s, &path),
+            Ok(Opened::Ldif(s, path)) => {
+                let matched = keys.as_deref().map(|keys| {
+                    rt.block_on(async {
+                        let mut n = 0;
+                        for k in keys {
+                            n += usize::from(s.entry_name(k).await.is_some());
+                        }
+                        (keys.len(), n)
+                    })
+                });
+                check_ldif(&spec, &s, &path, matched)
+            }
             Ok(Opened::Folder(s, path)) => check_folder(&spec, &s, &path),
         };
         all_ok &= f.ok;
@@ -259,8 +290,27 @@ async fn check_graph(spec: &str, s: &userphoto::sink::GraphSink) -> Finding {
     }
 }
 
-fn check_ldif(spec: &str, s: &userphoto::sink::LdifSink, path: &std::path::Path) -> Finding {
+/// An LDIF export's findings; `matched` is (the source's keys, those the export has) when
+/// `--source` was given.
+fn check_ldif(
+    spec: &str,
+    s: &userphoto::sink::LdifSink,
+    path: &std::path::Path,
+    matched: Option<(usize, usize)>,
+) -> Finding {
     let sum = s.summary();
+    let reason = if sum.entries == sum.without_key {
+        Some(crate::open::no_users(spec, &sum))
+    } else {
+        match matched {
+            Some((listed, 0)) if listed > 0 => Some(crate::open::none_matched(
+                spec,
+                listed,
+                &sum.match_attribute,
+            )),
+            _ => None,
+        }
+    };
     let mut lines = vec![format!(
         "{} users, {} with a photo ({}), {} without a {} value, {} keys on several entries",
         sum.entries,
@@ -270,14 +320,25 @@ fn check_ldif(spec: &str, s: &userphoto::sink::LdifSink, path: &std::path::Path)
         sum.match_attribute,
         sum.ambiguous_keys
     )];
-    lines.push("OK".to_owned());
+    if let Some((listed, n)) = matched {
+        lines.push(format!(
+            "{n} of the source's {listed} users are in the export (by {})",
+            sum.match_attribute
+        ));
+    }
+    lines.push(match &reason {
+        None => "OK".to_owned(),
+        Some(r) => format!("FAIL: {r}"),
+    });
     Finding {
-        ok: true,
+        ok: reason.is_none(),
         json: json!({
-            "sink": spec, "kind": "ldif", "ok": true, "path": path.display().to_string(),
+            "sink": spec, "kind": "ldif", "ok": reason.is_none(), "path": path.display().to_string(),
             "users": sum.entries, "with_photos": sum.with_photos,
             "without_key": sum.without_key, "ambiguous_keys": sum.ambiguous_keys,
-            "attribute": sum.attribute, "match": sum.match_attribute, "reason": null,
+            "attribute": sum.attribute, "match": sum.match_attribute,
+            "source_users": matched.map(|m| m.0), "matched": matched.map(|m| m.1),
+            "reason": reason,
         }),
         lines,
     }

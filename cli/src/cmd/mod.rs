@@ -1,6 +1,7 @@
 //! One module per subcommand; `main` parses and dispatches to them.
 
 pub(crate) mod check;
+mod check_source;
 pub(crate) mod demo;
 pub(crate) mod manpage;
 pub(crate) mod normalize;

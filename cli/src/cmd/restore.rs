@@ -38,13 +38,27 @@ pub(crate) fn restore(a: RestoreArgs) -> ExitCode {
     };
     let mut incomplete = false;
     let mut own_run = None;
-    for sink in &sinks {
+    for (sink, spec) in sinks.iter().zip(&a.sink.sinks) {
         let done = match rt.block_on(backups.restore_run(sink.as_ref(), &opts)) {
             Ok(d) => d,
             Err(e) => return fail(explain(&e)),
         };
+        // An export is the directory as it was when exported: until the run's change file is
+        // applied and the users exported again, it holds none of the run's photos, so there
+        // is nothing to undo in it.
+        let offline = spec.starts_with("ldif:").then(|| {
+            format!(
+                "  {} is an LDIF export: it shows the directory as it was exported, so it \
+                 holds the run's photos only once the run's change file is applied and the \
+                 users are exported again; restore against that new export",
+                spec.trim_start_matches("ldif:")
+            )
+        });
         if done.users.is_empty() {
             println!("{}: nothing to restore", sink.name());
+            if let Some(note) = &offline {
+                println!("{note}");
+            }
             continue;
         }
         let (mut restored, mut skipped, mut failed) = (0, 0, 0);
@@ -85,6 +99,9 @@ pub(crate) fn restore(a: RestoreArgs) -> ExitCode {
             sink.name(),
             done.undone
         );
+        if let (0, Some(note)) = (restored, &offline) {
+            println!("{note}");
+        }
         own_run = done.run.or(own_run);
     }
     if let Some(run) = own_run {

@@ -8,13 +8,13 @@ use userphoto::normalize::Normalizer;
 use userphoto::review::{Review, ReviewOptions, SOURCE_PREVIEW_SIDE};
 use userphoto::sink::DirectorySink;
 use userphoto::source::PhotoSource;
-use userphoto::sync::{BackupStore, Engine, Policy, Report, SavedPlan, StateStore};
-use userphoto::Error;
+use userphoto::sync::{BackupStore, Engine, Plan, Policy, Reason, Report, SavedPlan, StateStore};
+use userphoto::{Error, ErrorKind};
 
 use crate::args::RunArgs;
 use crate::fail::fail;
 use crate::hint::{explain, explain_failure};
-use crate::open::{open_sinks, open_source, profile_for};
+use crate::open::{none_matched, open_sinks, open_source, profile_for};
 use crate::print::print_plan;
 use crate::progress::progress;
 
@@ -115,13 +115,32 @@ fn run_inner(a: RunArgs, plan_only: bool) -> ExitCode {
         Ok(s) => s,
         Err(e) => {
             let path = a.state.as_deref().unwrap_or(std::path::Path::new(""));
-            return fail(format!("--state {}: {e}", path.display()));
+            return fail(format!("--state {}: {}", path.display(), e.human()));
         }
     };
     let sinks = match open_sinks(&a.sink, a.out.as_ref(), write, a.concurrency) {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
+    // The LDIF sinks by name, with their spec: an export that matches none of the source's
+    // users stops the run (below) instead of failing every user.
+    let ldif: Vec<(String, String)> = a
+        .sink
+        .sinks
+        .iter()
+        .zip(&sinks)
+        .filter(|(spec, _)| spec.starts_with("ldif:"))
+        .map(|(spec, s)| (s.name().to_owned(), spec.clone()))
+        .collect();
+    // (its LDAP name, as the export spells it: userPrincipalName for upn)
+    let match_ldap_name = a
+        .sink
+        .match_name()
+        .parse::<userphoto::MatchAttribute>()
+        .map_or_else(
+            |_| a.sink.match_name().to_owned(),
+            |m| m.ldap_name().to_owned(),
+        );
     let mut engine = match engine_for(&a, source, sinks, state) {
         Ok(e) => e,
         Err(e) => return fail(e),
@@ -129,7 +148,13 @@ fn run_inner(a: RunArgs, plan_only: bool) -> ExitCode {
     if write && !a.no_backup {
         match BackupStore::open(&a.backup_dir) {
             Ok(b) => engine = engine.with_backups(b),
-            Err(e) => return fail(format!("--backup-dir {}: {e}", a.backup_dir.display())),
+            Err(e) => {
+                return fail(format!(
+                    "--backup-dir {}: {}",
+                    a.backup_dir.display(),
+                    e.human()
+                ))
+            }
         }
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -156,6 +181,7 @@ fn run_inner(a: RunArgs, plan_only: bool) -> ExitCode {
         } else {
             engine.prepare_to_apply().await?
         };
+        unmatched_export(prepared.plan(), &ldif, &match_ldap_name)?;
         if !a.json {
             print_plan(prepared.plan(), prepared.source_failures(), a.dry_run);
         }
@@ -226,6 +252,30 @@ fn run_inner(a: RunArgs, plan_only: bool) -> ExitCode {
         eprintln!("userphoto: stopped: {}", explain_failure(ab));
     }
     ExitCode::from(exit_code(&report))
+}
+
+/// A run-level error when an LDIF export (`ldif`: its sink's name and spec) holds none of
+/// the users the source lists: a wrong `--match` or another export, not every user's
+/// failure.
+fn unmatched_export(plan: &Plan, ldif: &[(String, String)], matcher: &str) -> Result<(), Error> {
+    for (name, spec) in ldif {
+        let (mut listed, mut unmatched) = (0, 0);
+        for it in plan
+            .items
+            .iter()
+            .filter(|i| i.sink == *name && i.reason != Reason::Leaver)
+        {
+            listed += 1;
+            unmatched += usize::from(it.reason == Reason::Unmatched);
+        }
+        if listed > 0 && unmatched == listed {
+            return Err(Error::new(
+                ErrorKind::Config,
+                none_matched(spec, listed, matcher),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The exit code of a run: 2 when it stopped on a run-level failure, 1 when some users (or

@@ -115,8 +115,8 @@ fn credential_message(e: &GraphCredentialError) -> String {
         E::ClientIdWithManagedIdentity => "--graph-auth managed-identity takes no --client-id: \
              choose a user-assigned identity with --managed-identity-client-id ID"
             .into(),
-        E::Secret(e) => format!("--client-secret-env: {e}"),
-        E::Certificate(e) => format!("--client-cert/--client-key: {e}"),
+        E::Secret(e) => format!("--client-secret-env: {}", explain(e)),
+        E::Certificate(e) => format!("--client-cert/--client-key: {}", explain(e)),
         E::ManagedIdentity(e) => format!("--graph-auth managed-identity: {}", explain(e)),
         other => format!("--sink graph: {other}"),
     }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use userphoto::normalize::Profile;
-use userphoto::sink::{AdSink, DirectorySink, FolderSink, LdifSink};
+use userphoto::sink::{AdSink, DirectorySink, FolderSink, LdifSink, LdifSummary};
 use userphoto::source::{CsvSource, FolderSource, KeyRule, LdapSource, PhotoSource};
 use userphoto::sync::BackupStore;
 use userphoto::{Error, MatchAttribute};
@@ -45,7 +45,7 @@ pub(crate) fn open_source(a: &SourceArgs, sink: &SinkArgs) -> Result<Box<dyn Pho
             let matcher: MatchAttribute = sink
                 .match_name()
                 .parse()
-                .map_err(|e: Error| format!("--match: {e}"))?;
+                .map_err(|e: Error| format!("--match: {}", e.human()))?;
             let cfg = ldap_config(&sink.ldap, "--source ldap")?;
             let mut b =
                 LdapSource::builder(cfg)
@@ -66,7 +66,9 @@ pub(crate) fn open_source(a: &SourceArgs, sink: &SinkArgs) -> Result<Box<dyn Pho
         "folder" => {
             let mut s = FolderSource::new(arg).recursive(a.recursive);
             if let Some(re) = &a.key_regex {
-                s = s.key_rule(KeyRule::regex(re).map_err(|e| e.to_string())?);
+                s = s.key_rule(
+                    KeyRule::regex(re).map_err(|e| format!("--key-regex: {}", e.human()))?,
+                );
             }
             Ok(Box::new(s))
         }
@@ -97,7 +99,7 @@ pub(crate) fn open_sinks(
     let matcher: MatchAttribute = a
         .match_name()
         .parse()
-        .map_err(|e: Error| format!("--match: {e}"))?;
+        .map_err(|e: Error| format!("--match: {}", e.human()))?;
     let mut sinks: Vec<Arc<dyn DirectorySink>> = Vec::new();
     for spec in &a.sinks {
         let (kind, arg) = spec.split_once(':').unwrap_or((spec.as_str(), ""));
@@ -107,10 +109,16 @@ pub(crate) fn open_sinks(
                     return Err("--sink ldif:EXPORT.ldif needs the export's path".into());
                 }
                 let mut s = LdifSink::open_with_attribute(arg, matcher.clone(), &a.attribute)
-                    .map_err(|e| format!("--sink {spec}: {e}"))?;
+                    .map_err(|e| format!("--sink {spec}: {}", crate::hint::explain(&e)))?;
+                let sum = s.summary();
+                if sum.entries == sum.without_key {
+                    return Err(no_users(spec, &sum));
+                }
                 if write {
                     let out = out.ok_or("--sink ldif: needs --out CHANGES.ldif")?;
-                    s = s.with_output(out).map_err(|e| format!("--out: {e}"))?;
+                    s = s
+                        .with_output(out)
+                        .map_err(|e| format!("--out: {}", e.human()))?;
                 }
                 sinks.push(Arc::new(s));
             }
@@ -123,7 +131,9 @@ pub(crate) fn open_sinks(
                 } else {
                     FolderSink::read_only(arg)
                 };
-                sinks.push(Arc::new(s.map_err(|e| format!("--sink {spec}: {e}"))?));
+                sinks.push(Arc::new(s.map_err(|e| {
+                    format!("--sink {spec}: {}", crate::hint::explain(&e))
+                })?));
             }
             "ad" => sinks.push(Arc::new(ad_sink(a, spec, arg, &matcher)?)),
             "graph" => sinks.push(open_graph_sink(&a.graph, a.match_name(), concurrency)?),
@@ -135,6 +145,32 @@ pub(crate) fn open_sinks(
         }
     }
     Ok(sinks)
+}
+
+/// Why an LDIF export with no user to match is refused (`sync`, `plan`, `restore`, `check`).
+pub(crate) fn no_users(spec: &str, sum: &LdifSummary) -> String {
+    let m = &sum.match_attribute;
+    let what = if sum.entries == 0 {
+        "no entries".to_owned()
+    } else {
+        format!("{} entries, none with a {m} value", sum.entries)
+    };
+    format!(
+        "--sink {spec}: the export holds no users to match ({what}): export the users with \
+         their {m} (ldapsearch ... {m} {attr}, or ldifde -l {m},{attr}), or match on another \
+         attribute with --match (match in the config file)",
+        attr = sum.attribute
+    )
+}
+
+/// Why an LDIF export that none of the source's users is in is refused (`sync`, `plan`,
+/// `check`): a wrong `--match` or an export of other users, not every user's failure.
+pub(crate) fn none_matched(spec: &str, listed: usize, match_attribute: &str) -> String {
+    format!(
+        "--sink {spec}: none of the source's {listed} users is in the export by \
+         {match_attribute}: check that the photos are named by {match_attribute}, or match on \
+         another attribute with --match (match in the config file)"
+    )
 }
 
 /// The profile of a sink: `--profile`, or the sink's own default.
@@ -153,7 +189,7 @@ pub(crate) fn backup_journal(dir: &Path) -> Result<BackupStore, String> {
             dir.display()
         ));
     }
-    BackupStore::open(dir).map_err(|e| e.to_string())
+    BackupStore::open(dir).map_err(|e| format!("--backup-dir {}: {}", dir.display(), e.human()))
 }
 
 /// A `--sink` of `check`, opened as its own type and never for writing.
@@ -179,7 +215,7 @@ pub(crate) fn open_for_check(a: &RunArgs) -> Vec<(String, Result<Opened, OpenErr
     let matcher: Result<MatchAttribute, _> = s
         .match_name()
         .parse()
-        .map_err(|e: Error| usage(format!("--match: {e}")));
+        .map_err(|e: Error| usage(format!("--match: {}", e.human())));
     s.sinks
         .iter()
         .map(|spec| {
@@ -190,13 +226,23 @@ pub(crate) fn open_for_check(a: &RunArgs) -> Vec<(String, Result<Opened, OpenErr
                 )),
                 "ldif" => LdifSink::open_with_attribute(arg, m, &s.attribute)
                     .map(|l| Opened::Ldif(Box::new(l), PathBuf::from(arg)))
-                    .map_err(|e| (e.kind().as_str(), format!("--sink {spec}: {e}"))),
+                    .map_err(|e| {
+                        (
+                            e.kind().as_str(),
+                            format!("--sink {spec}: {}", crate::hint::explain(&e)),
+                        )
+                    }),
                 "folder" if arg.is_empty() => {
                     Err(usage("--sink folder:DIR needs the folder's path".into()))
                 }
                 "folder" => FolderSink::read_only(arg)
                     .map(|f| Opened::Folder(Box::new(f), PathBuf::from(arg)))
-                    .map_err(|e| (e.kind().as_str(), format!("--sink {spec}: {e}"))),
+                    .map_err(|e| {
+                        (
+                            e.kind().as_str(),
+                            format!("--sink {spec}: {}", crate::hint::explain(&e)),
+                        )
+                    }),
                 "ad" => ad_sink(s, spec, arg, &m)
                     .map(|a| Opened::Ad(Box::new(a)))
                     .map_err(usage),

@@ -18,6 +18,9 @@ pub(super) fn acceptor(cert: &ServerCert) -> TlsAcceptor {
         .collect::<Result<_, _>>()
         .expect("certificate chain PEM");
     let key = PrivateKeyDer::from_pem_slice(&cert.key_pem).expect("key PEM");
+    // (ring, as the library's clients use; rustls 0.23.48 deprecates it for lacking
+    // post-quantum key exchange)
+    #[allow(deprecated)]
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

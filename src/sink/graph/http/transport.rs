@@ -63,6 +63,12 @@ impl Http {
         ca_pem: Option<&[u8]>,
     ) -> std::result::Result<Self, String> {
         use rustls::pki_types::pem::PemObject;
+        // rustls 0.23.48 deprecates its ring provider (ring has no post-quantum key exchange)
+        // in favour of aws-lc-rs (a second, larger C library to build, aws-lc-sys). The crate
+        // keeps ring, the provider its LDAP and Graph clients share, until it moves to
+        // aws-lc-rs; the provider is named explicitly so that an embedder's other rustls
+        // features never make the choice ambiguous.
+        #[allow(deprecated)]
         let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
         let mut roots = rustls::RootCertStore::empty();
         match ca_pem {
