@@ -9,7 +9,6 @@
 //! `userPrincipalName`. A user without a thumbnail in AD leaves the cloud photo as it is (the
 //! simulation never deletes), and cloud-only users are never touched.
 
-use futures::StreamExt;
 use ldap3::{Scope, SearchEntry};
 
 use crate::ad::Ou;
