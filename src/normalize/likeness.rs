@@ -104,11 +104,14 @@ impl Normalizer {
     /// use userphoto::normalize::{testimage, Normalizer, Profile};
     /// let n = Normalizer::new();
     /// let photo = testimage::gradient_jpeg(800, 600);
-    /// let big = n.normalize(&photo, &Profile::graph())?;
-    /// let small = n.normalize(&photo, &Profile::ad_thumbnail())?;
-    /// let (a, b) = (n.signature(&big.bytes)?, n.signature(&small.bytes)?);
+    /// let graph = n.normalize(&photo, &Profile::graph())?;
+    /// let large = n.normalize(&photo, &Profile::ad_large())?;
+    /// let (a, b) = (n.signature(&graph.bytes)?, n.signature(&large.bytes)?);
     /// assert!(a.same_picture(&b));
-    /// assert_eq!((b.width, b.height), (96, 96));
+    /// assert_eq!((a.width, a.height), (648, 648));
+    /// // Another picture is not.
+    /// let other = n.normalize(&testimage::gradient_jpeg(600, 900), &Profile::graph())?;
+    /// assert!(!a.same_picture(&n.signature(&other.bytes)?));
     /// # Ok::<(), userphoto::normalize::NormalizeError>(())
     /// ```
     pub fn signature(&self, bytes: &[u8]) -> Result<Signature, NormalizeError> {
