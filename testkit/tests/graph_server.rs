@@ -796,7 +796,10 @@ async fn png_is_accepted_and_non_images_are_refused() {
     assert_eq!(m["@odata.mediaContentType"], "image/png");
     // The stored picture's own size.
     assert_eq!(m["id"], "64X48");
-    assert_eq!((m["width"].as_u64(), m["height"].as_u64()), (Some(64), Some(48)));
+    assert_eq!(
+        (m["width"].as_u64(), m["height"].as_u64()),
+        (Some(64), Some(48))
+    );
     let rec = srv
         .operation_records()
         .into_iter()
