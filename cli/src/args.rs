@@ -525,6 +525,14 @@ pub struct CheckArgs {
     pub(crate) check_sample: usize,
 }
 
+/// `audit` options: those of `sync` (the run's source, sinks, state file, profile, match
+/// and concurrency); nothing is written.
+#[derive(Args, Debug)]
+pub struct AuditArgs {
+    #[command(flatten)]
+    pub(crate) run: RunArgs,
+}
+
 /// `normalize` options.
 #[derive(Args, Debug)]
 pub struct NormalizeArgs {

@@ -16,6 +16,8 @@
 //! userphoto plan    (the same options; prints the plan, changes nothing)
 //! userphoto check   (the same options, --source optional; [--check-sample N]: checks
 //!                   that a sync could run, writes nothing; exit 0 or 2)
+//! userphoto audit   (the options of sync; one JSON line per user and sink, writes nothing;
+//!                   exit 0 all in sync, 1 some not, 2 run-level failure)
 //! userphoto restore --sink ldif:EXPORT.ldif --out CHANGES.ldif [--backup-dir DIR] [--user KEY]...
 //!                   [--run ID] [--force]
 //! userphoto runs [--backup-dir DIR]
@@ -63,7 +65,7 @@ mod open;
 mod print;
 mod progress;
 
-use args::{CheckArgs, NormalizeArgs, RestoreArgs, RunArgs, RunsArgs};
+use args::{AuditArgs, CheckArgs, NormalizeArgs, RestoreArgs, RunArgs, RunsArgs};
 use fail::fail;
 
 #[derive(Parser)]
@@ -115,6 +117,11 @@ enum Command {
     /// the export's users and photos). Exit 0 when it could, 2 with the reason when not.
     #[command(mut_arg("source", |a| a.required(false)))]
     Check(CheckArgs),
+    /// Tell, writing nothing, what each directory shows against what the source would give:
+    /// one JSON line per user and sink (`user`, `sink`, `state`: in-sync, missing, low-res,
+    /// changed-elsewhere, differs, outdated, withheld, not-in-directory), a summary on
+    /// stderr. Exit 0 when every user is in sync, 1 when any is not, 2 on a run-level failure.
+    Audit(AuditArgs),
     /// Undo a sync: put back the photos it replaced or removed, remove the first photos it
     /// added.
     Restore(RestoreArgs),
@@ -181,6 +188,7 @@ fn main() -> ExitCode {
         Command::Sync(a) => cmd::sync::sync(a),
         Command::Plan(a) => cmd::plan::plan(a),
         Command::Check(a) => cmd::check::check(a),
+        Command::Audit(a) => cmd::audit::audit(a),
         Command::Restore(a) => cmd::restore::restore(a),
         Command::Runs(a) => cmd::runs::runs(a),
         Command::Demo { out } => cmd::demo::demo(&out),

@@ -51,6 +51,7 @@ mod error;
 mod face;
 mod format;
 mod geometry;
+mod likeness;
 mod preview;
 mod profile;
 mod progressive;
@@ -72,6 +73,7 @@ pub use crop::{
 pub use error::{NormalizeError, NormalizeErrorKind};
 pub use format::ImageFormat;
 pub use geometry::{CropContext, CropRect, Orientation};
+pub use likeness::{Signature, GRID as SIGNATURE_GRID, SAME_PICTURE};
 pub use preview::Preview;
 pub use profile::{BuiltinProfile, Limits, Profile};
 

@@ -30,6 +30,7 @@
 //! [`MemorySource`]: crate::source::MemorySource
 
 mod approved;
+pub mod audit;
 mod backup;
 pub(crate) mod engine;
 mod event;
@@ -40,6 +41,7 @@ mod spill;
 mod state;
 
 pub use approved::{PlanSettings, PlanSummary, SavedPlan, SinkSettings, PLAN_FORMAT};
+pub use audit::{Audit, AuditFailure, AuditItem, AuditState};
 pub use backup::{
     BackupStore, JournalEntry, Restoration, RestoreOptions, Restored, RunInfo, UserRestored,
     UNKNOWN_RUN,

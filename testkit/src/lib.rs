@@ -16,6 +16,7 @@ use std::path::PathBuf;
 
 pub mod ad;
 pub mod browser;
+pub mod entra_connect;
 pub mod graph_server;
 pub mod ldif;
 

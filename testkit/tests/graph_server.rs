@@ -710,9 +710,10 @@ async fn photo_put_get_delete_round_trip_changes_etag_on_every_upload() {
         "{e1}"
     );
     assert_eq!(m1["@odata.mediaContentType"], "image/jpeg");
-    assert_eq!(m1["id"], "240X240");
-    assert_eq!(m1["width"], 240);
-    assert_eq!(m1["height"], 240);
+    // The stored photo's real size (not a standard size below it).
+    assert_eq!(m1["id"], "300X300");
+    assert_eq!(m1["width"], 300);
+    assert_eq!(m1["height"], 300);
     assert!(m1["@odata.context"]
         .as_str()
         .unwrap()
@@ -793,7 +794,12 @@ async fn png_is_accepted_and_non_images_are_refused() {
     );
     let m = metadata(&c, &srv, &token, BOB).await;
     assert_eq!(m["@odata.mediaContentType"], "image/png");
-    assert_eq!(m["id"], "48X48");
+    // The stored picture's own size.
+    assert_eq!(m["id"], "64X48");
+    assert_eq!(
+        (m["width"].as_u64(), m["height"].as_u64()),
+        (Some(64), Some(48))
+    );
     let rec = srv
         .operation_records()
         .into_iter()
@@ -1838,4 +1844,29 @@ async fn tokens_are_signed_jwts_with_the_apps_roles() {
         .await
         .unwrap();
     assert_eq!(me.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn photo_metadata_reports_the_stored_photos_real_size() {
+    let srv = start(GraphServerConfig::default()).await;
+    let c = client();
+    let token = secret_token(&srv, &c).await;
+    // An AD thumbnail as Entra Connect copies it, then a landscape photo another client set.
+    for (w, h) in [(96, 96), (640, 480), (648, 648)] {
+        srv.set_photo(ALICE, test_jpeg(w, h)).unwrap();
+        let m = metadata(&c, &srv, &token, ALICE).await;
+        assert_eq!(
+            (m["width"].as_u64(), m["height"].as_u64()),
+            (Some(w as u64), Some(h as u64))
+        );
+        assert_eq!(m["id"], format!("{w}X{h}"));
+    }
+    // An upload is re-encoded: the size reported is the stored (re-encoded) image's.
+    let resp = put_photo(&c, &srv, &token, ALICE, test_jpeg(500, 500)).await;
+    assert_eq!(resp.status(), 200);
+    let m = metadata(&c, &srv, &token, ALICE).await;
+    assert_eq!(
+        (m["width"].as_u64(), m["height"].as_u64()),
+        (Some(500), Some(500))
+    );
 }

@@ -1,5 +1,6 @@
 //! One module per subcommand; `main` parses and dispatches to them.
 
+pub(crate) mod audit;
 pub(crate) mod check;
 mod check_source;
 pub(crate) mod demo;

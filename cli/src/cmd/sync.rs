@@ -18,7 +18,7 @@ use crate::open::{none_matched, open_sinks, open_source, profile_for};
 use crate::print::print_plan;
 use crate::progress::progress;
 
-fn engine_for(
+pub(crate) fn engine_for(
     a: &RunArgs,
     source: Box<dyn PhotoSource>,
     sinks: Vec<Arc<dyn DirectorySink>>,

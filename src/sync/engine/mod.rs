@@ -8,6 +8,7 @@
 //! [`Prepared::apply`].
 
 mod apply;
+mod audit;
 mod deferred;
 mod list;
 mod plan;

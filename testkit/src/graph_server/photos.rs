@@ -181,14 +181,16 @@ fn available_sizes(p: &Photo) -> Vec<u32> {
     }
 }
 
-/// Contract choice: `/photo` describes "the largest available size": the largest standard size
-/// not above the smaller side of the upload, or the upload's own size when it is below 48 px.
-/// `$value` always returns the stored bytes (the fake does not resize).
+/// Contract choice: `/photo` describes "the largest available size", which is the stored
+/// photo itself: its real width and height (read from the stored image's header, after the
+/// re-encoding), as Graph reports a 96 x 96 photo that Entra Connect copied from AD's
+/// thumbnail. A size of `/photos` is the standard square it names. `$value` always returns
+/// the stored bytes (the fake does not resize).
 fn photo_entity(p: &Photo, base: &str, user_id: &str, size: Option<u32>) -> Value {
-    let (id, w, h) = match (size, available_sizes(p).last(), p.size) {
-        (Some(s), _, _) | (None, Some(&s), _) => (format!("{s}X{s}"), json!(s), json!(s)),
-        (None, None, Some((w, h))) => (format!("{w}X{h}"), json!(w), json!(h)),
-        (None, None, None) => ("0X0".to_string(), Value::Null, Value::Null),
+    let (id, w, h) = match (size, p.size) {
+        (Some(s), _) => (format!("{s}X{s}"), json!(s), json!(s)),
+        (None, Some((w, h))) => (format!("{w}X{h}"), json!(w), json!(h)),
+        (None, None) => ("0X0".to_string(), Value::Null, Value::Null),
     };
     let (context, odata_id) = match size {
         None => (

@@ -249,6 +249,7 @@ impl GraphServer {
             photo_size: u.photo.as_ref().and_then(|p| p.size),
             uploads: u.uploads,
             deletes: u.deletes,
+            on_premises_sync_enabled: u.on_premises_sync_enabled,
         })
     }
 

@@ -36,6 +36,8 @@ pub struct UserSnapshot {
     pub uploads: u64,
     /// Successful deletes.
     pub deletes: u64,
+    /// `onPremisesSyncEnabled`: `Some(true)` for a user Entra Connect syncs from AD.
+    pub on_premises_sync_enabled: Option<bool>,
 }
 
 #[derive(Clone, Debug)]
