@@ -124,6 +124,41 @@ async fn graph_users_routes_writes_by_sync_state() {
         .unwrap_or("")
         .contains("onPremisesSyncEnabled"));
 
+    // The audit leaves the synced users out of Graph's items as well: Graph is not theirs.
+    let mut audit = common::cli();
+    audit
+        .current_dir(dir)
+        .env("GRAPH_TEST_SECRET", srv.client_secret().unwrap())
+        .args(["audit", "--source", "folder:photos", "--sink", "graph"])
+        .args([
+            "--graph-users",
+            "cloud-only",
+            "--graph-url",
+            &srv.base_url(),
+        ])
+        .args([
+            "--tenant",
+            &srv.tenant_id(),
+            "--client-id",
+            &srv.client_id(),
+        ])
+        .args(["--client-secret-env", "GRAPH_TEST_SECRET"])
+        .args(["--login-url", &srv.login_url()]);
+    let o = run(audit).await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let users: Vec<String> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            assert_eq!(v["state"], "in-sync", "{v}");
+            v["user"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(
+        users,
+        ["cal@contoso.onmicrosoft.com", "cox@contoso.onmicrosoft.com"]
+    );
+
     let o = run(sync("synced")).await;
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     for (upn, _) in USERS {

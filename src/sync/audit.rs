@@ -37,6 +37,9 @@
 //!   out: the audit compares what the directory shows with what the source would give, and
 //!   for a leaver the source gives nothing to compare with. Whether their photos go is the
 //!   leaver policy's business, and `plan` lists them.
+//! * A user a sink's configuration leaves out
+//!   ([`DirectorySink::excluded`](crate::sink::DirectorySink::excluded): a synced user of a
+//!   Graph sink that writes only cloud-only users) is not that sink's to audit.
 //! * A user the audit could not judge (the source photo cannot be read or normalized, the
 //!   key matches several directory entries, the directory failed for this user after its
 //!   retries) is an [`AuditFailure`], not a state: nobody can say what the directory shows

@@ -159,6 +159,12 @@ impl Engine {
         };
         let mut pending: Vec<(usize, AuditItem, CurrentPhoto, bool)> = Vec::new();
         for (ti, tg) in self.targets.iter().enumerate() {
+            // A user the sink's configuration leaves out (a synced user of a Graph sink that
+            // writes cloud-only users) is not that sink's to audit: another sink, or Entra
+            // Connect, puts the photo there.
+            if tg.sink.excluded(key).is_some() {
+                continue;
+            }
             let shown = self.audit_read(tg, key, retrier).await?;
             let record = records.get(ti).copied().flatten();
             match self.judge_quick(tg, key, photo, shown, record) {
