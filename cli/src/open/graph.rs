@@ -122,6 +122,69 @@ fn credential_message(e: &GraphCredentialError) -> String {
     }
 }
 
+/// Every option a secret or certificate sign-in still needs, in one message, when more than
+/// one is missing (a first run without any of them should not learn them one run at a
+/// time). `None` when at most one is missing, or when the sign-in is another mode (a
+/// managed identity or a federated token needs no tenant or app id from the flags), which
+/// [`credential_message`] then explains. `env_set` tells whether an environment variable
+/// is set (the library chooses workload or managed identity from them).
+fn all_missing(args: &GraphArgs, env_set: impl Fn(&str) -> bool) -> Option<String> {
+    let other_mode = matches!(
+        args.graph_auth,
+        Some(GraphAuth::ManagedIdentity | GraphAuth::WorkloadIdentity)
+    ) || args.managed_identity_client_id.is_some()
+        || args.federated_token_file.is_some()
+        || args.imds_url.is_some()
+        || args.arc_key_dir.is_some()
+        || [
+            "AZURE_FEDERATED_TOKEN_FILE",
+            "IDENTITY_ENDPOINT",
+            "MSI_ENDPOINT",
+        ]
+        .iter()
+        .any(|v| env_set(v));
+    if other_mode {
+        return None;
+    }
+    let mut missing: Vec<(&str, &str)> = Vec::new();
+    if args.tenant.is_none() {
+        missing.push(("--tenant TENANT (the tenant id or domain)", "tenant"));
+    }
+    if args.client_id.is_none() {
+        missing.push(("--client-id ID (the app's client id)", "client-id"));
+    }
+    let secret = args.client_secret_env.is_some();
+    let cert = args.client_cert.is_some() || args.client_key.is_some();
+    match args.graph_auth {
+        Some(GraphAuth::Secret) if !secret => missing.push((
+            "--client-secret-env VAR (never the secret itself)",
+            "client-secret-env",
+        )),
+        Some(GraphAuth::Certificate) if args.client_cert.is_none() || args.client_key.is_none() => {
+            missing.push((
+                "--client-cert FILE and --client-key FILE",
+                "client-cert, client-key",
+            ))
+        }
+        None if !secret && !cert => missing.push((
+            "a credential: --client-secret-env VAR, or --client-cert FILE with --client-key \
+             FILE (or --graph-auth managed-identity or workload-identity)",
+            "client-secret-env, or client-cert and client-key",
+        )),
+        _ => {}
+    }
+    if missing.len() < 2 {
+        return None;
+    }
+    let flags: Vec<&str> = missing.iter().map(|(f, _)| *f).collect();
+    let keys: Vec<&str> = missing.iter().map(|(_, k)| *k).collect();
+    Some(format!(
+        "--sink graph needs {} (config file: {})",
+        flags.join(", "),
+        keys.join("; ")
+    ))
+}
+
 /// `--graph-…-timeout SECS` as a duration: positive and finite.
 fn seconds(v: Option<f64>, flag: &str) -> Result<Option<std::time::Duration>, String> {
     match v {
@@ -186,6 +249,9 @@ pub(crate) fn graph_source(args: &GraphArgs, match_attr: &str) -> Result<GraphSo
 /// The connection and identity of the Graph flags: the credential, cloud, URLs, CA file,
 /// timeouts (shared by `--sink graph` and `--source graph`).
 fn connection(args: &GraphArgs) -> Result<GraphSinkBuilder, String> {
+    if let Some(m) = all_missing(args, |v| std::env::var_os(v).is_some()) {
+        return Err(m);
+    }
     let mut b = credential_choice(args)
         .resolve()
         .map_err(|e| credential_message(&e))?
@@ -240,6 +306,63 @@ mod tests {
 
     fn key(s: &str) -> UserKey {
         UserKey::new(s)
+    }
+
+    #[test]
+    fn every_missing_graph_option_is_named_at_once() {
+        let none = |_: &str| false;
+        let m = all_missing(&GraphArgs::default(), none).expect("three are missing");
+        for part in [
+            "--tenant",
+            "--client-id",
+            "--client-secret-env VAR",
+            "--client-cert FILE",
+        ] {
+            assert!(m.contains(part), "{part} in {m}");
+        }
+        assert!(
+            m.contains("config file: tenant; client-id; client-secret-env"),
+            "{m}"
+        );
+        assert_eq!(m.matches("--sink graph needs").count(), 1, "{m}");
+        // Only what is missing; one alone is left to the specific message.
+        let one = GraphArgs {
+            tenant: Some("contoso.onmicrosoft.com".into()),
+            ..GraphArgs::default()
+        };
+        let m = all_missing(&one, none).unwrap();
+        assert!(!m.contains("--tenant") && m.contains("--client-id"), "{m}");
+        let cert = GraphArgs {
+            graph_auth: Some(GraphAuth::Certificate),
+            tenant: Some("t".into()),
+            ..GraphArgs::default()
+        };
+        let m = all_missing(&cert, none).unwrap();
+        assert!(
+            m.contains("--client-id") && m.contains("--client-cert FILE and --client-key FILE"),
+            "{m}"
+        );
+        assert_eq!(
+            all_missing(
+                &GraphArgs {
+                    tenant: Some("t".into()),
+                    client_id: Some("c".into()),
+                    ..GraphArgs::default()
+                },
+                none
+            ),
+            None
+        );
+        // Managed and workload identity need neither tenant nor app id from the flags.
+        let mi = GraphArgs {
+            graph_auth: Some(GraphAuth::ManagedIdentity),
+            ..GraphArgs::default()
+        };
+        assert_eq!(all_missing(&mi, none), None);
+        assert_eq!(
+            all_missing(&GraphArgs::default(), |v| v == "AZURE_FEDERATED_TOKEN_FILE"),
+            None
+        );
     }
 
     #[test]
