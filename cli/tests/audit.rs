@@ -311,6 +311,51 @@ async fn graph_every_state_with_and_without_a_state_file() {
     );
 }
 
+/// A Graph sync without `--graph-confirm-uploads` records no etag: the audit then tells a
+/// changed source (`outdated`) from a picture someone else put there (`changed-elsewhere`)
+/// by whether the rendition it would write is the one recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graph_without_recorded_etags_tells_outdated_from_changed_elsewhere() {
+    let upns = ["a@contoso.test", "c@contoso.test", "d@contoso.test"];
+    let users: Vec<UserSeed> = upns
+        .iter()
+        .enumerate()
+        .map(|(i, u)| UserSeed::new(&format!("00000000-0000-0000-0000-00000000001{i}"), u))
+        .collect();
+    let srv = GraphServer::start(
+        GraphServerConfig {
+            reencode_uploads: true,
+            ..Default::default()
+        }
+        .with_users(users),
+    )
+    .await;
+    let dir = tempdir("audit", "graph-no-etag");
+    manifest(
+        &dir,
+        &[(upns[0], Some(1)), (upns[1], Some(2)), (upns[2], Some(3))],
+    );
+    let o = graph_cmd(&dir, &srv, "sync")
+        .args(["--state", "state.redb", "--no-backup"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    srv.set_photo(upns[1], photo(20)).unwrap();
+    manifest(
+        &dir,
+        &[(upns[0], Some(1)), (upns[1], Some(2)), (upns[2], Some(30))],
+    );
+    let o = graph_cmd(&dir, &srv, "audit")
+        .args(["--state", "state.redb"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    let s = states(&o, "graph");
+    assert_eq!(s[upns[0]], "in-sync", "{}", show(&o));
+    assert_eq!(s[upns[1]], "changed-elsewhere", "{}", show(&o));
+    assert_eq!(s[upns[2]], "outdated", "{}", show(&o));
+}
+
 #[test]
 fn bad_configuration_exits_2() {
     let dir = tempdir("audit", "bad-config");

@@ -29,7 +29,11 @@
 //!
 //! A recorded write whose directory photo is still ours, but whose source photo changed
 //! since, is `outdated` when the new rendition differs from the one written (a source file
-//! touched without a change stays `in-sync`).
+//! touched without a change stays `in-sync`). A Graph upload whose etag was not recorded
+//! (a sync without [`confirm_uploads`](crate::sink::GraphSinkBuilder::confirm_uploads)
+//! learns it on the next run) cannot show whether the picture there is still ours: another
+//! picture is then `outdated` when the source gives another rendition than the one
+//! recorded, and `changed-elsewhere` when it gives the same.
 //!
 //! # What is not an item
 //!

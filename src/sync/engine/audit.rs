@@ -383,6 +383,17 @@ impl Engine {
             item.state = AuditState::Missing;
             return Ok(Ok(item));
         };
+        // Whether our recorded write is of another rendition than the source gives now:
+        // the source (or the profile) changed since we wrote.
+        let source_moved = record.is_some_and(|r| {
+            !r.rendition_sha256.is_empty()
+                && !r.rendition_sha256.eq_ignore_ascii_case(&made.facts.sha256)
+        });
+        // A re-encoding sink (Graph) whose etag was not recorded after our upload (the
+        // default: it is learnt by the next sync) cannot show whether the picture there is
+        // still ours.
+        let etag_unknown =
+            !tg.sink.capabilities().returns_bytes && record.is_some_and(|r| r.version.is_none());
         let Some(ours) = made.bytes else {
             return Ok(Err(fail(
                 ErrorKind::Other,
@@ -429,6 +440,9 @@ impl Engine {
                 AuditState::LowRes
             }
             Some(_) => AuditState::InSync,
+            // Without the etag, a source that changed since our write decides: a sync would
+            // write it, whether or not someone else changed the picture meanwhile.
+            None if item.recorded && etag_unknown && source_moved => AuditState::Outdated,
             None if item.recorded => AuditState::ChangedElsewhere,
             None => AuditState::Differs,
         };
