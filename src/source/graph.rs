@@ -342,11 +342,7 @@ impl GraphSource {
 
     /// Whether a next link stays on this source's Graph URL (`{api}/users?…`).
     fn own_link(&self, link: &str) -> bool {
-        let api = self.inner.graph.api();
-        link.strip_prefix(api)
-            .and_then(|rest| rest.strip_prefix("/users"))
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('?'))
-            && !link.contains(['#', '\\', ' '])
+        crate::sink::graph::own_users_link(self.inner.graph.api(), link)
     }
 
     /// A page that could not be read: the first page's failure is the run's (nothing at all

@@ -11,6 +11,7 @@
 use std::io::Write;
 use std::process::ExitCode;
 
+use userphoto::human_message;
 use userphoto::sync::StateStore;
 
 use crate::args::AuditArgs;
@@ -61,17 +62,19 @@ pub(crate) fn audit(a: AuditArgs) -> ExitCode {
     }
     let _ = out.flush();
     for f in &audit.source_failures {
-        eprintln!("userphoto audit: source: {}", f.message);
+        eprintln!("userphoto audit: source: {}", human_message(&f.message));
     }
     for f in &audit.failures {
         match &f.sink {
             Some(s) => eprintln!(
                 "userphoto audit: {} in {s}: could not be checked: {}",
-                f.key, f.message
+                f.key,
+                human_message(&f.message)
             ),
             None => eprintln!(
                 "userphoto audit: {}: could not be checked: {}",
-                f.key, f.message
+                f.key,
+                human_message(&f.message)
             ),
         }
     }

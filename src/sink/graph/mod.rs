@@ -120,6 +120,7 @@ pub use choice::{
 };
 pub use identity::{ManagedIdentity, ManagedIdentityKind, WorkloadIdentity, IMDS_DEFAULT_HOST};
 pub use preflight::{GraphPreflight, GRAPH_PHOTO_WRITE_ROLES};
+pub(crate) use routing::own_users_link;
 pub use routing::{GraphUsers, PhotoPolicy, SyncSplit};
 
 use self::auth::TokenSource;

@@ -372,8 +372,8 @@ impl GraphSink {
 }
 
 /// Whether `link` is `{api}/users` or `{api}/users?…` (a next link may not take the token
-/// elsewhere).
-fn own_users_link(api: &str, link: &str) -> bool {
+/// elsewhere). The Graph source's listing checks its links with it too.
+pub(crate) fn own_users_link(api: &str, link: &str) -> bool {
     link.strip_prefix(api)
         .and_then(|rest| rest.strip_prefix("/users"))
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('?'))
