@@ -311,10 +311,11 @@ pub struct RunArgs {
     /// Write a review page into this folder (`DIR/index.html`, images in `DIR/img`): per
     /// change the photo the directory holds today beside the new one, the source photo with
     /// its crop square, warnings and failures. Open it from disk in any browser; nothing is
-    /// fetched from the network. With `sync`, the page shows what the run did.
+    /// fetched from the network. With `sync`, the page shows what the run did; with
+    /// `audit`, each user's audit state beside the photos.
     #[arg(long, value_name = "DIR", help_heading = "Output")]
     pub(crate) review: Option<PathBuf>,
-    /// Show unchanged users on the review page too.
+    /// Show unchanged users on the review page too (with `audit`: the users in sync).
     #[arg(long, help_heading = "Output")]
     pub(crate) review_all: bool,
     /// Write the plan and what it was based on (per user the source photo's fingerprint,

@@ -231,7 +231,7 @@ async fn graph_every_state_with_and_without_a_state_file() {
         ],
     );
     let o = graph_cmd(&dir, &srv, "audit")
-        .args(["--state", "state.redb"])
+        .args(["--state", "state.redb", "--review", "review"])
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(1), "{}", show(&o));
@@ -274,6 +274,22 @@ async fn graph_every_state_with_and_without_a_state_file() {
         stderr.contains("1 changed-elsewhere") && stderr.contains("1 low-res"),
         "{stderr}"
     );
+    review_page_shows_the_audit(&dir, &states(&o, "graph")).await;
+    // --review-all: a card for the users in sync too.
+    let o = graph_cmd(&dir, &srv, "audit")
+        .args([
+            "--state",
+            "state.redb",
+            "--review",
+            "review-all",
+            "--review-all",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    let html = std::fs::read_to_string(dir.join("review-all/index.html")).unwrap();
+    assert_eq!(html.matches("<article class=\"card").count(), 9);
+    assert_eq!(html.matches("data-audit=\"in-sync\"").count(), 3);
 
     // Without the state file: no record of ours, so the picture alone decides.
     let o = graph_cmd(&dir, &srv, "audit").output().unwrap();
@@ -309,6 +325,91 @@ async fn graph_every_state_with_and_without_a_state_file() {
         "{}",
         show(&o)
     );
+}
+
+/// `audit --review review` (after the world moved, in `graph_every_state_...`): the page
+/// in headless Chromium has one card per user not in sync, each with the state the JSON
+/// line gives; the audit filter shows one state; every image loads, the 96-pixel copy
+/// shows at its size, and the withheld person's photo is not shown.
+async fn review_page_shows_the_audit(dir: &Path, want: &BTreeMap<String, String>) {
+    use userphoto_testkit::browser::{file_url, Browser};
+    let not_in_sync: BTreeMap<String, String> = want
+        .iter()
+        .filter(|(_, s)| *s != "in-sync")
+        .map(|(u, s)| (u.clone(), s.clone()))
+        .collect();
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let js = |script: &'static str| {
+        let client = b.client.clone();
+        async move { client.execute(script, vec![]).await.unwrap() }
+    };
+    let page = std::fs::canonicalize(dir.join("review/index.html")).unwrap();
+    b.client.goto(&file_url(&page)).await.unwrap();
+    let shown: BTreeMap<String, String> = serde_json::from_value(
+        js(
+            "return Object.fromEntries([...document.querySelectorAll('.card')]
+              .map(c => [c.dataset.user, c.dataset.audit]))",
+        )
+        .await,
+    )
+    .unwrap();
+    assert_eq!(shown, not_in_sync);
+    let notes = js("return document.querySelector('.notes').textContent").await;
+    let in_sync = want.len() - not_in_sync.len();
+    assert!(
+        notes
+            .as_str()
+            .unwrap()
+            .contains(&format!("{in_sync} in sync, not shown")),
+        "{notes}"
+    );
+    // The audit filter: one state, then all again.
+    let low_res = js("const s = document.getElementById('f-audit');
+         s.value = 'low-res';
+         s.dispatchEvent(new Event('change'));
+         return [...document.querySelectorAll('.card')].filter(c => !c.hidden)
+                  .map(c => c.dataset.user);")
+    .await;
+    assert_eq!(low_res, serde_json::json!(["l@contoso.test"]));
+    // The low-res card: the directory's 96-pixel copy, our 648-pixel rendition, and why.
+    let l = js(
+        "const c = document.querySelector('.card[data-user=\"l@contoso.test\"]');
+         return [c.querySelector('figure.current figcaption').textContent,
+                 c.querySelector('figure.new figcaption').textContent,
+                 c.querySelector('.d').textContent];",
+    )
+    .await;
+    let l: Vec<String> = serde_json::from_value(l).unwrap();
+    assert!(l[0].contains("96×96"), "{l:?}");
+    assert!(l[1].contains("648×648"), "{l:?}");
+    assert!(l[2].contains("648 px is wanted"), "{l:?}");
+    let withheld = js(
+        "const c = document.querySelector('.card[data-user=\"w@contoso.test\"]');
+         return c.querySelectorAll('img').length;",
+    )
+    .await;
+    assert_eq!(withheld, 0);
+    let broken = b
+        .client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             (async () => {
+               const imgs = [...document.images];
+               for (const i of imgs) { i.scrollIntoView(); await i.decode().catch(() => {}); }
+               done([imgs.length, imgs.filter(i => !(i.complete && i.naturalWidth > 0)).length]);
+             })();",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let broken: (usize, usize) = serde_json::from_value(broken).unwrap();
+    assert!(
+        broken.0 >= 6 && broken.1 == 0,
+        "images, not loaded: {broken:?}"
+    );
+    b.close().await;
 }
 
 /// A Graph sync without `--graph-confirm-uploads` records no etag: the audit then tells a

@@ -13,7 +13,9 @@ use futures::stream::{self, StreamExt};
 
 use super::model::{Card, ImageFile, PageInfo, Picture, Rect, SinkInfo, SourceView};
 use crate::normalize::{Normalizer, Preview};
-use crate::sync::{Action, PlanItem, Prepared, Reason, Report, Status};
+use crate::sync::{
+    Action, Audit, AuditFailure, AuditItem, AuditState, PlanItem, Prepared, Reason, Report, Status,
+};
 use crate::{Error, ErrorKind, Result, UserKey};
 
 /// The longer side of the source photo's preview on a card: the crop's own look at the
@@ -103,85 +105,16 @@ impl Review {
         options: &ReviewOptions,
     ) -> Result<Self> {
         prepare_folder(dir)?;
-        let normalizer = Normalizer::new();
         let items: Vec<&PlanItem> = prepared
             .plan()
             .items
             .iter()
             .filter(|it| shown(it, options.all))
             .collect();
-        // One source preview per user, shared by the user's cards in several sinks.
-        let mut sources: HashMap<UserKey, Option<(ImageFile, Preview)>> = HashMap::new();
-        let mut cards = Vec::with_capacity(items.len());
-        let made: Vec<(usize, Result<Card>)> = stream::iter(items.iter().enumerate())
-            .map(|(n, it)| {
-                let normalizer = &normalizer;
-                async move { (n, card(dir, n, it, prepared, normalizer).await) }
-            })
-            .buffered(options.concurrency.max(1))
-            .collect()
-            .await;
-        let mut withheld = 0usize;
-        for ((n, res), it) in made.into_iter().zip(&items) {
-            let mut c = res?;
-            if prepared.is_withheld(&it.key) || it.reason == Reason::Withheld {
-                withheld += 1;
-            } else if let Some(crop) = &it.crop {
-                let entry = match sources.get(&it.key) {
-                    Some(e) => e.clone(),
-                    None => {
-                        let made = match prepared.preview(&it.key).await {
-                            Some(p) => {
-                                let file = write_image(
-                                    dir,
-                                    n,
-                                    "source",
-                                    p.jpeg.clone(),
-                                    p.width,
-                                    p.height,
-                                )
-                                .await?;
-                                Some((file, p))
-                            }
-                            None => None,
-                        };
-                        sources.insert(it.key.clone(), made.clone());
-                        made
-                    }
-                };
-                if let Some((file, p)) = entry {
-                    let r = |x: &crate::normalize::PixelRect| Rect {
-                        x: x.x,
-                        y: x.y,
-                        width: x.width,
-                        height: x.height,
-                    };
-                    c.source = Some(SourceView {
-                        image: file,
-                        upright_width: p.upright_width,
-                        upright_height: p.upright_height,
-                        crop: r(&crop.rect),
-                        faces: crop
-                            .faces
-                            .iter()
-                            .map(|f| Rect {
-                                x: f.x,
-                                y: f.y,
-                                width: f.width,
-                                height: f.height,
-                            })
-                            .collect(),
-                    });
-                }
-            }
-            cards.push(c);
-        }
-        let settings = prepared.settings();
+        let (cards, withheld) = cards_for(dir, prepared, &items, options).await?;
         let mut notes = Vec::new();
         if withheld > 0 {
-            notes.push(format!(
-                "{withheld} withheld: the people withdrew consent, their photos are not shown"
-            ));
+            notes.push(withheld_note(withheld));
         }
         if !options.all {
             let unchanged = prepared
@@ -194,24 +127,97 @@ impl Review {
                 notes.push(format!("{unchanged} unchanged, not shown"));
             }
         }
-        let info = PageInfo {
-            title: options.title.clone(),
-            source: prepared.source_name().to_owned(),
-            sinks: prepared
-                .sinks()
-                .map(|(s, p)| SinkInfo {
-                    name: s.name().to_owned(),
-                    profile: p.name().to_owned(),
-                    width: p.width(),
-                    height: p.height(),
-                    max_bytes: p.max_bytes(),
-                })
-                .collect(),
-            crop: options.crop.clone().unwrap_or(settings.normalizer),
-            generated: crate::sync::now_rfc3339(),
-            outcome: false,
-            notes,
-        };
+        Ok(Self {
+            dir: dir.to_owned(),
+            info: page_info(prepared, options, notes),
+            cards,
+        })
+    }
+
+    /// Writes the images of an [`Audit`] into `dir` (as [`collect`](Self::collect)): one
+    /// card per user and sink that is not `in-sync` (every audited one with
+    /// [`ReviewOptions::all`]) and per user the audit could not judge, each with its audit
+    /// state ([`Card::audit`]) and, from `prepared` (the same engine's plan, made after the
+    /// audit), the photo the directory shows, the rendition the source gives and the change
+    /// a sync would make. Users that are not audit items (leavers, users a sink's
+    /// configuration leaves out) get no card.
+    ///
+    /// ```no_run
+    /// # async fn f(engine: userphoto::sync::Engine) -> userphoto::Result<()> {
+    /// use userphoto::review::{Review, ReviewOptions};
+    /// let audit = engine.audit().await?;
+    /// let prepared = engine.prepare().await?;
+    /// let options = ReviewOptions::default().with_title("userphoto audit");
+    /// Review::collect_audit("review".as_ref(), &prepared, &audit, &options)
+    ///     .await?
+    ///     .write()?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn collect_audit(
+        dir: &Path,
+        prepared: &Prepared<'_>,
+        audit: &Audit,
+        options: &ReviewOptions,
+    ) -> Result<Self> {
+        prepare_folder(dir)?;
+        let judged: HashMap<(&UserKey, &str), &AuditItem> = audit
+            .items
+            .iter()
+            .map(|a| ((&a.key, a.sink.as_str()), a))
+            .collect();
+        let failed: HashMap<(&UserKey, Option<&str>), &AuditFailure> = audit
+            .failures
+            .iter()
+            .map(|f| ((&f.key, f.sink.as_deref()), f))
+            .collect();
+        let mut items = Vec::new();
+        let mut states: Vec<(String, Option<String>)> = Vec::new();
+        let mut in_sync = 0usize;
+        for it in &prepared.plan().items {
+            let sink = it.sink.as_str();
+            if let Some(a) = judged.get(&(&it.key, sink)) {
+                if a.state == AuditState::InSync {
+                    in_sync += 1;
+                    if !options.all {
+                        continue;
+                    }
+                }
+                items.push(it);
+                states.push((a.state.as_str().to_owned(), Some(a.explain())));
+            } else if let Some(f) = failed
+                .get(&(&it.key, Some(sink)))
+                .or_else(|| failed.get(&(&it.key, None)))
+            {
+                items.push(it);
+                states.push((
+                    "not-checked".to_owned(),
+                    Some(format!("could not be checked: {}", f.message)),
+                ));
+            }
+        }
+        let (mut cards, withheld) = cards_for(dir, prepared, &items, options).await?;
+        for (c, (state, why)) in cards.iter_mut().zip(states) {
+            c.audit = Some(state);
+            c.detail = match (why, c.detail.take()) {
+                (Some(a), Some(b)) if a != b => Some(format!("{a}\n{b}")),
+                (a, b) => a.or(b),
+            };
+        }
+        let mut notes = Vec::new();
+        if withheld > 0 {
+            notes.push(withheld_note(withheld));
+        }
+        if !options.all && in_sync > 0 {
+            notes.push(format!("{in_sync} in sync, not shown"));
+        }
+        let unjudged = audit.source_failures.len();
+        if unjudged > 0 {
+            notes.push(format!(
+                "{unjudged} source item(s) could not be tied to a user (see the audit's output)"
+            ));
+        }
+        let mut info = page_info(prepared, options, notes);
+        info.audit = true;
         Ok(Self {
             dir: dir.to_owned(),
             info,
@@ -259,6 +265,106 @@ impl Review {
 fn shown(it: &PlanItem, all: bool) -> bool {
     all || matches!(it.action, Action::Put | Action::Delete | Action::Fail)
         || matches!(it.reason, Reason::ChangedSincePlan | Reason::NotInPlan)
+}
+
+/// The header's facts of a page about `prepared`.
+fn page_info(prepared: &Prepared<'_>, options: &ReviewOptions, notes: Vec<String>) -> PageInfo {
+    let settings = prepared.settings();
+    PageInfo {
+        title: options.title.clone(),
+        source: prepared.source_name().to_owned(),
+        sinks: prepared
+            .sinks()
+            .map(|(s, p)| SinkInfo {
+                name: s.name().to_owned(),
+                profile: p.name().to_owned(),
+                width: p.width(),
+                height: p.height(),
+                max_bytes: p.max_bytes(),
+            })
+            .collect(),
+        crop: options.crop.clone().unwrap_or(settings.normalizer),
+        generated: crate::sync::now_rfc3339(),
+        outcome: false,
+        audit: false,
+        notes,
+    }
+}
+
+fn withheld_note(n: usize) -> String {
+    format!("{n} withheld: the people withdrew consent, their photos are not shown")
+}
+
+/// The cards of `items` (in their order) with their images written: the directory's photo,
+/// the rendition, and one source preview per user; and how many are withheld.
+async fn cards_for(
+    dir: &Path,
+    prepared: &Prepared<'_>,
+    items: &[&PlanItem],
+    options: &ReviewOptions,
+) -> Result<(Vec<Card>, usize)> {
+    let normalizer = Normalizer::new();
+    // One source preview per user, shared by the user's cards in several sinks.
+    let mut sources: HashMap<UserKey, Option<(ImageFile, Preview)>> = HashMap::new();
+    let mut cards = Vec::with_capacity(items.len());
+    let made: Vec<(usize, Result<Card>)> = stream::iter(items.iter().enumerate())
+        .map(|(n, it)| {
+            let normalizer = &normalizer;
+            async move { (n, card(dir, n, it, prepared, normalizer).await) }
+        })
+        .buffered(options.concurrency.max(1))
+        .collect()
+        .await;
+    let mut withheld = 0usize;
+    for ((n, res), it) in made.into_iter().zip(items) {
+        let mut c = res?;
+        if prepared.is_withheld(&it.key) || it.reason == Reason::Withheld {
+            withheld += 1;
+        } else if let Some(crop) = &it.crop {
+            let entry = match sources.get(&it.key) {
+                Some(e) => e.clone(),
+                None => {
+                    let made = match prepared.preview(&it.key).await {
+                        Some(p) => {
+                            let file =
+                                write_image(dir, n, "source", p.jpeg.clone(), p.width, p.height)
+                                    .await?;
+                            Some((file, p))
+                        }
+                        None => None,
+                    };
+                    sources.insert(it.key.clone(), made.clone());
+                    made
+                }
+            };
+            if let Some((file, p)) = entry {
+                let r = |x: &crate::normalize::PixelRect| Rect {
+                    x: x.x,
+                    y: x.y,
+                    width: x.width,
+                    height: x.height,
+                };
+                c.source = Some(SourceView {
+                    image: file,
+                    upright_width: p.upright_width,
+                    upright_height: p.upright_height,
+                    crop: r(&crop.rect),
+                    faces: crop
+                        .faces
+                        .iter()
+                        .map(|f| Rect {
+                            x: f.x,
+                            y: f.y,
+                            width: f.width,
+                            height: f.height,
+                        })
+                        .collect(),
+                });
+            }
+        }
+        cards.push(c);
+    }
+    Ok((cards, withheld))
 }
 
 /// One card with its current and new photos written (the source view is added after).
@@ -330,6 +436,7 @@ async fn card(
         action: action_text(it.action).to_owned(),
         reason: it.reason.as_kebab(),
         status: None,
+        audit: None,
         detail: it.detail.clone(),
         warnings: it
             .warnings()

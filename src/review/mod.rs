@@ -17,9 +17,10 @@
 //!   script reads them only from `data-*` attributes and `textContent`, so a key such as
 //!   `<img src=x onerror=alert(1)>` is shown as text;
 //! - each card carries `data-user`, `data-sink`, `data-action`, `data-reason`,
-//!   `data-warnings` (space-separated) and on outcome pages `data-status`, for scripts and
-//!   tests; the filters (action, reason, status, warning) and the search box (key, entry,
-//!   detail; case-insensitive) hide cards with the `hidden` attribute in one pass;
+//!   `data-warnings` (space-separated), on outcome pages `data-status` and on audit pages
+//!   `data-audit`, for scripts and tests; the filters (audit, action, reason, status,
+//!   warning) and the search box (key, entry, detail; case-insensitive) hide cards with
+//!   the `hidden` attribute in one pass;
 //! - ten thousand cards stay usable: cards are compact, images load lazily and decode
 //!   asynchronously, and off-screen cards skip rendering (`content-visibility: auto`).
 //!

@@ -23,6 +23,9 @@ pub struct PageInfo {
     /// `true`: the cards show what happened (a sync's outcome, with [`Card::status`]);
     /// `false`: they show a plan.
     pub outcome: bool,
+    /// `true`: the cards show an audit, what each directory shows against what the source
+    /// would give ([`Card::audit`]); the header and the filters list the audit states.
+    pub audit: bool,
     /// Free lines for the header, e.g. "3 withheld users: photos not shown".
     pub notes: Vec<String>,
 }
@@ -42,6 +45,7 @@ impl PageInfo {
             crop: crop.into(),
             generated: generated.into(),
             outcome: false,
+            audit: false,
             notes: Vec::new(),
         }
     }
@@ -55,6 +59,12 @@ impl PageInfo {
     /// Whether the cards show an outcome (`true`) or a plan (`false`, the default).
     pub fn with_outcome(mut self, outcome: bool) -> Self {
         self.outcome = outcome;
+        self
+    }
+
+    /// Whether the cards show an audit (`true`) or not (`false`, the default).
+    pub fn with_audit(mut self, audit: bool) -> Self {
+        self.audit = audit;
         self
     }
 
@@ -118,6 +128,10 @@ pub struct Card {
     /// On outcome pages ([`PageInfo::outcome`]): "done", "failed", "skipped",
     /// "not-attempted" or "planned".
     pub status: Option<String>,
+    /// On audit pages ([`PageInfo::audit`]): what the directory shows against the source,
+    /// "in-sync", "missing", "low-res", "changed-elsewhere", "differs", "outdated",
+    /// "withheld", "not-in-directory", or "not-checked" when the audit could not judge it.
+    pub audit: Option<String>,
     /// A failure's reason or another message.
     pub detail: Option<String>,
     /// The crop's warnings in kebab-case: "no-face", "several-faces", "face-too-small",
@@ -149,6 +163,7 @@ impl Card {
             action: action.into(),
             reason: reason.into(),
             status: None,
+            audit: None,
             detail: None,
             warnings: Vec::new(),
             bytes: None,
@@ -167,6 +182,12 @@ impl Card {
     /// The outcome's status (outcome pages).
     pub fn with_status(mut self, status: impl Into<String>) -> Self {
         self.status = Some(status.into());
+        self
+    }
+
+    /// The audit's state for this user and sink (audit pages).
+    pub fn with_audit(mut self, state: impl Into<String>) -> Self {
+        self.audit = Some(state.into());
         self
     }
 

@@ -29,6 +29,19 @@ const FALLBACK_BOX: (u32, u32) = (96, 96);
 const ACTIONS: [&str; 4] = ["put", "delete", "fail", "skip"];
 /// The known statuses of outcome pages, in order, as [`ACTIONS`].
 const STATUSES: [&str; 5] = ["done", "failed", "skipped", "not-attempted", "planned"];
+/// The audit states of audit pages, in the summary's order (the library's
+/// `AuditState::ALL`, then "not-checked"), as [`ACTIONS`].
+const AUDIT: [&str; 9] = [
+    "in-sync",
+    "missing",
+    "low-res",
+    "changed-elsewhere",
+    "differs",
+    "outdated",
+    "withheld",
+    "not-in-directory",
+    "not-checked",
+];
 
 /// The whole `index.html` of a review page for `info` and `cards` (in the given order).
 ///
@@ -220,12 +233,20 @@ fn statuses(cards: &[Card]) -> impl Iterator<Item = &str> {
     cards.iter().map(|c| c.status.as_deref().unwrap_or(""))
 }
 
+/// The audit states of `cards` ("" for a card without one).
+fn audits(cards: &[Card]) -> impl Iterator<Item = &str> {
+    cards.iter().map(|c| c.audit.as_deref().unwrap_or(""))
+}
+
 /// The header: what ran, where to, when, the counts and the notes.
 fn header(out: &mut String, info: &PageInfo, cards: &[Card]) {
     out.push_str("<header class=\"top\">\n<h1>");
     push_esc(out, &info.title);
     out.push_str("</h1>\n<p class=\"kind\">");
-    out.push_str(if info.outcome {
+    out.push_str(if info.audit {
+        "Audit: what each directory shows against what the source would give, per user and \
+         sink, with the change a sync would make. Nothing has been written."
+    } else if info.outcome {
         "Outcome: what the run did, per user and sink."
     } else {
         "Plan: what a run would change, per user and sink. Nothing has been written."
@@ -250,6 +271,15 @@ fn header(out: &mut String, info: &PageInfo, cards: &[Card]) {
         "</time></dd>\n<dt>Cards</dt><dd class=\"total\" data-n=\"{n}\">{n}</dd>\n",
         n = cards.len()
     );
+    if info.audit {
+        count_row(
+            out,
+            "Audit",
+            "audit",
+            &counted(audits(cards), &AUDIT),
+            |v| class_of("au", &AUDIT, v),
+        );
+    }
     count_row(
         out,
         "Actions",
@@ -344,6 +374,15 @@ fn count_row(
 fn controls(out: &mut String, info: &PageInfo, cards: &[Card]) {
     out.push_str("<nav class=\"bar\" aria-label=\"Filters\">\n");
     let total = cards.len();
+    if info.audit {
+        select(
+            out,
+            "audit",
+            "Audit",
+            &counted(audits(cards), &AUDIT),
+            total,
+        );
+    }
     select(
         out,
         "action",
@@ -449,13 +488,31 @@ fn card_html(out: &mut String, info: &PageInfo, card: &Card, boxes: &mut BTreeSe
         out.push_str("\" data-status=\"");
         push_esc(out, card.status.as_deref().unwrap_or(""));
     }
+    if info.audit {
+        out.push_str("\" data-audit=\"");
+        push_esc(out, card.audit.as_deref().unwrap_or(""));
+    }
     out.push_str("\" data-warnings=\"");
     push_esc(out, &card.warnings.join(" "));
     out.push_str("\">\n<div class=\"hd\"><h2 class=\"k\">");
     push_esc(out, &card.key);
+    out.push_str("</h2>");
+    if info.audit {
+        let state = card.audit.as_deref().unwrap_or("");
+        let _ = write!(out, "<span class=\"b {}\">", class_of("au", &AUDIT, state));
+        push_esc(
+            out,
+            if state.is_empty() {
+                "(not audited)"
+            } else {
+                state
+            },
+        );
+        out.push_str("</span>");
+    }
     let _ = write!(
         out,
-        "</h2><span class=\"b {}\">",
+        "<span class=\"b {}\">",
         class_of("a", &ACTIONS, &card.action)
     );
     push_esc(out, &card.action);

@@ -17,6 +17,7 @@
       action: card.getAttribute("data-action") || "",
       reason: card.getAttribute("data-reason") || "",
       status: card.getAttribute("data-status") || "",
+      audit: card.getAttribute("data-audit") || "",
       warnings: warnings ? warnings.split(" ") : [],
       hay: ((card.getAttribute("data-user") || "") + "\n" + text(card, ".e") + "\n" +
         text(card, ".d")).toLowerCase()
@@ -32,6 +33,7 @@
   // One pass: compare, toggle `hidden` where it changes, count; no layout is read.
   function apply() {
     var action = value("f-action"), reason = value("f-reason"), status = value("f-status");
+    var audit = value("f-audit");
     var option = warningSelect ? warningSelect.options[warningSelect.selectedIndex] : null;
     var mode = option ? (option.getAttribute("data-special") || "one") : "all";
     var warning = option ? option.value : "";
@@ -42,6 +44,7 @@
       var ok = (!action || it.action === action) &&
         (!reason || it.reason === reason) &&
         (!status || it.status === status) &&
+        (!audit || it.audit === audit) &&
         (mode === "all" ||
           (mode === "any" ? it.warnings.length > 0 :
             mode === "none" ? it.warnings.length === 0 :

@@ -344,6 +344,39 @@ fn header_counts_by_action_reason_status_and_warning() {
 }
 
 #[test]
+fn audit_pages_count_filter_and_mark_the_audit_states() {
+    let count = |html: &str, value: &str| -> usize {
+        let open = format!("<li class=\"cnt-audit\" data-value=\"{value}\" data-n=\"");
+        between(html, &open, "\"").parse().unwrap()
+    };
+    let states = ["low-res", "differs", "<b>odd</b>", "low-res"];
+    let mut cards = cards();
+    cards.truncate(states.len());
+    let cards: Vec<Card> = cards
+        .into_iter()
+        .zip(states)
+        .map(|(c, s)| c.with_audit(s))
+        .collect();
+    // Not an audit page: no audit marks, whatever the cards hold.
+    let plan = render(&info(), &cards);
+    let plan = without_style_and_script(&plan);
+    assert!(!plan.contains("data-audit=") && !plan.contains("id=\"f-audit\""));
+    let html = render(&info().with_audit(true), &cards);
+    assert!(html.contains("Audit: what each directory shows"));
+    assert_eq!(count(&html, "low-res"), 2);
+    assert_eq!(count(&html, "differs"), 1);
+    assert_eq!(html.matches("data-audit=\"low-res\"").count(), 2);
+    assert!(html.contains("<select id=\"f-audit\">"));
+    // Known states in the summary's order, an unknown one escaped and after them.
+    let row = between(&html, "<dt>Audit</dt>", "</dd>");
+    let pos = |v: &str| row.find(&format!("data-value=\"{v}\"")).unwrap();
+    assert!(pos("low-res") < pos("differs") && pos("differs") < pos(&esc("<b>odd</b>")));
+    assert!(!html.contains("<b>odd</b>"));
+    assert!(html.contains("<span class=\"b au-low-res\">low-res</span>"));
+    assert!(html.contains("<span class=\"b au-other\">"));
+}
+
+#[test]
 fn cards_carry_their_pictures_warnings_and_details() {
     let html = render(
         &info().with_note("3 withheld users: photos not shown"),

@@ -150,6 +150,40 @@ pub struct AuditItem {
 }
 
 impl AuditItem {
+    /// The state in a sentence with what it was judged on, for people (a review page's card,
+    /// a log line): "the same picture at 96x96, where 648 px is wanted (similarity 0.991)".
+    pub fn explain(&self) -> String {
+        let size = match (self.width, self.height) {
+            (Some(w), Some(h)) => format!(" at {w}x{h}"),
+            _ => String::new(),
+        };
+        let similarity = self
+            .similarity
+            .map(|s| format!(" (similarity {s:.3})"))
+            .unwrap_or_default();
+        match self.state {
+            AuditState::InSync => format!("in sync: the directory shows the source's photo{size}"),
+            AuditState::Missing => "missing: the source has a photo, the directory none".into(),
+            AuditState::LowRes => format!(
+                "low-res: the same picture{size}, where {} px is wanted{similarity}",
+                self.expected_side
+            ),
+            AuditState::ChangedElsewhere => format!(
+                "changed elsewhere: our last write was replaced by another picture{size}{similarity}"
+            ),
+            AuditState::Differs => format!(
+                "differs: another picture{size}{similarity}, and no record of a write of ours"
+            ),
+            AuditState::Outdated => {
+                "outdated: the directory shows our last write; the source changed since".into()
+            }
+            AuditState::Withheld => {
+                "withheld: the person withdrew consent, and the directory still shows a photo".into()
+            }
+            AuditState::NotInDirectory => "not in the directory: it has no such user".into(),
+        }
+    }
+
     pub(crate) fn new(key: UserKey, sink: String, state: AuditState, expected_side: u32) -> Self {
         Self {
             key,

@@ -7,11 +7,17 @@
 //! sorted by user then sink; on stderr the users that could not be checked and a summary
 //! (the count per state). Exit code 0 when every user is `in-sync` in every sink, 1 when
 //! any is not (or could not be checked), 2 on bad usage or a run-level failure.
+//!
+//! With `--review DIR`, a review page of the audit: a card per user and sink that is not
+//! in sync (every one with `--review-all`), with its state, the photo the directory shows,
+//! the rendition the source gives and the change a sync would make (the engine's plan,
+//! made after the audit; it writes nothing either).
 
 use std::io::Write;
 use std::process::ExitCode;
 
 use userphoto::human_message;
+use userphoto::review::{Review, ReviewOptions};
 use userphoto::sync::StateStore;
 
 use crate::args::AuditArgs;
@@ -53,6 +59,19 @@ pub(crate) fn audit(a: AuditArgs) -> ExitCode {
         Ok(x) => x,
         Err(e) => return fail(explain(&e)),
     };
+    let review = a.review.as_ref().map(|dir| {
+        let options = ReviewOptions::default()
+            .with_all(a.review_all)
+            .with_title("userphoto audit")
+            .with_crop(a.crop.name())
+            .with_concurrency(a.concurrency);
+        rt.block_on(async {
+            let prepared = engine.prepare().await?;
+            Review::collect_audit(dir, &prepared, &audit, &options)
+                .await?
+                .write()
+        })
+    });
     let mut out = std::io::stdout().lock();
     for item in &audit.items {
         let line = serde_json::to_string(item).unwrap_or_default();
@@ -77,6 +96,14 @@ pub(crate) fn audit(a: AuditArgs) -> ExitCode {
                 human_message(&f.message)
             ),
         }
+    }
+    match review {
+        Some(Ok(page)) => eprintln!("userphoto audit: review: {}", page.display()),
+        Some(Err(e)) => {
+            eprintln!("userphoto {audit}");
+            return fail(format!("the review page: {}", explain(&e)));
+        }
+        None => {}
     }
     eprintln!("userphoto {audit}");
     if audit.all_in_sync() {
