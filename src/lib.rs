@@ -121,8 +121,8 @@
 //! | feature | default | what it does |
 //! |---|---|---|
 //! | `mozjpeg` | yes | JPEG through libjpeg-turbo's code (vendored by `mozjpeg-sys`): DCT-scaled decoding, the fastest path. Needs a C compiler; uses SIMD when `nasm` is installed at build time. |
-//! | `ad` | yes | The Active Directory sink ([`sink::AdSink`]), the LDAP source ([`source::LdapSource`]) and their LDAP transport ([`ldap`]): ldap3 and rustls (ring provider). |
-//! | `graph` | yes | The Microsoft Graph sink ([`sink::GraphSink`]): hyper, hyper-rustls, rustls and ring. |
+//! | `ad` | yes | The Active Directory sink ([`sink::AdSink`]), the LDAP source ([`source::LdapSource`]) and their LDAP transport ([`ldap`]): ldap3 and rustls (aws-lc-rs provider). |
+//! | `graph` | yes | The Microsoft Graph sink ([`sink::GraphSink`]): hyper, hyper-rustls, rustls and aws-lc-rs. |
 //! | `heic` | no | HEIC/HEIF input (iPhone photos) through the system libheif (`apt install libheif-dev`). Without it HEIC is a typed `Unsupported` error naming the format. |
 //! | `conformance` | no | `userphoto::conformance`: the contract suites that every source and sink implementation must pass (not covered by semver). |
 //! | `gssapi` | no | Kerberos (GSSAPI) binds for the AD sink and the LDAP source, through the system's MIT Kerberos (`apt install libkrb5-dev libclang-dev`). Turns on `ad`. |
@@ -130,7 +130,7 @@
 //!
 //! With `default-features = false, features = ["mozjpeg"]` (or `["pure-rust"]`) the crate is
 //! the normalizer and the offline path: the folder, CSV and memory sources, the LDIF and memory
-//! sinks, the engine, its state store and backups, without ldap3, hyper, rustls or ring.
+//! sinks, the engine, its state store and backups, without ldap3, hyper, rustls or aws-lc-rs.
 //!
 //! ## Panics
 //!

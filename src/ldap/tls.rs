@@ -81,13 +81,9 @@ pub(super) fn tls_config(cfg: &LdapConfig, backend: &'static str) -> Result<Arc<
             .with_backend(backend)
             .with_operation("connect")
     };
-    // rustls 0.23.48 deprecates its ring provider (ring has no post-quantum key exchange)
-    // in favour of aws-lc-rs (a second, larger C library to build, aws-lc-sys). The crate
-    // keeps ring, the provider its LDAP and Graph clients share, until it moves to
-    // aws-lc-rs; the provider is named explicitly so that an embedder's other rustls
-    // features never make the choice ambiguous.
-    #[allow(deprecated)]
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    // aws-lc-rs, rustls's default provider (post-quantum key exchange preferred), named
+    // explicitly so that an embedder's other rustls features never make the choice ambiguous.
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| err(format!("TLS setup: {e}")))?;

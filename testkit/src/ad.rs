@@ -136,10 +136,8 @@ pub fn run_id() -> String {
 
 /// A rustls client configuration that trusts only the certificates in the PEM file `ca`.
 pub fn tls(ca: &str) -> Arc<rustls::ClientConfig> {
-    // (ring, as the library's clients use; rustls 0.23.48 deprecates it for lacking
-    // post-quantum key exchange)
-    #[allow(deprecated)]
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    // (aws-lc-rs, as the library's clients use)
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_file_iter(ca).expect("CA file") {
         roots.add(c.expect("CA cert")).unwrap();

@@ -109,7 +109,7 @@ pub enum AssertionAlgorithm {
 /// private key, which signs each client assertion. `Debug` shows only the thumbprint.
 #[derive(Clone)]
 pub struct GraphCertificate {
-    key: Arc<ring::rsa::KeyPair>,
+    key: Arc<aws_lc_rs::rsa::KeyPair>,
     x5t_s256: String,
     alg: AssertionAlgorithm,
 }
@@ -130,8 +130,8 @@ impl GraphCertificate {
             cfg(format!("the client key is not a PEM private key: {e}"))
         })?;
         let pair = match &key {
-            PrivateKeyDer::Pkcs8(k) => ring::rsa::KeyPair::from_pkcs8(k.secret_pkcs8_der()),
-            PrivateKeyDer::Pkcs1(k) => ring::rsa::KeyPair::from_der(k.secret_pkcs1_der()),
+            PrivateKeyDer::Pkcs8(k) => aws_lc_rs::rsa::KeyPair::from_pkcs8(k.secret_pkcs8_der()),
+            PrivateKeyDer::Pkcs1(k) => aws_lc_rs::rsa::KeyPair::from_der(k.secret_pkcs1_der()),
             _ => {
                 return Err(cfg(
                     "the client key must be an RSA key (PKCS#8 or PKCS#1 PEM)".to_owned(),
@@ -198,15 +198,15 @@ impl GraphCertificate {
             URL_SAFE_NO_PAD.encode(header.to_string()),
             URL_SAFE_NO_PAD.encode(claims.to_string())
         );
-        let padding: &'static dyn ring::signature::RsaEncoding = match self.alg {
-            AssertionAlgorithm::Ps256 => &ring::signature::RSA_PSS_SHA256,
-            AssertionAlgorithm::Rs256 => &ring::signature::RSA_PKCS1_SHA256,
+        let padding: &'static dyn aws_lc_rs::signature::RsaEncoding = match self.alg {
+            AssertionAlgorithm::Ps256 => &aws_lc_rs::signature::RSA_PSS_SHA256,
+            AssertionAlgorithm::Rs256 => &aws_lc_rs::signature::RSA_PKCS1_SHA256,
         };
-        let mut sig = vec![0u8; self.key.public().modulus_len()];
+        let mut sig = vec![0u8; self.key.public_modulus_len()];
         self.key
             .sign(
                 padding,
-                &ring::rand::SystemRandom::new(),
+                &aws_lc_rs::rand::SystemRandom::new(),
                 signing_input.as_bytes(),
                 &mut sig,
             )

@@ -36,7 +36,7 @@
 //!   read without panicking and capped at a day; `expires_in` at a day; bodies are read
 //!   through a limit (4 MiB of JSON, 5 MiB of photo, 64 KiB of error body) and a larger
 //!   `Content-Length` is refused before reading.
-//! * **HTTP**: hyper with rustls (ring provider, the system's roots or
+//! * **HTTP**: hyper with rustls (aws-lc-rs provider, the system's roots or
 //!   [`ca_file`](GraphSinkBuilder::ca_file); TLS always verified; `http://` only to a
 //!   loopback address unless [`allow_insecure_http`](GraphSinkBuilder::allow_insecure_http)),
 //!   connect and request timeouts, on tokio. Not reqwest: its rustls build brings aws-lc, and its provider-less build, once

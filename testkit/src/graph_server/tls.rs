@@ -1,4 +1,4 @@
-//! HTTPS for the fake: a rustls acceptor (ring provider) for a [`ServerCert`] and the listener
+//! HTTPS for the fake: a rustls acceptor (aws-lc-rs provider) for a [`ServerCert`] and the listener
 //! that completes each handshake before axum sees the connection.
 
 use std::net::SocketAddr;
@@ -18,10 +18,8 @@ pub(super) fn acceptor(cert: &ServerCert) -> TlsAcceptor {
         .collect::<Result<_, _>>()
         .expect("certificate chain PEM");
     let key = PrivateKeyDer::from_pem_slice(&cert.key_pem).expect("key PEM");
-    // (ring, as the library's clients use; rustls 0.23.48 deprecates it for lacking
-    // post-quantum key exchange)
-    #[allow(deprecated)]
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    // (aws-lc-rs, as the library's clients use)
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .expect("TLS versions")

@@ -1,4 +1,4 @@
-//! The transport: hyper's pooled HTTP/1.1 client over rustls (ring provider, the system's
+//! The transport: hyper's pooled HTTP/1.1 client over rustls (aws-lc-rs provider, the system's
 //! roots or a given CA file), timeouts, bodies read through limits, one log event per request.
 
 use std::time::Duration;
@@ -28,7 +28,7 @@ impl Limits {
     };
 }
 
-/// The sink's HTTP/1.1 client: hyper's pooled client over rustls (ring provider, the
+/// The sink's HTTP/1.1 client: hyper's pooled client over rustls (aws-lc-rs provider, the
 /// system's roots or a given CA file), a connect timeout and a whole-request timeout.
 #[derive(Clone)]
 pub(crate) struct Http {
@@ -63,13 +63,9 @@ impl Http {
         ca_pem: Option<&[u8]>,
     ) -> std::result::Result<Self, String> {
         use rustls::pki_types::pem::PemObject;
-        // rustls 0.23.48 deprecates its ring provider (ring has no post-quantum key exchange)
-        // in favour of aws-lc-rs (a second, larger C library to build, aws-lc-sys). The crate
-        // keeps ring, the provider its LDAP and Graph clients share, until it moves to
-        // aws-lc-rs; the provider is named explicitly so that an embedder's other rustls
-        // features never make the choice ambiguous.
-        #[allow(deprecated)]
-        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        // aws-lc-rs, rustls's default provider (post-quantum key exchange preferred), named
+        // explicitly so that an embedder's other rustls features never make the choice ambiguous.
+        let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let mut roots = rustls::RootCertStore::empty();
         match ca_pem {
             Some(pem) => {
