@@ -29,7 +29,8 @@ if [ ! -d "$WORK/images" ]; then
   rm -rf "$WORK/pillow-$PILLOW_VERSION"
 fi
 # The CLI, wherever cargo puts it (CARGO_TARGET_DIR is respected).
-CLI=$(scripts/cargo-exe.sh userphoto -p userphoto-cli ${CARGO_FEATURES:+--features "$CARGO_FEATURES"})
+# (USERPHOTO_CLI: a CLI already built, e.g. by scripts/test.sh)
+CLI=${USERPHOTO_CLI:-$(scripts/cargo-exe.sh userphoto -p userphoto-cli ${CARGO_FEATURES:+--features "$CARGO_FEATURES"})}
 "$VENV/bin/python" - "$WORK/images" "$CLI" <<'PYEOF'
 import json, os, resource, subprocess, sys, tempfile, warnings
 from PIL import Image

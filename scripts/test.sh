@@ -178,8 +178,7 @@ step "cargo test (pure-Rust codec, no C JPEG code)"
 # budget, hostile input, the corpus) and the CLI's offline tests on the same build. The
 # engine, the sources and the sinks use the codec only through the normalizer these test,
 # and their tests ran above: building them again for this codec would double the build.
-# (The library with the CLI's features, so that both builds share it.)
-cargo test --release -p userphoto --no-default-features --features pure-rust,ad,graph,face \
+cargo test --release -p userphoto --no-default-features --features pure-rust \
   --test normalize_api --test normalize_corpus --test normalize_hostile \
   --test normalize_jpeg_variants --test normalize_props "${corpus_tests[@]}"
 cargo test --release -p userphoto-cli --no-default-features --features pure-rust \
@@ -190,9 +189,12 @@ step "cargo test (the CLI: its unit tests, normalize, the LDIF path, Graph again
 cargo test --release -p userphoto-cli --features "$CLI_FEATURES" "${corpus_tests[@]}"
 
 step "examples run (the CLI and the library's examples)"
-# (the CLI with the features its tests were built with, so its build is reused)
+# The CLI as its tests built it: `cargo run`/`cargo build` would build it (and the library)
+# once more, without the dev-dependencies' features. The library's examples share the
+# library's test build the same way.
+CLI_BIN=$(CARGO_EXE_TEST=1 scripts/cargo-exe.sh userphoto -p userphoto-cli --features "$CLI_FEATURES")
 demo_dir=$(mktemp -d)
-cargo run --release --quiet -p userphoto-cli --features "$CLI_FEATURES" -- demo --out "$demo_dir" >"$demo_dir/demo.jsonl"
+"$CLI_BIN" demo --out "$demo_dir" >"$demo_dir/demo.jsonl"
 grep -q '"ok":true' "$demo_dir/demo.jsonl"
 rm -rf "$demo_dir"
 custom=$(cargo run --release --quiet -p userphoto --features "$FEATURES" --example custom_source)
@@ -206,10 +208,11 @@ norm_dir=$(mktemp -d)
 norm=$(cargo run --release --quiet -p userphoto --features "$FEATURES" --example normalize -- "$norm_dir")
 grep -q "ad-thumbnail: 96x96" <<<"$norm"
 rm -rf "$norm_dir"
-# README's first command, on the shipped demo directory (in a scratch folder).
+# README's first command (its arguments after `cargo run ... --`), on the shipped demo
+# directory, in a scratch folder.
 repo=$PWD
 sync_dir=$(mktemp -d)
-(cd "$sync_dir" && cargo run --manifest-path "$repo/Cargo.toml" --release --quiet -p userphoto-cli --features "$CLI_FEATURES" -- \
+(cd "$sync_dir" && "$CLI_BIN" \
   sync --source "folder:$repo/examples/demo/photos" --sink "ldif:$repo/examples/demo/directory.ldif" \
   --out changes.ldif >summary.txt)
 grep -q "5 written" "$sync_dir/summary.txt"
@@ -220,7 +223,7 @@ bench=$(cargo run --release --quiet -p userphoto --features "$FEATURES" --exampl
 grep -q '"rerun_decoded":0' <<<"$bench"
 
 step "breadth: Pillow's test images never crash, hang or blow up; >= 90% of what Pillow opens normalizes"
-CARGO_FEATURES=$CLI_FEATURES bash scripts/breadth.sh
+USERPHOTO_CLI=$CLI_BIN bash scripts/breadth.sh
 
 step "Windows: the library and the CLI check for x86_64-pc-windows-gnu (the default features)"
 # Admins run the CLI on Windows servers. rustup's target plus Debian's MinGW-w64 (apt step
