@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use userphoto::normalize::testimage::{
-    photo_rgb, progressive_fallback_reason, progressive_rasters,
+    photo_rgb, progressive_fallback_reason, progressive_rasters, progressive_window,
 };
 use userphoto::normalize::{Normalizer, Profile, ProgressiveDecoder};
 
@@ -102,6 +102,32 @@ fn check(bytes: &[u8], what: &str) {
         assert_eq!(ours.len(), theirs.len(), "{what} 1/{denom}: size differs");
         let (mean, max) = diff(&ours, &theirs);
         assert!(ours == theirs, "{what} 1/{denom}: mean {mean} max {max}");
+        // A decode for some columns only (a crop's) gives exactly those columns of the
+        // whole decode: at the edges, in the middle, one column, MCU-aligned or not.
+        for (x0, x1) in [
+            (0, w / 2),
+            (w / 3, 2 * w / 3 + 1),
+            (w.saturating_sub(5), w),
+            (1, 2),
+            (7, w.saturating_sub(9)),
+            (16, 48),
+        ] {
+            let (x1, x0) = (x1.min(w), x0.min(w.saturating_sub(1)));
+            if x0 >= x1 {
+                continue;
+            }
+            let (window, cut) = progressive_window(bytes, denom, x0, x1)
+                .unwrap_or_else(|| panic!("{what} 1/{denom} [{x0}, {x1}): not decoded"));
+            assert_eq!(
+                window.len(),
+                ((x1 - x0) * h) as usize * ch,
+                "{what} 1/{denom}"
+            );
+            assert!(
+                window == cut,
+                "{what} 1/{denom}: window [{x0}, {x1}) differs"
+            );
+        }
     }
 }
 

@@ -18,11 +18,12 @@ pub(super) fn native_progressive(
     bytes: &[u8],
     info: &format::JpegInfo<'_>,
     denom: u32,
+    cols: Option<(u32, u32)>,
 ) -> Option<Raster> {
     let decoded = std::panic::catch_unwind(|| {
         #[cfg(test)]
         seam::maybe_inject_progressive_panic();
-        progressive::decode(bytes, denom)
+        progressive::decode(bytes, denom, cols)
     });
     match decoded {
         Ok(Ok(raster)) => Some(raster),
@@ -43,6 +44,28 @@ pub(super) fn native_progressive(
             );
             None
         }
+    }
+}
+
+/// Columns `[x0, x1)` of `r` (clamped), the raster the progressive decoder gives for the
+/// same window: what a file left to libjpeg is cut to, so that both paths hand the same
+/// pixels to the resize.
+pub(super) fn cut_columns(r: Raster, cols: Option<(u32, u32)>) -> Raster {
+    let Some((a, b)) = cols else { return r };
+    let b = b.min(r.width);
+    if a >= b || (a == 0 && b == r.width) {
+        return r;
+    }
+    let ch = r.data.len() / (r.width as usize * r.height as usize).max(1);
+    let (w, kept) = (r.width as usize * ch, (b - a) as usize * ch);
+    let mut data = Vec::with_capacity(kept * r.height as usize);
+    for line in r.data.chunks_exact(w) {
+        data.extend_from_slice(&line[a as usize * ch..a as usize * ch + kept]);
+    }
+    Raster {
+        width: b - a,
+        data,
+        ..r
     }
 }
 

@@ -82,8 +82,8 @@ use format::JpegCoding;
 use search::Search;
 
 use decode::{
-    check_jpeg_coding, contain_panics, detect, image_error, log_fallback, native_progressive,
-    orientation_from_image, other_decoder,
+    check_jpeg_coding, contain_panics, cut_columns, detect, image_error, log_fallback,
+    native_progressive, orientation_from_image, other_decoder,
 };
 
 /// One rendition per profile asked for, in that order, or why that profile's could not be
@@ -224,8 +224,27 @@ pub(crate) struct Decoded {
     /// Full stored size (the raster may be smaller).
     full_width: u32,
     full_height: u32,
+    /// The width of the whole (possibly DCT-scaled) picture, and where the raster's first
+    /// column lies in it: a JPEG decoded for one crop keeps only the columns the crop's
+    /// resize reads (`x0 > 0` or `raster.width < scaled_width`).
+    scaled_width: u32,
+    x0: u32,
     orientation: Orientation,
     icc: Option<Vec<u8>>,
+}
+
+impl Decoded {
+    /// Whether the raster holds only some columns of the picture.
+    fn is_window(&self) -> bool {
+        self.x0 > 0 || self.raster.width < self.scaled_width
+    }
+}
+
+/// The `whole` decode of a render that cannot need it (its decode is never a window).
+fn unreachable_window() -> Result<Decoded, NormalizeError> {
+    Err(NormalizeError::Config(
+        "internal: a whole decode asked for a picture decoded whole".into(),
+    ))
 }
 
 impl Normalizer {
@@ -408,7 +427,7 @@ impl Normalizer {
                 let scene = analysis.scene();
                 let out = profiles
                     .iter()
-                    .map(|p| self.render(&decoded, p, &scene))
+                    .map(|p| self.render(&decoded, p, &scene, &|| unreachable_window()))
                     .collect();
                 let pv = preview.and_then(|side| self.preview_of(&decoded, &analysis, side));
                 Ok((out, pv))
@@ -435,22 +454,48 @@ impl Normalizer {
                     let finest = denoms.iter().copied().min().unwrap_or(1);
                     denoms.iter_mut().for_each(|d| *d = finest);
                 }
+                // Per profile, the columns its crop's resize reads: a progressive file is
+                // decoded for those alone (one window per scale: the union of the windows of
+                // the profiles decoded at that scale).
+                let windows: Vec<Option<(u32, u32)>> = profiles
+                    .iter()
+                    .zip(&denoms)
+                    .map(|(p, &d)| self.jpeg_window(&info, orientation, p, &scene, d))
+                    .collect();
                 let mut out = Vec::with_capacity(profiles.len());
-                for (p, d) in profiles.iter().zip(denoms) {
+                for (p, &d) in profiles.iter().zip(&denoms) {
                     if !decodes.iter().any(|(x, _)| *x == d) {
-                        decodes.push((d, self.decode_jpeg_at(bytes, &info, orientation, d)?));
+                        let window = denoms
+                            .iter()
+                            .zip(&windows)
+                            .filter(|(x, _)| **x == d)
+                            .map(|(_, w)| *w)
+                            .reduce(|a, b| match (a, b) {
+                                (Some(a), Some(b)) => Some((a.0.min(b.0), a.1.max(b.1))),
+                                _ => None,
+                            })
+                            .flatten();
+                        decodes.push((
+                            d,
+                            self.decode_jpeg_window(bytes, &info, orientation, d, window)?,
+                        ));
                     }
                     let decoded = &decodes
                         .iter()
                         .find(|(x, _)| *x == d)
                         .expect("decoded above")
                         .1;
-                    out.push(self.render(decoded, p, &scene));
+                    let whole = || self.decode_jpeg_at(bytes, &info, orientation, d);
+                    out.push(self.render(decoded, p, &scene, &whole));
                 }
-                // The preview from the smallest picture decoded (the crop's look, or a
+                // The preview from the smallest whole picture decoded (the crop's look, or a
                 // profile's decode when that is all there is).
                 let pv = match preview {
-                    Some(side) => match decodes.iter().max_by_key(|(d, _)| *d) {
+                    Some(side) => match decodes
+                        .iter()
+                        .filter(|(_, x)| !x.is_window())
+                        .max_by_key(|(d, _)| *d)
+                    {
                         Some((_, d)) => self.preview_of(d, &analysis, side),
                         None => {
                             let d = self.analysis_denom(&info);
@@ -706,6 +751,58 @@ impl Normalizer {
         orientation: Orientation,
         denom: u32,
     ) -> Result<Decoded, NormalizeError> {
+        self.decode_jpeg_window(bytes, info, orientation, denom, None)
+    }
+
+    /// The columns `[x0, x1)` of the picture at 1/`d` that the resize of `p`'s crop reads
+    /// (the crop, Lanczos3's reach on either side at the smallest size the byte-budget
+    /// search may step down to, and a few pixels more), when the JPEG is progressive and
+    /// the window leaves out at least a fifth of the width; else `None` (the whole width).
+    ///
+    /// Only progressive files: the crate's decoder then skips the IDCTs and the raster of
+    /// the other columns (a 6912x2400 panorama decoded at full scale for `graph` holds a
+    /// third of its 50 MB raster), and a file left to libjpeg is cut to the same window, so
+    /// the renditions are the same whichever decoder reads it.
+    fn jpeg_window(
+        &self,
+        info: &format::JpegInfo<'_>,
+        orientation: Orientation,
+        p: &Profile,
+        scene: &Scene<'_>,
+        d: u32,
+    ) -> Option<(u32, u32)> {
+        if !codec::DECODER_SCALES || !matches!(info.coding, Some(JpegCoding::Progressive)) {
+            return None;
+        }
+        let (rect, sw, _, _) = self.plan_crop(
+            info.width,
+            info.height,
+            orientation,
+            p.width,
+            p.height,
+            scene,
+        );
+        let scaled_w = info.width.div_ceil(d);
+        let fx = scaled_w as f64 / info.width as f64;
+        let (x, w) = (rect.x * fx, rect.width * fx);
+        // The byte-budget search steps down to the profile's smallest width.
+        let min_sw = ((sw as u64 * p.min_width.max(1) as u64) / p.width.max(1) as u64).max(1);
+        let reach = 3.0 * (w / min_sw as f64).max(1.0) + 8.0;
+        let x0 = (x - reach).floor().max(0.0) as u32;
+        let x1 = ((x + w + reach).ceil() as u32).min(scaled_w);
+        (x0 < x1 && ((x1 - x0) as u64) * 5 <= (scaled_w as u64) * 4).then_some((x0, x1))
+    }
+
+    /// [`decode_jpeg_at`](Self::decode_jpeg_at), keeping only columns `cols` of the picture
+    /// at that scale (see [`jpeg_window`](Self::jpeg_window)).
+    fn decode_jpeg_window(
+        &self,
+        bytes: &[u8],
+        info: &format::JpegInfo<'_>,
+        orientation: Orientation,
+        denom: u32,
+        cols: Option<(u32, u32)>,
+    ) -> Result<Decoded, NormalizeError> {
         let (w, h) = (info.width, info.height);
         let channels = info.components.max(1) as u64;
         let scaled = (w as u64).div_ceil(denom as u64) * (h as u64).div_ceil(denom as u64);
@@ -716,7 +813,7 @@ impl Normalizer {
         // file, or a panic in it) leaves the file to libjpeg exactly as before.
         let native_ok = self.progressive == ProgressiveDecoder::Native;
         let native = if progressive && native_ok && (denom > 1 || codec::DECODER_SCALES) {
-            native_progressive(bytes, info, denom)
+            native_progressive(bytes, info, denom, cols)
         } else {
             if native_ok
                 && matches!(
@@ -728,21 +825,33 @@ impl Normalizer {
             }
             None
         };
+        let scaled_width = if codec::DECODER_SCALES {
+            w.div_ceil(denom)
+        } else {
+            w
+        };
         let raster = if let Some(r) = native {
             r
         } else if progressive && denom == 8 {
             let full = format::walk_jpeg(bytes, true)?;
-            match format::dc_only_stream(bytes, &full) {
+            let r = match format::dc_only_stream(bytes, &full) {
                 Some(dc) => codec::decode_jpeg(&dc, info, denom)?,
                 None => codec::decode_jpeg(bytes, info, denom)?,
-            }
+            };
+            cut_columns(r, cols)
         } else {
-            codec::decode_jpeg(bytes, info, denom)?
+            cut_columns(codec::decode_jpeg(bytes, info, denom)?, cols)
+        };
+        let x0 = match cols {
+            Some((a, b)) if a < b.min(scaled_width) => a,
+            _ => 0,
         };
         Ok(Decoded {
             raster,
             full_width: w,
             full_height: h,
+            scaled_width,
+            x0,
             orientation,
             icc: info.icc.clone(),
         })
@@ -764,6 +873,8 @@ impl Normalizer {
             return Ok(Decoded {
                 full_width: raster.width,
                 full_height: raster.height,
+                scaled_width: raster.width,
+                x0: 0,
                 raster,
                 orientation: Orientation::NORMAL,
                 icc,
@@ -800,16 +911,21 @@ impl Normalizer {
             },
             full_width: w,
             full_height: h,
+            scaled_width: w,
+            x0: 0,
             orientation,
             icc,
         })
     }
 
+    /// `whole`: the same picture decoded whole, for a crop the window of a decode made for
+    /// one crop does not cover (a smaller size of the byte-budget search whose crop moved).
     fn render(
         &self,
         d: &Decoded,
         p: &Profile,
         scene: &Scene<'_>,
+        whole: &dyn Fn() -> Result<Decoded, NormalizeError>,
     ) -> Result<Rendition, NormalizeError> {
         let (mut tw, mut th) = (p.width, p.height);
         let mut best: Option<(usize, u8, u32, u32)> = None;
@@ -818,14 +934,24 @@ impl Normalizer {
             let (rect, sw, sh, report) =
                 self.plan_crop(d.full_width, d.full_height, d.orientation, tw, th, scene);
             // Map the full-size rectangle onto the (possibly DCT-scaled) raster.
-            let fx = d.raster.width as f64 / d.full_width as f64;
+            let fx = d.scaled_width as f64 / d.full_width as f64;
             let fy = d.raster.height as f64 / d.full_height as f64;
             let scaled = CropRect {
-                x: rect.x * fx,
+                x: rect.x * fx - d.x0 as f64,
                 y: rect.y * fy,
                 width: rect.width * fx,
                 height: rect.height * fy,
             };
+            if d.is_window() {
+                // Lanczos3 reads 3 source pixels per output pixel's step on either side.
+                let reach = 3.0 * (scaled.width / sw.max(1) as f64).max(1.0) + 2.0;
+                let left_ok = d.x0 == 0 || scaled.x - reach >= 0.0;
+                let right_ok = d.x0 + d.raster.width >= d.scaled_width
+                    || scaled.x + scaled.width + reach <= d.raster.width as f64;
+                if !(left_ok && right_ok) {
+                    return self.render(&whole()?, p, scene, whole);
+                }
+            }
             let small = resize::crop_resize(&d.raster, scaled, sw, sh)?;
             let rgb = color::to_srgb(&small, d.icc.as_deref(), p.background);
             let (rgb, ow, oh) = d.orientation.apply(&rgb, sw as usize, sh as usize, 3);

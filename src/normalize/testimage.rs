@@ -96,7 +96,25 @@ pub fn rgba_png(w: u32, h: u32) -> Vec<u8> {
 /// Why the crate's progressive decoder leaves a file to libjpeg at 1/`denom` (`None`: it
 /// decodes it). For the tests of its scope.
 pub fn progressive_fallback_reason(bytes: &[u8], denom: u32) -> Option<&'static str> {
-    super::progressive::decode(bytes, denom).err().map(|e| e.0)
+    super::progressive::decode(bytes, denom, None)
+        .err()
+        .map(|e| e.0)
+}
+
+/// A progressive JPEG decoded at 1/`denom` by the crate's progressive decoder for columns
+/// `[x0, x1)` only, and the same columns cut from its whole decode: `(window, cut)`, equal
+/// when the window is exact. `None` when the decoder leaves the file to libjpeg. For the
+/// exactness tests.
+pub fn progressive_window(
+    bytes: &[u8],
+    denom: u32,
+    x0: u32,
+    x1: u32,
+) -> Option<(Vec<u8>, Vec<u8>)> {
+    let window = super::progressive::decode(bytes, denom, Some((x0, x1))).ok()?;
+    let whole = super::progressive::decode(bytes, denom, None).ok()?;
+    let cut = super::decode::cut_columns(whole, Some((x0, x1)));
+    Some((window.data, cut.data))
 }
 
 /// `(width, height, channels, ours, libjpeg)`: what [`progressive_rasters`] returns.
@@ -107,7 +125,7 @@ pub type RasterPair = (u32, u32, usize, Vec<u8>, Vec<u8>);
 /// channels, ours, libjpeg)`. `None` when the progressive decoder leaves the file to libjpeg.
 /// For the exactness tests.
 pub fn progressive_rasters(bytes: &[u8], denom: u32) -> Option<RasterPair> {
-    let ours = super::progressive::decode(bytes, denom).ok()?;
+    let ours = super::progressive::decode(bytes, denom, None).ok()?;
     let info = super::format::walk_jpeg(bytes, true).ok()?;
     let theirs = if denom == 8 {
         let dc = super::format::dc_only_stream(bytes, &info)?;

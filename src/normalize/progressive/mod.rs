@@ -10,7 +10,11 @@
 //! last scan has been through it. So only one MCU row of coefficients is ever held (the
 //! output raster aside), and it stays in cache while ten or so scans refine it, where
 //! libjpeg streams its buffer through memory once per scan. At 1/8 the AC scans are not
-//! decoded at all (only the DC is read).
+//! decoded at all (only the DC is read). A decode for one crop ([`decode`]'s `cols`) keeps
+//! only the columns the crop's resize reads: the other blocks are entropy-decoded (their
+//! bits must be read) but never transformed, upsampled or stored, and the raster is that
+//! narrow (a 6912x2400 panorama decoded at full scale for a square crop holds 17 MB of
+//! raster instead of 50).
 //!
 //! Why a hand-written decoder (safe Rust) and not:
 //! - libjpeg's buffered-image mode: `jpeg_read_coefficients` and buffered mode allocate the
@@ -60,17 +64,27 @@ pub(crate) use self::types::Irregular;
 
 /// Decodes a progressive JPEG at 1/`denom` (1, 2, 4 or 8). An error: not in scope or
 /// irregular (its reason says which); decode it with libjpeg.
-pub(crate) fn decode(data: &[u8], denom: u32) -> Result<Raster, Irregular> {
+///
+/// `cols`: only the output columns `[x0, x1)` are wanted (clamped to the picture): the
+/// raster is that wide and holds exactly those columns of the whole picture's raster, and
+/// the blocks that cannot reach them are entropy-decoded (every bit must be read) but not
+/// transformed.
+pub(crate) fn decode(
+    data: &[u8],
+    denom: u32,
+    cols: Option<(u32, u32)>,
+) -> Result<Raster, Irregular> {
     if !matches!(denom, 1 | 2 | 4 | 8) {
         return Err(Irregular("a DCT scale other than 1/1, 1/2, 1/4 or 1/8"));
     }
-    Headers::read(data, denom as usize).and_then(|h| decode_scans(h, data))
+    let cols = cols.map(|(a, b)| (a as usize, b as usize));
+    Headers::read(data, denom as usize).and_then(|h| decode_scans(h, data, cols))
 }
 
 /// Decodes every scan one MCU row at a time (each scan keeps its own place in its data)
 /// and renders each row as soon as its last scan has been through it, so only one MCU
 /// row of coefficients is ever held, and it stays in cache across the scans.
-fn decode_scans(h: Headers, b: &[u8]) -> R<Raster> {
+fn decode_scans(h: Headers, b: &[u8], cols: Option<(usize, usize)>) -> R<Raster> {
     let f = h.frame.ok_or(BAD_HEADER)?;
     let ncomp = f.comps.len();
     // Every component needs its DC, or libjpeg would warn.
@@ -102,7 +116,7 @@ fn decode_scans(h: Headers, b: &[u8]) -> R<Raster> {
             masks: vec![0u64; c.stride * c.v],
         })
         .collect();
-    let mut out = Render::new(&f, h.denom)?;
+    let mut out = Render::new(&f, h.denom, cols)?;
     // The whole decode is compiled for the best instruction set the CPU has (pulp
     // detects it once): POPCNT/TZCNT for the bit masks, AVX2 for the IDCTs; every path
     // computes the same integers.

@@ -14,6 +14,12 @@ use crate::normalize::codec::{Layout, Raster};
 pub(super) struct Render {
     out_w: usize,
     out_h: usize,
+    /// The output columns kept, `[x0, x1)`: the whole width, or the window asked for.
+    x0: usize,
+    x1: usize,
+    /// Per component, the block columns taken through the IDCTs: the MCU columns of the
+    /// window and one more on each side (the upsampling filters' context).
+    blocks: Vec<(usize, usize)>,
     colour: bool,
     data: Vec<u8>,
     /// Output rows per MCU row.
@@ -144,11 +150,28 @@ impl Plane {
 }
 
 impl Render {
-    pub(super) fn new(f: &Frame, denom: usize) -> R<Self> {
+    /// `cols`: only these output columns `[x0, x1)` are wanted (clamped to the picture);
+    /// the raster is that wide, and blocks that cannot reach it skip their IDCTs.
+    pub(super) fn new(f: &Frame, denom: usize, cols: Option<(usize, usize)>) -> R<Self> {
         let colour = f.comps.len() == 3;
         let out_w = f.width.div_ceil(denom);
         let out_h = f.height.div_ceil(denom);
         let ch = if colour { 3 } else { 1 };
+        let (x0, x1) = match cols {
+            Some((a, b)) if a < b.min(out_w) => (a, b.min(out_w)),
+            _ => (0, out_w),
+        };
+        // An MCU column's width in output pixels; the window's MCU columns and one more on
+        // each side, whose samples the triangle filters read at the window's edges.
+        let hmax = f.comps.iter().map(|c| c.h).max().unwrap_or(1).max(1);
+        let mcu_w = (hmax * 8 / denom).max(1);
+        let mx0 = (x0 / mcu_w).saturating_sub(1);
+        let mx1 = (x1.div_ceil(mcu_w) + 1).min(f.mcus_x.max(1));
+        let blocks = f
+            .comps
+            .iter()
+            .map(|c| ((mx0 * c.h).min(c.stride), (mx1 * c.h).min(c.stride)))
+            .collect();
         if f.comps.iter().any(|c| c.quant.is_none()) {
             return Err(BAD_HEADER);
         }
@@ -172,8 +195,11 @@ impl Render {
         Ok(Render {
             out_w,
             out_h,
+            x0,
+            x1,
+            blocks,
             colour,
-            data: vec![0u8; out_w * out_h * ch],
+            data: vec![0u8; (x1 - x0) * out_h * ch],
             strip_h: f.vmax * (8 / denom),
             planes,
             pending: None,
@@ -197,6 +223,7 @@ impl Render {
                 f,
                 rows,
                 planes: &mut self.planes,
+                blocks: &self.blocks,
             },
             simd,
         ) {
@@ -219,16 +246,18 @@ impl Render {
     /// The output rows of MCU row `m` (held), upsampled and colour-converted.
     fn emit(&mut self, m: usize) {
         let (out_w, ch) = (self.out_w, if self.colour { 3 } else { 1 });
+        let (x0, x1) = (self.x0, self.x1);
+        let kept = x1 - x0;
         let y0 = m * self.strip_h;
         let nrows = self.strip_h.min(self.out_h.saturating_sub(y0));
         for r in 0..nrows {
-            let dst = &mut self.data[(y0 + r) * out_w * ch..(y0 + r + 1) * out_w * ch];
+            let dst = &mut self.data[(y0 + r) * kept * ch..(y0 + r + 1) * kept * ch];
             let sums = &mut self.sums;
             let mut lines = self
                 .planes
                 .iter()
                 .zip(self.lines.iter_mut())
-                .map(|(p, buf)| p.line(m, r, out_w, buf, sums));
+                .map(|(p, buf)| &p.line(m, r, out_w, buf, sums)[x0..x1]);
             match (lines.next(), lines.next(), lines.next()) {
                 (Some(py), Some(pb), Some(pr)) => {
                     for (((px, &y), &cb), &cr) in dst.chunks_exact_mut(3).zip(py).zip(pb).zip(pr) {
@@ -251,7 +280,7 @@ impl Render {
             self.emit(m);
         }
         Raster {
-            width: self.out_w as u32,
+            width: (self.x1 - self.x0) as u32,
             height: self.out_h as u32,
             layout: if self.colour {
                 Layout::Rgb
@@ -268,6 +297,8 @@ struct RowIdct<'a> {
     f: &'a Frame,
     rows: &'a [Row],
     planes: &'a mut [Plane],
+    /// Per component, the block columns to transform (see [`Render::blocks`]).
+    blocks: &'a [(usize, usize)],
 }
 
 impl pulp::WithSimd for RowIdct<'_> {
@@ -278,19 +309,20 @@ impl pulp::WithSimd for RowIdct<'_> {
     fn with_simd<S: pulp::Simd>(self, _simd: S) -> bool {
         let mut block = [0i32; 64];
         let (mut peak, mut bad) = (0u32, 0u32);
-        for ((c, row), plane) in self
+        for (((c, row), plane), &(b0, b1)) in self
             .f
             .comps
             .iter()
             .zip(self.rows)
             .zip(self.planes.iter_mut())
+            .zip(self.blocks)
         {
             let q = c.quant.as_ref().expect("checked in Render::new");
             let pw = plane.w;
             let plane = &mut plane.fresh;
             let sz = c.size;
             for v in 0..c.v {
-                for bx in 0..c.stride {
+                for bx in b0..b1 {
                     let coef = &row.coefs[v * c.stride + bx];
                     let out = &mut plane[v * sz * pw + bx * sz..];
                     if sz == 1 {
