@@ -154,6 +154,12 @@ fn every_scale_and_sampling_matches_libjpeg() {
         let jpeg = cjpeg(517, 389, 3, q, sample, &[]);
         check(&jpeg, &format!("{sample} q{q}"));
     }
+    // Gray written with sampling factors other than 1x1 (cjpeg applies -sample to the lone
+    // component): the same picture as 1x1 for libjpeg, and for the crate's decoder.
+    for sample in ["2x2", "2x1", "1x3", "4x4"] {
+        let jpeg = cjpeg(517, 389, 5, 90, "gray", &["-sample", sample]);
+        check(&jpeg, &format!("gray {sample}"));
+    }
     // Sizes where the upsampled edges are tight: a width of 1-3 chroma samples (libjpeg
     // replicates instead of filtering at 2 or fewer), one MCU, exact multiples.
     for (w, h) in [(3, 5), (5, 3), (9, 17), (16, 16), (64, 48), (130, 66)] {

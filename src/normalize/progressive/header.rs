@@ -119,15 +119,20 @@ impl Headers {
             }
             raw.push((c[0], h, v, tq));
         }
-        // Sampling factors 1 to 4 (libjpeg refuses others); gray only at 1x1.
+        // Sampling factors 1 to 4 (libjpeg refuses others).
         if raw
             .iter()
             .any(|&(_, h, v, _)| !(1..=4).contains(&h) || !(1..=4).contains(&v))
         {
             return Err(BAD_HEADER);
         }
-        if n == 1 && (raw[0].1, raw[0].2) != (1, 1) {
-            return Err(Irregular("gray with sampling factors other than 1x1"));
+        // A lone component's factors are its own maximum: its scans are non-interleaved (one
+        // block per MCU), its size in blocks and its samples are those of 1x1, and libjpeg
+        // neither upsamples nor enlarges its IDCT. So gray written with other factors (cjpeg
+        // -sample 2x2 on a gray picture, some scanners) decodes as 1x1.
+        if n == 1 {
+            raw[0].1 = 1;
+            raw[0].2 = 1;
         }
         let hmax = raw.iter().map(|c| c.1).max().unwrap_or(1);
         let vmax = raw.iter().map(|c| c.2).max().unwrap_or(1);

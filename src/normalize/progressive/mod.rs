@@ -22,7 +22,7 @@
 //! - zune-jpeg or jpeg-decoder: zune-jpeg has no DCT scaling and both decode into full-size
 //!   rasters (54 MB for 18 MP), then every scan at full cost.
 //!
-//! Scope: 8-bit Huffman progressive frames (SOF2) with 1 component (1x1), or 3 components in
+//! Scope: 8-bit Huffman progressive frames (SOF2) with 1 component (any factors), or 3 in
 //! YCbCr with any sampling factors libjpeg upsamples by whole factors (4:4:4, 4:2:0, 4:2:2,
 //! 4:4:0, 4:1:1...), at 1/1, 1/2, 1/4 and 1/8, with any scan script the standard allows (any
 //! number and order of scans, components in any order and with any ids, DC scans
